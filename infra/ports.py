@@ -1,0 +1,33 @@
+"""Free loopback ports and waiting for a port to listen."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+__all__ = ["free_port", "wait_for_port"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0, alive=None) -> None:
+    """Block until ``host:port`` accepts a connection.
+
+    ``alive`` is an optional callable returning False once the process that
+    should listen has died, so a crashed start fails at once, not at timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise RuntimeError(f"process meant to listen on {host}:{port} exited")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout_s:.0f}s")

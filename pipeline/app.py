@@ -1,0 +1,57 @@
+"""Build the Faust application from a Settings object; nothing else happens here."""
+
+from __future__ import annotations
+
+import ssl
+
+import faust
+
+from pipeline.settings import Settings
+
+__all__ = ["create_app", "STATE_TABLE"]
+
+STATE_TABLE = "visitors"
+
+
+def _credentials(settings: Settings) -> faust.auth.Credentials | None:
+    proto = settings.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if proto == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context if proto == "SASL_SSL" else None,
+    )
+
+
+def create_app(settings: Settings, bootstrap: str) -> faust.App:
+    """A Faust app wired to ``bootstrap``; agents are added by ``pipeline.worker``.
+
+    Session timeout and heartbeat are short so that a replacement worker
+    takes over a crashed one's partitions in seconds, not the minute a
+    default session takes to expire.
+    """
+    brokers = [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
+    return faust.App(
+        settings.worker_group,
+        broker=brokers,
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.kafka_replication,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.worker_session_timeout_s / 10),
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        producer_compression_type=None,
+        web_enabled=True,
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        datadir=str(settings.data_dir / "faust"),
+        autodiscover=False,
+    )

@@ -1,0 +1,155 @@
+"""``cxstream`` command line: up, query, demo, and the worker and collector processes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Literal
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.settings import Settings, SettingsError
+
+__all__ = ["main", "cli"]
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time customer-experience pipeline.")
+console = Console()
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.load()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _require_bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        console.print("[red]CX_KAFKA_BOOTSTRAP: needed here (cxstream up starts the embedded broker)[/red]")
+        raise typer.Exit(2)
+    return settings.kafka_bootstrap
+
+
+@cli.command()
+def up() -> None:
+    """Run the pipeline in the foreground until SIGINT or SIGTERM."""
+    from pipeline.runner import Pipeline
+
+    settings = load_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    pipeline = Pipeline(settings)
+    try:
+        pipeline.start()
+        console.print(f"collector   {pipeline.collector_url}")
+        console.print(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
+        console.print(f"clickhouse  {settings.resolved_clickhouse_url}")
+        console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
+        console.print("Ctrl-C stops everything cleanly.")
+        stop.wait()
+        console.print("stopping: collector, then worker once drained, then broker")
+    finally:
+        pipeline.stop()
+
+
+@cli.command()
+def worker() -> None:
+    """Run one Faust worker process (``cxstream up`` starts one for you)."""
+    import faust
+
+    from pipeline.worker import build_worker
+
+    settings = load_settings()
+    w = build_worker(settings, _require_bootstrap(settings))
+    faust.Worker(w.app, loglevel="warning").execute_from_commandline()
+
+
+@cli.command()
+def collector() -> None:
+    """Run the Segment-compatible HTTP collector process."""
+    import asyncio
+
+    from pipeline.collector.server import run_collector
+
+    settings = load_settings()
+    asyncio.run(run_collector(settings, _require_bootstrap(settings)))
+
+
+def _print_result(columns: list[str], rows: list, fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(orjson.dumps([dict(zip(columns, r)) for r in rows], default=str).decode() + "\n")
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        console.print(table)
+
+
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list]:
+    """Run SQL on the configured ClickHouse, through the running worker if it owns chdb."""
+    from pipeline.runner import query_running_worker, read_run_file
+
+    url = settings.resolved_clickhouse_url
+    info = read_run_file(settings)
+    if url.startswith("chdb://") and info:
+        return query_running_worker(info["worker_port"], sql)
+    from sinks.client import connect
+
+    ch = connect(url)
+    try:
+        return ch.query(sql)
+    finally:
+        ch.close()
+
+
+@cli.command()
+def query(
+    sql: str,
+    format: Literal["table", "json", "csv"] = typer.Option("table", "--format", "-f"),
+) -> None:
+    """Run SQL on the configured ClickHouse (also while ``up`` runs on the embedded store)."""
+    settings = load_settings()
+    try:
+        columns, rows = run_query(settings, sql)
+    except Exception as exc:
+        console.print(f"[red]query failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    _print_result(columns, rows, format)
+
+
+@cli.command()
+def demo(
+    seconds: float = typer.Option(60.0, help="wall time the demo storefront sends for"),
+    visitors: int = typer.Option(3000, help="simulated visitors over the simulated day"),
+    seed: int = typer.Option(7),
+    data_dir: Path = typer.Option(Path(".cxdata/demo"), help="fresh embedded store for the demo"),
+) -> None:
+    """Run the pipeline on the embedded defaults with the demo storefront, then show KPIs and triggers."""
+    from pipeline.demo.run import run_demo
+
+    settings = load_settings()
+    code = run_demo(settings, seconds=seconds, visitors=visitors, seed=seed, data_dir=data_dir, console=console)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Records cxstream writes to Kafka, as pydantic models mirroring ``schemas/*.avsc``.
+
+The Avro schemas are the source of truth; ``tests/test_schemas.py`` checks
+that every model's fields match its schema and round-trips each record.
+
+On the hot path the worker handles events as plain dicts decoded by orjson
+(the collector already validated them); these models are for the edges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Action",
+    "CallType",
+    "DeadLetter",
+    "DeadLetterReason",
+    "Event",
+    "Offer",
+    "Trigger",
+    "TriggerItem",
+    "TriggerKind",
+    "dead_letter",
+    "encode_batch",
+    "decode_batch",
+    "stable_id",
+    "visitor_key",
+]
+
+CallType = Literal["track", "page", "identify", "screen", "group", "alias"]
+TriggerKind = Literal["cart_abandoned", "checkout_friction", "support_risk", "offer_cancelled"]
+Action = Literal["offer", "assist", "none"]
+Channel = Literal["email", "sms", "onsite"]
+
+DeadLetterReason = Literal[
+    "bad_json",  # body or event is not JSON / not a JSON object
+    "bad_encoding",  # bytes are not UTF-8
+    "unknown_type",  # `type` is not one of Segment's calls
+    "schema_violation",  # envelope fields of the wrong type, no user or anonymous id
+    "missing_property",  # catalog event without a required property
+    "wrong_type",  # catalog property of the wrong type or out of range
+    "oversize",  # one event over 32 KB
+    "too_old",  # event time more than max_event_age before receipt
+    "too_far_future",  # event time more than max_event_future after receipt
+    "processing_error",  # the worker could not process it (a bug, reported, not lost)
+]
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic 32-hex id from parts: the same inputs give the same id on any replay."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(str(part).encode("utf-8", "backslashreplace"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def visitor_key(tenant: str, anonymous_id: str | None, user_id: str | None) -> str:
+    """Partitioning key: one visitor's events stay in order in one partition.
+
+    The anonymous id wins when present (it is stable across the identify call
+    that adds a user id); server-side events with only a user id key on it.
+    """
+    return f"{tenant}\x1f{anonymous_id or user_id or ''}"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Event(_Record):
+    event_id: str
+    tenant: str
+    type: CallType
+    event: str | None = None
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    event_time_ms: int
+    received_at_ms: int
+    sent_at_ms: int | None = None
+    session_hint: str | None = None
+    page_path: str | None = None
+    page_url: str | None = None
+    page_referrer: str | None = None
+    user_agent: str | None = None
+    locale: str | None = None
+    ip_hash: str | None = None
+    properties: str = "{}"
+    traits: str = "{}"
+
+
+class TriggerItem(_Record):
+    product_id: str
+    name: str | None = None
+    price: float
+    quantity: int
+
+
+class Offer(_Record):
+    code: str
+    discount_pct: int
+    expires_at: int
+    channel: Channel
+
+
+class Trigger(_Record):
+    """The record on ``cx.triggers`` (times in epoch ms; see ``pipeline.triggers``)."""
+
+    trigger_id: str
+    kind: TriggerKind
+    tenant: str
+    customer_id: str | None = None
+    anonymous_id: str | None = None
+    session_id: str | None = None
+    cart_id: str | None = None
+    cart_value: float = 0.0
+    currency: str | None = None
+    items: list[TriggerItem] = Field(default_factory=list)
+    event_time: int
+    emitted_at: int
+    reasons: list[str] = Field(default_factory=list)
+    friction_score: int = 0
+    action: Action
+    offer: Offer | None = None
+    holdout: bool = False
+    experiment: str = "default"
+    ref_trigger_id: str | None = None
+
+
+class DeadLetter(_Record):
+    dl_id: str
+    tenant: str | None = None
+    reason: DeadLetterReason
+    detail: str = ""
+    payload: str
+    received_at_ms: int
+    source: Literal["collector", "worker"]
+
+
+def dead_letter(
+    *,
+    tenant: str | None,
+    reason: DeadLetterReason,
+    detail: str,
+    payload: bytes | str,
+    received_at_ms: int,
+    source: Literal["collector", "worker"] = "collector",
+) -> DeadLetter:
+    """Build a dead letter whose id is stable for the same input."""
+    text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
+    return DeadLetter(
+        dl_id=stable_id(tenant, reason, text, received_at_ms),
+        tenant=tenant,
+        reason=reason,
+        detail=detail[:1000],
+        payload=text,
+        received_at_ms=received_at_ms,
+        source=source,
+    )
+
+
+def encode_batch(events: list[dict]) -> bytes:
+    """Encode an EventBatch record (JSON form of ``schemas/event_batch.avsc``)."""
+    return orjson.dumps({"events": events})
+
+
+def decode_batch(value: bytes) -> list[dict]:
+    """Decode an EventBatch record into its list of event dicts."""
+    return orjson.loads(value)["events"]

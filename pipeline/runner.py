@@ -1,0 +1,184 @@
+"""Run the whole pipeline: broker (embedded or yours), collector and worker processes.
+
+``cxstream up`` and ``cxstream demo`` use this. The collector and the worker
+run as child processes (two cores: the collector's HTTP parsing and the
+worker's stream processing do not share one GIL). Shutdown order is what
+makes "nothing acknowledged is lost" true with the memory-only embedded
+broker: stop the collector (no new acknowledgements), wait until the worker
+has committed every record, stop the worker, then the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import urllib.request
+
+from confluent_kafka import Consumer, TopicPartition
+
+from infra.broker import EmbeddedBroker
+from infra.ports import free_port, wait_for_port
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics, kafka_config
+
+__all__ = ["Pipeline", "RUN_FILE", "query_running_worker", "read_run_file"]
+
+RUN_FILE = "run.json"
+
+
+def read_run_file(settings: Settings) -> dict | None:
+    """The running pipeline's addresses, if ``cxstream up`` runs on this data dir."""
+    path = settings.data_dir / RUN_FILE
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    try:
+        os.kill(info["pid"], 0)
+    except OSError:
+        return None
+    return info
+
+
+def query_running_worker(port: int, sql: str, timeout_s: float = 60.0) -> tuple[list[str], list[list]]:
+    """Run SQL through a running worker's ``/cx/query`` (it owns the chdb directory)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/cx/query",
+        data=orjson.dumps({"sql": sql}),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            body = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        body = orjson.loads(exc.read())
+        raise RuntimeError(body.get("error", str(exc))) from None
+    return body["columns"], body["rows"]
+
+
+@dataclass
+class Pipeline:
+    """The running components of one ``cxstream up``."""
+
+    settings: Settings
+    log_dir: Path | None = None
+    bootstrap: str = ""
+    collector_port: int = 0
+    worker_port: int = 0
+    broker: EmbeddedBroker | None = None
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://{self.settings.collector_host}:{self.collector_port}"
+
+    def start(self) -> "Pipeline":
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = self.log_dir or (s.data_dir / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if s.embedded_kafka:
+            self.broker = EmbeddedBroker(log_path=log_dir / "broker.log").start()
+            self.bootstrap = self.broker.bootstrap
+        else:
+            self.bootstrap = s.kafka_bootstrap
+        ensure_topics(s, self.bootstrap)
+        self.collector_port = s.collector_port or free_port()
+        self.worker_port = free_port() if s.worker_web_port in (0, 6066) else s.worker_web_port
+        env = {
+            **os.environ,
+            **s.to_env(),
+            "CX_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CX_COLLECTOR_PORT": str(self.collector_port),
+            "CX_WORKER_WEB_PORT": str(self.worker_port),
+            "CX_DATA_DIR": str(s.data_dir.resolve()),
+        }
+        for name in ("worker", "collector"):
+            log = open(log_dir / f"{name}.log", "ab")
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_port(self.collector_port, s.collector_host, 60, alive=lambda: self.procs["collector"].poll() is None)
+        wait_for_port(self.worker_port, "127.0.0.1", 90, alive=lambda: self.procs["worker"].poll() is None)
+        (s.data_dir / RUN_FILE).write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "bootstrap": self.bootstrap,
+                    "collector_url": self.collector_url,
+                    "worker_port": self.worker_port,
+                }
+            )
+        )
+        return self
+
+    def query(self, sql: str) -> tuple[list[str], list[list]]:
+        return query_running_worker(self.worker_port, sql)
+
+    def lag(self) -> int:
+        """Records on the events and dead-letter topics not yet committed by the worker."""
+        consumer = Consumer({**kafka_config(self.settings, self.bootstrap), "group.id": self.settings.worker_group})
+        try:
+            total = 0
+            md = consumer.list_topics(timeout=10).topics
+            for topic in (self.settings.topic_events, self.settings.topic_deadletter):
+                tps = [TopicPartition(topic, p) for p in md[topic].partitions]
+                committed = consumer.committed(tps, timeout=10)
+                for tp in committed:
+                    _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                    total += max(0, high - max(tp.offset, 0))
+            return total
+        finally:
+            consumer.close()
+
+    def wait_drained(self, timeout_s: float = 120.0) -> bool:
+        """Wait until the worker committed everything the collector acknowledged."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.procs.get("worker") and self.procs["worker"].poll() is not None:
+                return False
+            if self.lag() == 0:
+                return True
+            time.sleep(0.5)
+        return False
+
+    def _stop_proc(self, name: str, timeout_s: float = 30.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop in the order that loses nothing acknowledged (module docstring)."""
+        self._stop_proc("collector")
+        if "worker" in self.procs:
+            self.wait_drained()
+        self._stop_proc("worker")
+        if self.broker is not None:
+            self.broker.stop()
+        run_file = self.settings.data_dir / RUN_FILE
+        if run_file.exists():
+            run_file.unlink()
+
+    def __enter__(self) -> "Pipeline":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

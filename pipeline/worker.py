@@ -1,0 +1,237 @@
+"""The Faust worker: agents that wire topics, the state table and the sink to the pure core.
+
+Per batch of Kafka records the events agent does, in this order:
+
+1. feed each record to its partition's ``PartitionProcessor`` (pure, in
+   offset order: sessions, de-duplication, carts, abandonment, offers);
+2. write the stored-event rows and triggers to ClickHouse (one insert per
+   table, retried with backoff while ClickHouse is down: the agent then stops
+   taking records, so nothing is acknowledged that is not stored);
+3. send the triggers to ``cx.triggers`` and wait for Kafka's acknowledgement;
+4. write the changed visitor states to the table (changelog);
+5. return, and Faust acknowledges the records; offsets are committed after.
+
+A crash anywhere replays records from the last committed offset. Steps 2-3
+are idempotent (ClickHouse keeps one row per id, trigger ids are stable) and
+the processor skips a visitor's records already reflected in its stored
+state, so table updates are never applied twice (a plain counter table
+double-counts replays after a ``kill -9``).
+
+Agents run with ``concurrency=1``: with more, faust-streaming can commit
+offsets past unfinished messages (faust-streaming #606). ``exactly_once`` is
+not used (open duplicate bugs #517, #323); idempotence gives exact numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+import faust
+import orjson
+from faust.types import TP
+
+from pipeline.app import STATE_TABLE, create_app
+from pipeline.collector.partitioner import partition_for_key
+from pipeline.detect.processor import PartitionProcessor
+from pipeline.detect.rules import Rules
+from pipeline.records import decode_batch
+from pipeline.settings import Settings
+from pipeline.triggers import encode_trigger, trigger_key
+from sinks.client import ClickHouse, connect
+from sinks.migrate import migrate
+from sinks.sink import ClickHouseSink, SinkError
+
+__all__ = ["Worker", "build_worker"]
+
+log = logging.getLogger("cxstream.worker")
+
+TICK_INTERVAL_S = 0.5
+MAX_BACKOFF_S = 30.0
+
+
+async def flush_with_retry(sink: ClickHouseSink, what: str, stopping: Callable[[], bool]) -> None:
+    """Flush ``sink`` in a thread, retrying with exponential backoff until it succeeds.
+
+    While ClickHouse is down this blocks the agent, which then stops taking
+    records from Kafka; nothing is acknowledged, memory stays bounded by the
+    take buffer. The sink keeps its rows until a flush succeeds.
+    """
+    delay = 0.25
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await loop.run_in_executor(None, sink.flush)
+            return
+        except SinkError as exc:
+            if stopping():
+                raise
+            log.warning("ClickHouse write of %s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+class Worker:
+    """Holds the per-partition processors and runs steps 1-4 for the events agent."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        ch: ClickHouse,
+        *,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.ch = ch
+        self.rules = Rules.from_settings(settings)
+        self.wall_ms = wall_ms
+        self.table = app.Table(STATE_TABLE, default=None, key_serializer="raw", value_serializer="raw")
+        self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
+        self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
+        self.triggers_topic = app.topic(settings.topic_triggers, key_serializer="raw", value_serializer="raw")
+        self.sink = ClickHouseSink(ch)
+        self.dl_sink = ClickHouseSink(ch)
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.next_offset: dict[int, int] = {}
+        self.lock = asyncio.Lock()
+        self.stats = {"records": 0, "events": 0, "triggers": 0, "deadletters": 0}
+
+    # -- partitions -----------------------------------------------------------
+
+    def _load_state(self, key: str) -> bytes | None:
+        return self.table.data.get(key.encode())
+
+    def processor(self, partition: int) -> PartitionProcessor:
+        """The partition's processor; built on first use from the recovered table."""
+        proc = self.processors.get(partition)
+        if proc is None:
+            proc = PartitionProcessor(self.rules, load_state=self._load_state)
+            n = self.settings.kafka_partitions
+            proc.restore(
+                (k.decode(), v)
+                for k, v in list(self.table.data.items())
+                if v is not None and partition_for_key(k, n) == partition
+            )
+            self.processors[partition] = proc
+        return proc
+
+    def on_revoked(self, revoked: set[TP]) -> None:
+        """Rebalance: forget processors of partitions this worker no longer owns."""
+        for tp in revoked:
+            if tp.topic == self.settings.topic_events:
+                self.processors.pop(tp.partition, None)
+                self.next_offset.pop(tp.partition, None)
+
+    # -- steps ----------------------------------------------------------------
+
+    async def handle(self, events: list[faust.types.EventT]) -> None:
+        """Process one batch of Kafka records; returns once everything is stored."""
+        async with self.lock:
+            now = self.wall_ms()
+            for event in events:
+                msg = event.message
+                batch = decode_batch(msg.value)
+                self.processor(msg.partition).process(msg.offset, batch, now)
+                self.next_offset[msg.partition] = msg.offset + 1
+                self.stats["records"] += 1
+                self.stats["events"] += len(batch)
+            await self._emit()
+
+    async def tick(self) -> None:
+        """Let idle, caught-up partitions' watermarks follow the wall clock."""
+        async with self.lock:
+            now = self.wall_ms()
+            consumer = self.app.consumer
+            for tp in self.app.assignor.assigned_actives():
+                if tp.topic != self.settings.topic_events:
+                    continue
+                proc = self.processor(tp.partition)
+                highwater = consumer.highwater(tp)
+                caught_up = highwater is None or self.next_offset.get(tp.partition, 0) >= highwater
+                proc.tick(now, caught_up)
+            await self._emit()
+
+    async def _emit(self) -> None:
+        outputs = [(p, proc.drain()) for p, proc in self.processors.items()]
+        triggers = [t for _, out in outputs for t in out.triggers]
+        for _, out in outputs:
+            if out.rows:
+                self.sink.add_events(out.rows)
+        if triggers:
+            self.sink.add_triggers(triggers)
+        if self.sink.pending():
+            await flush_with_retry(self.sink, "events", lambda: self.app.should_stop)
+        if triggers:
+            for trigger in triggers:
+                await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
+            await self.app.producer.flush()
+            self.stats["triggers"] += len(triggers)
+        for partition, out in outputs:
+            for key, value in out.states.items():
+                bkey = key.encode()
+                self.table.data[bkey] = value
+                self.table.send_changelog(partition, bkey, value)
+
+    async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
+        """Store dead letters from the collector in ClickHouse."""
+        self.dl_sink.add_deadletters([orjson.loads(e.message.value) for e in events])
+        await flush_with_retry(self.dl_sink, "dead letters", lambda: self.app.should_stop)
+        self.stats["deadletters"] += len(events)
+
+
+def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = None) -> Worker:
+    """Create the Faust app, open and migrate ClickHouse, and register the agents.
+
+    Runs in the worker process: with the embedded store this process owns
+    the chdb directory, and serves ``POST /cx/query`` so that ``cxstream
+    query`` can read it while the pipeline runs.
+    """
+    app = create_app(settings, bootstrap)
+    if ch is None:
+        ch = connect(settings.resolved_clickhouse_url)
+    migrate(ch)
+    worker = Worker(app, settings, ch)
+    take = settings.batch_max_events
+    within = settings.sink_max_interval_ms / 1000
+
+    @app.agent(worker.events_topic, concurrency=1, name="cx-events")
+    async def process_events(stream):  # noqa: ANN001 - Faust's stream type
+        async for events in stream.take_events(take, within=within):
+            await worker.handle(events)
+
+    @app.agent(worker.deadletter_topic, concurrency=1, name="cx-deadletters")
+    async def store_deadletters(stream):  # noqa: ANN001
+        async for events in stream.take_events(take, within=within):
+            await worker.handle_deadletters(events)
+
+    @app.timer(TICK_INTERVAL_S)
+    async def idle_tick() -> None:
+        await worker.tick()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001
+        worker.on_revoked(revoked)
+
+    @app.page("/cx/query")
+    class QueryView(faust.web.View):
+        async def post(self, request):  # noqa: ANN001
+            body = await request.json()
+            loop = asyncio.get_running_loop()
+            try:
+                columns, rows = await loop.run_in_executor(None, ch.query, body["sql"])
+            except Exception as exc:  # an analyst's SQL error is an answer, not a crash
+                return self.bytes(orjson.dumps({"error": str(exc)}), status=400, content_type="application/json")
+            return self.bytes(
+                orjson.dumps({"columns": columns, "rows": rows}, default=str), content_type="application/json"
+            )
+
+    @app.page("/cx/stats")
+    class StatsView(faust.web.View):
+        async def get(self, request):  # noqa: ANN001
+            return self.json(worker.stats)
+
+    return worker

@@ -1,0 +1,43 @@
+"""Shared fixtures. Component fixtures live in tests/fixtures/ as plugins."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings
+
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.clickhouse"]
+
+_seq = itertools.count()
+
+
+@pytest.fixture
+def fresh_settings(tmp_path: Path) -> Settings:
+    """Settings with topic names and a consumer group no other test uses."""
+    n = f"{os.getpid()}-{next(_seq)}"
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        topic_events=f"t{n}.events",
+        topic_triggers=f"t{n}.triggers",
+        topic_deadletter=f"t{n}.deadletter",
+        worker_group=f"cx-test-{n}",
+        worker_session_timeout_s=6.0,
+        kafka_partitions=2,
+        write_keys="wk_shop_a=shop-a,wk_shop_b=shop-b",
+        pii_salt="test-salt",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long runs are opt-in: they are skipped, with the reason, unless CX_SLOW=1."""
+    if os.environ.get("CX_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long run: set CX_SLOW=1 to include it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
