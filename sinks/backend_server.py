@@ -1,0 +1,102 @@
+"""A ClickHouse server over the native protocol (clickhouse-driver) behind the ``ClickHouse`` API.
+
+clickhouse-driver substitutes ``%(name)s`` parameters on the client with
+its own escaping (18.16 has no server-side parameters). A driver
+``Client`` is not thread-safe, so calls are serialized with a lock. After a
+network error the driver reconnects on the next call, so a caller that
+retries (the worker does, with backoff) rides out a server restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from clickhouse_driver import Client
+from clickhouse_driver.errors import Error as DriverError
+from clickhouse_driver.errors import TypeMismatchError
+
+from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
+
+__all__ = ["ServerClickHouse"]
+
+# OSError/EOFError: the socket broke or the server went away mid-call.
+_FAILURES = (DriverError, OSError, EOFError)
+# The driver waits 300 s for a silent peer; a worker retrying with backoff
+# is better served by failing sooner. The URL's own values win.
+_DEFAULT_TIMEOUTS_S = {"connect_timeout": "5", "send_receive_timeout": "60"}
+
+
+def _with_default_timeouts(url: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for name, value in _DEFAULT_TIMEOUTS_S.items():
+        query.setdefault(name, value)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class ServerClickHouse:
+    """One native-protocol connection. Use ``connect('clickhouse://user:pw@host:9000/db')``."""
+
+    def __init__(self, client: Client) -> None:
+        self._client: Client | None = client
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> "ServerClickHouse":
+        """Build a client for ``url`` (query-string options go to the driver); connects lazily."""
+        try:
+            client = Client.from_url(_with_default_timeouts(url))
+        except Exception as exc:
+            raise ClickHouseError(f"bad ClickHouse URL: {exc}") from exc
+        return cls(client)
+
+    def _call(self, what: str, sql: str, params, **kwargs):  # noqa: ANN001 - driver's loose types
+        with self._lock:
+            if self._client is None:
+                raise ClickHouseError("connection is closed")
+            try:
+                return self._client.execute(sql, params, **kwargs)
+            except TypeMismatchError as exc:
+                # Rows that do not fit the columns: a bug that no retry fixes.
+                raise TypeError(f"{what}: {exc}") from exc
+            except _FAILURES as exc:
+                # Drop the socket so the next call starts from a clean connection.
+                self._client.disconnect()
+                message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                # Old servers append a native stack trace: noise for the reader.
+                message = message.split("Stack trace:")[0].strip()
+                raise ClickHouseError(f"{what} failed: {message}") from exc
+
+    def execute(self, sql: str, params: Params | None = None) -> list[tuple]:
+        return [tuple(row) for row in self._call("statement", sql, check_params(params))]
+
+    def query(self, sql: str, params: Params | None = None) -> tuple[list[str], list[tuple]]:
+        rows, columns = self._call("query", sql, check_params(params), with_column_types=True)
+        return [name for name, _ in columns], [tuple(row) for row in rows]
+
+    def insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """One native INSERT block from the row tuples (the driver's fastest row path).
+
+        Raises ClickHouseError when the server fails or cannot be reached
+        (worth retrying), TypeError/ValueError when rows do not fit (a bug).
+        """
+        if not rows:
+            return
+        check_identifiers(table, columns)
+        if set(map(len, rows)) != {len(columns)}:
+            raise ValueError(f"every row must have {len(columns)} values for {table}")
+        self._call(f"insert into {table}", f"INSERT INTO {table} ({', '.join(columns)}) VALUES", rows)
+
+    def server_version(self) -> tuple[int, ...]:
+        return parse_version(self.execute("SELECT version()")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            if client is not None:
+                client.disconnect()
+
+    def __repr__(self) -> str:
+        conn = self._client.connection if self._client else None
+        return f"ServerClickHouse({conn.host}:{conn.port})" if conn else "ServerClickHouse(closed)"

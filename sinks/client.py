@@ -1,0 +1,117 @@
+"""One API for both ways to reach ClickHouse: ``connect(url) -> ClickHouse``.
+
+* ``chdb:///abs/path``: embedded chdb in this process, data in that directory.
+* ``clickhouse://user:password@host:9000/db`` (or ``clickhouses://`` for TLS):
+  a server over the native protocol (clickhouse-driver).
+
+Query parameters are written ``%(name)s`` on both backends and are never
+pasted into SQL by the caller: the server backend lets clickhouse-driver
+escape them, chdb binds them as typed ``{name:Type}`` parameters. Only
+scalars are portable: ``str``, ``int``, ``float``, ``date``, ``datetime``
+(naive datetimes mean UTC). A literal ``%`` in SQL that has parameters is
+written ``%%``, as with the driver.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timezone
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+__all__ = [
+    "ClickHouse",
+    "ClickHouseError",
+    "Params",
+    "check_identifiers",
+    "check_params",
+    "connect",
+    "parse_version",
+]
+
+Params = Mapping[str, Any]
+
+
+class ClickHouseError(RuntimeError):
+    """A statement failed or ClickHouse could not be reached; the message says which."""
+
+
+@runtime_checkable
+class ClickHouse(Protocol):
+    """A connection; safe to share between threads (calls are serialized)."""
+
+    def execute(self, sql: str, params: Params | None = None) -> list[tuple]:
+        """Run one statement; the result rows (empty for DDL). Raises ClickHouseError."""
+
+    def query(self, sql: str, params: Params | None = None) -> tuple[list[str], list[tuple]]:
+        """Run one SELECT; its column names and rows. Raises ClickHouseError."""
+
+    def insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert row tuples (values in ``columns`` order) as one block. Raises ClickHouseError."""
+
+    def server_version(self) -> tuple[int, ...]:
+        """The engine's version, e.g. ``(18, 16, 1)``."""
+
+    def close(self) -> None:
+        """Release the connection (for chdb: the data directory). Idempotent."""
+
+
+def connect(url: str) -> ClickHouse:
+    """Open the backend ``url`` names; raise ClickHouseError if it cannot be opened."""
+    if url.startswith("chdb://"):
+        from sinks.backend_chdb import ChdbClickHouse
+
+        return ChdbClickHouse.from_url(url)
+    if url.startswith(("clickhouse://", "clickhouses://")):
+        from sinks.backend_server import ServerClickHouse
+
+        return ServerClickHouse.from_url(url)
+    raise ClickHouseError(f"unsupported ClickHouse URL {url!r}: expected chdb:///path or clickhouse://host:port/db")
+
+
+def check_params(params: Params | None) -> dict[str, Any] | None:
+    """Validate parameters for portability; aware datetimes become naive UTC.
+
+    Raises TypeError for values only one backend would accept (``None``,
+    ``bool``, collections), so a query that works on chdb works on a server.
+    """
+    if params is None:
+        return None
+    checked: dict[str, Any] = {}
+    for name, value in params.items():
+        if not name.isidentifier():
+            raise TypeError(f"parameter name {name!r} is not an identifier")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, date)):
+            raise TypeError(
+                f"parameter {name!r}: {type(value).__name__} is not portable; use str, int, float, date, datetime"
+            )
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        checked[name] = value
+    return checked
+
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_identifiers(table: str, columns: list[str]) -> None:
+    """Raise ValueError unless ``table`` (``db.name``) and ``columns`` are plain identifiers.
+
+    Insert statements are built from these names (never from values), so
+    they must not be able to carry SQL.
+    """
+    if not _TABLE.match(table):
+        raise ValueError(f"not a table name: {table!r}")
+    bad = [c for c in columns if not _COLUMN.match(c)]
+    if bad or not columns:
+        raise ValueError(f"not column names: {bad or columns!r}")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``'18.16.1'`` -> ``(18, 16, 1)``; non-numeric parts end the tuple."""
+    out: list[int] = []
+    for part in text.strip().split("."):
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)

@@ -1,0 +1,95 @@
+"""Versioned DDL: parsing the files, applying each once, refusing edited history."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sinks.client import ClickHouse, connect
+from sinks.migrate import DDL_DIR, MigrationError, load_migrations, migrate, split_statements
+
+VIEWS_AND_TABLES = ["deadletter_daily", "deadletters", "events", "kpi_daily", "schema_migrations", "triggers"]
+
+
+def test_statements_split_at_semicolons_ending_a_line() -> None:
+    text = (
+        "-- header comment;\n"
+        "CREATE TABLE a (s String DEFAULT 'x;y') ENGINE = Memory;\n"
+        "\n"
+        "CREATE VIEW b AS\nSELECT 1;   \n"
+        "-- trailing comment only\n"
+    )
+    assert split_statements(text) == [
+        "-- header comment;\nCREATE TABLE a (s String DEFAULT 'x;y') ENGINE = Memory",
+        "CREATE VIEW b AS\nSELECT 1",
+    ]
+
+
+def test_shipped_migrations_are_numbered_and_use_if_not_exists() -> None:
+    migrations = load_migrations(DDL_DIR)
+    assert [m.version for m in migrations] == sorted({m.version for m in migrations})
+    assert migrations[0].name == "0001_base"
+    for migration in migrations:
+        for statement in migration.statements:
+            code = statement.upper()
+            assert "IF NOT EXISTS" in code or code.lstrip().startswith("DROP") and "IF EXISTS" in code, statement[:80]
+
+
+def test_two_files_with_one_version_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;\n")
+    (tmp_path / "0001_b.sql").write_text("SELECT 2;\n")
+    with pytest.raises(MigrationError, match="version 1"):
+        load_migrations(tmp_path)
+
+
+def test_badly_named_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "views.sql").write_text("SELECT 1;\n")
+    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+        load_migrations(tmp_path)
+
+
+def test_migrate_is_idempotent(ch_backend: ClickHouse) -> None:
+    # ch_backend already migrated once.
+    assert migrate(ch_backend) == []
+    assert migrate(ch_backend) == []
+    tables = ch_backend.execute("SELECT name FROM system.tables WHERE database = 'cx' ORDER BY name")
+    assert [t[0] for t in tables] == VIEWS_AND_TABLES
+    assert ch_backend.execute("SELECT version, name FROM cx.schema_migrations FINAL") == [(1, "0001_base")]
+
+
+def test_a_new_file_is_applied_once_after_the_old_ones(ch_backend: ClickHouse, tmp_path: Path) -> None:
+    for path in DDL_DIR.glob("*.sql"):
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "0099_extra.sql").write_text(
+        "-- a later migration\n"
+        "CREATE TABLE IF NOT EXISTS cx.extra (k String) ENGINE = ReplacingMergeTree() ORDER BY k;\n"
+    )
+    assert migrate(ch_backend, tmp_path) == ["0099_extra"]
+    assert migrate(ch_backend, tmp_path) == []
+    assert ch_backend.execute("EXISTS TABLE cx.extra") == [(1,)]
+
+
+def test_an_applied_file_that_was_edited_is_refused(ch_backend: ClickHouse, tmp_path: Path) -> None:
+    for path in DDL_DIR.glob("*.sql"):
+        (tmp_path / path.name).write_text(path.read_text() + "\n-- edited later\n")
+    with pytest.raises(MigrationError, match="0001_base.sql changed"):
+        migrate(ch_backend, tmp_path)
+
+
+@pytest.mark.integration
+def test_two_workers_migrating_one_server_at_once_both_succeed(clickhouse_server) -> None:  # noqa: ANN001
+    first, second = connect(clickhouse_server.url), connect(clickhouse_server.url)
+    try:
+        first.execute("DROP DATABASE IF EXISTS cx")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(migrate, [first, second]))
+        # each saw an empty schema or the other's work; neither failed
+        assert all(r in ([], ["0001_base"]) for r in results), results
+        assert first.execute("SELECT version FROM cx.schema_migrations FINAL") == [(1,)]
+        tables = first.execute("SELECT name FROM system.tables WHERE database = 'cx' ORDER BY name")
+        assert [t[0] for t in tables] == VIEWS_AND_TABLES
+    finally:
+        first.close()
+        second.close()

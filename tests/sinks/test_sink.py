@@ -1,0 +1,108 @@
+"""The batching sink: one insert per table per flush, and what a failed flush leaves behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from sinks.client import ClickHouse, ClickHouseError
+from sinks.rows import EVENT_COLUMNS, event_row
+from sinks.sink import ClickHouseSink, SinkError
+from tests.sinks.records import deadletter, event, trigger
+
+
+class RecordingClickHouse:
+    """Records inserts; fails inserts into the tables named in ``failing``."""
+
+    def __init__(self) -> None:
+        self.inserts: list[tuple[str, list[str], list[tuple]]] = []
+        self.failing: set[str] = set()
+
+    def insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        if table in self.failing:
+            raise ClickHouseError(f"{table}: Connection refused")
+        self.inserts.append((table, columns, list(rows)))
+
+
+def two_events() -> list[dict]:
+    return [
+        event("shop-a", "m-1", "2024-03-10 10:00:00", "Product Added", "s1", cart_key="k1", props={"product_id": "p"}),
+        event("shop-a", "m-2", "2024-03-10 10:01:00", "Cart Viewed", "s1", cart_key="k1"),
+    ]
+
+
+def test_flush_writes_one_insert_per_table_and_empties_the_buffers() -> None:
+    ch = RecordingClickHouse()
+    sink = ClickHouseSink(ch)
+    sink.add_events(two_events()[:1])
+    sink.add_events(two_events()[1:])
+    sink.add_triggers([trigger("shop-a", "t-1", "2024-03-10 10:31:00", "k1")])
+    sink.add_deadletters([deadletter("shop-a", "dl-1", "2024-03-10 10:00:00", "bad_json", "{")])
+    assert sink.pending() == 4
+
+    assert sink.flush() == 4
+    written = [(table, len(rows)) for table, _, rows in ch.inserts]
+    assert written == [("cx.events", 2), ("cx.triggers", 1), ("cx.deadletters", 1)]
+    assert ch.inserts[0][1] == list(EVENT_COLUMNS)
+    assert sink.pending() == 0
+    assert sink.flush() == 0  # nothing buffered: no insert at all
+    assert len(ch.inserts) == 3
+
+
+def test_ready_row_tuples_are_buffered_as_they_are() -> None:
+    ch = RecordingClickHouse()
+    sink = ClickHouseSink(ch)
+    rows = [event_row(e) for e in two_events()]
+    sink.add_events(rows)
+    sink.flush()
+    assert ch.inserts == [("cx.events", list(EVENT_COLUMNS), rows)]
+
+
+def test_failed_flush_raises_sink_error_and_keeps_only_unwritten_tables() -> None:
+    ch = RecordingClickHouse()
+    ch.failing = {"cx.triggers"}
+    sink = ClickHouseSink(ch)
+    sink.add_events(two_events())
+    sink.add_triggers([trigger("shop-a", "t-1", "2024-03-10 10:31:00", "k1")])
+    sink.add_deadletters([deadletter("shop-a", "dl-1", "2024-03-10 10:00:00", "bad_json", "{")])
+
+    with pytest.raises(SinkError, match="cx.triggers"):
+        sink.flush()
+    # events were written before the failure; triggers failed; dead letters were not tried
+    assert [table for table, _, _ in ch.inserts] == ["cx.events"]
+    assert sink.pending() == 2
+
+    ch.failing.clear()  # ClickHouse is back: a retry writes exactly what was left
+    assert sink.flush() == 2
+    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.triggers", "cx.deadletters"]
+    assert sink.pending() == 0
+
+
+def test_clear_drops_the_buffer_for_a_caller_that_replays_instead() -> None:
+    ch = RecordingClickHouse()
+    ch.failing = {"cx.events"}
+    sink = ClickHouseSink(ch)
+    sink.add_events(two_events())
+    with pytest.raises(SinkError):
+        sink.flush()
+    sink.clear()
+    assert sink.pending() == 0
+
+
+def test_a_malformed_record_fails_when_added_not_when_flushed() -> None:
+    sink = ClickHouseSink(RecordingClickHouse())
+    broken = two_events()[0]
+    del broken["event_time_ms"]
+    with pytest.raises(KeyError):
+        sink.add_events([broken])
+    assert sink.pending() == 0
+
+
+def test_sink_writes_through_a_real_backend(ch_backend: ClickHouse) -> None:
+    sink = ClickHouseSink(ch_backend)
+    sink.add_events(two_events())
+    sink.add_triggers([trigger("shop-a", "t-1", "2024-03-10 10:31:00", "k1")])
+    assert sink.flush() == 3
+    events = ch_backend.execute("SELECT event_id, cart_key FROM cx.events FINAL ORDER BY event_id")
+    assert events == [("m-1", "k1"), ("m-2", "k1")]
+    triggers = ch_backend.execute("SELECT trigger_id, reasons, holdout FROM cx.triggers FINAL")
+    assert triggers == [("t-1", ["inactive_30m"], 1)]
