@@ -1,0 +1,14 @@
+"""The Segment-compatible collector: HTTP API -> validated, normalized events on Kafka.
+
+Modules, from the edge inwards:
+
+- ``server``: aiohttp app (``make_app``) and ``run_collector`` for the CLI;
+- ``auth``: write keys -> tenants; ``body``: size limits, gzip, JSON;
+- ``ingest``: a request's messages -> events and dead letters;
+- ``normalize`` and ``catalog``: one message -> one Event dict (pure);
+- ``packing`` and ``partitioner``: events -> one Kafka record per partition;
+- ``producer``: acknowledged sends with confluent-kafka.
+
+Nothing is imported here, so the worker can use ``partitioner`` without
+pulling in aiohttp or the producer.
+"""

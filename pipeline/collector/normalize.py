@@ -1,0 +1,295 @@
+"""One Segment message -> one Event dict (``schemas/event.avsc``), or a dead-letter decision.
+
+Pure: no I/O; the receive time is an argument. Runs once per message in
+the collector's request handler, so it works on plain dicts with orjson
+(no pydantic per event).
+
+Clock skew is corrected as Segment does: the event time is ``timestamp +
+(receivedAt - sentAt)``, where ``sentAt`` is the message's own, else the
+batch's; without ``sentAt`` the timestamp is taken as is, without
+``timestamp`` the event time is the receive time. RudderStack SDKs send
+``originalTimestamp`` instead of ``timestamp``; it is read the same way.
+
+Privacy: ``context.ip`` becomes ``ip_hash``; an ``email`` in traits (the
+call's and ``context.traits``) or in top-level properties becomes
+``email_hash``. Hashes are sha256 hex of salt + the lower-cased, stripped
+value, so the same address gives the same hash across events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import orjson
+
+from pipeline.collector.catalog import CATALOG, IDENTIFY_TRAITS, PAGE, EventSpec, PropertyError, check_properties
+from pipeline.records import DeadLetterReason, stable_id
+from pipeline.settings import Settings
+
+__all__ = [
+    "CALL_TYPES",
+    "DeadLetterDecision",
+    "NormalizeRules",
+    "hash_pii",
+    "normalize",
+    "parse_time_ms",
+]
+
+CALL_TYPES = frozenset({"track", "page", "identify", "screen", "group", "alias"})
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+# Fields that change when an SDK retries the same message; left out of the
+# content hash that stands in for a missing messageId.
+_VOLATILE = ("sentAt", "writeKey")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterDecision:
+    """Why a message cannot become an event: a ``DeadLetterReason`` and a human detail."""
+
+    reason: DeadLetterReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeRules:
+    """The settings ``normalize`` needs, so the pure code does not take all of ``Settings``."""
+
+    max_event_age_ms: int
+    max_event_future_ms: int
+    pii_salt: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NormalizeRules:
+        return cls(
+            max_event_age_ms=settings.max_event_age_ms,
+            max_event_future_ms=settings.max_event_future_ms,
+            pii_salt=settings.pii_salt,
+        )
+
+
+class _Reject(Exception):
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        self.decision = DeadLetterDecision(reason, detail)
+
+
+def hash_pii(value: object, salt: str) -> str:
+    """Salted sha256 hex of a personal value, lower-cased and stripped first."""
+    return hashlib.sha256((salt + str(value).strip().lower()).encode("utf-8")).hexdigest()
+
+
+def parse_time_ms(text: str) -> int:
+    """ISO-8601 text -> epoch ms (floor). ``Z`` or an offset; no zone means UTC.
+
+    Raises ValueError for anything that is not ISO-8601.
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MS
+
+
+@lru_cache(maxsize=64)
+def _parse_batch_sent_at(text: str) -> int:
+    # Every message of a batch shares this text: parse it once, not per message.
+    return parse_time_ms(text)
+
+
+def _time_value(name: str, value: object, parse: Callable[[str], int] = parse_time_ms) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Reject("schema_violation", f"{name} must be an ISO-8601 string, got {type(value).__name__}")
+    try:
+        return parse(value)
+    except (ValueError, OverflowError):
+        raise _Reject("schema_violation", f"{name} is not ISO-8601: {value[:64]!r}") from None
+
+
+def _id_field(msg: dict, name: str) -> str | None:
+    """A Segment id: a string, or a number turned into a string as Segment does."""
+    value = msg.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise _Reject("schema_violation", f"{name} must be a string or a number, got {type(value).__name__}")
+
+
+def _object_field(msg: dict, name: str) -> dict:
+    value = msg.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Reject("schema_violation", f"{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _text(value: object) -> str | None:
+    """A context string; numbers are stringified, other shapes are ignored (not worth a dead letter)."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _hash_email(obj: dict, salt: str) -> dict:
+    """``obj`` with any top-level ``email`` key (any case) replaced by ``email_hash``."""
+    keys = [k for k in obj if k.lower() == "email"]
+    if not keys:
+        return obj
+    out = {k: v for k, v in obj.items() if k not in keys}
+    for key in keys:
+        if obj[key] is not None and obj[key] != "":
+            out["email_hash"] = hash_pii(obj[key], salt)
+    return out
+
+
+def _check(spec: EventSpec, props: dict) -> dict:
+    try:
+        return check_properties(spec, props)
+    except PropertyError as exc:
+        raise _Reject(exc.reason, exc.detail) from None
+
+
+def _event_time(msg: dict, received_at_ms: int, batch_sent_at: object) -> tuple[int, int | None]:
+    """(event time, sentAt used), corrected for the device clock's skew."""
+    ts = _time_value("timestamp", msg.get("timestamp"))
+    if ts is None:
+        ts = _time_value("originalTimestamp", msg.get("originalTimestamp"))
+    sent_at = _time_value("sentAt", msg.get("sentAt"))
+    if sent_at is None:
+        sent_at = _time_value("batch sentAt", batch_sent_at, _parse_batch_sent_at)
+    if ts is None:
+        return received_at_ms, sent_at
+    if sent_at is None:
+        return ts, None
+    return ts + (received_at_ms - sent_at), sent_at
+
+
+def _message_id(msg: dict, tenant: str) -> str:
+    mid = _id_field(msg, "messageId")
+    if mid is not None:
+        return mid
+    # A stable content hash, so that an SDK retry of the same message dedups.
+    content = {k: v for k, v in msg.items() if k not in _VOLATILE}
+    return stable_id(tenant, orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode())
+
+
+def _properties(msg: dict, call: str) -> dict:
+    props = _object_field(msg, "properties")
+    if call == "track":
+        spec = CATALOG.get(msg["event"])
+        return _check(spec, props) if spec is not None else props
+    if call == "page":
+        name = _text(msg.get("name"))
+        if name is not None and props.get("title") is None:
+            props = {**props, "title": name}
+        return _check(PAGE, props)
+    if call == "screen":
+        name = _text(msg.get("name"))
+        if name is not None and props.get("name") is None:
+            props = {**props, "name": name}
+    elif call == "group":
+        group_id = _id_field(msg, "groupId")
+        if group_id is not None:
+            props = {**props, "group_id": group_id}
+    elif call == "alias":
+        previous_id = _id_field(msg, "previousId")
+        if previous_id is not None:
+            props = {**props, "previous_id": previous_id}
+    return props
+
+
+def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, rules: NormalizeRules) -> dict:
+    call = msg.get("type")
+    if not isinstance(call, str) or call not in CALL_TYPES:
+        raise _Reject("unknown_type", f"type must be one of {sorted(CALL_TYPES)}, got {str(call)[:64]!r}")
+    anonymous_id = _id_field(msg, "anonymousId")
+    user_id = _id_field(msg, "userId")
+    if anonymous_id is None and user_id is None:
+        raise _Reject("schema_violation", "userId or anonymousId is required")
+    event = None
+    if call == "track":
+        event = msg.get("event")
+        if not isinstance(event, str) or not event:
+            raise _Reject("schema_violation", "track needs a non-empty event name")
+    event_time_ms, sent_at_ms = _event_time(msg, received_at_ms, batch_sent_at)
+    if event_time_ms < received_at_ms - rules.max_event_age_ms:
+        raise _Reject("too_old", f"event time {event_time_ms} is more than {rules.max_event_age_ms} ms before receipt")
+    if event_time_ms > received_at_ms + rules.max_event_future_ms:
+        raise _Reject("too_far_future", f"event time {event_time_ms} is more than {rules.max_event_future_ms} ms after receipt")
+
+    context = _object_field(msg, "context")
+    page = context.get("page")
+    page = page if isinstance(page, dict) else {}
+    props = _properties(msg, call)
+    traits = _object_field(msg, "traits")
+    context_traits = context.get("traits")
+    if isinstance(context_traits, dict) and context_traits:
+        traits = {**context_traits, **traits}
+    if call == "identify":
+        traits = _check(IDENTIFY_TRAITS, traits)
+    salt = rules.pii_salt
+    ip = _text(context.get("ip"))
+    if call == "page":
+        # A page call's properties describe the page viewed; context.page is the fallback.
+        path, url, referrer = props.get("path"), props.get("url"), props.get("referrer")
+    else:
+        path = url = referrer = None
+    session = context.get("session_id")
+    if session is None:
+        session = context.get("sessionId")
+    return {
+        "event_id": _message_id(msg, tenant),
+        "tenant": tenant,
+        "type": call,
+        "event": event,
+        "anonymous_id": anonymous_id,
+        "user_id": user_id,
+        "event_time_ms": event_time_ms,
+        "received_at_ms": received_at_ms,
+        "sent_at_ms": sent_at_ms,
+        "session_hint": _text(session),
+        "page_path": _text(path) or _text(page.get("path")),
+        "page_url": _text(url) or _text(page.get("url")),
+        "page_referrer": _text(referrer) or _text(page.get("referrer")),
+        "user_agent": _text(context.get("userAgent")),
+        "locale": _text(context.get("locale")),
+        "ip_hash": hash_pii(ip, salt) if ip else None,
+        "properties": orjson.dumps(_hash_email(props, salt)).decode(),
+        "traits": orjson.dumps(_hash_email(traits, salt)).decode(),
+    }
+
+
+def normalize(
+    msg: dict,
+    *,
+    tenant: str,
+    received_at_ms: int,
+    batch_sent_at: object,
+    rules: NormalizeRules,
+) -> dict | DeadLetterDecision:
+    """The Event dict for one Segment message, or why it goes to the dead-letter topic.
+
+    ``msg`` is the decoded message (a batch element or a single call's body,
+    with ``type`` already set from the path for single calls);
+    ``batch_sent_at`` is the batch's ``sentAt`` (ISO-8601 text or None),
+    used when the message has none; a batch ``sentAt`` that is not
+    ISO-8601 makes its messages schema violations, like a bad ``sentAt`` of
+    their own. Never raises for bad input: every problem is a decision.
+    """
+    if not isinstance(msg, dict):
+        return DeadLetterDecision("bad_json", f"a message must be a JSON object, got {type(msg).__name__}")
+    try:
+        return _build(msg, tenant, received_at_ms, batch_sent_at, rules)
+    except _Reject as rej:
+        return rej.decision

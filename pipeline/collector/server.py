@@ -1,0 +1,310 @@
+"""The Segment-compatible HTTP API (aiohttp): authenticate, validate, pack, produce, answer.
+
+Per request, in order: basic-auth write key (else ``writeKey`` in the body)
+-> body read under Segment's limits (gzip too) -> JSON -> each message
+normalized on its own -> events packed into one record per partition, dead
+letters beside them -> ``200 {"success": true}`` only once Kafka has
+acknowledged every record. When the broker does not acknowledge, or the
+collector holds too many bytes already, the answer is 503 with
+``Retry-After`` and the SDK retries: the collector buffers nothing it could
+lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import hdrs, web
+from confluent_kafka import KafkaException
+
+from pipeline.collector.auth import WriteKeys, basic_auth_user
+from pipeline.collector.body import MAX_BATCH_BYTES, MAX_EVENT_BYTES, BadBody, BodyTooLarge, decode_json, read_limited
+from pipeline.collector.ingest import RequestError, ingest, messages_of
+from pipeline.collector.normalize import NormalizeRules
+from pipeline.collector.packing import Record, dead_letter_records, pack_events
+from pipeline.collector.producer import BrokerUnavailable, EventProducer, KafkaProducer
+from pipeline.records import DeadLetterReason, dead_letter
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+
+__all__ = ["CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "run_collector", "wall_ms"]
+
+log = logging.getLogger("cxstream.collector")
+
+RETRY_AFTER_S = 5
+SHUTDOWN_TIMEOUT_S = 30.0
+WARN_INTERVAL_S = 5.0
+_READ_CHUNK = 64 * 1024
+
+# Path -> Segment call; the one-letter forms are analytics.js's.
+CALL_PATHS = {
+    "track": "track", "t": "track",
+    "page": "page", "p": "page",
+    "identify": "identify", "i": "identify",
+    "screen": "screen", "s": "screen",
+    "group": "group", "g": "group",
+    "alias": "alias", "a": "alias",
+}  # fmt: skip
+BATCH_PATHS = ("batch", "b")
+
+# Browsers post cross-origin (analytics.js); without these the fetch fails and the SDK retries forever.
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def wall_ms() -> int:
+    """The wall clock in epoch ms (the receive time of requests)."""
+    return time.time_ns() // 1_000_000
+
+
+class InflightBudget:
+    """Bytes of requests being handled; refuses more past the maximum (one request always fits)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def try_acquire(self, n: int) -> bool:
+        if self.used and self.used + n > self.max_bytes:
+            return False
+        self.used += n
+        return True
+
+    def release(self, n: int) -> None:
+        self.used -= n
+
+
+@dataclass
+class _Collector:
+    settings: Settings
+    producer: EventProducer
+    keys: WriteKeys
+    rules: NormalizeRules
+    budget: InflightBudget
+    now_ms: Callable[[], int]
+    partitions: int | None = None
+    _warned_at: float = float("-inf")
+    _unwarned: int = 0
+
+    def warn_unavailable(self, exc: Exception) -> None:
+        """Log a 503 for a broker problem, at most every few seconds (an outage means many)."""
+        now = time.monotonic()
+        if now - self._warned_at < WARN_INTERVAL_S:
+            self._unwarned += 1
+            return
+        log.warning("answering 503 (and %d more since the last warning): %s", self._unwarned, exc)
+        self._warned_at, self._unwarned = now, 0
+
+    async def event_partitions(self) -> int:
+        """The events topic's partition count, asked of the broker once (in a thread)."""
+        if self.partitions is None:
+            loop = asyncio.get_running_loop()
+            self.partitions = await loop.run_in_executor(
+                None, self.producer.partitions_for, self.settings.topic_events
+            )
+        return self.partitions
+
+
+STATE = web.AppKey("cx_collector", _Collector)
+
+
+def _answer(status: int, body: dict, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers={**_CORS, **(headers or {})}
+    )
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    # analytics-python reads "code" and "message" from error bodies.
+    return _answer(status, {"success": False, "code": code, "message": message}, headers)
+
+
+def _unavailable(message: str) -> web.Response:
+    return _error(503, "unavailable", message, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _refuse(
+    cx: _Collector,
+    tenant: str | None,
+    reason: DeadLetterReason,
+    detail: str,
+    payload: bytes,
+    received_at_ms: int,
+) -> web.Response:
+    """400 for a request that cannot be read; its payload goes to the dead-letter topic first.
+
+    Without a tenant (the write key was in the unreadable body) nothing is
+    produced: unauthenticated input never reaches Kafka.
+    """
+    if tenant is not None:
+        dl = dead_letter(tenant=tenant, reason=reason, detail=detail, payload=payload, received_at_ms=received_at_ms)
+        await cx.producer.send_many(dead_letter_records([dl], topic=cx.settings.topic_deadletter))
+    return _error(400, reason, detail)
+
+
+async def _process(cx: _Collector, body: bytes, call: str | None, tenant: str | None, received_at_ms: int) -> web.Response:
+    value, bad = decode_json(body)
+    if bad is not None:
+        detail = "body is not JSON" if bad == "bad_json" else "body is not UTF-8"
+        return await _refuse(cx, tenant, bad, detail, body, received_at_ms)
+    if tenant is None:
+        tenant = cx.keys.tenant_for(value.get("writeKey") if isinstance(value, dict) else None)
+        if tenant is None:
+            return _error(401, "unauthorized", "missing or unknown write key")
+    if not isinstance(value, dict):
+        return await _refuse(cx, tenant, "bad_json", "body must be a JSON object", body, received_at_ms)
+    try:
+        messages, batch_sent_at = messages_of(value, call)
+    except RequestError as exc:
+        return await _refuse(cx, tenant, "schema_violation", str(exc), body, received_at_ms)
+
+    result = ingest(messages, tenant=tenant, received_at_ms=received_at_ms, batch_sent_at=batch_sent_at, rules=cx.rules)
+    if result.oversize:
+        # Segment's rule: one event over 32 KB refuses the whole request, so the
+        # SDK learns it; the oversize events are kept as dead letters.
+        await cx.producer.send_many(dead_letter_records(result.oversize, topic=cx.settings.topic_deadletter))
+        return _error(400, "oversize", result.oversize[0].detail)
+    records: list[Record] = []
+    if result.events:
+        records = pack_events(result.events, topic=cx.settings.topic_events, partitions=await cx.event_partitions())
+    records += dead_letter_records(result.dead_letters, topic=cx.settings.topic_deadletter)
+    produced = sum(len(r[3]) for r in records)
+    if not cx.budget.try_acquire(produced):
+        return _unavailable("collector overloaded")
+    try:
+        await cx.producer.send_many(records)
+    finally:
+        cx.budget.release(produced)
+    return _answer(200, {"success": True})
+
+
+def _body_reservation(request: web.Request) -> int:
+    """Bytes to reserve before reading: the declared length, or the limit when unknown or compressed."""
+    length = request.content_length
+    if length is None or request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower() not in ("", "identity"):
+        return MAX_BATCH_BYTES
+    return min(length, MAX_BATCH_BYTES)
+
+
+async def _handle(request: web.Request, call: str | None) -> web.Response:
+    cx = request.app[STATE]
+    received_at_ms = cx.now_ms()
+    tenant = None
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header:
+        tenant = cx.keys.tenant_for(basic_auth_user(header))
+        if tenant is None:
+            return _error(401, "unauthorized", "unknown write key")
+    # Reserve before reading, so concurrent uploads cannot together pass the budget.
+    reserved = _body_reservation(request)
+    if not cx.budget.try_acquire(reserved):
+        return _unavailable("collector overloaded")
+    try:
+        try:
+            body = await read_limited(
+                request.content.iter_chunked(_READ_CHUNK),
+                request.headers.get(hdrs.CONTENT_ENCODING, ""),
+                MAX_BATCH_BYTES,
+            )
+        except BodyTooLarge as exc:
+            detail = f"{exc} (payload: its first {MAX_EVENT_BYTES // 1024} KB)"
+            return await _refuse(cx, tenant, "oversize", detail, exc.prefix[:MAX_EVENT_BYTES], received_at_ms)
+        except BadBody as exc:
+            return await _refuse(cx, tenant, "bad_encoding", str(exc), exc.raw, received_at_ms)
+        cx.budget.release(reserved - len(body))  # hold what the body really takes
+        reserved = len(body)
+        return await _process(cx, body, call, tenant, received_at_ms)
+    except BrokerUnavailable as exc:
+        cx.warn_unavailable(exc)
+        return _unavailable("events not acknowledged by Kafka; retry")
+    finally:
+        cx.budget.release(reserved)
+
+
+async def _call(request: web.Request) -> web.Response:
+    name = request.match_info["call"]
+    if name in BATCH_PATHS:
+        return await _handle(request, None)
+    call = CALL_PATHS.get(name)
+    if call is None:
+        return _error(404, "not_found", f"no endpoint /v1/{name}")
+    return await _handle(request, call)
+
+
+async def _preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=_CORS)
+
+
+async def _health(request: web.Request) -> web.Response:
+    producer = request.app[STATE].producer
+    ok = await asyncio.get_running_loop().run_in_executor(None, producer.healthy)
+    return _answer(200 if ok else 503, {"status": "ok" if ok else "broker unreachable"})
+
+
+def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[], int] = wall_ms) -> web.Application:
+    """The collector's aiohttp application; ``now_ms`` is the receive clock (tests pass a fake)."""
+    # aiohttp would inflate gzip bodies itself, without our output cap; read_limited does it instead.
+    app = web.Application(client_max_size=MAX_BATCH_BYTES, handler_args={"auto_decompress": False})
+    app[STATE] = _Collector(
+        settings=settings,
+        producer=producer,
+        keys=WriteKeys.from_settings(settings),
+        rules=NormalizeRules.from_settings(settings),
+        budget=InflightBudget(settings.collector_max_inflight_bytes),
+        now_ms=now_ms,
+    )
+    app.router.add_post("/v1/{call}", _call)
+    app.router.add_route("OPTIONS", "/v1/{call}", _preflight)
+    app.router.add_get("/health", _health)
+    return app
+
+
+async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Event | None = None) -> None:
+    """Serve on ``collector_host:collector_port`` until cancelled, SIGINT or SIGTERM.
+
+    Start-up creates missing topics (``ensure_topics``) and reads the
+    events topic's partition count; a broker that does not answer yet is
+    not fatal: requests get 503 until it does. Shutdown: stop accepting,
+    let in-flight requests finish (up to 30 s), then flush the producer.
+    ``ready`` is set once the port listens.
+    """
+    producer = KafkaProducer(settings, bootstrap)
+    app = make_app(settings, producer)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, ensure_topics, settings, bootstrap)
+        app[STATE].partitions = await loop.run_in_executor(None, producer.partitions_for, settings.topic_events)
+    except (BrokerUnavailable, KafkaException) as exc:
+        # Serve anyway: requests get 503 (and /health says why) until the broker answers.
+        log.warning("starting without the events topic: %s", exc)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    stop = asyncio.Event()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    try:
+        await web.TCPSite(runner, settings.collector_host, settings.collector_port).start()
+        log.info("collector listening on %s:%s", settings.collector_host, settings.collector_port)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        await loop.run_in_executor(None, producer.close)

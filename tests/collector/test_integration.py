@@ -1,0 +1,269 @@
+"""The collector on a real broker (embedded tansu) with the real producer and the real Segment SDK.
+
+The module owns its broker: the last test stops and restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+import requests
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from segment.analytics import Client
+
+from infra.broker import EmbeddedBroker
+from infra.ports import free_port, wait_for_port
+from pipeline.collector.partitioner import partition_for_key
+from pipeline.collector.server import run_collector
+from pipeline.records import decode_batch, visitor_key
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+from tests.collector.conftest import basic
+
+pytestmark = pytest.mark.integration
+
+TENANT = "shop-int"
+WRITE_KEY = "wk_int"
+
+
+class CollectorThread:
+    """``run_collector`` on its own event loop in a thread, as the CLI runs it (blocking SDK calls stay outside)."""
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task | None = None
+        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.collector_port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._task = self._loop.create_task(run_collector(self.settings, self.bootstrap))
+        try:
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._loop.close()
+
+    def start(self) -> CollectorThread:
+        self._thread.start()
+        wait_for_port(self.settings.collector_port, timeout_s=20, alive=self._thread.is_alive)
+        return self
+
+    def stop(self) -> None:
+        """Cancel ``run_collector``: it stops accepting, finishes requests, flushes the producer."""
+        self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(timeout=40)
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def settings(broker: EmbeddedBroker) -> Settings:
+    settings = Settings(
+        _env_file=None,
+        kafka_bootstrap=broker.bootstrap,
+        kafka_partitions=3,
+        collector_port=free_port(),
+        topic_events="it.collector.events",
+        topic_deadletter="it.collector.deadletter",
+        topic_triggers="it.collector.triggers",
+        write_keys=f"{WRITE_KEY}={TENANT}",
+        pii_salt="int-salt",
+    )
+    # explicit topic configs (cleanup.policy, retention.ms, max.message.bytes): see pipeline.topics
+    assert ensure_topics(settings, broker.bootstrap)[settings.topic_events] == 3
+    return settings
+
+
+@pytest.fixture(scope="module")
+def collector(settings: Settings, broker: EmbeddedBroker):
+    running = CollectorThread(settings, broker.bootstrap).start()
+    yield running
+    running.stop()
+
+
+def read_topic(bootstrap: str, topic: str, done: Callable[[list], bool], timeout_s: float = 20.0) -> list:
+    """Records of ``topic`` (all partitions, from the beginning) until ``done(records)`` or the timeout."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        out: list = []
+        deadline = time.monotonic() + timeout_s
+        while not done(out) and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(msg)
+        return out
+    finally:
+        consumer.close()
+
+
+def event_count(n: int) -> Callable[[list], bool]:
+    return lambda records: sum(len(decode_batch(m.value())) for m in records) >= n
+
+
+def iso(moment: datetime) -> datetime:
+    return moment.replace(microsecond=(moment.microsecond // 1000) * 1000)
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def test_segment_sdk_batch_lands_on_kafka_as_exact_packed_events(
+    collector: CollectorThread, settings: Settings, broker: EmbeddedBroker
+) -> None:
+    t0 = iso(datetime.now(UTC) - timedelta(minutes=3))
+    errors: list = []
+    sdk = Client(WRITE_KEY, host=collector.url, gzip=True, on_error=lambda exc, batch: errors.append(exc), max_retries=1)
+    before_ms = epoch_ms(datetime.now(UTC))
+    sdk.identify(
+        user_id="u-1",
+        anonymous_id="anon-1",
+        traits={"email": "Ann@Example.com", "consent_marketing": True},
+        timestamp=t0,
+        message_id="int-1",
+    )
+    sdk.track(
+        user_id="u-1",
+        anonymous_id="anon-1",
+        event="Product Added",
+        properties={"product_id": 7, "price": 19.5, "cart_id": "c-1"},
+        context={"ip": "203.0.113.9", "page": {"path": "/p/7"}},
+        timestamp=t0 + timedelta(seconds=10),
+        message_id="int-2",
+    )
+    sdk.page(
+        anonymous_id="anon-2", name="Home", properties={"path": "/"}, timestamp=t0 + timedelta(seconds=20), message_id="int-3"
+    )
+    sdk.track(anonymous_id="anon-2", event="Product Added", properties={"product_id": "p9"}, timestamp=t0, message_id="int-4")
+    sdk.shutdown()
+    after_ms = epoch_ms(datetime.now(UTC))
+    assert errors == []
+
+    records = read_topic(broker.bootstrap, settings.topic_events, event_count(3))
+    events = {}
+    for msg in records:
+        batch = decode_batch(msg.value())
+        for event in batch:
+            key = visitor_key(TENANT, event["anonymous_id"], event["user_id"]).encode()
+            assert msg.partition() == partition_for_key(key, 3)  # Kafka's default partitioner
+        events.update({e["event_id"]: e for e in batch})
+    assert sorted(events) == ["int-1", "int-2", "int-3"]
+
+    identify, added, page = events["int-1"], events["int-2"], events["int-3"]
+    assert (identify["type"], identify["tenant"]) == ("identify", TENANT)
+    assert (identify["user_id"], identify["anonymous_id"]) == ("u-1", "anon-1")
+    email_hash = hashlib.sha256(b"int-saltann@example.com").hexdigest()
+    assert orjson.loads(identify["traits"]) == {"consent_marketing": True, "email_hash": email_hash}
+    assert (added["event"], added["page_path"]) == ("Product Added", "/p/7")
+    assert orjson.loads(added["properties"]) == {"product_id": "7", "price": 19.5, "cart_id": "c-1", "quantity": 1}
+    assert added["ip_hash"] == hashlib.sha256(b"int-salt203.0.113.9").hexdigest()
+    assert (page["type"], page["page_path"], orjson.loads(page["properties"])) == ("page", "/", {"path": "/", "title": "Home"})
+    for event, ts in [(identify, t0), (added, t0 + timedelta(seconds=10)), (page, t0 + timedelta(seconds=20))]:
+        # Segment's correction, exactly: timestamp + (receivedAt - sentAt)
+        assert event["event_time_ms"] == epoch_ms(ts) + event["received_at_ms"] - event["sent_at_ms"]
+        assert before_ms - 1 <= event["sent_at_ms"] <= event["received_at_ms"] <= after_ms + 1
+
+    [dl_msg] = read_topic(broker.bootstrap, settings.topic_deadletter, lambda records: len(records) >= 1)
+    dl = orjson.loads(dl_msg.value())
+    assert (dl_msg.key(), dl["tenant"]) == (TENANT.encode(), TENANT)
+    assert (dl["reason"], dl["detail"]) == ("missing_property", "price is required")
+    assert orjson.loads(dl["payload"])["messageId"] == "int-4"
+
+
+async def test_lz4_records_are_readable_by_aiokafka_like_the_worker(
+    collector: CollectorThread, settings: Settings, broker: EmbeddedBroker
+) -> None:
+    # The worker reads with aiokafka, which decodes lz4 only when cramjam is installed.
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as AioTopicPartition
+
+    body = {"batch": [{"type": "track", "event": "Lz4 Probe", "anonymousId": "anon-lz4", "messageId": "int-lz4"}]}
+    loop = asyncio.get_running_loop()
+    resp = await loop.run_in_executor(
+        None, lambda: requests.post(f"{collector.url}/v1/batch", data=orjson.dumps(body), headers=basic(WRITE_KEY), timeout=30)
+    )
+    assert resp.status_code == 200
+    partition = partition_for_key(visitor_key(TENANT, "anon-lz4", None).encode(), 3)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tp = AioTopicPartition(settings.topic_events, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        seen: list[str] = []
+        deadline = loop.time() + 20
+        while "int-lz4" not in seen and loop.time() < deadline:
+            fetched = await consumer.getmany(tp, timeout_ms=500)
+            seen += [e["event_id"] for m in fetched.get(tp, []) for e in decode_batch(m.value)]
+    finally:
+        await consumer.stop()
+    assert "int-lz4" in seen
+
+
+def test_librdkafka_murmur2_partitioner_agrees_with_partition_for_key(broker: EmbeddedBroker) -> None:
+    # librdkafka's murmur2_random is the Java client's default partitioner: a third witness.
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    config = {"cleanup.policy": "delete", "retention.ms": "600000"}
+    for future in admin.create_topics([NewTopic("it.partitioner", 13, 1, config=config)]).values():
+        future.result()
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random"})
+    landed: dict[bytes, int] = {}
+    keys = [visitor_key("shop", f"anon-{i}", None).encode() for i in range(40)]
+    for key in keys:
+        producer.produce("it.partitioner", b"v", key, on_delivery=lambda err, msg: landed.__setitem__(msg.key(), msg.partition()))
+    assert producer.flush(15) == 0
+    assert landed == {key: partition_for_key(key, 13) for key in keys}
+    assert len(set(landed.values())) > 5  # the keys really spread
+
+
+def test_broker_down_is_503_with_retry_after_then_recovers(
+    collector: CollectorThread, settings: Settings, broker: EmbeddedBroker
+) -> None:
+    body = {"batch": [{"type": "track", "event": "Ping", "anonymousId": "anon-9", "messageId": "int-down"}]}
+    assert requests.get(f"{collector.url}/health", timeout=10).status_code == 200
+
+    broker.stop()
+    started = time.monotonic()
+    resp = requests.post(f"{collector.url}/v1/batch", data=orjson.dumps(body), headers=basic(WRITE_KEY), timeout=30)
+    assert (resp.status_code, resp.headers["Retry-After"], resp.json()["success"]) == (503, "5", False)
+    assert time.monotonic() - started < 15  # within the 10 s delivery timeout, inside an SDK's HTTP timeout
+    assert requests.get(f"{collector.url}/health", timeout=10).status_code == 503
+
+    # tansu keeps its log in memory: the restarted broker has no topics until they are created again.
+    broker.start()
+    ensure_topics(settings, broker.bootstrap)
+    statuses = []
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        resp = requests.post(f"{collector.url}/v1/batch", data=orjson.dumps(body), headers=basic(WRITE_KEY), timeout=30)
+        statuses.append(resp.status_code)
+        if resp.status_code == 200:
+            break
+        time.sleep(int(resp.headers["Retry-After"]) / 5)
+    assert statuses[-1] == 200, statuses
+    assert requests.get(f"{collector.url}/health", timeout=10).status_code == 200
+    [msg] = read_topic(broker.bootstrap, settings.topic_events, event_count(1))
+    assert [e["event_id"] for e in decode_batch(msg.value())] == ["int-down"]
