@@ -1,0 +1,175 @@
+"""Carts (contract section 5): which cart an event is about, and what it does to it.
+
+- A cart is identified by ``cart_id`` when sent, else it is the visitor's one
+  open cart; it is created by its first ``Product Added`` (other activity on
+  a cart that does not exist changes nothing). After the open cart is
+  ordered, the next ``Product Added`` without ``cart_id`` opens a new one.
+- Checkout events belong to the cart their checkout's ``Checkout Started``
+  named (``checkout_id`` -> cart); ``Order Completed`` finds its cart by
+  ``cart_id``, else by ``checkout_id``, else the open cart, and closes it.
+- An ordered cart is closed: later activity on it changes nothing.
+- Carts that need nothing any more (ordered, or abandoned with no live
+  offer, or emptied and idle) are forgotten ``closed_cart_retention_ms``
+  after their last event, so a visitor's state stays bounded.
+"""
+
+from __future__ import annotations
+
+from pipeline.detect.rules import Rules
+from pipeline.detect.state import Cart, VisitorState
+
+__all__ = [
+    "CART_EVENTS",
+    "CHECKOUT_EVENTS",
+    "ORDER_COMPLETED",
+    "resolve_cart",
+    "apply_activity",
+    "close_for_order",
+    "forget_stale",
+]
+
+CART_EVENTS = frozenset({"Product Added", "Product Removed", "Cart Viewed", "Checkout Started"})
+CHECKOUT_EVENTS = frozenset(
+    {"Checkout Step Viewed", "Checkout Step Completed", "Payment Info Entered", "Payment Failed"}
+)
+ORDER_COMPLETED = "Order Completed"
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # numeric ids are common (product_id: 1234)
+    return None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def resolve_cart(state: VisitorState, name: str, props: dict, rules: Rules) -> Cart | None:
+    """The cart an event about carts or checkouts belongs to; None if there is none.
+
+    Creates the cart for a ``Product Added`` that names no existing cart.
+    """
+    cart_id = _text(props.get("cart_id"))
+    checkout_cart = state.find_cart(state.checkouts.get(_text(props.get("checkout_id")) or ""))
+    if name in CHECKOUT_EVENTS and checkout_cart is not None:
+        return checkout_cart
+    if cart_id is not None:
+        cart = state.find_cart("/" + cart_id)
+    elif name == ORDER_COMPLETED and checkout_cart is not None:
+        return checkout_cart
+    else:
+        cart = state.find_cart(state.open_cart)
+    if cart is None and name == "Product Added":
+        cart = _open(state, cart_id, rules)
+    return cart
+
+
+def _open(state: VisitorState, cart_id: str | None, rules: Rules) -> Cart:
+    if len(state.carts) >= rules.max_carts:
+        _evict_one(state, rules)
+    if cart_id is not None:
+        cart = Cart(local_key="/" + cart_id, cart_id=cart_id)
+    else:
+        state.carts_opened += 1
+        cart = Cart(local_key=f"#{state.carts_opened}")
+        state.open_cart = cart.local_key
+    state.carts.append(cart)
+    return cart
+
+
+def apply_activity(
+    state: VisitorState, cart: Cart, name: str, props: dict, t_ms: int, session_id: str, rules: Rules
+) -> None:
+    """Cart or checkout activity at event time ``t_ms``: items, currency, last activity."""
+    if cart.ordered_ms is not None:
+        return
+    if t_ms >= cart.last_activity_ms:
+        # max, not last: an out-of-order earlier event must not pull the deadline back
+        cart.last_activity_ms, cart.session_id = t_ms, session_id
+    currency = _text(props.get("currency"))
+    if currency is not None:
+        cart.currency = currency
+    if name == "Product Added":
+        _add(cart, props)
+    elif name == "Product Removed":
+        _remove(cart, props)
+    elif name == "Checkout Started":
+        checkout_id = _text(props.get("checkout_id"))
+        if checkout_id is not None:
+            state.checkouts.pop(checkout_id, None)
+            state.checkouts[checkout_id] = cart.local_key
+            while len(state.checkouts) > rules.max_checkouts:
+                del state.checkouts[next(iter(state.checkouts))]
+
+
+def _add(cart: Cart, props: dict) -> None:
+    pid = _text(props.get("product_id"))
+    if pid is None:
+        return
+    qty = _number(props.get("quantity"))
+    qty = 1 if qty is None else int(qty)
+    name, price, held = cart.items.get(pid, (None, 0.0, 0))
+    new_price = _number(props.get("price"))
+    item = [_text(props.get("name")) or name, price if new_price is None else new_price, held + qty]
+    if item[2] > 0:
+        cart.items[pid] = item
+    else:
+        cart.items.pop(pid, None)
+
+
+def _remove(cart: Cart, props: dict) -> None:
+    pid = _text(props.get("product_id"))
+    if pid is None or pid not in cart.items:
+        return
+    qty = _number(props.get("quantity"))
+    item = cart.items[pid]
+    # Without a quantity the product leaves the cart entirely.
+    remaining = 0 if qty is None else item[2] - int(qty)
+    if remaining > 0:
+        item[2] = remaining
+    else:
+        del cart.items[pid]
+
+
+def close_for_order(state: VisitorState, cart: Cart, t_ms: int) -> None:
+    """``Order Completed`` for ``cart`` at ``t_ms``: the cart is closed (ordered)."""
+    if cart.ordered_ms is None:
+        cart.ordered_ms = t_ms
+    if state.open_cart == cart.local_key:
+        state.open_cart = None
+
+
+def _needs_nothing(cart: Cart, now_ms: int, rules: Rules) -> bool:
+    if cart.deadline(rules.abandon_after_ms) is not None:
+        return False  # still able to be abandoned: must be remembered until it fires
+    if cart.offer_id is not None and now_ms < cart.offer_expires_ms:
+        return False  # an order may still cancel its offer
+    last_ms = max(cart.last_activity_ms, cart.ordered_ms or 0, cart.abandoned_ms or 0)
+    return now_ms - last_ms >= rules.closed_cart_retention_ms
+
+
+def _drop(state: VisitorState, cart: Cart) -> None:
+    state.carts.remove(cart)
+    if state.open_cart == cart.local_key:
+        state.open_cart = None
+    for checkout_id in [k for k, v in state.checkouts.items() if v == cart.local_key]:
+        del state.checkouts[checkout_id]
+
+
+def forget_stale(state: VisitorState, now_ms: int, rules: Rules) -> None:
+    """Forget carts that need nothing any more; runs after each applied event."""
+    for cart in [c for c in state.carts if _needs_nothing(c, now_ms, rules)]:
+        _drop(state, cart)
+
+
+def _evict_one(state: VisitorState, rules: Rules) -> None:
+    # A visitor at max_carts (a bot, or a storefront minting cart ids) loses
+    # its least recently active cart, preferring one that cannot be abandoned.
+    idle = [c for c in state.carts if c.deadline(rules.abandon_after_ms) is None]
+    candidates = idle or state.carts
+    _drop(state, min(candidates, key=lambda c: c.last_activity_ms))

@@ -1,0 +1,252 @@
+"""One partition's stream processing: the pure core the events agent drives.
+
+The agent creates one ``PartitionProcessor`` per assigned partition of
+``cx.events`` and calls, in offset order::
+
+    proc.restore(stored_states)              # once, on assignment
+    proc.process(offset, events, wall_ms)    # per Kafka record
+    proc.tick(wall_ms, caught_up)            # when idle
+    out = proc.drain()                       # rows, triggers, changed states
+
+Determinism: per event, in offset order, the watermark advances first and
+every deadline <= watermark fires; then the event is applied. Nothing
+happens "at batch end", so the same events give the same rows and trigger
+ids however they are batched and whenever ``drain()`` runs.
+
+Crash safety: each visitor state records the offset of the last record
+whose events it applied. The agent persists states only after ClickHouse
+and the triggers topic acknowledged what ``drain()`` returned, so on replay
+a visitor's events from a record at or below that offset were applied and
+stored already and are skipped; other visitors' events in the same record
+are applied normally.
+
+The watermark is not persisted: after a restart it starts empty and is
+rebuilt from the replayed and new events, so stored deadlines fire once
+events (or idle ticks) carry it past them again; their trigger ids are the
+same as before the crash. One difference a replay can show: an event later
+than the allowed lateness that, before the crash, arrived after its cart's
+deadline had fired may be replayed before the rebuilt watermark reaches that
+deadline. Events within the allowed lateness behave the same in both runs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import orjson
+
+from pipeline.detect.abandonment import abandon, cancel_offer
+from pipeline.detect.carts import (
+    CART_EVENTS,
+    CHECKOUT_EVENTS,
+    ORDER_COMPLETED,
+    apply_activity,
+    close_for_order,
+    forget_stale,
+    resolve_cart,
+)
+from pipeline.detect.deadlines import DeadlineIndex
+from pipeline.detect.dedup import event_hash, remember
+from pipeline.detect.rules import Rules
+from pipeline.detect.sessions import assign_session
+from pipeline.detect.state import VisitorState, decode_state, encode_state
+from pipeline.detect.watermark import Watermark
+from pipeline.records import visitor_key
+
+__all__ = ["Output", "PartitionProcessor", "LoadState"]
+
+LoadState = Callable[[str], "bytes | None"]
+_CART_RELATED = CART_EVENTS | CHECKOUT_EVENTS | {ORDER_COMPLETED}
+
+
+@dataclass(slots=True)
+class Output:
+    """What accumulated since the last ``drain()``.
+
+    ``rows``: stored-event dicts for ClickHouse (the event plus ``session_id``,
+    ``cart_key`` ('' if none) and ``props``, the parsed properties);
+    ``triggers``: trigger dicts; ``states``: changed visitor states, serialized,
+    by visitor key.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    triggers: list[dict] = field(default_factory=list)
+    states: dict[str, bytes] = field(default_factory=dict)
+
+
+def _json_object(value: object) -> dict:
+    # The collector validated events; a malformed field still must not stop
+    # the partition (the raw text stays in the stored row).
+    if isinstance(value, dict):
+        return value
+    if not value:
+        return {}
+    try:
+        parsed = orjson.loads(value)  # type: ignore[arg-type]
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+class PartitionProcessor:
+    """Sessions, de-duplication, carts, abandonment and offers for one partition."""
+
+    def __init__(self, rules: Rules, load_state: LoadState, *, cache_size: int = 10_000) -> None:
+        """``load_state(key)`` returns a visitor's stored state bytes or None.
+
+        ``cache_size`` decoded states are kept between drains to avoid
+        decoding hot visitors again; this relies on the agent storing every
+        drained state before it next calls ``process`` or ``tick``.
+        """
+        self.rules = rules
+        self._load_state = load_state
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, VisitorState] = OrderedDict()
+        self._dirty: dict[str, VisitorState] = {}
+        self._watermark = Watermark(rules.allowed_lateness_ms, rules.idle_partition_ms)
+        self._index = DeadlineIndex()
+        self._out = Output()
+
+    @property
+    def watermark_ms(self) -> int | None:
+        """The partition's event-time watermark; None before the first event."""
+        return self._watermark.value
+
+    @property
+    def pending_visitors(self) -> int:
+        """Visitors with a cart deadline scheduled."""
+        return len(self._index)
+
+    def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Rebuild the deadline index from stored states; runs on partition assignment.
+
+        A state that cannot be decoded raises: it would mean the table holds
+        bytes this code did not write, and guessing would lose carts.
+        """
+        abandon_after_ms = self.rules.abandon_after_ms
+        for key, data in items:
+            self._index.schedule(key, decode_state(data).next_deadline(abandon_after_ms))
+
+    def process(self, offset: int, events: list[dict], wall_ms: int) -> None:
+        """Apply one Kafka record's events, in order; call in offset order.
+
+        An exception here is a bug (events were validated upstream) and
+        leaves this processor half-way through a record: discard it and build
+        a new one from the table; the replay then redoes the record.
+        """
+        applying: dict[str, bool] = {}  # per visitor: apply this record, or skip it as replayed
+        for event in events:
+            t_ms = event["event_time_ms"]
+            self._fire_due(self._watermark.observe(t_ms, wall_ms), wall_ms)
+            key = visitor_key(event["tenant"], event.get("anonymous_id"), event.get("user_id"))
+            state = self._get(key)
+            if state is None:
+                state = VisitorState(tenant=event["tenant"], anonymous_id=event.get("anonymous_id") or None)
+                self._remember(key, state)
+            apply = applying.get(key)
+            if apply is None:
+                apply = applying[key] = state.last_offset < offset
+            if not apply:
+                continue
+            h = event_hash(event["event_id"])
+            if h in state.recent_ids:
+                continue  # a duplicate: no row, no state change
+            self._apply(key, state, offset, event, h, wall_ms)
+
+    def tick(self, wall_ms: int, caught_up: bool) -> None:
+        """Idle call: a caught-up partition silent for ``idle_partition_ms`` follows the wall clock.
+
+        With ``caught_up`` False (the consumer is behind, e.g. replaying)
+        nothing happens: event time alone must decide then.
+        """
+        if caught_up and self._watermark.follow_wall_clock(wall_ms):
+            assert self._watermark.value is not None
+            self._fire_due(self._watermark.value, wall_ms)
+
+    def drain(self) -> Output:
+        """Return and clear what accumulated since the last drain."""
+        out = self._out
+        out.states = {key: encode_state(state) for key, state in self._dirty.items()}
+        self._out, self._dirty = Output(), {}
+        return out
+
+    # -- internals ------------------------------------------------------------
+
+    def _get(self, key: str) -> VisitorState | None:
+        state = self._dirty.get(key)
+        if state is not None:
+            return state
+        state = self._cache.get(key)
+        if state is not None:
+            self._cache.move_to_end(key)
+            return state
+        data = self._load_state(key)
+        if data is None:
+            return None
+        state = decode_state(data)
+        self._remember(key, state)
+        return state
+
+    def _remember(self, key: str, state: VisitorState) -> None:
+        self._cache[key] = state
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)  # a dirty state stays reachable in _dirty
+
+    def _changed(self, key: str, state: VisitorState) -> None:
+        self._dirty[key] = state
+        self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
+
+    def _fire_due(self, watermark_ms: int, wall_ms: int) -> None:
+        """Fire every scheduled deadline <= the watermark, earliest first."""
+        while (key := self._index.pop_due(watermark_ms)) is not None:
+            state = self._get(key)
+            if state is None:
+                continue
+            if self._abandon_due(state, watermark_ms, wall_ms):
+                self._changed(key, state)
+            else:  # a stale entry: the deadline moved later or went away
+                self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
+
+    def _abandon_due(self, state: VisitorState, until_ms: int, wall_ms: int) -> bool:
+        """Abandon the visitor's carts whose deadline is <= ``until_ms``; True if any."""
+        abandon_after_ms = self.rules.abandon_after_ms
+        due = [(d, c) for c in state.carts if (d := c.deadline(abandon_after_ms)) is not None and d <= until_ms]
+        for _, cart in sorted(due, key=lambda pair: pair[0]):
+            self._out.triggers.append(abandon(state, cart, self.rules, wall_ms))
+        return bool(due)
+
+    def _apply(self, key: str, state: VisitorState, offset: int, event: dict, h: int, wall_ms: int) -> None:
+        rules = self.rules
+        t_ms = event["event_time_ms"]
+        state.last_offset = offset
+        remember(state.recent_ids, h, rules.dedup_window)
+        # An event at or after a pending deadline proves the cart was left
+        # that long: it is abandoned first, then the event applies (an order
+        # then recovers the cart; it does not undo the abandonment).
+        self._abandon_due(state, t_ms, wall_ms)
+        props = _json_object(event.get("properties"))
+        session_id = assign_session(state, t_ms, event.get("session_hint"), rules.session_gap_ms)
+        if event.get("user_id"):
+            state.user_id = event["user_id"]
+        if event.get("type") == "identify":
+            consent = _json_object(event.get("traits")).get("consent_marketing")
+            if isinstance(consent, bool):
+                state.consent = consent
+        cart_key = ""
+        name = event.get("event") if event.get("type") == "track" else None
+        if name in _CART_RELATED:
+            cart = resolve_cart(state, name, props, rules)
+            if cart is not None:
+                cart_key = state.cart_key(cart)
+                if name == ORDER_COMPLETED:
+                    cancelled = cancel_offer(state, cart, t_ms, session_id, rules, wall_ms)
+                    if cancelled is not None:
+                        self._out.triggers.append(cancelled)
+                    close_for_order(state, cart, t_ms)
+                else:
+                    apply_activity(state, cart, name, props, t_ms, session_id, rules)
+        forget_stale(state, max(t_ms, state.max_event_ms or t_ms), rules)
+        self._changed(key, state)
+        self._out.rows.append({**event, "session_id": session_id, "cart_key": cart_key, "props": props})

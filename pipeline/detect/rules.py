@@ -1,0 +1,68 @@
+"""Detection rules: event-time thresholds and the offer policy, fixed at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.settings import DAY_MS, MINUTE_MS, Settings
+
+__all__ = ["Rules", "Channel"]
+
+Channel = Literal["email", "sms", "onsite"]
+
+# Rules fields that come one to one from Settings of the same name.
+_FROM_SETTINGS = (
+    "abandon_after_ms",
+    "session_gap_ms",
+    "allowed_lateness_ms",
+    "idle_partition_ms",
+    "experiment",
+    "holdout_pct",
+    "offer_cap_ms",
+    "offer_valid_ms",
+    "offer_discount_pct",
+    "offer_channel",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the detectors decide with; defaults are the contract's guardrails."""
+
+    abandon_after_ms: int = 30 * MINUTE_MS
+    session_gap_ms: int = 30 * MINUTE_MS
+    allowed_lateness_ms: int = 1_000
+    idle_partition_ms: int = 1_000
+    experiment: str = "default"
+    holdout_pct: float = 10.0
+    offer_cap_ms: int = DAY_MS
+    offer_valid_ms: int = 2 * DAY_MS
+    offer_discount_pct: int = 10
+    offer_channel: Channel = "email"
+    # Bounds on one visitor's state. They are not settings: they trade memory,
+    # not behaviour a storefront or an analyst sees.
+    dedup_window: int = 64
+    max_checkouts: int = 8
+    max_carts: int = 16
+    closed_cart_retention_ms: int = 2 * DAY_MS
+
+    def __post_init__(self) -> None:
+        if self.abandon_after_ms <= 0 or self.session_gap_ms <= 0:
+            raise ValueError("abandon_after_ms and session_gap_ms must be positive")
+        if self.allowed_lateness_ms < 0 or self.idle_partition_ms <= 0:
+            raise ValueError("allowed_lateness_ms must be >= 0 and idle_partition_ms > 0")
+        if not 0 <= self.holdout_pct <= 100:
+            raise ValueError("holdout_pct must be within 0..100")
+        if min(self.dedup_window, self.max_checkouts, self.max_carts) < 1:
+            raise ValueError("dedup_window, max_checkouts and max_carts must be >= 1")
+
+    @property
+    def inactivity_reason(self) -> str:
+        """The abandonment reason, e.g. ``inactive_30m``."""
+        return f"inactive_{self.abandon_after_ms // MINUTE_MS}m"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Rules":
+        """The rules the configured settings describe (state bounds keep their defaults)."""
+        return cls(**{name: getattr(settings, name) for name in _FROM_SETTINGS})

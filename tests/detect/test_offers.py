@@ -1,0 +1,129 @@
+"""Offer decisions: consent, holdout, frequency cap, and offer_cancelled on a later order."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pipeline.detect import Rules
+from pipeline.detect.offers import decide_offer, in_holdout
+from pipeline.records import stable_id
+
+from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, add, identify, order, page
+
+DEADLINE = T0 + 30 * MIN  # 2023-11-14 22:43:20 UTC
+
+
+def decide(rules: Rules = EXACT, **kw: object):
+    args = dict(
+        tenant="shop-a", trigger_id="ab" * 16, customer_id="cust-1", anonymous_id="anon-1",
+        consent=True, last_offer_ms=None, event_time_ms=DEADLINE,
+    )
+    args.update(kw)
+    return decide_offer(rules, **args)  # type: ignore[arg-type]
+
+
+def test_consenting_customer_gets_an_offer() -> None:
+    decision = decide()
+    assert (decision.action, decision.holdout) == ("offer", False)
+    assert decision.offer == {
+        "code": "CX-ABABABABAB",
+        "discount_pct": 10,
+        "expires_at_ms": DEADLINE + 2 * DAY,
+        "channel": "email",
+    }
+
+
+def test_no_consent_means_no_offer() -> None:
+    assert decide(consent=False).action == "none"
+    assert decide(consent=None).action == "none"  # never identified with consent
+    assert decide(customer_id=None).action == "none"  # anonymous: nobody to send it to
+
+
+def test_later_identify_revokes_consent() -> None:
+    h = Harness()
+    # T0      identify cust-1 with consent; T0+1m identify again, consent withdrawn
+    # T0+2m   add -> abandoned at T0+32m without an offer
+    events = [identify(T0, "cust-1", True), identify(T0 + MIN, "cust-1", False), add(T0 + 2 * MIN)]
+    (trigger,) = h.each(*events, page(T0 + 32 * MIN))
+    assert (trigger["customer_id"], trigger["action"], trigger["offer"]) == ("cust-1", "none", None)
+
+
+def test_holdout_share_is_ten_percent_of_10000_customers_and_stable() -> None:
+    rules = Rules()  # default 10 % holdout
+    first = [in_holdout(rules, "shop-a", f"cust-{i}") for i in range(10_000)]
+    again = [in_holdout(rules, "shop-a", f"cust-{i}") for i in range(10_000)]
+    assert first == again
+    assert 900 <= sum(first) <= 1_100  # within 1 point of 10 %
+
+
+def test_holdout_customers_get_no_offer_and_are_flagged() -> None:
+    everyone_held_out = dataclasses.replace(EXACT, holdout_pct=100.0)
+    decision = decide(everyone_held_out)
+    assert (decision.action, decision.holdout, decision.offer) == ("none", True, None)
+
+
+def test_frequency_cap_is_24_hours() -> None:
+    # previous offer at DEADLINE; a new abandonment 1 ms short of 24 h is capped, at 24 h it is not
+    assert decide(last_offer_ms=DEADLINE - DAY + 1).action == "none"
+    assert decide(last_offer_ms=DEADLINE - DAY).action == "offer"
+
+
+def test_second_abandonment_within_24h_gets_no_offer() -> None:
+    h = Harness()
+    # T0        identify cust-1 with consent; add        -> cart #1 deadline T0+30m
+    # T0+30m    bystander -> #1 abandoned with an offer
+    # T0+1h     order #1 (cancels the offer), T0+2h add   -> cart #2 deadline T0+2h30m
+    # T0+2h30m  bystander -> #2 abandoned, capped: no offer
+    triggers = h.each(
+        identify(T0, "cust-1", True), add(T0), page(DEADLINE),
+        order(T0 + HOUR), add(T0 + 2 * HOUR), page(T0 + 2 * HOUR + 30 * MIN),
+    )
+    assert [(t["kind"], t["action"]) for t in triggers] == [
+        ("cart_abandoned", "offer"),
+        ("offer_cancelled", "none"),
+        ("cart_abandoned", "none"),
+    ]
+    # T0+24h      order #2 (no offer to cancel)
+    # T0+24h30m   add -> cart #3 deadline T0+25h
+    # T0+25h      bystander -> #3 abandoned 24h30m after the last offer: offered again
+    later = h.each(order(T0 + 24 * HOUR), add(T0 + 24 * HOUR + 30 * MIN), page(T0 + 25 * HOUR))
+    assert [(t["kind"], t["action"]) for t in later] == [("cart_abandoned", "offer")]
+
+
+def test_order_after_offer_and_before_expiry_cancels_the_offer() -> None:
+    h = Harness()
+    # T0       identify cust-1 with consent; add       -> deadline T0+30m
+    # T0+30m   bystander -> abandoned, offer valid until T0+30m+2d
+    # T0+3h    order (session of that order) -> offer_cancelled
+    offered, cancelled = h.each(identify(T0, "cust-1", True), add(T0), page(DEADLINE), order(T0 + 3 * HOUR))
+    assert offered["offer"]["expires_at_ms"] == DEADLINE + 2 * DAY
+    assert cancelled == {
+        "trigger_id": stable_id("offer_cancelled", "shop-a", offered["trigger_id"]),
+        "kind": "offer_cancelled",
+        "tenant": "shop-a",
+        "customer_id": "cust-1",
+        "anonymous_id": "anon-1",
+        "session_id": h.rows[-1]["session_id"],
+        "cart_id": None,
+        "cart_key": "anon-1#1",
+        "cart_value": 49.9,
+        "currency": "EUR",
+        "items": [{"product_id": "sku-1", "name": None, "price": 49.9, "quantity": 1}],
+        "event_time_ms": T0 + 3 * HOUR,
+        "emitted_at_ms": T0 + 3 * HOUR + 500,
+        "reasons": ["order_completed"],
+        "friction_score": 0,
+        "action": "none",
+        "offer": None,
+        "holdout": False,
+        "experiment": "default",
+        "ref_trigger_id": offered["trigger_id"],
+    }
+
+
+def test_order_after_offer_expiry_cancels_nothing() -> None:
+    h = Harness()
+    # T0          identify, add; T0+30m abandoned with an offer expiring T0+30m+2d
+    # T0+30m+2d   order exactly at expiry: the offer is gone, nothing to cancel
+    triggers = h.each(identify(T0, "cust-1", True), add(T0), page(DEADLINE), order(DEADLINE + 2 * DAY))
+    assert [t["kind"] for t in triggers] == ["cart_abandoned"]
