@@ -9,7 +9,8 @@ The agent creates one ``PartitionProcessor`` per assigned partition of
     out = proc.drain()                       # rows, triggers, changed states
 
 Determinism: per event, in offset order, the watermark advances first and
-every deadline <= watermark fires; then the event is applied. Nothing
+every deadline <= watermark fires; then the event is applied (activity on
+a cart at or after its own deadline fires that cart first). Nothing
 happens "at batch end", so the same events give the same rows and trigger
 ids however they are batched and whenever ``drain()`` runs.
 
@@ -222,10 +223,6 @@ class PartitionProcessor:
         t_ms = event["event_time_ms"]
         state.last_offset = offset
         remember(state.recent_ids, h, rules.dedup_window)
-        # An event at or after a pending deadline proves the cart was left
-        # that long: it is abandoned first, then the event applies (an order
-        # then recovers the cart; it does not undo the abandonment).
-        self._abandon_due(state, t_ms, wall_ms)
         props = _json_object(event.get("properties"))
         session_id = assign_session(state, t_ms, event.get("session_hint"), rules.session_gap_ms)
         if event.get("user_id"):
@@ -240,6 +237,16 @@ class PartitionProcessor:
             cart = resolve_cart(state, name, props, rules)
             if cart is not None:
                 cart_key = state.cart_key(cart)
+                # Activity on this very cart at or after its pending deadline
+                # proves the cart was left that long: it is abandoned first,
+                # then the event applies (an order then recovers the cart; it
+                # does not undo the abandonment). Any other event of the
+                # visitor proves nothing: an order for the cart sent before
+                # the deadline may still arrive within the allowed lateness,
+                # so only the watermark fires the other carts.
+                deadline = cart.deadline(rules.abandon_after_ms)
+                if deadline is not None and deadline <= t_ms:
+                    self._out.triggers.append(abandon(state, cart, rules, wall_ms))
                 if name == ORDER_COMPLETED:
                     cancelled = cancel_offer(state, cart, t_ms, session_id, rules, wall_ms)
                     if cancelled is not None:

@@ -71,13 +71,26 @@ def test_order_after_deadline_triggers_then_recovers_without_retraction() -> Non
     assert h.rows[1]["event"] == "Order Completed" and h.rows[1]["cart_key"] == "anon-1#1"
 
 
-def test_visitor_own_event_after_deadline_fires_even_while_watermark_lags() -> None:
+def test_visitor_page_after_deadline_waits_for_watermark_so_late_order_still_counts() -> None:
+    h = Harness(Rules(allowed_lateness_ms=5 * MIN, holdout_pct=0.0))
+    # T0          add                                 -> deadline T0+30m
+    # T0+32m      anon-1 views a page: not cart activity, proves nothing; watermark T0+27m
+    # T0+28m      anon-1's order, sent before the deadline, arrives late (inside 5 min)
+    # T0+40m      bystander: watermark T0+35m, the cart was ordered -> nothing
+    events = [add(T0), page(T0 + 32 * MIN, anon="anon-1"), order(T0 + 28 * MIN), page(T0 + 40 * MIN)]
+    assert h.each(*events) == []
+
+
+def test_cart_activity_after_deadline_fires_that_cart_first_while_watermark_lags() -> None:
     h = Harness(Rules(allowed_lateness_ms=5_000, holdout_pct=0.0))
-    # T0       add                                   -> deadline T0+30m
-    # T0+30m   anon-1 views a page: watermark is T0+30m-5s, but anon-1's own
-    #          event proves 30 min passed without cart activity -> abandoned first
-    (trigger,) = h.each(add(T0), page(DEADLINE, anon="anon-1"))
-    assert trigger["event_time_ms"] == DEADLINE
+    # T0       add                                    -> deadline T0+30m
+    # T0+30m   anon-1 adds again to the same open cart: watermark T0+30m-5s, but
+    #          activity on this cart at its deadline proves 30 min without any ->
+    #          abandoned first, then the add applies
+    (trigger,) = h.each(add(T0), add(DEADLINE))
+    assert (trigger["kind"], trigger["event_time_ms"], trigger["cart_key"]) == ("cart_abandoned", DEADLINE, "anon-1#1")
+    # T0+2h    bystander: a cart is abandoned once, the revisit sets no new deadline
+    assert h.each(page(T0 + 120 * MIN)) == []
 
 
 def test_out_of_order_order_inside_allowed_lateness_cancels_abandonment() -> None:
