@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     collector_host: str = "127.0.0.1"
     collector_port: int = Field(8088, ge=0, le=65535)
+    collector_max_inflight_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="request bytes the collector holds at once; past it: 503 + Retry-After"
+    )
     write_keys: str = Field("demo_write_key=demo-shop", description="key=tenant,key2=tenant2")
     worker_web_port: int = Field(6066, ge=0, le=65535)
     worker_group: str = Field("cxstream", min_length=1, description="Faust app id = Kafka consumer group")

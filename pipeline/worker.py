@@ -89,7 +89,7 @@ class Worker:
         self.ch = ch
         self.rules = Rules.from_settings(settings)
         self.wall_ms = wall_ms
-        self.table = app.Table(STATE_TABLE, default=None, key_serializer="raw", value_serializer="raw")
+        self.table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)
         self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.triggers_topic = app.topic(settings.topic_triggers, key_serializer="raw", value_serializer="raw")
