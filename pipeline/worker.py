@@ -161,6 +161,8 @@ class Worker:
         for _, out in outputs:
             if out.rows:
                 self.sink.add_events(out.rows)
+            for table, facts in out.facts.items():
+                self.sink.add_facts(table, facts)
         if triggers:
             self.sink.add_triggers(triggers)
         if self.sink.pending():

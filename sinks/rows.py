@@ -16,13 +16,14 @@ topic keeps the original for whoever may read it.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 __all__ = [
     "DEADLETTER_COLUMNS",
     "EVENT_COLUMNS",
+    "FACT_TABLES",
     "PRIVATE_KEYS",
     "TRIGGER_COLUMNS",
     "day_of",
@@ -49,6 +50,11 @@ TRIGGER_COLUMNS = (
 DEADLETTER_COLUMNS = (
     "tenant", "dl_id", "day", "received_at", "reason", "detail", "source", "payload", "payload_bytes",
 )  # fmt: skip
+
+# Derived facts the detectors emit besides events and triggers, by table:
+# (columns, dict -> row tuple). Each feature registers its table here and
+# creates it in its own migration; the worker routes ``Output.facts`` by name.
+FACT_TABLES: dict[str, tuple[tuple[str, ...], Callable[[dict], tuple]]] = {}
 
 _EPOCH = date(1970, 1, 1)
 _DAY_MS = 86_400_000

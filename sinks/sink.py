@@ -22,6 +22,7 @@ from sinks.client import ClickHouse, ClickHouseError
 from sinks.rows import (
     DEADLETTER_COLUMNS,
     EVENT_COLUMNS,
+    FACT_TABLES,
     TRIGGER_COLUMNS,
     deadletter_row,
     event_row,
@@ -66,7 +67,8 @@ class ClickHouseSink:
         self._events = _Buffer(EVENTS_TABLE, EVENT_COLUMNS, event_row)
         self._triggers = _Buffer(TRIGGERS_TABLE, TRIGGER_COLUMNS, trigger_row)
         self._deadletters = _Buffer(DEADLETTERS_TABLE, DEADLETTER_COLUMNS, deadletter_row)
-        self._buffers = (self._events, self._triggers, self._deadletters)
+        self._facts: dict[str, _Buffer] = {}
+        self._buffers: tuple[_Buffer, ...] = (self._events, self._triggers, self._deadletters)
 
     def add_events(self, rows: Iterable[Row]) -> None:
         """Buffer stored events: worker event dicts (mapped by ``event_row``) or ready row tuples."""
@@ -79,6 +81,18 @@ class ClickHouseSink:
     def add_deadletters(self, rows: Iterable[Row]) -> None:
         """Buffer dead letters: dead-letter dicts (mapped by ``deadletter_row``) or ready row tuples."""
         self._deadletters.add(rows)
+
+    def add_facts(self, table: str, rows: Iterable[Row]) -> None:
+        """Buffer rows for a fact table registered in ``sinks.rows.FACT_TABLES`` (friction, support, ...)."""
+        buffer = self._facts.get(table)
+        if buffer is None:
+            try:
+                columns, to_row = FACT_TABLES[table]
+            except KeyError:
+                raise ValueError(f"no fact table {table!r} in sinks.rows.FACT_TABLES") from None
+            buffer = self._facts[table] = _Buffer(table, columns, to_row)
+            self._buffers = (*self._buffers, buffer)
+        buffer.add(rows)
 
     def pending(self) -> int:
         """Rows buffered and not yet written."""

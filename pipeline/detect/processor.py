@@ -69,12 +69,17 @@ class Output:
     ``rows``: stored-event dicts for ClickHouse (the event plus ``session_id``,
     ``cart_key`` ('' if none) and ``props``, the parsed properties);
     ``triggers``: trigger dicts; ``states``: changed visitor states, serialized,
-    by visitor key.
+    by visitor key; ``facts``: derived rows by ClickHouse table (each table
+    registered in ``sinks.rows.FACT_TABLES``), e.g. friction signals.
     """
 
     rows: list[dict] = field(default_factory=list)
     triggers: list[dict] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
+    facts: dict[str, list[dict]] = field(default_factory=dict)
+
+    def fact(self, table: str, row: dict) -> None:
+        self.facts.setdefault(table, []).append(row)
 
 
 def _json_object(value: object) -> dict:

@@ -97,6 +97,20 @@ def test_a_malformed_record_fails_when_added_not_when_flushed() -> None:
     assert sink.pending() == 0
 
 
+def test_fact_rows_go_to_their_registered_table_and_unknown_tables_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sinks import rows
+
+    monkeypatch.setitem(rows.FACT_TABLES, "cx.example_facts", (("tenant", "n"), lambda r: (r["tenant"], r["n"])))
+    ch = RecordingClickHouse()
+    sink = ClickHouseSink(ch)
+    sink.add_facts("cx.example_facts", [{"tenant": "shop-a", "n": 1}, ("shop-b", 2)])
+    assert sink.pending() == 2
+    assert sink.flush() == 2
+    assert ch.inserts == [("cx.example_facts", ["tenant", "n"], [("shop-a", 1), ("shop-b", 2)])]
+    with pytest.raises(ValueError, match="cx.nowhere"):
+        sink.add_facts("cx.nowhere", [{"tenant": "shop-a"}])
+
+
 def test_sink_writes_through_a_real_backend(ch_backend: ClickHouse) -> None:
     sink = ClickHouseSink(ch_backend)
     sink.add_events(two_events())
