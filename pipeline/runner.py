@@ -81,6 +81,14 @@ class Pipeline:
         return f"http://{self.settings.collector_host}:{self.collector_port}"
 
     def start(self) -> "Pipeline":
+        """Start broker (if embedded), topics, worker and collector; on any failure stop what started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "Pipeline":
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         log_dir = self.log_dir or (s.data_dir / "logs")

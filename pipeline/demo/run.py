@@ -1,0 +1,250 @@
+"""``cxstream demo``: the whole pipeline on the embedded defaults, fed by the demo storefront.
+
+What it does, in order:
+
+1. Generates a seeded day of a fictional shop's traffic (``generate``) that
+   ended 45 minutes ago, so every cart's 30-minute deadline lies in the past
+   once the stream is in and the result can be compared with the
+   generator's own ledger.
+2. Starts the pipeline (embedded broker unless ``CX_KAFKA_BOOTSTRAP`` is set,
+   ClickHouse in a fresh data directory) exactly as ``cxstream up`` does.
+3. Sends the day through the collector with the real Segment SDK, compressed
+   into the wall time asked for (one SDK client, so each visitor's events
+   arrive in the order the storefront sent them).
+4. Sends one page view per partition at the present time (see
+   ``_clock_pages``), then waits until ClickHouse holds every valid event and every expected
+   abandonment trigger, then prints ``kpi_daily``, ``deadletter_daily``, the
+   measured counts next to the ledger's, and a few ``cart_abandoned``
+   triggers read back from ``cx.triggers``.
+
+The exit code is 0 only when sessions, carts, orders and at least one
+``cart_abandoned`` trigger were found and the counts match the ledger.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.collector.partitioner import partition_for_key
+from pipeline.demo.send import send
+from pipeline.demo.storefront import generate
+from pipeline.runner import Pipeline
+from pipeline.settings import Settings
+from pipeline.records import visitor_key
+from pipeline.topics import kafka_config
+from pipeline.triggers import decode_trigger
+
+__all__ = ["run_demo"]
+
+DAY_MS = 86_400_000
+SETTLED_AGO_MS = 45 * 60_000  # the day ends this long before now: every deadline is past
+MARKER = ".cxstream-demo"
+
+
+def _fresh_dir(data_dir: Path) -> None:
+    """Empty ``data_dir`` for a new demo store; refuse a directory the demo did not create."""
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / MARKER).exists():
+            raise SystemExit(f"{data_dir} is not empty and was not made by `cxstream demo`; choose another --data-dir")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).write_text("a scratch store of `cxstream demo`; it is wiped by the next demo run\n")
+
+
+def _scalar(pipeline: Pipeline, sql: str) -> int:
+    _, rows = pipeline.query(sql)
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def _read_triggers(settings: Settings, bootstrap: str, expected: int, timeout_s: float = 30.0) -> list[dict]:
+    consumer = Consumer(
+        {
+            **kafka_config(settings, bootstrap),
+            "group.id": f"cxstream-demo-reader-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([settings.topic_triggers])
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=0.5):
+                if not msg.error():
+                    out.append(decode_trigger(msg.value(), settings.trigger_format))
+    finally:
+        consumer.close()
+    return out
+
+
+def _utc(value: int | datetime) -> str:
+    # JSON triggers carry epoch milliseconds, Avro ones a datetime (timestamp-millis).
+    if isinstance(value, int):
+        value = datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    return value.strftime("%m-%d %H:%M")
+
+
+def _by_day(title: str, columns: list[str], rows: list[list]) -> Table:
+    """A daily view turned on its side: one line per metric, one column per day."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    days = [str(row[columns.index("day")]) for row in rows]
+    for day in days:
+        table.add_column(day, justify="right")
+    for i, name in enumerate(columns):
+        if name in ("tenant", "day"):
+            continue
+        cells = [row[i] for row in rows]
+        table.add_row(name, *(f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" for v in cells))
+    return table
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("tenant", "day", "reason") else "right")
+    for row in rows:
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+def run_demo(
+    settings: Settings, *, seconds: float, visitors: int, seed: int, data_dir: Path, console: Console
+) -> int:
+    _fresh_dir(data_dir)
+    write_key, tenant = next(iter(settings.write_key_map.items()))
+    settings = settings.model_copy(
+        update={"data_dir": data_dir, "clickhouse_url": "", "collector_port": 0, "worker_web_port": 0}
+    )
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - SETTLED_AGO_MS - DAY_MS
+    with console.status(f"generating a day of traffic for {visitors:,} visitors (seed {seed})"):
+        traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=DAY_MS)
+    exp = traffic.expected
+    console.print(
+        f"storefront: {exp.messages:,} messages, {exp.carts:,} carts, {exp.orders:,} orders, "
+        f"{exp.invalid:,} deliberately invalid, {exp.tickets:,} support tickets"
+    )
+    console.print("starting the pipeline")
+    with Pipeline(settings) as pipeline:
+        console.print(f"collector {pipeline.collector_url}  kafka {pipeline.bootstrap}  clickhouse {settings.resolved_clickhouse_url}")
+        sent = _send(pipeline, traffic.messages, write_key, seconds, console)
+        if sent.failed:
+            console.print(f"[red]{sent.failed} messages were not accepted:[/red] {sent.errors[:3]}")
+            return 1
+        clock = send(_clock_pages(tenant, settings.kafka_partitions), host=pipeline.collector_url, write_key=write_key)
+        if clock.failed:
+            console.print(f"[red]the closing page views were not accepted:[/red] {clock.errors[:3]}")
+            return 1
+        return _report(pipeline, settings, tenant, exp, console, extra_events=clock.sent)
+
+
+def _clock_pages(tenant: str, partitions: int) -> list[dict]:
+    """One page view at the present time on each partition of ``cx.events``.
+
+    The day was replayed 2,880 times faster than it happened, so when it is
+    in, each partition's event time stands where its last event was, and a
+    silent partition's watermark follows the wall clock only at real speed:
+    the carts of the day's last half hour would take half an hour to fire. A
+    live shop's traffic keeps every partition's event time at "now"; these
+    page views do the same for the demo (they are counted in its numbers).
+    """
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < partitions:
+        anon = f"demo-clock-{i}"
+        found.setdefault(partition_for_key(visitor_key(tenant, anon, None).encode(), partitions), anon)
+        i += 1
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return [
+        {"type": "page", "anonymousId": anon, "name": "Home", "properties": {"path": "/"}, "timestamp": now}
+        for anon in found.values()
+    ]
+
+
+def _send(pipeline: Pipeline, messages: list[dict], write_key: str, seconds: float, console: Console):
+    speedup = DAY_MS / 1000 / max(seconds, 1.0)
+    total = len(messages)
+    with console.status(f"sending 24 h of traffic in {seconds:.0f} s through the Segment SDK") as status:
+
+        def progress(done: int) -> None:
+            status.update(f"sent {done:,} / {total:,} messages through the Segment SDK")
+
+        report = send(messages, host=pipeline.collector_url, write_key=write_key, speedup=speedup, on_progress=progress)
+    console.print(f"sent {report.sent:,} messages in {report.seconds:.1f} s ({report.sent / report.seconds:,.0f}/s)")
+    return report
+
+
+def _report(pipeline: Pipeline, settings: Settings, tenant: str, exp, console: Console, extra_events: int) -> int:
+    valid = exp.messages - exp.invalid + extra_events
+    t = f"tenant = '{tenant}'"
+    counts = {
+        "events": lambda: _scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}"),
+        "abandoned": lambda: _scalar(
+            pipeline, f"SELECT count() FROM cx.triggers FINAL WHERE {t} AND kind = 'cart_abandoned'"
+        ),
+        "deadletters": lambda: _scalar(pipeline, f"SELECT count() FROM cx.deadletters FINAL WHERE {t}"),
+    }
+    want = {"events": valid, "abandoned": exp.abandoned_carts, "deadletters": exp.invalid}
+    got: dict[str, int] = {}
+    with console.status("waiting for ClickHouse to hold every event and trigger") as status:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            got = {name: count() for name, count in counts.items()}
+            status.update(f"stored {got['events']:,}/{valid:,} events, {got['abandoned']}/{exp.abandoned_carts} abandonment triggers")
+            if got == want:
+                break
+            time.sleep(1.0)
+
+    cols, rows = pipeline.query(f"SELECT * FROM cx.kpi_daily WHERE {t} ORDER BY day")
+    console.print(_by_day(f"cx.kpi_daily for tenant {tenant}", cols, rows))
+    cols, rows = pipeline.query(f"SELECT * FROM cx.deadletter_daily WHERE {t} ORDER BY day, reason")
+    console.print(_table("cx.deadletter_daily", cols, rows))
+
+    _, totals = pipeline.query(
+        f"SELECT sum(carts), sum(orders), sum(sessions) FROM cx.kpi_daily WHERE {t}"
+    )
+    carts, orders, sessions = (int(v or 0) for v in totals[0])
+    check = Table(title="measured in ClickHouse vs the storefront's ledger", title_justify="left")
+    for name in ("", "measured", "expected"):
+        check.add_column(name, justify="left" if not name else "right")
+    lines = [
+        ("events stored", got["events"], valid),
+        ("dead letters", got["deadletters"], exp.invalid),
+        ("carts", carts, exp.carts),
+        ("orders", orders, exp.orders),
+        ("carts abandoned (triggers)", got["abandoned"], exp.abandoned_carts),
+    ]
+    for name, measured, expected in lines:
+        style = "" if measured == expected else "[red]"
+        check.add_row(name, f"{style}{measured:,}", f"{expected:,}")
+    console.print(check)
+
+    triggers = [tr for tr in _read_triggers(settings, pipeline.bootstrap, got["abandoned"]) if tr["kind"] == "cart_abandoned"]
+    sample = Table(title=f"cx.triggers: {len(triggers)} cart_abandoned read back from Kafka, 5 of them", title_justify="left")
+    for name in ("event_time", "customer", "cart value", "action", "offer", "holdout"):
+        sample.add_column(name)
+    # Offers first: they show the decision; then anonymous and holdout carts.
+    for tr in sorted(triggers, key=lambda tr: (tr["offer"] is None, tr["customer_id"] is None))[:5]:
+        offer = tr["offer"]
+        sample.add_row(
+            _utc(tr["event_time"]),
+            tr["customer_id"] or f"anon {tr['anonymous_id'][:8]}",
+            f"{tr['cart_value']:.2f} {tr['currency'] or ''}".strip(),
+            tr["action"],
+            f"{offer['code']} -{offer['discount_pct']}% by {offer['channel']}" if offer else "",
+            str(tr["holdout"]),
+        )
+    console.print(sample)
+
+    ok = sessions > 0 and carts > 0 and orders > 0 and triggers and all(m == e for _, m, e in lines)
+    console.print("[green]demo complete[/green]" if ok else "[red]demo finished with differences (see above)[/red]")
+    return 0 if ok else 1
