@@ -1,0 +1,99 @@
+"""The operator's commands (contract section 6), run as a shop would run them: as processes.
+
+``cxstream up`` on the embedded defaults (its own broker, chdb in the data
+directory), ``cxstream query`` from another process while it runs and after
+it stopped, a clean stop on SIGINT, and a wrong setting that names its
+variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+
+
+def _cx(args: list[str], env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _env(data_dir: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
+    env.update({"CX_DATA_DIR": str(data_dir), "CX_COLLECTOR_PORT": "0", "CX_WRITE_KEYS": "wk_cli=shop-cli"}, **extra)
+    env["COLUMNS"] = "200"
+    return env
+
+
+def _wait_for_line(proc: subprocess.Popen, pattern: str, timeout_s: float = 90) -> re.Match:
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if m := re.search(pattern, line):
+            return m
+    raise AssertionError(f"no line matching {pattern!r}; output so far: {''.join(seen)}")
+
+
+def _count(env: dict) -> int:
+    out = _cx(["query", "--format", "json", "SELECT count() AS n FROM cx.events FINAL WHERE tenant = 'shop-cli'"], env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return orjson.loads(out.stdout)[0]["n"]
+
+
+def test_up_query_while_running_and_after_a_clean_sigint_stop(tmp_path: Path) -> None:
+    env = _env(tmp_path / "data")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        url = _wait_for_line(up, r"collector\s+(http://\S+)").group(1)
+        _wait_for_line(up, r"write keys\s+wk_cli -> shop-cli")
+        t = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+        batch = [
+            {"type": "page", "anonymousId": "a-cli", "properties": {"path": "/"}, "timestamp": t, "messageId": "cli-1"},
+            {"type": "page", "anonymousId": "a-cli", "properties": {"path": "/c"}, "timestamp": t, "messageId": "cli-2"},
+        ]
+        auth = base64.b64encode(b"wk_cli:").decode()
+        resp = requests.post(f"{url}/v1/batch", json={"batch": batch}, headers={"Authorization": f"Basic {auth}"})
+        assert resp.status_code == 200, resp.text
+
+        # The worker owns the chdb directory: the query goes through it.
+        deadline = time.monotonic() + 60
+        while _count(env) != 2:
+            assert time.monotonic() < deadline, "the 2 events never showed up"
+            time.sleep(1)
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=90) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert not (tmp_path / "data" / "run.json").exists()
+    # Stopped: the query opens the chdb directory itself and finds the same rows.
+    assert _count(env) == 2
+
+
+def test_a_wrong_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    out = _cx(["up"], _env(tmp_path / "data", CX_COLLECTOR_PORT="eighty"))
+    assert out.returncode == 2
+    assert "CX_COLLECTOR_PORT" in out.stdout + out.stderr
