@@ -18,8 +18,13 @@ fi
 stamp=".venv/.cxstream-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  echo "installing cxstream and its dependencies into .venv (log: .venv/pip.log)"
+  if ! { .venv/bin/python -m pip install --quiet --upgrade pip \
+         && .venv/bin/python -m pip install --quiet -e '.[test]'; } > .venv/pip.log 2>&1; then
+    tail -n 40 .venv/pip.log >&2
+    echo "pip install failed; the whole log is in .venv/pip.log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
