@@ -101,7 +101,7 @@ class Pipeline:
         ensure_topics(s, self.bootstrap)
         self.collector_port = s.collector_port or free_port()
         self.worker_port = free_port() if s.worker_web_port in (0, 6066) else s.worker_web_port
-        env = {
+        self._env = {
             **os.environ,
             **s.to_env(),
             "CX_KAFKA_BOOTSTRAP": self.bootstrap,
@@ -109,17 +109,11 @@ class Pipeline:
             "CX_WORKER_WEB_PORT": str(self.worker_port),
             "CX_DATA_DIR": str(s.data_dir.resolve()),
         }
-        for name in ("worker", "collector"):
-            log = open(log_dir / f"{name}.log", "ab")
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", name],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._log_dir = log_dir
+        self._spawn("worker")
+        self._spawn("collector")
         wait_for_port(self.collector_port, s.collector_host, 60, alive=lambda: self.procs["collector"].poll() is None)
-        wait_for_port(self.worker_port, "127.0.0.1", 90, alive=lambda: self.procs["worker"].poll() is None)
+        self._wait_worker()
         (s.data_dir / RUN_FILE).write_text(
             json.dumps(
                 {
@@ -131,6 +125,31 @@ class Pipeline:
             )
         )
         return self
+
+    def _spawn(self, name: str) -> None:
+        log = open(self._log_dir / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", name],
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()  # the child holds its own descriptor
+
+    def _wait_worker(self) -> None:
+        wait_for_port(self.worker_port, "127.0.0.1", 90, alive=lambda: self.procs["worker"].poll() is None)
+
+    def kill_worker(self) -> None:
+        """``kill -9`` the worker process (fault injection): no shutdown, no final commit."""
+        proc = self.procs.pop("worker")
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def start_worker(self) -> None:
+        """Start a worker process again with the same settings; returns once it serves."""
+        self._spawn("worker")
+        self._wait_worker()
 
     def query(self, sql: str) -> tuple[list[str], list[list]]:
         return query_running_worker(self.worker_port, sql)
@@ -148,6 +167,16 @@ class Pipeline:
                     _, high = consumer.get_watermark_offsets(tp, timeout=10)
                     total += max(0, high - max(tp.offset, 0))
             return total
+        finally:
+            consumer.close()
+
+    def records_produced(self) -> int:
+        """Records on the events topic so far (sum of its partitions' high watermarks)."""
+        consumer = Consumer({**kafka_config(self.settings, self.bootstrap), "group.id": self.settings.worker_group})
+        try:
+            topic = self.settings.topic_events
+            tps = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+            return sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
         finally:
             consumer.close()
 

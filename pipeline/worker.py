@@ -8,7 +8,8 @@ Per batch of Kafka records the events agent does, in this order:
    table, retried with backoff while ClickHouse is down: the agent then stops
    taking records, so nothing is acknowledged that is not stored);
 3. send the triggers to ``cx.triggers`` and wait for Kafka's acknowledgement;
-4. write the changed visitor states to the table (changelog);
+4. write the changed visitor states to the table and wait until the
+   changelog has them;
 5. return, and Faust acknowledges the records; offsets are committed after.
 
 A crash anywhere replays records from the last committed offset. Steps 2-3
@@ -172,11 +173,18 @@ class Worker:
                 await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
             await self.app.producer.flush()
             self.stats["triggers"] += len(triggers)
+        changed = False
         for partition, out in outputs:
             for key, value in out.states.items():
                 bkey = key.encode()
                 self.table.data[bkey] = value
                 self.table.send_changelog(partition, bkey, value)
+                changed = True
+        if changed:
+            # The states must be in the changelog before these records'
+            # offsets can be committed: a crash after a commit whose states
+            # were still in the producer's buffer would skip their events.
+            await self.app.producer.flush()
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
         """Store dead letters from the collector in ClickHouse."""

@@ -1,0 +1,60 @@
+"""What a correct pipeline produces for a message stream, computed in-process.
+
+The stream goes through the collector's own ``normalize`` and partitioner
+and the same ``PartitionProcessor`` the worker drives, one record per
+message, with no crash, then every partition's watermark is carried past
+every deadline. Fault-injection runs compare what the real pipeline stored
+after its crashes with this.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pipeline.collector.normalize import NormalizeRules, normalize
+from pipeline.collector.partitioner import partition_for_key
+from pipeline.detect import Rules
+from pipeline.detect.processor import PartitionProcessor
+from pipeline.records import visitor_key
+from pipeline.settings import Settings
+
+__all__ = ["Reference", "reference_run"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    events: int  # stored events (valid, de-duplicated)
+    deadletters: int
+    trigger_ids: dict[str, set[str]]  # kind -> trigger ids
+
+
+def reference_run(messages: list[dict], tenant: str, settings: Settings, received_at_ms: int) -> Reference:
+    rules = Rules.from_settings(settings)
+    norm = NormalizeRules.from_settings(settings)
+    n = settings.kafka_partitions
+    tables: dict[int, dict[str, bytes]] = defaultdict(dict)
+    procs = {p: PartitionProcessor(rules, tables[p].get) for p in range(n)}
+    events = deadletters = 0
+    triggers: dict[str, set[str]] = defaultdict(set)
+
+    def collect(p: int) -> None:
+        nonlocal events
+        out = procs[p].drain()
+        events += len(out.rows)
+        tables[p].update(out.states)
+        for t in out.triggers:
+            triggers[t["kind"]].add(t["trigger_id"])
+
+    for offset, msg in enumerate(messages):
+        ev = normalize(msg, tenant=tenant, received_at_ms=received_at_ms, batch_sent_at=None, rules=norm)
+        if not isinstance(ev, dict):
+            deadletters += 1
+            continue
+        p = partition_for_key(visitor_key(tenant, ev.get("anonymous_id"), ev.get("user_id")).encode(), n)
+        procs[p].process(offset, [ev], received_at_ms)
+        collect(p)
+    for p, proc in procs.items():
+        proc.tick(received_at_ms + 10 * 86_400_000, True)
+        collect(p)
+    return Reference(events, deadletters, dict(triggers))
