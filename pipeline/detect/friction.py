@@ -26,7 +26,9 @@ thresholds from ``Rules`` (settings ``CX_FRICTION_*``):
 - ``zero_result_search``: ``Products Searched`` with ``results_count`` 0.
 - ``slow_page``: a page view with ``load_time_ms`` over ``friction_slow_page_ms``.
 - ``u_turn``: page A, page B, then A again within ``friction_u_turn_ms``
-  (10 s, inclusive) of B; the signal's page is B, the page that was left.
+  (10 s, inclusive) of B; the signal's page is B's path, the page that was
+  left. Pages are told apart by url without fragment (two searches on one
+  path are two pages), else by path; a reload is not a new page.
 
 Late events: clicks and errors are kept sorted by event time in a small
 per-session buffer (the window plus the allowed lateness), so a click that
@@ -116,7 +118,7 @@ def observe(
     hits: list[Hit] = []
     entered_checkout = False
     if event.get("type") == "page":
-        _on_page(f, event.get("page_path") or "", t, props, rules, hits)
+        _on_page(f, event, t, props, rules, hits)
     elif name == CLICK:
         _on_click(f, t, props, page, rules, hits)
     elif name == ERROR:
@@ -142,21 +144,19 @@ def observe(
     return facts, trigger
 
 
-def _on_page(f: FrictionState, path: str, t: int, props: dict, rules: Rules, hits: list[Hit]) -> None:
+def _on_page(f: FrictionState, event: dict, t: int, props: dict, rules: Rules, hits: list[Hit]) -> None:
+    path = event.get("page_path") or ""
     load_ms = _number(props.get("load_time_ms"))
     if load_ms is not None and load_ms > rules.friction_slow_page_ms:
         hits.append(("slow_page", t, path, ""))
-    if not path or (f.page_ms is not None and t < f.page_ms):
+    key = (event.get("page_url") or "").partition("#")[0] or path
+    if not key or (f.page_ms is not None and t < f.page_ms):
         return  # a page without a path, or a late one: the current page stays
-    if (
-        f.page_ms is not None
-        and path == f.prev_page
-        and path != f.page
-        and t - f.page_ms <= rules.friction_u_turn_ms
-    ):
+    if f.page_ms is not None and key == f.prev_key and key != f.page_key and t - f.page_ms <= rules.friction_u_turn_ms:
         hits.append(("u_turn", t, f.page, ""))
-    if path != f.page:  # a reload keeps the page before
-        f.prev_page, f.page = f.page, path
+    if key != f.page_key:  # a reload keeps the page before
+        f.prev_key, f.page_key = f.page_key, key
+    f.page = path
     f.page_ms = t
 
 

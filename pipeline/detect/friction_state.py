@@ -26,7 +26,8 @@ ERRORED = 2
 class FrictionState:
     sid: str
     page: str = ""  # path of the session's current page
-    prev_page: str = ""  # path of the page before it
+    page_key: str = ""  # what tells pages apart: its url (a search's query string counts), else its path
+    prev_key: str = ""  # the key of the page before it
     page_ms: int | None = None  # event time of the current page view
     clicks: list[list] = field(default_factory=list)  # [t_ms, selector, x, y, flags], sorted by t_ms
     errors: list[list] = field(default_factory=list)  # [t_ms, paired 0/1], sorted by t_ms
@@ -43,7 +44,8 @@ def encode_friction(f: FrictionState) -> dict:
     out: dict = {"s": f.sid}
     for key, value, empty in (
         ("p", f.page, ""),
-        ("pp", f.prev_page, ""),
+        ("pk", f.page_key, ""),
+        ("pp", f.prev_key, ""),
         ("pt", f.page_ms, None),
         ("c", f.clicks, []),
         ("e", f.errors, []),
@@ -64,7 +66,8 @@ def decode_friction(d: dict) -> FrictionState:
     return FrictionState(
         sid=d["s"],
         page=d.get("p", ""),
-        prev_page=d.get("pp", ""),
+        page_key=d.get("pk", ""),
+        prev_key=d.get("pp", ""),
         page_ms=d.get("pt"),
         clicks=d.get("c", []),
         errors=d.get("e", []),
