@@ -159,17 +159,29 @@ class Settings(BaseSettings):
         3, ge=2, le=16, description="clicks on one selector that make a rage click (PostHog's default: 3)"
     )
     friction_rage_window_ms: int = Field(1_000, gt=0, description="rage clicks fall within this span (PostHog: 1 s)")
-    friction_rage_radius_px: float = Field(30.0, gt=0, description="rage clicks land within this distance (PostHog: 30 px)")
+    friction_rage_radius_px: float = Field(
+        30.0, gt=0, description="rage clicks land within this distance (PostHog: 30 px)"
+    )
     friction_rage_exclude_selectors: str = Field(
         DEFAULT_RAGE_EXCLUDE, description="';'-separated; a selector containing one of these is never rage"
     )
-    friction_error_click_ms: int = Field(1_000, gt=0, description="an Error Shown this soon after a click makes it an error click")
-    friction_slow_page_ms: int = Field(4_000, gt=0, description="a page whose load_time_ms is over this is slow (LCP 'poor')")
+    friction_error_click_ms: int = Field(
+        1_000, gt=0, description="an Error Shown this soon after a click makes it an error click"
+    )
+    friction_slow_page_ms: int = Field(
+        4_000, gt=0, description="a page whose load_time_ms is over this is slow (LCP 'poor')"
+    )
     friction_u_turn_ms: int = Field(10_000, gt=0, description="back on the previous page within this is a u-turn")
-    friction_loop_step_views: int = Field(3, ge=2, description="views of one checkout step in a session that make a loop")
+    friction_loop_step_views: int = Field(
+        3, ge=2, description="views of one checkout step in a session that make a loop"
+    )
     friction_loop_coupon_denials: int = Field(2, ge=1, description="Coupon Denied in a session that make a loop")
-    friction_weights: str = Field(DEFAULT_FRICTION_WEIGHTS, description="signal=points per occurrence; score capped at 100")
-    friction_assist_score: int = Field(50, ge=1, le=100, description="score at which a session in checkout gets an assist")
+    friction_weights: str = Field(
+        DEFAULT_FRICTION_WEIGHTS, description="signal=points per occurrence; score capped at 100"
+    )
+    friction_assist_score: int = Field(
+        50, ge=1, le=100, description="score at which a session in checkout gets an assist"
+    )
     friction_assist_cap_ms: int = Field(10 * MINUTE_MS, ge=0, description="at most one assist per session per this")
 
     # --- privacy ----------------------------------------------------------

@@ -299,3 +299,29 @@ def test_friction_memory_survives_the_state_table_and_stays_small() -> None:
         ("rage_click", 30_400, "/checkout", "img.hero"),
         ("checkout_loop", 40_000, "/checkout", "step 1"),
     ]
+
+
+def test_two_searches_on_one_path_are_two_pages_for_u_turns() -> None:
+    # /search?q=linen at 0, /search?q=lin at 20 s, back on ?q=linen 4 s later: u-turn from /search
+    def search_page(t: int, q: str) -> dict:
+        e = visit(t, "/search")
+        e["page_url"] = f"https://shop.example/search?q={q}#results"
+        return e
+
+    h = run(search_page(0, "linen"), search_page(20_000, "lin"), search_page(24_000, "linen"))
+    assert signals(h) == [("u_turn", 24_000, "/search", "")]
+
+
+def test_late_page_view_is_checked_for_slowness_but_does_not_move_the_current_page() -> None:
+    # / at 0, /p/1 at 20 s; a slow /c/x page from 15 s arrives late; back on / at 25 s:
+    # still a u-turn from /p/1 (the late page did not become the current page)
+    pages = [visit(0, "/"), visit(20_000, "/p/1"), visit(15_000, "/c/x", load_ms=6_000), visit(25_000, "/")]
+    h = run(*pages, rules=LATE_OK)
+    assert signals(h) == [("slow_page", 15_000, "/c/x", ""), ("u_turn", 25_000, "/p/1", "")]
+
+
+def test_late_step_view_inside_the_lateness_still_makes_the_loop() -> None:
+    # views at 0, 40 s, then the 20 s one arrives last: the third view, whatever its time
+    views = [on("/checkout", track("Checkout Step Viewed", T0 + t, checkout_id="chk-1", step=1)) for t in (0, 40_000, 20_000)]
+    h = run(*views, rules=LATE_OK)
+    assert signals(h) == [("checkout_loop", 20_000, "/checkout", "step 1")]
