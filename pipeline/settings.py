@@ -13,11 +13,40 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "SettingsError", "parse_write_keys"]
+__all__ = [
+    "FRICTION_SIGNALS",
+    "Settings",
+    "SettingsError",
+    "parse_friction_weights",
+    "parse_selectors",
+    "parse_write_keys",
+]
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+
+# The friction signals of CONTRACT.md section 5 (friction_daily.signal).
+FRICTION_SIGNALS = (
+    "rage_click", "dead_click", "error_click", "payment_failed",
+    "zero_result_search", "slow_page", "u_turn", "checkout_loop",
+)  # fmt: skip
+# Points per occurrence in the session friction score (capped at 100); README
+# "Friction" explains the choice: the nearer a signal is to a lost payment,
+# the heavier it weighs.
+DEFAULT_FRICTION_WEIGHTS = (
+    "payment_failed=30,error_click=20,rage_click=20,checkout_loop=20,"
+    "dead_click=10,u_turn=10,zero_result_search=10,slow_page=5"
+)
+# Clicking repeatedly on these is normal use, not rage: text fields (a click
+# per word to place the caret) and +/- quantity steppers. A selector that
+# contains one of these is excluded. ';' separates entries (it cannot occur
+# in a CSS selector, unlike ',').
+DEFAULT_RAGE_EXCLUDE = (
+    "textarea;input[type=text];input[type=\"text\"];input[type=search];input[type=\"search\"];"
+    "input[type=email];input[type=\"email\"];input[type=number];input[type=\"number\"];"
+    "[contenteditable];stepper;.qty-plus;.qty-minus"
+)
 
 
 class SettingsError(ValueError):
@@ -41,6 +70,32 @@ def parse_write_keys(raw: str) -> dict[str, str]:
     if not keys:
         raise ValueError("at least one key=tenant pair is needed")
     return keys
+
+
+def parse_friction_weights(raw: str) -> dict[str, int]:
+    """Parse ``signal=points,...``; every signal of ``FRICTION_SIGNALS`` must be given once, 0..100."""
+    weights: dict[str, int] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, points = (part.strip() for part in item.partition("="))
+        if not sep or name not in FRICTION_SIGNALS:
+            raise ValueError(f"expected signal=points with a signal of {', '.join(FRICTION_SIGNALS)}, got {item!r}")
+        if name in weights:
+            raise ValueError(f"signal {name!r} given twice")
+        if not points.isdigit() or int(points) > 100:
+            raise ValueError(f"{name}: points must be an integer 0..100, got {points!r}")
+        weights[name] = int(points)
+    missing = [s for s in FRICTION_SIGNALS if s not in weights]
+    if missing:
+        raise ValueError(f"missing weights for {', '.join(missing)}")
+    return weights
+
+
+def parse_selectors(raw: str) -> tuple[str, ...]:
+    """Parse ``sel;sel2``: entries separated by ';', blanks dropped."""
+    return tuple(part.strip() for part in raw.split(";") if part.strip())
 
 
 class Settings(BaseSettings):
@@ -99,6 +154,36 @@ class Settings(BaseSettings):
     offer_discount_pct: int = Field(10, ge=0, le=100)
     offer_channel: Literal["email", "sms", "onsite"] = "email"
 
+    # --- friction (CONTRACT.md section 5; README "Friction") --------------
+    friction_rage_clicks: int = Field(
+        3, ge=2, le=16, description="clicks on one selector that make a rage click (PostHog's default: 3)"
+    )
+    friction_rage_window_ms: int = Field(1_000, gt=0, description="rage clicks fall within this span (PostHog: 1 s)")
+    friction_rage_radius_px: float = Field(
+        30.0, gt=0, description="rage clicks land within this distance (PostHog: 30 px)"
+    )
+    friction_rage_exclude_selectors: str = Field(
+        DEFAULT_RAGE_EXCLUDE, description="';'-separated; a selector containing one of these is never rage"
+    )
+    friction_error_click_ms: int = Field(
+        1_000, gt=0, description="an Error Shown this soon after a click makes it an error click"
+    )
+    friction_slow_page_ms: int = Field(
+        4_000, gt=0, description="a page whose load_time_ms is over this is slow (LCP 'poor')"
+    )
+    friction_u_turn_ms: int = Field(10_000, gt=0, description="back on the previous page within this is a u-turn")
+    friction_loop_step_views: int = Field(
+        3, ge=2, description="views of one checkout step in a session that make a loop"
+    )
+    friction_loop_coupon_denials: int = Field(2, ge=1, description="Coupon Denied in a session that make a loop")
+    friction_weights: str = Field(
+        DEFAULT_FRICTION_WEIGHTS, description="signal=points per occurrence; score capped at 100"
+    )
+    friction_assist_score: int = Field(
+        50, ge=1, le=100, description="score at which a session in checkout gets an assist"
+    )
+    friction_assist_cap_ms: int = Field(10 * MINUTE_MS, ge=0, description="at most one assist per session per this")
+
     # --- privacy ----------------------------------------------------------
     pii_salt: str = Field("change-me", min_length=1, description="salt for email and ip hashes")
 
@@ -111,6 +196,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_write_keys(cls, value: str) -> str:
         parse_write_keys(value)
+        return value
+
+    @field_validator("friction_weights")
+    @classmethod
+    def _check_friction_weights(cls, value: str) -> str:
+        parse_friction_weights(value)
         return value
 
     @field_validator("clickhouse_url")

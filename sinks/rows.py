@@ -24,11 +24,13 @@ __all__ = [
     "DEADLETTER_COLUMNS",
     "EVENT_COLUMNS",
     "FACT_TABLES",
+    "FRICTION_COLUMNS",
     "PRIVATE_KEYS",
     "TRIGGER_COLUMNS",
     "day_of",
     "deadletter_row",
     "event_row",
+    "friction_row",
     "scrub",
     "trigger_row",
 ]
@@ -204,3 +206,30 @@ def deadletter_row(dl: dict) -> tuple:
         _scrubbed_payload(payload),
         len(payload.encode("utf-8", "backslashreplace")),
     )
+
+
+FRICTION_COLUMNS = (
+    "tenant", "friction_id", "day", "event_time", "event_time_ms", "session_id", "anonymous_id",
+    "customer_id", "signal", "page", "detail",
+)  # fmt: skip
+
+
+def friction_row(fr: dict) -> tuple:
+    """Row for ``cx.friction`` from a fact of ``pipeline.detect.friction`` (one signal occurrence)."""
+    t_ms = fr["event_time_ms"]
+    return (
+        fr["tenant"],
+        fr["friction_id"],
+        day_of(t_ms),
+        t_ms // 1000,
+        t_ms,
+        fr["session_id"],
+        fr.get("anonymous_id") or "",
+        fr.get("customer_id") or "",
+        fr["signal"],
+        fr.get("page") or "",
+        fr.get("detail") or "",
+    )
+
+
+FACT_TABLES["cx.friction"] = (FRICTION_COLUMNS, friction_row)

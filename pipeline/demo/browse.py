@@ -148,9 +148,11 @@ def _maybe_uturn(v: Visit) -> bool:
     if back_at <= v.t:
         return False
     path, title, search = v.prev
+    # Back to the very page already shown (home after home) is no u-turn: nothing changed.
+    same_page = (path, search) == (v.page_path, v.page_ctx.get("search"))
     v.t = back_at
     query = search.removeprefix("?q=").replace("+", " ") if search else None
-    if v.page(path, title, search=query, slow=False):
+    if v.page(path, title, search=query, slow=False) and not same_page:
         v.plan.tally.friction["u_turn"] += 1
     return True
 

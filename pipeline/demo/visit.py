@@ -186,6 +186,8 @@ class Visit:
         self.page_title = ""
         self.page_started = t_ms
         self.prev: tuple[str, str, str | None] | None = None  # (path, title, search) before this page
+        self.step_views: dict[int, int] = {}  # checkout step -> views in this visit (checkout loops)
+        self.coupons_denied = 0
 
     # -- clock ---------------------------------------------------------------
     def wait(self, lo_ms: int, hi_ms: int) -> None:

@@ -1,4 +1,4 @@
-"""The pure stream-processing core: sessions, de-duplication, carts, abandonment, offers.
+"""The pure stream-processing core: sessions, de-duplication, carts, abandonment, offers, friction.
 
 No Faust, no Kafka, no I/O and no clock reads: the worker passes events,
 offsets and the wall clock in (``processor.PartitionProcessor``) and writes

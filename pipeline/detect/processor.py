@@ -50,6 +50,7 @@ from pipeline.detect.carts import (
 )
 from pipeline.detect.deadlines import DeadlineIndex
 from pipeline.detect.dedup import event_hash, remember
+from pipeline.detect.friction import FRICTION_EVENTS, FRICTION_TABLE, observe
 from pipeline.detect.rules import Rules
 from pipeline.detect.sessions import assign_session
 from pipeline.detect.state import VisitorState, decode_state, encode_state
@@ -97,7 +98,7 @@ def _json_object(value: object) -> dict:
 
 
 class PartitionProcessor:
-    """Sessions, de-duplication, carts, abandonment and offers for one partition."""
+    """Sessions, de-duplication, carts, abandonment, offers and friction for one partition."""
 
     def __init__(self, rules: Rules, load_state: LoadState, *, cache_size: int = 10_000) -> None:
         """``load_state(key)`` returns a visitor's stored state bytes or None.
@@ -259,6 +260,12 @@ class PartitionProcessor:
                     close_for_order(state, cart, t_ms)
                 else:
                     apply_activity(state, cart, name, props, t_ms, session_id, rules)
+        if name in FRICTION_EVENTS or event.get("type") == "page":
+            facts, assist = observe(state, event, props, session_id, rules, wall_ms)
+            for fact in facts:
+                self._out.fact(FRICTION_TABLE, fact)
+            if assist is not None:
+                self._out.triggers.append(assist)
         forget_stale(state, max(t_ms, state.max_event_ms or t_ms), rules)
         self._changed(key, state)
         self._out.rows.append({**event, "session_id": session_id, "cart_key": cart_key, "props": props})

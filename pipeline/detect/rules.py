@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.settings import DAY_MS, MINUTE_MS, Settings
+from pipeline.settings import (
+    DAY_MS,
+    DEFAULT_FRICTION_WEIGHTS,
+    DEFAULT_RAGE_EXCLUDE,
+    MINUTE_MS,
+    Settings,
+    parse_friction_weights,
+    parse_selectors,
+)
 
 __all__ = ["Rules", "Channel"]
 
@@ -23,6 +31,16 @@ _FROM_SETTINGS = (
     "offer_valid_ms",
     "offer_discount_pct",
     "offer_channel",
+    "friction_rage_clicks",
+    "friction_rage_window_ms",
+    "friction_rage_radius_px",
+    "friction_error_click_ms",
+    "friction_slow_page_ms",
+    "friction_u_turn_ms",
+    "friction_loop_step_views",
+    "friction_loop_coupon_denials",
+    "friction_assist_score",
+    "friction_assist_cap_ms",
 )
 
 
@@ -40,6 +58,19 @@ class Rules:
     offer_valid_ms: int = 2 * DAY_MS
     offer_discount_pct: int = 10
     offer_channel: Channel = "email"
+    friction_rage_clicks: int = 3
+    friction_rage_window_ms: int = 1_000
+    friction_rage_radius_px: float = 30.0
+    friction_rage_exclude: tuple[str, ...] = parse_selectors(DEFAULT_RAGE_EXCLUDE)
+    friction_error_click_ms: int = 1_000
+    friction_slow_page_ms: int = 4_000
+    friction_u_turn_ms: int = 10_000
+    friction_loop_step_views: int = 3
+    friction_loop_coupon_denials: int = 2
+    # (signal, points) pairs: a tuple keeps the rules hashable like the rest
+    friction_weights: tuple[tuple[str, int], ...] = tuple(parse_friction_weights(DEFAULT_FRICTION_WEIGHTS).items())
+    friction_assist_score: int = 50
+    friction_assist_cap_ms: int = 10 * MINUTE_MS
     # Bounds on one visitor's state. They are not settings: they trade memory,
     # not behaviour a storefront or an analyst sees.
     dedup_window: int = 64
@@ -65,4 +96,8 @@ class Rules:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Rules":
         """The rules the configured settings describe (state bounds keep their defaults)."""
-        return cls(**{name: getattr(settings, name) for name in _FROM_SETTINGS})
+        return cls(
+            **{name: getattr(settings, name) for name in _FROM_SETTINGS},
+            friction_rage_exclude=parse_selectors(settings.friction_rage_exclude_selectors),
+            friction_weights=tuple(parse_friction_weights(settings.friction_weights).items()),
+        )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from pipeline.detect.dedup import pack_hashes, unpack_hashes
+from pipeline.detect.friction_state import FrictionState, decode_friction, encode_friction
 
 __all__ = ["Cart", "VisitorState", "encode_state", "decode_state"]
 
@@ -70,6 +71,7 @@ class VisitorState:
     open_cart: str | None = None  # local key of the open cart (events without cart_id)
     carts_opened: int = 0
     checkouts: dict[str, str] = field(default_factory=dict)  # checkout_id -> cart local key, oldest first
+    friction: FrictionState | None = None  # the current session's friction memory, once it had a relevant event
 
     @property
     def visitor_id(self) -> str:
@@ -151,6 +153,8 @@ def encode_state(s: VisitorState) -> bytes:
         out["n"] = s.carts_opened
     if s.checkouts:
         out["x"] = list(s.checkouts.items())
+    if s.friction is not None:
+        out["f"] = encode_friction(s.friction)
     return orjson.dumps(out)
 
 
@@ -172,4 +176,5 @@ def decode_state(data: bytes) -> VisitorState:
         open_cart=d.get("oc"),
         carts_opened=d.get("n", 0),
         checkouts=dict(d.get("x", ())),
+        friction=decode_friction(d["f"]) if "f" in d else None,
     )
