@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     offer_discount_pct: int = Field(10, ge=0, le=100)
     offer_channel: Literal["email", "sms", "onsite"] = "email"
 
+    # --- support ----------------------------------------------------------
+    support_risk_sentiment: float = Field(
+        -0.4, ge=-1, le=0, description="a customer message scoring at or below this on an open ticket fires support_risk"
+    )
+    support_recent_order_ms: int = Field(
+        30 * DAY_MS, ge=0, description="an NPS detractor this long after an order fires support_risk"
+    )
+
     # --- privacy ----------------------------------------------------------
     pii_salt: str = Field("change-me", min_length=1, description="salt for email and ip hashes")
 

@@ -3,7 +3,8 @@
 One ``VisitorState`` per visitor key lives in the worker's table. It holds
 what detection needs and nothing more: the last Kafka offset applied (for
 replay after a crash), recent event ids, the current session, identity and
-consent, and the visitor's carts with a checkout -> cart map. Defaults are
+consent, the visitor's carts with a checkout -> cart map, and support
+tickets with the time of the latest order. Defaults are
 left out of the serialized form; a typical active session with a 3-item cart
 serializes to well under 2 KB (``tests/detect/test_state.py`` measures it).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from pipeline.detect.dedup import pack_hashes, unpack_hashes
+from pipeline.detect.tickets import Ticket, decode_ticket, encode_ticket
 
 __all__ = ["Cart", "VisitorState", "encode_state", "decode_state"]
 
@@ -70,6 +72,8 @@ class VisitorState:
     open_cart: str | None = None  # local key of the open cart (events without cart_id)
     carts_opened: int = 0
     checkouts: dict[str, str] = field(default_factory=dict)  # checkout_id -> cart local key, oldest first
+    tickets: list[Ticket] = field(default_factory=list)  # support tickets (helpdesk events), see detect.support
+    last_order_ms: int | None = None  # event time of the latest Order Completed
 
     @property
     def visitor_id(self) -> str:
@@ -151,6 +155,10 @@ def encode_state(s: VisitorState) -> bytes:
         out["n"] = s.carts_opened
     if s.checkouts:
         out["x"] = list(s.checkouts.items())
+    if s.tickets:
+        out["tk"] = [encode_ticket(t) for t in s.tickets]
+    if s.last_order_ms is not None:
+        out["om"] = s.last_order_ms
     return orjson.dumps(out)
 
 
@@ -172,4 +180,6 @@ def decode_state(data: bytes) -> VisitorState:
         open_cart=d.get("oc"),
         carts_opened=d.get("n", 0),
         checkouts=dict(d.get("x", ())),
+        tickets=[decode_ticket(t) for t in d.get("tk", ())],
+        last_order_ms=d.get("om"),
     )

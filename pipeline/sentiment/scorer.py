@@ -30,8 +30,9 @@ How a message is scored (VADER's approach, with a service-desk twist):
 7. The sum is squashed to [-1, 1] with ``x / sqrt(x^2 + 15)``.
 
 Language: ``lang`` (``fr`` or ``en``, e.g. from the event's locale) picks
-the lexicon; without it the message's function words decide, and both
-lexicons are tried on a tie. Accuracy on the labeled sets in
+the lexicon unless the message's function words clearly say the other
+language (a French shopper writing in English); without it the function
+words decide, French on a tie. Accuracy on the labeled sets in
 ``tests/sentiment/data`` is measured by ``tests/sentiment/test_accuracy.py``.
 """
 
@@ -68,6 +69,7 @@ _NEGATED_POSITIVE = -0.75
 _NEGATED_NEGATIVE = 0.4
 _NEGATED_SERVICE = -1.2
 _MAX_PHRASE = 4
+_CLEAR_LEAD = 2  # function words by which the text overrides the locale's language
 _BEFORE_BUT, _AFTER_BUT = 0.5, 1.5
 
 _TOKEN = re.compile(r"[A-Za-z0-9_]+|[,.;:!?]")
@@ -117,12 +119,23 @@ def _tokens(text: str) -> tuple[list[str], list[bool]]:
     return tokens, shouted
 
 
-def detect_lang(text: str) -> Lang:
-    """``fr`` or ``en`` by counting each language's function words (ties: ``fr``, the first market)."""
+def _function_word_lead(tokens: list[str]) -> int:
+    """English function words minus French ones."""
+    return sum(t in FUNCTION_WORDS["en"] for t in tokens) - sum(t in FUNCTION_WORDS["fr"] for t in tokens)
+
+
+def detect_lang(text: str, hint: Lang | None = None) -> Lang:
+    """``fr`` or ``en`` by counting each language's function words.
+
+    ``hint`` (e.g. from the locale) decides unless the text leads the other
+    way by ``_CLEAR_LEAD`` words or more: a French shopper may write in
+    English. Without a hint, ties go to ``fr`` (the first market).
+    """
     tokens, _ = _tokens(text)
-    fr = sum(t in FUNCTION_WORDS["fr"] for t in tokens)
-    en = sum(t in FUNCTION_WORDS["en"] for t in tokens)
-    return "en" if en > fr else "fr"
+    lead = _function_word_lead(tokens)
+    if hint is not None and abs(lead) < _CLEAR_LEAD:
+        return hint
+    return "en" if lead > 0 else "fr"
 
 
 def _valence(tokens: list[str], shouted: list[bool], lang: Lang) -> float:
@@ -188,9 +201,8 @@ def _valence(tokens: list[str], shouted: list[bool], lang: Lang) -> float:
 
 
 def score(text: str, lang: Lang | None = None) -> Sentiment:
-    """Sentiment of one customer message; ``lang`` None detects it from the text."""
-    if lang is None:
-        lang = detect_lang(text)
+    """Sentiment of one customer message; ``lang`` is a hint (see ``detect_lang``), None detects it."""
+    lang = detect_lang(text, lang)
     tokens, shouted = _tokens(text)
     total = _valence(tokens, shouted, lang)
     if total:

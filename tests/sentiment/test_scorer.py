@@ -78,3 +78,9 @@ def test_language_of_locale_and_of_text() -> None:
     assert lang_of_locale("de-DE") is None and lang_of_locale(None) is None
     assert detect_lang("Bonjour, où en est ma commande ?") == "fr"
     assert detect_lang("Hi, where is my order?") == "en"
+
+
+def test_text_clearly_in_the_other_language_overrides_the_locale_hint() -> None:
+    assert detect_lang("Still no refund after 3 weeks, this is ridiculous", "fr") == "en"
+    assert detect_lang("Merci", "en") == "en"  # too little text to overrule the hint
+    assert score("Still no refund after 3 weeks", "fr").label == "negative"
