@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +223,14 @@ def test_a_day_with_only_surveys_has_zero_tickets_and_its_scores(ch_backend: Cli
     assert got[("shop-c", date(2024, 3, 12))]["tickets"] == 0
     assert got[("shop-c", date(2024, 3, 12))]["nps"] == pytest.approx(-100.0)
     assert got[("shop-c", date(2024, 3, 12))]["first_response_s_p90"] == 0.0
+
+
+def test_readme_example_queries_run_and_read_the_data(ch_backend: ClickHouse) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "readme" / "support.md").read_text(encoding="utf-8")
+    queries = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
+    assert len(queries) == 4
+    write(ch_backend, TICKETS, MESSAGES, SURVEYS)
+    for sql in queries:
+        # The examples name the demo shop and the last week; point them at this data.
+        sql = sql.replace("'demo-shop'", "'shop-a'").replace("today() - 7", "toDate('2024-03-01')")
+        assert ch_backend.execute(sql), sql
