@@ -99,6 +99,7 @@ def resolved(first_s: float, resolution_s: float, replies: int, *, reopened: boo
 #   customer messages with text: 2 negative, 1 neutral, 1 positive -> share 0.5
 #     (an agent message and a customer message without text have no label: not counted)
 #   csat 5, 4, 2 -> 2/3; nps 10, 9, 8, 6 -> (2 - 1) / 4 = +25; ces 2, 5, 7 -> 14/3
+#     (the scale boundaries: csat 4 is satisfied; nps 9 promotes, 8 is passive, 6 detracts)
 #     the nps answers have no ticket (post-purchase surveys): counted all the same
 # shop-a, D2: t6 no reply; t7 one reply after 45 s (one value: median = p90 = 45); no surveys.
 # shop-b, D1: ticket "t1" (the same id as shop-a's: tenants stay apart), reply after 10 s.
