@@ -5,7 +5,9 @@ answer after a channel-dependent delay; some tickets are resolved at first
 contact, some need a second exchange, some are reopened. Surveys follow
 orders (NPS) and resolved tickets (CSAT, CES). A few survey answers carry an
 out-of-range score (a broken widget): those are the ``wrong_type`` dead
-letters, and they are not counted as answers.
+letters, and they are not counted as answers. Customer messages are worded
+in one of several ways (``support.json`` ``variants``), calm or clearly
+angry as planned.
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ def _survey(plan: Plan, person: Person, t: int, kind: str, angry: bool, ref: dic
 
 
 def _message(plan: Plan, person: Person, t: int, ticket_id: str, author: str, text: str) -> bool:
+    variants = plan.shop.support["variants"].get(text)
+    if variants:
+        # The wording comes from a generator of its own, seeded by the message:
+        # the planner's sequence, and so every time and id of the stream, is
+        # the same as without variants.
+        text = random.Random(f"{ticket_id}|{author}|{t}").choice([text, *variants])
     props = {"ticket_id": ticket_id, "author": author, "text": text}
     return plan.server_track(t, person, "Support Message Sent", props)
 
