@@ -18,11 +18,13 @@ How a message is scored (VADER's approach, with a service-desk twist):
    (``tres``, ``really``: x1.4; ``un peu``, ``a bit``: x0.6).
 4. Negation (``not``, ``never``, ``no``, ``ne``/``n``, ``pas``, ``jamais``,
    ``aucun``, ``sans``, ``still no``, ``toujours pas``) in the three tokens
-   before a word flips it: a negated positive counts -0.75 of its weight, a
+   before a word, within its clause, flips it: a negated positive counts -0.75 of its weight, a
    negated negative +0.4 ("not bad" is faint praise). Service words that
    are neutral alone (``received``, ``refund``, ``answer``, ``recu``,
-   ``rembourse``, ``reponse``) become clear negatives when negated:
-   "colis jamais recu", "still no refund", "no answer".
+   ``rembourse``, ``reponse``) weigh -1.2 when negated: with any other sign
+   of displeasure the message is negative ("colis jamais recu", "still no
+   refund"), while a bare "I didn't get the confirmation email, is that
+   normal?" stays neutral.
 5. After ``but`` / ``mais`` / ``however`` / ``pourtant`` the rest of the
    message weighs 1.5, what came before 0.5: the customer's conclusion wins.
 6. Exclamation marks (up to 3) and words in capitals strengthen the
@@ -131,7 +133,10 @@ def detect_lang(text: str, hint: Lang | None = None) -> Lang:
     way by ``_CLEAR_LEAD`` words or more: a French shopper may write in
     English. Without a hint, ties go to ``fr`` (the first market).
     """
-    tokens, _ = _tokens(text)
+    return _detect(_tokens(text)[0], hint)
+
+
+def _detect(tokens: list[str], hint: Lang | None) -> Lang:
     lead = _function_word_lead(tokens)
     if hint is not None and abs(lead) < _CLEAR_LEAD:
         return hint
@@ -142,7 +147,7 @@ def _valence(tokens: list[str], shouted: list[bool], lang: Lang) -> float:
     lexicon, phrases, negating = LEXICON[lang], PHRASES[lang], NEGATING_PHRASES[lang]
     negators, intensifiers = NEGATORS[lang], INTENSIFIERS[lang]
     service, but_words = SERVICE_WORDS[lang], BUT[lang]
-    parts: list[tuple[int, float]] = []  # (token index, weight)
+    parts: list[float] = []  # weights, in text order
     negated_until = -1
     boost = 1.0
     i, n = 0, len(tokens)
@@ -154,9 +159,9 @@ def _valence(tokens: list[str], shouted: list[bool], lang: Lang) -> float:
             phrase = " ".join(tokens[i : i + size])
             if phrase in negating:  # "still no", "toujours pas": negative themselves, and negating
                 negated_until = i + size - 1 + _NEGATION_SCOPE
-                parts.append((i, negating[phrase]))
+                parts.append(negating[phrase])
             elif phrase in phrases:
-                parts.append((i, phrases[phrase] * boost))
+                parts.append(phrases[phrase] * boost)
                 boost = 1.0
             else:
                 continue
@@ -177,7 +182,7 @@ def _valence(tokens: list[str], shouted: list[bool], lang: Lang) -> float:
             negated_until = i + _NEGATION_SCOPE
             weight = negators[token]
             if weight:
-                parts.append((i, weight))
+                parts.append(weight)
         elif token in intensifiers:
             boost *= intensifiers[token]
         elif token in lexicon or token in service:
@@ -190,20 +195,18 @@ def _valence(tokens: list[str], shouted: list[bool], lang: Lang) -> float:
                 else:
                     weight *= _NEGATED_NEGATIVE
             if weight:
-                parts.append((i, weight))
+                parts.append(weight)
             boost = 1.0
         i += 1
     if but_at is not None and but_at < len(parts):
-        weights = [w * (_BEFORE_BUT if k < but_at else _AFTER_BUT) for k, (_, w) in enumerate(parts)]
-    else:
-        weights = [w for _, w in parts]
-    return sum(weights)
+        return sum(w * (_BEFORE_BUT if k < but_at else _AFTER_BUT) for k, w in enumerate(parts))
+    return sum(parts)
 
 
 def score(text: str, lang: Lang | None = None) -> Sentiment:
     """Sentiment of one customer message; ``lang`` is a hint (see ``detect_lang``), None detects it."""
-    lang = detect_lang(text, lang)
     tokens, shouted = _tokens(text)
+    lang = _detect(tokens, lang)
     total = _valence(tokens, shouted, lang)
     if total:
         bangs = min(text.count("!"), 3)
