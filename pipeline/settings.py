@@ -101,7 +101,7 @@ class Settings(BaseSettings):
 
     # --- support ----------------------------------------------------------
     support_risk_sentiment: float = Field(
-        -0.4, ge=-1, le=0, description="a customer message scoring at or below this on an open ticket fires support_risk"
+        -0.4, ge=-1, le=0, description="a customer message at or below this sentiment on an open ticket: support_risk"
     )
     support_recent_order_ms: int = Field(
         30 * DAY_MS, ge=0, description="an NPS detractor this long after an order fires support_risk"

@@ -159,7 +159,9 @@ def _trigger(
     }
 
 
-def apply_support(state: VisitorState, event: dict, name: str, props: dict, rules: Rules, wall_ms: int) -> SupportOutput:
+def apply_support(
+    state: VisitorState, event: dict, name: str, props: dict, rules: Rules, wall_ms: int
+) -> SupportOutput:
     """Apply one support event (``name`` in ``SUPPORT_EVENTS``, properties validated by the collector)."""
     out = SupportOutput()
     t_ms = event["event_time_ms"]

@@ -182,8 +182,10 @@ PHRASES: Mapping[str, Mapping[str, float]] = MappingProxyType(
                 "never order again": -3, "never ordering again": -3, "rip off": -3, "ripped off": -3,
                 "still waiting": -2, "no problem": 1, "no worries": 1, "not bad": 0.8,
                 "third time": -1.5, "second time": -1, "how hard": -2, "what a joke": -3,
-                "money back": -2, "my money": -2, "no reply": -2, "no answer": -2, "kind of": 0, "what kind of": -1, "no response": -2,
-                "never order": -2.5, "never buy": -2.5, "never buying": -2.5, "never shop": -2.5, "sick of": -2.5, "tired of": -2,
+                "money back": -2, "my money": -2, "no reply": -2, "no answer": -2, "kind of": 0,
+                "what kind of": -1, "no response": -2,
+                "never order": -2.5, "never buy": -2.5, "never buying": -2.5, "never shop": -2.5, "sick of": -2.5,
+                "tired of": -2,
                 "last time": -1.5, "spot on": 2.5, "over the moon": 3, "well done": 2.5,
                 "thank you": 1.5, "many thanks": 2, "much appreciated": 2.5, "trading standards": -2.5,
                 "charged twice": -2.5, "been charged": -1, "you promised": -2, "make a complaint": -2.5,
@@ -204,7 +206,8 @@ PHRASES: Mapping[str, Mapping[str, float]] = MappingProxyType(
                 "en ai marre": -2.5, "foutage de gueule": -3, "foutent de": -3, "fout de": -3,
                 "n importe quoi": -2.5, "plus jamais": -3, "derniere fois": -1.5, "c est du vol": -3,
                 "j attends toujours": -2, "attends toujours": -2, "troisieme fois": -1.5,
-                "deuxieme fois": -1, "service client": 0, "mon argent": -2, "sans reponse": -2, "pas de reponse": -2, "pour rien": -2, "commanderai plus": -2.5,
+                "deuxieme fois": -1, "service client": 0, "mon argent": -2, "sans reponse": -2,
+                "pas de reponse": -2, "pour rien": -2, "commanderai plus": -2.5,
                 "mes sous": -1, "prendre les gens": -2, "pour des idiots": -2.5, "avis negatif": -2.5,
                 "rien a voir": -1.5, "bon courage": 0, "bonne journee": 0.5, "bonne soiree": 0.5,
                 "bonne continuation": 1, "au top": 2.5, "un plaisir": 2, "du tout": 0,
@@ -228,7 +231,8 @@ NEGATING_PHRASES: Mapping[str, Mapping[str, float]] = MappingProxyType(
         "en": MappingProxyType({"still no": -1, "still not": -1, "still nothing": -2, "yet again": -1.5}),
         "fr": MappingProxyType(
             {
-                "personne ne": -1.5, "personne n": -1.5, "toujours pas": -1, "toujours rien": -2, "toujours aucun": -1, "toujours aucune": -1,
+                "personne ne": -1.5, "personne n": -1.5, "toujours pas": -1, "toujours rien": -2,
+                "toujours aucun": -1, "toujours aucune": -1,
                 "toujours aucune nouvelle": -2.5, "encore une fois": -1.5, "jamais recu": -2.5,
             }
         ),
