@@ -183,6 +183,13 @@ class Settings(BaseSettings):
         50, ge=1, le=100, description="score at which a session in checkout gets an assist"
     )
     friction_assist_cap_ms: int = Field(10 * MINUTE_MS, ge=0, description="at most one assist per session per this")
+    # --- support ----------------------------------------------------------
+    support_risk_sentiment: float = Field(
+        -0.4, ge=-1, le=0, description="a customer message at or below this sentiment on an open ticket: support_risk"
+    )
+    support_recent_order_ms: int = Field(
+        30 * DAY_MS, ge=0, description="an NPS detractor this long after an order fires support_risk"
+    )
 
     # --- privacy ----------------------------------------------------------
     pii_salt: str = Field("change-me", min_length=1, description="salt for email and ip hashes")

@@ -32,6 +32,12 @@ __all__ = [
     "event_row",
     "friction_row",
     "scrub",
+    "SUPPORT_MESSAGE_COLUMNS",
+    "SUPPORT_TICKET_COLUMNS",
+    "SURVEY_COLUMNS",
+    "support_message_row",
+    "support_ticket_row",
+    "survey_row",
     "trigger_row",
 ]
 
@@ -233,3 +239,110 @@ def friction_row(fr: dict) -> tuple:
 
 
 FACT_TABLES["cx.friction"] = (FRICTION_COLUMNS, friction_row)
+# -- support (detect.support): tickets, messages, surveys -----------------------
+
+SUPPORT_TICKET_COLUMNS = (
+    "tenant", "ticket_id", "version", "day", "opened_at", "opened_ms", "updated_at", "customer_id",
+    "channel", "topic", "order_id", "has_response", "first_response_s", "resolved", "resolution_s",
+    "resolutions", "reopened", "agent_replies", "contacts", "negative_messages", "fcr",
+    "has_csat", "csat_score", "has_nps", "nps_score", "has_ces", "ces_score",
+)  # fmt: skip
+SUPPORT_MESSAGE_COLUMNS = (
+    "tenant", "message_id", "day", "event_time", "event_time_ms", "ticket_id", "customer_id", "author",
+    "lang", "sentiment", "sentiment_label",
+)  # fmt: skip
+SURVEY_COLUMNS = (
+    "tenant", "survey_id", "day", "event_time", "event_time_ms", "customer_id", "survey", "score",
+    "ticket_id", "order_id", "has_comment", "comment_sentiment", "comment_label",
+)  # fmt: skip
+
+
+def _u16(value: int) -> int:
+    return max(0, min(65_535, int(value)))
+
+
+def _optional_s(ms: int | None) -> tuple[int, float]:
+    """(flag, seconds) for a duration that may be absent."""
+    return (0, 0.0) if ms is None else (1, ms / 1000)
+
+
+def support_ticket_row(t: dict) -> tuple:
+    """Row for ``cx.support_tickets`` from a ticket dict of ``detect.support``; ``day`` is the opening's."""
+    opened_ms = t["opened_ms"]
+    has_response, first_response_s = _optional_s(t.get("first_response_ms"))
+    resolved, resolution_s = _optional_s(t.get("resolution_ms"))
+    scores = []
+    for kind in ("csat", "nps", "ces"):
+        value = t.get(kind)
+        scores += [0, 0.0] if value is None else [1, float(value)]
+    return (
+        t["tenant"],
+        t["ticket_id"],
+        int(t["version"]),
+        day_of(opened_ms),
+        opened_ms // 1000,
+        opened_ms,
+        int(t.get("updated_ms") or opened_ms) // 1000,
+        t.get("customer_id") or "",
+        t.get("channel") or "",
+        t.get("topic") or "",
+        t.get("order_id") or "",
+        has_response,
+        first_response_s,
+        resolved,
+        resolution_s,
+        _u16(t.get("resolutions") or 0),
+        1 if t.get("reopened") else 0,
+        _u16(t.get("agent_replies") or 0),
+        _u16(t.get("contacts") or 0),
+        _u16(t.get("negative_messages") or 0),
+        1 if t.get("fcr") else 0,
+        *scores,
+    )
+
+
+def support_message_row(m: dict) -> tuple:
+    """Row for ``cx.support_messages``: sentiment only; a ``text`` key in ``m`` is never read."""
+    t_ms = m["event_time_ms"]
+    return (
+        m["tenant"],
+        m["message_id"],
+        day_of(t_ms),
+        t_ms // 1000,
+        t_ms,
+        m.get("ticket_id") or "",
+        m.get("customer_id") or "",
+        m.get("author") or "",
+        m.get("lang") or "",
+        float(m.get("sentiment") or 0.0),
+        m.get("sentiment_label") or "",
+    )
+
+
+def survey_row(s: dict) -> tuple:
+    """Row for ``cx.surveys``: the score and links; a comment only as its sentiment."""
+    t_ms = s["event_time_ms"]
+    return (
+        s["tenant"],
+        s["survey_id"],
+        day_of(t_ms),
+        t_ms // 1000,
+        t_ms,
+        s.get("customer_id") or "",
+        s["survey"],
+        float(s["score"]),
+        s.get("ticket_id") or "",
+        s.get("order_id") or "",
+        1 if s.get("has_comment") else 0,
+        float(s.get("comment_sentiment") or 0.0),
+        s.get("comment_label") or "",
+    )
+
+
+FACT_TABLES.update(
+    {
+        "cx.support_tickets": (SUPPORT_TICKET_COLUMNS, support_ticket_row),
+        "cx.support_messages": (SUPPORT_MESSAGE_COLUMNS, support_message_row),
+        "cx.surveys": (SURVEY_COLUMNS, survey_row),
+    }
+)

@@ -53,6 +53,8 @@ class Expected:
     revenue: float  # EUR, sum of `revenue` when sent, else `total`
     settle_ms: int | None
     tickets: int
+    fcr_tickets: int  # resolved with one agent reply, the customer not back (contract KPI)
+    reopened_tickets: int  # resolved a second time after the customer came back
     surveys: dict[str, int]  # valid answers per survey kind
     friction: dict[str, int]  # planned occurrences, see storefront's docstring
 
@@ -89,7 +91,7 @@ class Tally:
         self.carts = self.orders = self.abandoned = self.recovered = self.emptied = 0
         self.revenue_cents = 0
         self.settle_ms: int | None = None
-        self.tickets = 0
+        self.tickets = self.fcr_tickets = self.reopened_tickets = 0
         self.surveys: Counter[str] = Counter()
         self.friction: Counter[str] = Counter()
 
@@ -124,6 +126,8 @@ class Tally:
             revenue=self.revenue_cents / 100,
             settle_ms=self.settle_ms,
             tickets=self.tickets,
+            fcr_tickets=self.fcr_tickets,
+            reopened_tickets=self.reopened_tickets,
             surveys=dict(sorted(self.surveys.items())),
             friction=dict(sorted(self.friction.items())),
         )

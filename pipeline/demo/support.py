@@ -5,7 +5,9 @@ answer after a channel-dependent delay; some tickets are resolved at first
 contact, some need a second exchange, some are reopened. Surveys follow
 orders (NPS) and resolved tickets (CSAT, CES). A few survey answers carry an
 out-of-range score (a broken widget): those are the ``wrong_type`` dead
-letters, and they are not counted as answers.
+letters, and they are not counted as answers. Customer messages are worded
+in one of several ways (``support.json`` ``variants``), calm or clearly
+angry as planned.
 """
 
 from __future__ import annotations
@@ -69,8 +71,15 @@ def _survey(plan: Plan, person: Person, t: int, kind: str, angry: bool, ref: dic
         plan.tally.surveys[kind] += 1
 
 
-def _message(plan: Plan, person: Person, t: int, ticket_id: str, author: str, text: str) -> None:
-    plan.server_track(t, person, "Support Message Sent", {"ticket_id": ticket_id, "author": author, "text": text})
+def _message(plan: Plan, person: Person, t: int, ticket_id: str, author: str, text: str) -> bool:
+    variants = plan.shop.support["variants"].get(text)
+    if variants:
+        # The wording comes from a generator of its own, seeded by the message:
+        # the planner's sequence, and so every time and id of the stream, is
+        # the same as without variants.
+        text = random.Random(f"{ticket_id}|{author}|{t}").choice([text, *variants])
+    props = {"ticket_id": ticket_id, "author": author, "text": text}
+    return plan.server_track(t, person, "Support Message Sent", props)
 
 
 def _ticket(plan: Plan, person: Person, t: int, topic: str, order_id: str | None, channel: str | None = None) -> None:
@@ -91,21 +100,28 @@ def _ticket(plan: Plan, person: Person, t: int, topic: str, order_id: str | None
     _message(plan, person, t, ticket_id, "customer", opening)
     t += rng.randint(*FIRST_RESPONSE_MS[channel])
     _message(plan, person, t, ticket_id, "agent", rng.choice(texts["agent"][lang]))
+    one_exchange = True
     if rng.random() >= P_FIRST_CONTACT_RESOLUTION:
+        one_exchange = False
         t += rng.randint(5 * MINUTE_MS, 6 * HOUR_MS)
         _message(plan, person, t, ticket_id, "customer", rng.choice(texts["customer_followup"][lang]))
         t += rng.randint(*FIRST_RESPONSE_MS[channel])
         _message(plan, person, t, ticket_id, "agent", rng.choice(texts["agent"][lang]))
     t += rng.randint(MINUTE_MS, 30 * MINUTE_MS)
-    plan.server_track(t, person, "Support Ticket Resolved", {"ticket_id": ticket_id, "reopened": False})
+    resolved = plan.server_track(t, person, "Support Ticket Resolved", {"ticket_id": ticket_id, "reopened": False})
+    came_back = False
     if rng.random() < P_REOPEN:
         angry = True
         t += rng.randint(30 * MINUTE_MS, 6 * HOUR_MS)
-        _message(plan, person, t, ticket_id, "customer", texts["customer_followup"][lang][-1])
+        came_back = _message(plan, person, t, ticket_id, "customer", texts["customer_followup"][lang][-1])
         t += rng.randint(*FIRST_RESPONSE_MS[channel])
         _message(plan, person, t, ticket_id, "agent", rng.choice(texts["agent"][lang]))
         t += rng.randint(MINUTE_MS, 30 * MINUTE_MS)
-        plan.server_track(t, person, "Support Ticket Resolved", {"ticket_id": ticket_id, "reopened": True})
+        if plan.server_track(t, person, "Support Ticket Resolved", {"ticket_id": ticket_id, "reopened": True}):
+            plan.tally.reopened_tickets += 1
+    # First-contact resolution as the pipeline defines it: resolved, one agent
+    # reply, and the customer did not come back (inside the span).
+    plan.tally.fcr_tickets += resolved and one_exchange and not came_back
     if rng.random() < P_CSAT:
         _survey(plan, person, t + rng.randint(5 * MINUTE_MS, 3 * HOUR_MS), "csat", angry, {"ticket_id": ticket_id})
     if rng.random() < P_CES:

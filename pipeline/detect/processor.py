@@ -54,6 +54,7 @@ from pipeline.detect.friction import FRICTION_EVENTS, FRICTION_TABLE, observe
 from pipeline.detect.rules import Rules
 from pipeline.detect.sessions import assign_session
 from pipeline.detect.state import VisitorState, decode_state, encode_state
+from pipeline.detect.support import SUPPORT_EVENTS, apply_support, note_order
 from pipeline.detect.watermark import Watermark
 from pipeline.records import visitor_key
 
@@ -98,7 +99,7 @@ def _json_object(value: object) -> dict:
 
 
 class PartitionProcessor:
-    """Sessions, de-duplication, carts, abandonment, offers and friction for one partition."""
+    """Sessions, de-duplication, carts, abandonment, offers, friction and support for one partition."""
 
     def __init__(self, rules: Rules, load_state: LoadState, *, cache_size: int = 10_000) -> None:
         """``load_state(key)`` returns a visitor's stored state bytes or None.
@@ -266,6 +267,14 @@ class PartitionProcessor:
                 self._out.fact(FRICTION_TABLE, fact)
             if assist is not None:
                 self._out.triggers.append(assist)
+        if name == ORDER_COMPLETED:
+            note_order(state, t_ms)
+        elif name in SUPPORT_EVENTS:
+            support = apply_support(state, event, name, props, rules, wall_ms)
+            for table, fact in support.facts:
+                self._out.fact(table, fact)
+            if support.trigger is not None:
+                self._out.triggers.append(support.trigger)
         forget_stale(state, max(t_ms, state.max_event_ms or t_ms), rules)
         self._changed(key, state)
         self._out.rows.append({**event, "session_id": session_id, "cart_key": cart_key, "props": props})

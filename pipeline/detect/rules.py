@@ -41,6 +41,8 @@ _FROM_SETTINGS = (
     "friction_loop_coupon_denials",
     "friction_assist_score",
     "friction_assist_cap_ms",
+    "support_risk_sentiment",
+    "support_recent_order_ms",
 )
 
 
@@ -71,12 +73,16 @@ class Rules:
     friction_weights: tuple[tuple[str, int], ...] = tuple(parse_friction_weights(DEFAULT_FRICTION_WEIGHTS).items())
     friction_assist_score: int = 50
     friction_assist_cap_ms: int = 10 * MINUTE_MS
+    support_risk_sentiment: float = -0.4
+    support_recent_order_ms: int = 30 * DAY_MS
     # Bounds on one visitor's state. They are not settings: they trade memory,
     # not behaviour a storefront or an analyst sees.
     dedup_window: int = 64
     max_checkouts: int = 8
     max_carts: int = 16
     closed_cart_retention_ms: int = 2 * DAY_MS
+    max_tickets: int = 8
+    ticket_retention_ms: int = 30 * DAY_MS
 
     def __post_init__(self) -> None:
         if self.abandon_after_ms <= 0 or self.session_gap_ms <= 0:
@@ -85,8 +91,10 @@ class Rules:
             raise ValueError("allowed_lateness_ms must be >= 0 and idle_partition_ms > 0")
         if not 0 <= self.holdout_pct <= 100:
             raise ValueError("holdout_pct must be within 0..100")
-        if min(self.dedup_window, self.max_checkouts, self.max_carts) < 1:
-            raise ValueError("dedup_window, max_checkouts and max_carts must be >= 1")
+        if min(self.dedup_window, self.max_checkouts, self.max_carts, self.max_tickets) < 1:
+            raise ValueError("dedup_window, max_checkouts, max_carts and max_tickets must be >= 1")
+        if not -1 <= self.support_risk_sentiment <= 0 or self.support_recent_order_ms < 0:
+            raise ValueError("support_risk_sentiment must be within -1..0 and support_recent_order_ms >= 0")
 
     @property
     def inactivity_reason(self) -> str:

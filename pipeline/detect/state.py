@@ -3,7 +3,8 @@
 One ``VisitorState`` per visitor key lives in the worker's table. It holds
 what detection needs and nothing more: the last Kafka offset applied (for
 replay after a crash), recent event ids, the current session, identity and
-consent, and the visitor's carts with a checkout -> cart map. Defaults are
+consent, the visitor's carts with a checkout -> cart map, and support
+tickets with the time of the latest order. Defaults are
 left out of the serialized form; a typical active session with a 3-item cart
 serializes to well under 2 KB (``tests/detect/test_state.py`` measures it).
 """
@@ -16,6 +17,7 @@ import orjson
 
 from pipeline.detect.dedup import pack_hashes, unpack_hashes
 from pipeline.detect.friction_state import FrictionState, decode_friction, encode_friction
+from pipeline.detect.tickets import Ticket, decode_ticket, encode_ticket
 
 __all__ = ["Cart", "VisitorState", "encode_state", "decode_state"]
 
@@ -72,6 +74,8 @@ class VisitorState:
     carts_opened: int = 0
     checkouts: dict[str, str] = field(default_factory=dict)  # checkout_id -> cart local key, oldest first
     friction: FrictionState | None = None  # the current session's friction memory, once it had a relevant event
+    tickets: list[Ticket] = field(default_factory=list)  # support tickets (helpdesk events), see detect.support
+    last_order_ms: int | None = None  # event time of the latest Order Completed
 
     @property
     def visitor_id(self) -> str:
@@ -155,6 +159,10 @@ def encode_state(s: VisitorState) -> bytes:
         out["x"] = list(s.checkouts.items())
     if s.friction is not None:
         out["f"] = encode_friction(s.friction)
+    if s.tickets:
+        out["tk"] = [encode_ticket(t) for t in s.tickets]
+    if s.last_order_ms is not None:
+        out["om"] = s.last_order_ms
     return orjson.dumps(out)
 
 
@@ -177,4 +185,6 @@ def decode_state(data: bytes) -> VisitorState:
         carts_opened=d.get("n", 0),
         checkouts=dict(d.get("x", ())),
         friction=decode_friction(d["f"]) if "f" in d else None,
+        tickets=[decode_ticket(t) for t in d.get("tk", ())],
+        last_order_ms=d.get("om"),
     )

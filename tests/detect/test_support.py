@@ -1,0 +1,320 @@
+"""Support tickets, message sentiment, surveys and ``support_risk``; expected values by hand.
+
+Helpdesk events carry the customer's userId only (``anon=None``), as the
+demo's helpdesk integration sends them; ``T0`` is the ticket's opening.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from pipeline.detect import Rules
+from pipeline.detect.state import decode_state, encode_state
+from pipeline.detect.support import MESSAGES_TABLE, SURVEYS_TABLE, TICKETS_TABLE
+from pipeline.records import stable_id
+from sinks.rows import FACT_TABLES, event_row
+from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, ev, order
+
+USER = "u-1"
+SEC = 1000
+
+
+class SupportHarness(Harness):
+    """Also keeps the fact rows, by table."""
+
+    def __init__(self, rules: Rules = EXACT, table: dict | None = None) -> None:
+        super().__init__(rules, table)
+        self.facts: dict[str, list[dict]] = {}
+
+    def drain(self) -> list[dict]:
+        out = self.proc.drain()
+        self.rows += out.rows
+        self.triggers += out.triggers
+        self.table.update(out.states)
+        for table, rows in out.facts.items():
+            self.facts.setdefault(table, []).extend(rows)
+        return out.triggers
+
+    def tickets(self) -> list[dict]:
+        return self.facts.get(TICKETS_TABLE, [])
+
+    def latest(self, ticket_id: str = "t-1") -> dict:
+        """The ticket's row with the highest version (what ReplacingMergeTree keeps)."""
+        return max((r for r in self.tickets() if r["ticket_id"] == ticket_id), key=lambda r: r["version"])
+
+
+def helpdesk(name: str, t_ms: int, user: str = USER, locale: str | None = None, **props: object) -> dict:
+    event = ev(name, t_ms, anon=None, user=user, props=props)
+    event["locale"] = locale
+    return event
+
+
+def opened(t_ms: int, ticket: str = "t-1", channel: str = "chat", **props: object) -> dict:
+    return helpdesk("Support Ticket Opened", t_ms, ticket_id=ticket, channel=channel, **props)
+
+
+def msg(t_ms: int, author: str, text: str | None = None, ticket: str = "t-1", locale: str | None = "fr-FR") -> dict:
+    props = {"ticket_id": ticket, "author": author}
+    if text is not None:
+        props["text"] = text
+    return helpdesk("Support Message Sent", t_ms, locale=locale, **props)
+
+
+def resolved(t_ms: int, ticket: str = "t-1", reopened: bool | None = None) -> dict:
+    props: dict = {"ticket_id": ticket}
+    if reopened is not None:
+        props["reopened"] = reopened
+    return helpdesk("Support Ticket Resolved", t_ms, **props)
+
+
+def answered(t_ms: int, survey: str, score: float, **props: object) -> dict:
+    return helpdesk("Survey Answered", t_ms, survey=survey, score=score, **props)
+
+
+CALM = "Bonjour, où en est ma commande ?"
+ANGRY = "Colis jamais reçu, c'est inadmissible."
+
+
+# -- per-ticket KPIs -----------------------------------------------------------
+
+
+def test_first_response_is_opening_to_first_agent_message() -> None:
+    h = SupportHarness()
+    # T0 opened; T0+1m customer; T0+5m first agent reply; T0+20m second agent reply.
+    h.each(opened(T0), msg(T0 + MIN, "customer", CALM), msg(T0 + 5 * MIN, "agent"), msg(T0 + 20 * MIN, "agent"))
+    row = h.latest()
+    assert row["first_response_ms"] == 5 * MIN
+    assert row["agent_replies"] == 2 and row["contacts"] == 1
+    assert row["resolution_ms"] is None and row["fcr"] is False
+
+
+def test_ticket_with_no_agent_reply_yet_has_no_first_response() -> None:
+    h = SupportHarness()
+    h.each(opened(T0), msg(T0 + MIN, "customer", CALM), msg(T0 + 2 * HOUR, "customer", CALM))
+    row = h.latest()
+    assert row["first_response_ms"] is None
+    assert row["contacts"] == 2 and row["agent_replies"] == 0 and row["fcr"] is False
+
+
+def test_resolved_with_one_agent_reply_is_a_first_contact_resolution() -> None:
+    h = SupportHarness()
+    # T0 opened; +30s customer; +2m agent; +10m resolved -> resolution 600 s, FCR.
+    h.each(opened(T0), msg(T0 + 30 * SEC, "customer", CALM), msg(T0 + 2 * MIN, "agent"), resolved(T0 + 10 * MIN))
+    row = h.latest()
+    assert (row["first_response_ms"], row["resolution_ms"]) == (2 * MIN, 10 * MIN)
+    assert row["fcr"] is True and row["reopened"] is False and row["resolutions"] == 1
+
+
+def test_two_agent_replies_is_not_a_first_contact_resolution() -> None:
+    h = SupportHarness()
+    h.each(
+        opened(T0), msg(T0 + MIN, "customer", CALM), msg(T0 + 3 * MIN, "agent"),
+        msg(T0 + HOUR, "customer", CALM), msg(T0 + 2 * HOUR, "agent"), resolved(T0 + 3 * HOUR),
+    )  # fmt: skip
+    row = h.latest()
+    assert row["fcr"] is False and row["resolution_ms"] == 3 * HOUR and row["agent_replies"] == 2
+
+
+def test_resolution_flagged_reopened_is_not_a_first_contact_resolution() -> None:
+    h = SupportHarness()
+    h.each(opened(T0), msg(T0 + MIN, "agent"), resolved(T0 + 5 * MIN, reopened=True))
+    row = h.latest()
+    assert row["reopened"] is True and row["fcr"] is False and row["resolution_ms"] == 5 * MIN
+
+
+def test_customer_writing_after_resolution_reopens_the_ticket_until_resolved_again() -> None:
+    h = SupportHarness()
+    # T0 opened; +1m agent; +10m resolved (FCR so far); +2h customer writes: open again,
+    # not resolved; +3h resolved a second time: resolution 3 h, reopened, not FCR.
+    h.each(opened(T0), msg(T0 + MIN, "agent"), resolved(T0 + 10 * MIN))
+    assert h.latest()["fcr"] is True
+    h.each(msg(T0 + 2 * HOUR, "customer", CALM))
+    row = h.latest()
+    assert row["resolution_ms"] is None and row["fcr"] is False
+    h.each(resolved(T0 + 3 * HOUR))
+    row = h.latest()
+    assert row["resolution_ms"] == 3 * HOUR and row["reopened"] is True and row["resolutions"] == 2
+    assert row["fcr"] is False
+
+
+def test_messages_before_the_opening_event_count_once_it_arrives() -> None:
+    h = SupportHarness()
+    # The helpdesk delivered the agent reply (T0+4m) before the opening (T0): no row yet.
+    h.each(msg(T0 + 4 * MIN, "agent"))
+    assert h.tickets() == []
+    h.each(opened(T0))
+    assert h.latest()["first_response_ms"] == 4 * MIN
+    assert h.latest()["opened_ms"] == T0
+
+
+def test_each_change_writes_a_higher_version_and_the_opening_day_never_moves() -> None:
+    h = SupportHarness()
+    h.each(opened(T0, order_id="o-7", topic="refund"), msg(T0 + MIN, "agent"), resolved(T0 + 23 * HOUR))
+    versions = [r["version"] for r in h.tickets()]
+    assert versions == [1, 2, 3]
+    assert {r["opened_ms"] for r in h.tickets()} == {T0}
+    assert h.latest()["order_id"] == "o-7" and h.latest()["topic"] == "refund"
+
+
+# -- surveys -------------------------------------------------------------------
+
+
+def test_survey_with_a_ticket_is_linked_to_it() -> None:
+    h = SupportHarness()
+    h.each(opened(T0), msg(T0 + MIN, "agent"), resolved(T0 + 5 * MIN), answered(T0 + HOUR, "csat", 4, ticket_id="t-1"))
+    assert h.latest()["csat"] == 4.0 and h.latest()["nps"] is None
+    (row,) = h.facts[SURVEYS_TABLE]
+    assert (row["survey"], row["score"], row["ticket_id"]) == ("csat", 4.0, "t-1")
+
+
+def test_survey_without_a_ticket_is_stored_alone() -> None:
+    h = SupportHarness()
+    h.each(answered(T0, "nps", 9, order_id="o-1"))
+    assert h.tickets() == []
+    (row,) = h.facts[SURVEYS_TABLE]
+    assert (row["survey"], row["score"], row["ticket_id"], row["order_id"]) == ("nps", 9.0, "", "o-1")
+
+
+def test_survey_comment_is_kept_only_as_its_sentiment() -> None:
+    h = SupportHarness()
+    h.each(answered(T0, "csat", 1, comment="Service nul, jamais de réponse"))
+    (row,) = h.facts[SURVEYS_TABLE]
+    assert row["has_comment"] is True and row["comment_label"] == "negative"
+    assert "nul" not in orjson.dumps(row).decode()
+
+
+# -- sentiment rows ------------------------------------------------------------
+
+
+def test_customer_message_row_has_sentiment_and_agent_row_has_none() -> None:
+    h = SupportHarness()
+    h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY), msg(T0 + 2 * MIN, "agent", "Je suis désolée, je regarde."))
+    customer, agent = h.facts[MESSAGES_TABLE]
+    assert customer["sentiment_label"] == "negative" and customer["lang"] == "fr" and customer["sentiment"] < -0.4
+    assert agent["sentiment_label"] == "" and agent["author"] == "agent"
+    assert h.latest()["negative_messages"] == 1
+
+
+def test_message_language_comes_from_the_locale_else_from_the_text() -> None:
+    h = SupportHarness()
+    h.each(opened(T0), msg(T0 + MIN, "customer", "Still no refund after 3 weeks", locale=None))
+    assert h.facts[MESSAGES_TABLE][0]["lang"] == "en"
+    assert h.facts[MESSAGES_TABLE][0]["sentiment_label"] == "negative"
+
+
+def test_message_text_reaches_no_row_and_no_column() -> None:
+    h = SupportHarness()
+    secret = "Colis jamais reçu, appelez-moi au 0612345678"
+    h.each(
+        opened(T0), msg(T0 + MIN, "customer", secret), answered(T0 + HOUR, "csat", 1, ticket_id="t-1", comment=secret)
+    )
+    stored = [event_row(r) for r in h.rows]
+    for table, rows in h.facts.items():
+        _, to_row = FACT_TABLES[table]
+        stored += [to_row(r) for r in rows]
+    dumped = repr(stored)
+    assert "0612345678" not in dumped and "jamais" not in dumped
+
+
+# -- support_risk --------------------------------------------------------------
+
+
+def test_clearly_negative_message_on_an_open_ticket_fires_support_risk_once() -> None:
+    h = SupportHarness()
+    # T0 opened; +1m angry; +3m angry again (same opening: no second trigger).
+    triggers = h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY), msg(T0 + 3 * MIN, "customer", ANGRY))
+    (trigger,) = triggers
+    assert trigger["kind"] == "support_risk" and trigger["action"] == "assist"
+    assert trigger["reasons"] == ["negative_sentiment"]
+    assert trigger["customer_id"] == USER and trigger["event_time_ms"] == T0 + MIN
+    assert trigger["trigger_id"] == stable_id("support_risk", "shop-a", "t-1", 0)
+    assert trigger["offer"] is None and trigger["holdout"] is False
+
+
+def test_calm_or_mildly_negative_message_does_not_fire() -> None:
+    h = SupportHarness()
+    mild = "Il manque la facture."
+    assert h.each(opened(T0), msg(T0 + MIN, "customer", CALM), msg(T0 + 2 * MIN, "customer", mild)) == []
+
+
+def test_angry_customer_reopening_a_resolved_ticket_fires_again() -> None:
+    h = SupportHarness()
+    # T0 opened, +1m angry (fires, opening 0), +5m agent, +10m resolved,
+    # +2h angry again: the ticket is open again (opening 1): fires, reason ticket_reopened.
+    first = h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY), msg(T0 + 5 * MIN, "agent"), resolved(T0 + 10 * MIN))
+    second = h.each(msg(T0 + 2 * HOUR, "customer", "Still no refund after 3 weeks"))
+    assert len(first) == 1 and len(second) == 1
+    assert second[0]["reasons"] == ["negative_sentiment", "ticket_reopened"]
+    assert second[0]["trigger_id"] == stable_id("support_risk", "shop-a", "t-1", 1) != first[0]["trigger_id"]
+
+
+def test_detractor_nps_after_a_recent_order_fires() -> None:
+    h = SupportHarness()
+    # The same key ordered at T0 (server-side order with the userId only); NPS 3 at T0+2d.
+    h.each(order(T0, anon=None) | {"user_id": USER})
+    (trigger,) = h.each(answered(T0 + 2 * DAY, "nps", 3))
+    assert trigger["reasons"] == ["nps_detractor", "recent_order"] and trigger["action"] == "assist"
+    assert trigger["event_time_ms"] == T0 + 2 * DAY
+
+
+def test_detractor_nps_long_after_the_order_or_passive_nps_does_not_fire() -> None:
+    h = SupportHarness()
+    # Order at T0; NPS 7 (passive) at T0+1d; NPS 2 at T0+31d (past the 30-day window), no order_id.
+    h.each(order(T0, anon=None) | {"user_id": USER})
+    assert h.each(answered(T0 + DAY, "nps", 7), answered(T0 + 31 * DAY, "nps", 2)) == []
+
+
+def test_detractor_nps_naming_its_order_fires_though_the_order_is_under_another_key() -> None:
+    h = SupportHarness()
+    (trigger,) = h.each(answered(T0, "nps", 6, order_id="o-9"))
+    assert trigger["reasons"] == ["nps_detractor", "recent_order"]
+
+
+def test_customer_in_the_holdout_gets_action_none() -> None:
+    h = SupportHarness(Rules(allowed_lateness_ms=0, holdout_pct=100.0))
+    (trigger,) = h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY))
+    assert trigger["action"] == "none" and trigger["holdout"] is True
+
+
+def test_risk_threshold_is_a_rule() -> None:
+    h = SupportHarness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, support_risk_sentiment=-0.95))
+    assert h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY)) == []
+
+
+# -- state -----------------------------------------------------------------------
+
+
+def test_tickets_survive_the_state_round_trip_and_stay_small() -> None:
+    h = SupportHarness()
+    h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY), msg(T0 + 2 * MIN, "agent"), resolved(T0 + 5 * MIN),
+           answered(T0 + HOUR, "csat", 2, ticket_id="t-1"))  # fmt: skip
+    (data,) = h.table.values()
+    state = decode_state(data)
+    assert encode_state(state) == data
+    (ticket,) = state.tickets
+    assert (ticket.first_response_ms, ticket.resolution_ms) == (2 * MIN, 5 * MIN)
+    assert (ticket.csat, ticket.risk_fired) == (2.0, True)
+    assert len(data) < 400
+
+
+def test_a_customer_keeps_at_most_max_tickets_preferring_to_forget_closed_ones() -> None:
+    h = SupportHarness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, max_tickets=2))
+    # t-a open; t-b resolved; t-c opened: t-b (closed) is forgotten, t-a (open) stays.
+    h.each(opened(T0, "t-a"), opened(T0 + MIN, "t-b"), resolved(T0 + 2 * MIN, "t-b"), opened(T0 + 3 * MIN, "t-c"))
+    (data,) = h.table.values()
+    assert [t.ticket_id for t in decode_state(data).tickets] == ["t-a", "t-c"]
+
+
+def test_replay_after_a_crash_writes_the_same_rows_and_trigger_ids() -> None:
+    events = [opened(T0), msg(T0 + MIN, "customer", ANGRY), msg(T0 + 2 * MIN, "agent"), resolved(T0 + 5 * MIN)]
+    first = SupportHarness()
+    first.each(*events)
+    # A crash before the states were stored: a fresh worker replays the same records.
+    second = SupportHarness()
+    second.each(*events)
+    assert second.facts == first.facts
+    assert [t["trigger_id"] for t in second.triggers] == [t["trigger_id"] for t in first.triggers]
+    # A replay over stored states skips the records already applied: nothing new.
+    again = SupportHarness(table=dict(first.table))
+    again.each(*events)
+    assert again.facts == {} and again.triggers == []
