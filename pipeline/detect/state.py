@@ -3,7 +3,9 @@
 One ``VisitorState`` per visitor key lives in the worker's table. It holds
 what detection needs and nothing more: the last Kafka offset applied (for
 replay after a crash), recent event ids, the current session, identity and
-consent, and the visitor's carts with a checkout -> cart map. Defaults are
+consent, the visitor's carts with a checkout -> cart map, what the visitor
+is worth as a customer (``CustomerValue``) and the abandonment trigger an
+order may still recover (``Attribution``). Defaults are
 left out of the serialized form; a typical active session with a 3-item cart
 serializes to well under 2 KB (``tests/detect/test_state.py`` measures it).
 """
@@ -16,7 +18,7 @@ import orjson
 
 from pipeline.detect.dedup import pack_hashes, unpack_hashes
 
-__all__ = ["Cart", "VisitorState", "encode_state", "decode_state"]
+__all__ = ["Attribution", "Cart", "CustomerValue", "VisitorState", "encode_state", "decode_state"]
 
 
 @dataclass(slots=True, eq=False)  # carts are compared by identity
@@ -53,6 +55,40 @@ class Cart:
 
 
 @dataclass(slots=True)
+class CustomerValue:
+    """What this visitor state knows of the customer's value and experience.
+
+    Orders count once per ``order_id`` (the last few ids are remembered);
+    the friction and support lists hold the event times of the most recent
+    painful moments only, as many as the loyalty score can use.
+    """
+
+    orders: int = 0
+    revenue: float = 0.0
+    first_order_ms: int | None = None
+    last_order_ms: int | None = None
+    order_ids: list[int] = field(default_factory=list)  # hashes of the last order ids
+    friction_ms: list[int] = field(default_factory=list)
+    support_ms: list[int] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.orders or self.order_ids or self.friction_ms or self.support_ms)
+
+
+@dataclass(slots=True)
+class Attribution:
+    """The visitor's latest abandonment trigger that a later order may recover."""
+
+    trigger_id: str
+    kind: str
+    event_time_ms: int
+    holdout: bool
+    experiment: str
+    action: str
+    discount_pct: int
+
+
+@dataclass(slots=True)
 class VisitorState:
     """Everything remembered about one visitor (one ``records.visitor_key``)."""
 
@@ -70,6 +106,8 @@ class VisitorState:
     open_cart: str | None = None  # local key of the open cart (events without cart_id)
     carts_opened: int = 0
     checkouts: dict[str, str] = field(default_factory=dict)  # checkout_id -> cart local key, oldest first
+    value: CustomerValue = field(default_factory=CustomerValue)
+    attribution: Attribution | None = None
 
     @property
     def visitor_id(self) -> str:
@@ -151,6 +189,15 @@ def encode_state(s: VisitorState) -> bytes:
         out["n"] = s.carts_opened
     if s.checkouts:
         out["x"] = list(s.checkouts.items())
+    v = s.value
+    if not v.is_empty():
+        out["v"] = [
+            v.orders, v.revenue, v.first_order_ms, v.last_order_ms,
+            pack_hashes(v.order_ids), v.friction_ms, v.support_ms,
+        ]  # fmt: skip
+    a = s.attribution
+    if a is not None:
+        out["at"] = [a.trigger_id, a.kind, a.event_time_ms, a.holdout, a.experiment, a.action, a.discount_pct]
     return orjson.dumps(out)
 
 
@@ -172,4 +219,11 @@ def decode_state(data: bytes) -> VisitorState:
         open_cart=d.get("oc"),
         carts_opened=d.get("n", 0),
         checkouts=dict(d.get("x", ())),
+        value=_decode_value(d["v"]) if "v" in d else CustomerValue(),
+        attribution=Attribution(*d["at"]) if "at" in d else None,
     )
+
+
+def _decode_value(v: list) -> CustomerValue:
+    orders, revenue, first_ms, last_ms, order_ids, friction_ms, support_ms = v
+    return CustomerValue(orders, revenue, first_ms, last_ms, unpack_hashes(order_ids), friction_ms, support_ms)

@@ -98,6 +98,7 @@ class Harness:
         self.offset = start_offset
         self.rows: list[dict] = []
         self.triggers: list[dict] = []
+        self.facts: dict[str, list[dict]] = {}
 
     def feed(self, *events: dict, wall_ms: int | None = None) -> None:
         """One Kafka record holding ``events``; the wall clock defaults to live traffic."""
@@ -115,6 +116,8 @@ class Harness:
         out = self.proc.drain()
         self.rows += out.rows
         self.triggers += out.triggers
+        for table, rows in out.facts.items():
+            self.facts.setdefault(table, []).extend(rows)
         self.table.update(out.states)
         return out.triggers
 
