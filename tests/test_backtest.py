@@ -130,3 +130,19 @@ def test_cli_runs_on_the_demo_traffic(tmp_path: Path, monkeypatch: pytest.Monkey
     triggers = next(line for line in result.output.splitlines() if line.startswith("│ triggers"))
     counts = [int(c.strip().replace(",", "")) for c in triggers.split("│")[2:-1]]
     assert counts[0] >= counts[1] >= counts[2] > 0  # a longer delay lets more carts be ordered first
+
+
+def test_demo_replay_at_30m_finds_the_ledgers_abandoned_and_recovered_carts(tmp_path: Path) -> None:
+    from pipeline.backtest import load_demo
+    from pipeline.demo.storefront import generate
+
+    settings = Settings(_env_file=None)
+    loaded = load_demo(11, 400, 2.0, "demo-shop", settings)
+    expected = generate(11, visitors=400, start_ms=1_767_225_600_000, span_ms=2 * 86_400_000).expected
+    assert len(loaded.rejected) == expected.invalid
+    (rs,) = rule_sets(Rules.from_settings(settings), ["30m"], [])
+    outcome = run_rule_set(rs, loaded.events, tmp_path / "30m")
+    # every abandoned cart of the ledger is one trigger; each cart its owner came back
+    # to order (within 7 days, same device) is one recovered trigger, whichever arm
+    assert outcome.triggers == expected.abandoned_carts
+    assert outcome.recovered_treatment + outcome.recovered_holdout == expected.recovered_carts
