@@ -5,10 +5,10 @@ usually completes on their own (``assist``: help, no discount), from a
 customer a discount may win back. It is computed from the visitor's state
 at a moment ``now_ms`` in event time, so a replay gives the same score:
 
-    recency    0..30  30 when the last order is at most 30 days old, falling
+    recency    0..20  20 when the last order is at most 30 days old, falling
                       linearly to 0 at 180 days; 0 without an order
-    frequency  0..35  35 x min(orders, 3) / 3
-    monetary   0..35  35 x min(revenue / loyalty_full_revenue, 1)
+    frequency  0..50  12.5 per order, up to 4 orders
+    monetary   0..30  30 x min(revenue / loyalty_full_revenue, 1)
     friction   -5 per friction event in the last 30 days (Payment Failed,
                       Coupon Denied, Error Shown), at most -20
     support   -10 per support pain in the last 30 days (a ticket opened, a
@@ -16,6 +16,10 @@ at a moment ``now_ms`` in event time, so a replay gives the same score:
                       CES >= 5), at most -30
     score = recency + frequency + monetary - friction - support, rounded
             half up and clamped to 0..100
+
+Frequency weighs most: "usually completes on their own" takes several
+orders, so one order, however large, scores at most 62.5 and stays below
+the default assist threshold of 70.
 
 What the score can know: the state belongs to one visitor key (the
 anonymous id, else the user id). A customer on a second device starts a
@@ -119,9 +123,9 @@ def loyalty_score(value: CustomerValue, now_ms: int, rules: Rules) -> int:
     if value.last_order_ms is not None:
         days = max(0, now_ms - value.last_order_ms) / DAY_MS
         span = ZERO_RECENCY_DAYS - FULL_RECENCY_DAYS
-        recency = 30 * min(1.0, max(0.0, (ZERO_RECENCY_DAYS - days) / span))
-    frequency = 35 * min(value.orders, 3) / 3
-    monetary = 35 * min(value.revenue / rules.loyalty_full_revenue, 1.0)
+        recency = 20 * min(1.0, max(0.0, (ZERO_RECENCY_DAYS - days) / span))
+    frequency = 12.5 * min(value.orders, 4)
+    monetary = 30 * min(value.revenue / rules.loyalty_full_revenue, 1.0)
     friction = FRICTION_POINTS * _recent(value.friction_ms, now_ms)
     support = SUPPORT_POINTS * _recent(value.support_ms, now_ms)
     raw = recency + frequency + monetary - friction - support

@@ -24,21 +24,25 @@ def test_new_visitor_scores_zero() -> None:
 
 
 def test_score_of_a_two_order_customer_45_days_after_the_last_order() -> None:
-    # recency 30 x (180 - 45) / 150 = 27; frequency 35 x 2/3 = 23.33; monetary 35 x 150/500 = 10.5
-    # 27 + 23.33 + 10.5 = 60.83 -> 61
-    assert loyalty_score(value(2, 150.0, T0 - 45 * DAY), T0, RULES) == 61
+    # recency 20 x (180 - 45) / 150 = 18; frequency 2 x 12.5 = 25; monetary 30 x 150/500 = 9 -> 52
+    assert loyalty_score(value(2, 150.0, T0 - 45 * DAY), T0, RULES) == 52
+
+
+def test_one_order_however_large_stays_below_the_assist_threshold() -> None:
+    # 20 + 12.5 + 30 = 62.5 -> 63 < 70
+    assert loyalty_score(value(1, 5_000.0, T0 - DAY), T0, RULES) == 63
 
 
 def test_recent_friction_and_support_lower_the_score_old_ones_do_not() -> None:
     v = value(2, 150.0, T0 - 45 * DAY, friction=[T0 - 2 * DAY], support=[T0 - 29 * DAY])
-    assert loyalty_score(v, T0, RULES) == 46  # 60.83 - 5 - 10 = 45.83 -> 46
+    assert loyalty_score(v, T0, RULES) == 37  # 52 - 5 - 10
     old = value(2, 150.0, T0 - 45 * DAY, friction=[T0 - 30 * DAY], support=[T0 - 31 * DAY])
-    assert loyalty_score(old, T0, RULES) == 61  # 30 days or more ago: forgotten
+    assert loyalty_score(old, T0, RULES) == 52  # 30 days or more ago: forgotten
 
 
 def test_score_is_100_for_a_frequent_recent_big_spender_and_0_at_the_floor() -> None:
     assert loyalty_score(value(5, 800.0, T0 - 10 * DAY), T0, RULES) == 100
-    # one order of 50, 200 days ago (recency 0): 11.67 + 3.5 = 15.17, minus 4 x 5 friction -> 0, not negative
+    # one order of 50, 200 days ago (recency 0): 12.5 + 3 = 15.5, minus 4 x 5 friction -> 0, not negative
     assert loyalty_score(value(1, 50.0, T0 - 200 * DAY, friction=[T0 - i * MIN for i in range(1, 5)]), T0, RULES) == 0
 
 
@@ -69,21 +73,21 @@ def test_loyal_buyer_abandoning_gets_assist_and_score_rows_are_written() -> None
     # T0        identify cust-1 with consent
     # T0+1h..3h three orders of 200 each (no cart): value 3 orders, 600
     # T0+4h     add -> deadline T0+4h30m; bystander at T0+4h30m -> abandoned
-    #           score 30 + 35 + 35 = 100 >= 70 -> assist, no discount
+    #           score 20 + 37.5 + 30 = 87.5 -> 88 >= 70 -> assist, no discount
     events = [identify(T0, "cust-1", True)]
     events += [order_of(T0 + i * HOUR, f"o-{i}", 200.0) for i in (1, 2, 3)]
     events += [add(T0 + 4 * HOUR), page(T0 + 4 * HOUR + 30 * MIN)]
     (trigger,) = h.each(*events)
     assert (trigger["action"], trigger["offer"], trigger["holdout"]) == ("assist", None, False)
     scores = [(r["scored_at_ms"], r["loyalty_score"], r["orders"]) for r in h.facts["cx.customer_scores"]]
-    # identify: 0; order 1: 30 + 11.67 + 14 = 55.67 -> 56; order 2: 30 + 23.33 + 28 = 81.33 -> 81;
-    # order 3: 30 + 35 + 35 = 100; the decision at T0+4h30m: still 100
+    # identify: 0; order 1: 20 + 12.5 + 12 = 44.5 -> 45 (half up); order 2: 20 + 25 + 24 = 69;
+    # order 3: 20 + 37.5 + 30 = 87.5 -> 88; the decision at T0+4h30m: still 88
     assert scores == [
         (T0, 0, 0),
-        (T0 + 1 * HOUR, 56, 1),
-        (T0 + 2 * HOUR, 81, 2),
-        (T0 + 3 * HOUR, 100, 3),
-        (T0 + 4 * HOUR + 30 * MIN, 100, 3),
+        (T0 + 1 * HOUR, 45, 1),
+        (T0 + 2 * HOUR, 69, 2),
+        (T0 + 3 * HOUR, 88, 3),
+        (T0 + 4 * HOUR + 30 * MIN, 88, 3),
     ]
     state = decode_state(h.table[visitor_key("shop-a", "anon-1", None)])
     assert (state.value.orders, state.value.revenue, state.last_offer_ms) == (3, 600.0, T0 + 4 * HOUR + 30 * MIN)

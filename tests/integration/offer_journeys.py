@@ -21,12 +21,12 @@ offers_daily (D, experiment default):
     treatment  triggers 2, offers 2, assists 0, recovered 1, revenue 120, rate 0.5, cost 18
     holdout    triggers 2, offers 0, assists 0, recovered 1, revenue 50,  rate 0.5, cost 0
 customers (loyalty = the stream's score at the customer's last order or decision):
-    P  1 order, ltv 120, first order 11:30, last seen 11:30, score 30 + 11.67 + 8.4 = 50.07 -> 50
+    P  1 order, ltv 120, first order 11:30, last seen 11:30, score 20 + 12.5 + 7.2 = 39.7 -> 40
     Q  0 orders, first order 1970-01-01, last seen 10:02, score 0
-    H  1 order, ltv 50, first order 11:40, last seen 11:40, score 30 + 11.67 + 3.5 = 45.17 -> 45
+    H  1 order, ltv 50, first order 11:40, last seen 11:40, score 20 + 12.5 + 3 = 35.5 -> 36
     K  0 orders, last seen 10:04, score 0
     B  2 orders, ltv 100, repeat buyer, first order 10:10, last seen 10:20,
-       score 30 + 23.33 + 7 = 60.33 -> 60
+       score 20 + 25 + 6 = 51
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ EXPECTED_OFFERS = {
 }
 # letter: first order minute (None: no order), orders, ltv, repeat_buyer, last seen minute, loyalty_score
 EXPECTED_CUSTOMERS = {
-    "P": (90, 1, 120.0, 0, 90, 50),
+    "P": (90, 1, 120.0, 0, 90, 40),
     "Q": (None, 0, 0.0, 0, 2, 0),
-    "H": (100, 1, 50.0, 0, 100, 45),
+    "H": (100, 1, 50.0, 0, 100, 36),
     "K": (None, 0, 0.0, 0, 4, 0),
-    "B": (10, 2, 100.0, 1, 20, 60),
+    "B": (10, 2, 100.0, 1, 20, 51),
 }
 
 
