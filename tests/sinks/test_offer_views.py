@@ -179,3 +179,10 @@ def test_customers_view_matches_hand_computed_values(ch_backend: ClickHouse) -> 
     # a replay (events and scores again) changes nothing
     write(ch_backend, events=EVENTS, scores=SCORES)
     assert customers(ch_backend) == got
+
+
+def test_readme_section_shows_the_tested_uplift_query() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "readme" / "offers.md").read_text(encoding="utf-8")
+    assert "```sql\n" + UPLIFT_SQL + "\n```" in doc
