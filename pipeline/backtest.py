@@ -155,18 +155,22 @@ def load_demo(seed: int, visitors: int, days: float, tenant: str, settings: Sett
 
 
 def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> Loaded:
-    """Events of the events topic, every partition from ``from_offset`` to ``to_offset`` (exclusive)
-    or the end at start; records in offset order per partition, partitions one after the other."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Events of the events topic, every partition from ``from_offset`` to ``to_offset``
+    (exclusive; None: the end of the partition now); records in offset order per partition,
+    partitions one after the other."""
+    from confluent_kafka import KafkaError, Consumer, TopicPartition
 
     from pipeline.records import decode_batch
     from pipeline.topics import kafka_config
 
     if not settings.kafka_bootstrap:
         raise BacktestError("CX_KAFKA_BOOTSTRAP: needed to read the events topic")
-    consumer = Consumer(
-        {**kafka_config(settings, settings.kafka_bootstrap), "group.id": "cxstream-backtest", "enable.auto.commit": False}
-    )
+    # The end is where the fetch reports end of partition, not a ListOffsets
+    # answer taken before: some Kafka-protocol brokers answer that one stale.
+    consumer = Consumer({
+        **kafka_config(settings, settings.kafka_bootstrap),
+        "group.id": "cxstream-backtest", "enable.auto.commit": False, "enable.partition.eof": True,
+    })  # fmt: skip
     loaded = Loaded([], [])
     try:
         topic = settings.topic_events
@@ -174,21 +178,20 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
         if meta is None or meta.error is not None:
             raise BacktestError(f"topic {topic!r} not found")
         for p in sorted(meta.partitions):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            end = high if to_offset is None else min(to_offset, high)
             next_offset = from_offset
-            if next_offset >= end:
-                continue
-            consumer.assign([TopicPartition(topic, p, next_offset)])
-            while next_offset < end:
+            consumer.assign([TopicPartition(topic, p, from_offset)])
+            while to_offset is None or next_offset < to_offset:
                 msg = consumer.poll(10)
                 if msg is None:
-                    raise BacktestError(f"partition {p}: no record at offset {next_offset} within 10 s")
+                    raise BacktestError(f"partition {p}: nothing at offset {next_offset} within 10 s")
                 if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        break
                     raise BacktestError(f"partition {p}: {msg.error()}")
-                if msg.offset() < end:
+                if to_offset is None or msg.offset() < to_offset:
                     loaded.events.extend(decode_batch(msg.value()))
                 next_offset = msg.offset() + 1
+            consumer.unassign()
     finally:
         consumer.close()
     return loaded
