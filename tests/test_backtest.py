@@ -8,7 +8,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.backtest import BacktestError, RuleSet, load_file, parse_duration_ms, rule_sets, run_rule_set
+from pipeline.backtest import BacktestError, load_file, parse_duration_ms, rule_sets, run_rule_set
 from pipeline.cli import cli
 from pipeline.detect import Rules
 from pipeline.settings import Settings
