@@ -1,4 +1,4 @@
-"""``cxstream`` command line: up, query, demo, and the worker and collector processes."""
+"""``cxstream`` command line: up, query, demo, backtest, and the worker and collector processes."""
 
 from __future__ import annotations
 
@@ -145,6 +145,11 @@ def demo(
     settings = load_settings()
     code = run_demo(settings, seconds=seconds, visitors=visitors, seed=seed, data_dir=data_dir, console=console)
     raise typer.Exit(code)
+
+
+from pipeline.backtest import backtest  # noqa: E402 - registered with the other commands
+
+cli.command(name="backtest")(backtest)
 
 
 def main() -> None:

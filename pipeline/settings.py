@@ -18,7 +18,10 @@ __all__ = [
     "Settings",
     "SettingsError",
     "parse_friction_weights",
+    "parse_holdouts",
+    "parse_pairs",
     "parse_selectors",
+    "parse_tiers",
     "parse_write_keys",
 ]
 
@@ -98,6 +101,53 @@ def parse_selectors(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(";") if part.strip())
 
 
+def parse_pairs(raw: str, form: str) -> list[tuple[str, str]]:
+    """Parse ``a=b,c=d`` into ``[(a, b), (c, d)]``; empty text is an empty list; names are unique."""
+    pairs: list[tuple[str, str]] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise ValueError(f"expected {form}, got {item!r}")
+        if name in dict(pairs):
+            raise ValueError(f"{name!r} given twice")
+        pairs.append((name, value))
+    return pairs
+
+
+def parse_tiers(raw: str) -> tuple[tuple[float, int], ...]:
+    """Parse ``100=15,250=20`` (cart value=discount pct) into ascending ``((100.0, 15), (250.0, 20))``."""
+    tiers = []
+    for value, pct in parse_pairs(raw, "cart_value=discount_pct"):
+        try:
+            tier = (float(value), int(pct))
+        except ValueError:
+            raise ValueError(f"expected a number=whole percent, got {value}={pct}") from None
+        if tier[0] < 0 or not 0 <= tier[1] <= 100:
+            raise ValueError(f"cart value must be >= 0 and discount within 0..100, got {value}={pct}")
+        tiers.append(tier)
+    if [t[0] for t in tiers] != sorted({t[0] for t in tiers}):
+        raise ValueError("tiers must be given in ascending cart value")
+    return tuple(tiers)
+
+
+def parse_holdouts(raw: str) -> tuple[tuple[str, float], ...]:
+    """Parse ``spring=20,friction-v1=5`` into ``(("spring", 20.0), ("friction-v1", 5.0))``."""
+    out = []
+    for name, pct in parse_pairs(raw, "experiment=holdout_pct"):
+        try:
+            share = float(pct)
+        except ValueError:
+            raise ValueError(f"holdout of {name!r} is not a number: {pct!r}") from None
+        if not 0 <= share <= 100:
+            raise ValueError(f"holdout of {name!r} must be within 0..100")
+        out.append((name, share))
+    return tuple(out)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CX_", env_file=".env", extra="ignore", frozen=True
@@ -151,8 +201,25 @@ class Settings(BaseSettings):
     holdout_pct: float = Field(10.0, ge=0, le=100)
     offer_cap_ms: int = Field(DAY_MS, ge=0)
     offer_valid_ms: int = Field(2 * DAY_MS, gt=0)
-    offer_discount_pct: int = Field(10, ge=0, le=100)
+    offer_discount_pct: int = Field(10, ge=0, le=100, description="discount of a cart below the first tier")
+    offer_discount_tiers: str = Field(
+        "100=15,250=20",
+        description="value=pct,...: a cart worth at least value gets pct off (the highest tier reached); empty: none",
+    )
     offer_channel: Literal["email", "sms", "onsite"] = "email"
+    experiment_holdouts: str = Field(
+        "", description="name=pct,...: holdout share of named experiments; others use holdout_pct"
+    )
+    experiment_by_kind: str = Field(
+        "", description="kind=name,...: experiment of a trigger kind (e.g. checkout_friction=friction-v1); others: experiment"
+    )
+    loyalty_assist_score: int = Field(
+        70, ge=0, le=101, description="loyalty score from which an eligible customer gets assist (no discount); 101: never"
+    )
+    loyalty_full_revenue: float = Field(500.0, gt=0, description="revenue that earns the full monetary part of the loyalty score")
+    attribution_window_ms: int = Field(
+        7 * DAY_MS, gt=0, description="an order this long after an abandonment trigger, or less, recovers it"
+    )
 
     # --- friction (CONTRACT.md section 5; README "Friction") --------------
     friction_rage_clicks: int = Field(
@@ -209,6 +276,24 @@ class Settings(BaseSettings):
     @classmethod
     def _check_friction_weights(cls, value: str) -> str:
         parse_friction_weights(value)
+        return value
+
+    @field_validator("offer_discount_tiers")
+    @classmethod
+    def _check_tiers(cls, value: str) -> str:
+        parse_tiers(value)
+        return value
+
+    @field_validator("experiment_holdouts")
+    @classmethod
+    def _check_holdouts(cls, value: str) -> str:
+        parse_holdouts(value)
+        return value
+
+    @field_validator("experiment_by_kind")
+    @classmethod
+    def _check_experiment_by_kind(cls, value: str) -> str:
+        parse_pairs(value, "kind=experiment")
         return value
 
     @field_validator("clickhouse_url")

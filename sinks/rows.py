@@ -346,3 +346,54 @@ FACT_TABLES.update(
         "cx.surveys": (SURVEY_COLUMNS, survey_row),
     }
 )
+# -- offers: attribution and customer value (sinks/ddl/0004_offers.sql) --------
+
+RECOVERY_COLUMNS = (
+    "tenant", "trigger_id", "kind", "day", "trigger_time", "trigger_time_ms", "order_time", "order_time_ms",
+    "customer_id", "anonymous_id", "order_id", "revenue", "holdout", "experiment", "action", "discount_pct",
+)  # fmt: skip
+SCORE_COLUMNS = (
+    "tenant", "customer_id", "visitor_id", "scored_at", "scored_at_ms", "loyalty_score", "orders", "revenue",
+)  # fmt: skip
+
+
+def recovery_row(rec: dict) -> tuple:
+    """Row for ``cx.recoveries``; ``day`` is the trigger's UTC day, so a trigger and its recovery share a day."""
+    trigger_ms, order_ms = rec["trigger_time_ms"], rec["order_time_ms"]
+    return (
+        rec["tenant"],
+        rec["trigger_id"],
+        rec["kind"],
+        day_of(trigger_ms),
+        trigger_ms // 1000,
+        trigger_ms,
+        order_ms // 1000,
+        order_ms,
+        rec.get("customer_id") or "",
+        rec.get("anonymous_id") or "",
+        rec.get("order_id") or "",
+        _amount(rec.get("revenue")),
+        1 if rec.get("holdout") else 0,
+        rec.get("experiment") or "",
+        rec.get("action") or "",
+        _clamp_u8(rec.get("discount_pct")),
+    )
+
+
+def score_row(sc: dict) -> tuple:
+    """Row for ``cx.customer_scores``: one visitor's loyalty score of a customer at a moment."""
+    t_ms = sc["scored_at_ms"]
+    return (
+        sc["tenant"],
+        sc["customer_id"],
+        sc.get("visitor_id") or "",
+        t_ms // 1000,
+        t_ms,
+        max(0, min(100, int(sc["loyalty_score"]))),
+        int(sc.get("orders") or 0),
+        _amount(sc.get("revenue")),
+    )
+
+
+FACT_TABLES["cx.recoveries"] = (RECOVERY_COLUMNS, recovery_row)
+FACT_TABLES["cx.customer_scores"] = (SCORE_COLUMNS, score_row)

@@ -1,5 +1,8 @@
 """Triggers about carts: ``cart_abandoned`` at the deadline and ``offer_cancelled`` on a later order.
 
+An order by the visitor cancels every live offer (or assist) of the
+visitor, whichever cart it was made for: the customer bought.
+
 Both build the trigger dicts of ``schemas/trigger.avsc`` with millisecond
 field names (``event_time_ms``, ``emitted_at_ms``, ``offer.expires_at_ms``)
 plus the internal ``cart_key``; ``pipeline.triggers`` turns them into the
@@ -8,12 +11,13 @@ contract record. Ids depend on the events only, never on the wall clock.
 
 from __future__ import annotations
 
-from pipeline.detect.offers import decide_offer
+from pipeline.detect.attribution import remember_trigger
+from pipeline.detect.offers import decide_for_state
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import Cart, VisitorState
 from pipeline.records import stable_id
 
-__all__ = ["abandon", "cancel_offer"]
+__all__ = ["abandon", "cancel_offers"]
 
 
 def _base(state: VisitorState, cart: Cart, rules: Rules) -> dict:
@@ -27,7 +31,7 @@ def _base(state: VisitorState, cart: Cart, rules: Rules) -> dict:
         "currency": cart.currency,
         "items": cart.trigger_items(),
         "friction_score": 0,
-        "experiment": rules.experiment,
+        "experiment": rules.experiment_for("cart_abandoned"),
         "ref_trigger_id": None,
     }
 
@@ -40,21 +44,19 @@ def abandon(state: VisitorState, cart: Cart, rules: Rules, wall_ms: int) -> dict
     """
     deadline = cart.last_activity_ms + rules.abandon_after_ms
     trigger_id = stable_id("cart_abandoned", state.tenant, state.cart_key(cart), deadline)
-    decision = decide_offer(
+    decision = decide_for_state(
         rules,
-        tenant=state.tenant,
+        state,
+        kind="cart_abandoned",
         trigger_id=trigger_id,
-        customer_id=state.user_id,
-        anonymous_id=state.anonymous_id,
-        consent=state.consent,
-        last_offer_ms=state.last_offer_ms,
+        cart_value=cart.value,
+        since_ms=cart.last_activity_ms,
         event_time_ms=deadline,
     )
     cart.abandoned_ms = deadline
-    if decision.offer is not None:
-        state.last_offer_ms = deadline
-        cart.offer_id, cart.offer_expires_ms = trigger_id, decision.offer["expires_at_ms"]
-    return {
+    if decision.contacts:
+        cart.offer_id, cart.offer_expires_ms = trigger_id, deadline + rules.offer_valid_ms
+    trigger = {
         **_base(state, cart, rules),
         "trigger_id": trigger_id,
         "kind": "cart_abandoned",
@@ -65,33 +67,37 @@ def abandon(state: VisitorState, cart: Cart, rules: Rules, wall_ms: int) -> dict
         "action": decision.action,
         "offer": decision.offer,
         "holdout": decision.holdout,
+        "experiment": decision.experiment,
     }
+    remember_trigger(state, trigger)
+    return trigger
 
 
-def cancel_offer(
-    state: VisitorState, cart: Cart, order_ms: int, session_id: str, rules: Rules, wall_ms: int
-) -> dict | None:
-    """On ``Order Completed`` for ``cart``: the ``offer_cancelled`` trigger, if an offer is live.
+def cancel_offers(state: VisitorState, order_ms: int, session_id: str, rules: Rules, wall_ms: int) -> list[dict]:
+    """On any ``Order Completed`` of the visitor: ``offer_cancelled`` for each live offer or assist.
 
     Live means emitted and not expired at the order's event time. The offer
     is then spent: a second order never cancels it again.
     """
-    ref_id = cart.offer_id
-    if ref_id is None:
-        return None
-    cart.offer_id, expires_ms, cart.offer_expires_ms = None, cart.offer_expires_ms, 0
-    if order_ms >= expires_ms:
-        return None
-    return {
-        **_base(state, cart, rules),
-        "trigger_id": stable_id("offer_cancelled", state.tenant, ref_id),
-        "kind": "offer_cancelled",
-        "session_id": session_id or None,
-        "event_time_ms": order_ms,
-        "emitted_at_ms": wall_ms,
-        "reasons": ["order_completed"],
-        "action": "none",
-        "offer": None,
-        "holdout": False,
-        "ref_trigger_id": ref_id,
-    }
+    out = []
+    for cart in state.carts:
+        ref_id = cart.offer_id
+        if ref_id is None:
+            continue
+        cart.offer_id, expires_ms, cart.offer_expires_ms = None, cart.offer_expires_ms, 0
+        if order_ms >= expires_ms:
+            continue
+        out.append({
+            **_base(state, cart, rules),
+            "trigger_id": stable_id("offer_cancelled", state.tenant, ref_id),
+            "kind": "offer_cancelled",
+            "session_id": session_id or None,
+            "event_time_ms": order_ms,
+            "emitted_at_ms": wall_ms,
+            "reasons": ["order_completed"],
+            "action": "none",
+            "offer": None,
+            "holdout": False,
+            "ref_trigger_id": ref_id,
+        })  # fmt: skip
+    return out

@@ -1,13 +1,26 @@
-"""Offer decision for an abandonment (contract section 3 guardrails); pure.
+"""Offer decision for a trigger (contract section 3 guardrails); pure, for any trigger kind.
 
-- Holdout: a stable hash of (tenant, experiment, customer id or anonymous
-  id) into 10,000 buckets; buckets below ``holdout_pct * 100`` are held out.
-  Every trigger gets its arm, eligible or not (intention to treat), so both
-  arms hold the same mix of customers and uplift is measured without bias.
-- Eligible: a known customer id and ``consent_marketing`` true from the
-  latest identify.
-- Cap: at most one offer per ``offer_cap_ms`` (per visitor for now).
-- ``offer`` when eligible, not held out and not capped; otherwise ``none``.
+In this order:
+
+1. Holdout: a stable hash of (tenant, experiment, customer id or anonymous
+   id) into 10,000 buckets; buckets below ``holdout pct x 100`` are held
+   out (``action: none``). Every trigger gets its arm, eligible or not
+   (intention to treat), so both arms hold the same mix of customers and
+   uplift is measured without bias. The experiment is the kind's
+   (``Rules.experiment_for``) and its share ``Rules.holdout_pct_for``.
+2. Eligible: a known customer id and ``consent_marketing`` true from the
+   latest identify; else ``none``.
+3. Not after an order: a customer who ordered at or after ``since_ms`` (the
+   moment the triggering condition began, e.g. the cart's last activity)
+   bought already; ``none``.
+4. Cap: at most one contact (offer or assist) per ``offer_cap_ms``; ``none``.
+5. Loyal: a loyalty score >= ``loyalty_assist_score`` means a buyer who
+   usually completes on their own: ``assist`` (help, no discount).
+6. Otherwise ``offer`` with the discount of the cart's value tier
+   (``Rules.discount_for``), valid ``offer_valid_ms``.
+
+``decide_for_state`` applies this to a visitor and records the contact for
+the cap; detectors of every kind (abandonment, friction) call it.
 """
 
 from __future__ import annotations
@@ -15,19 +28,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline.detect.customers import loyalty_score
 from pipeline.detect.rules import Rules
+from pipeline.detect.state import VisitorState
 from pipeline.records import stable_id
 
-__all__ = ["Decision", "holdout_bucket", "in_holdout", "offer_code", "decide_offer", "BUCKETS"]
+__all__ = [
+    "BUCKETS",
+    "Decision",
+    "decide_for_state",
+    "decide_offer",
+    "holdout_bucket",
+    "in_holdout",
+    "offer_code",
+]
 
 BUCKETS = 10_000
+Why = Literal["offer", "loyal", "holdout", "anonymous", "no_consent", "ordered", "capped"]
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    action: Literal["offer", "none"]
+    action: Literal["offer", "assist", "none"]
     holdout: bool
-    offer: dict | None  # {code, discount_pct, expires_at_ms, channel}
+    experiment: str
+    offer: dict | None  # {code, discount_pct, expires_at_ms, channel} for an offer, else None
+    why: Why  # which guardrail decided; for tests and the backtest, not on the record
+
+    @property
+    def contacts(self) -> bool:
+        """True when marketing reaches out (offer or assist): counts for the cap."""
+        return self.action != "none"
 
 
 def holdout_bucket(tenant: str, experiment: str, subject: str) -> int:
@@ -35,8 +66,9 @@ def holdout_bucket(tenant: str, experiment: str, subject: str) -> int:
     return int(stable_id("holdout", tenant, experiment, subject), 16) % BUCKETS
 
 
-def in_holdout(rules: Rules, tenant: str, subject: str) -> bool:
-    return holdout_bucket(tenant, rules.experiment, subject) < rules.holdout_pct * (BUCKETS / 100)
+def in_holdout(rules: Rules, tenant: str, subject: str, experiment: str | None = None) -> bool:
+    experiment = rules.experiment if experiment is None else experiment
+    return holdout_bucket(tenant, experiment, subject) < rules.holdout_pct_for(experiment) * (BUCKETS / 100)
 
 
 def offer_code(trigger_id: str) -> str:
@@ -46,25 +78,72 @@ def offer_code(trigger_id: str) -> str:
 def decide_offer(
     rules: Rules,
     *,
+    kind: str,
     tenant: str,
     trigger_id: str,
     customer_id: str | None,
     anonymous_id: str | None,
     consent: bool | None,
     last_offer_ms: int | None,
+    last_order_ms: int | None,
+    since_ms: int,
+    loyalty: int,
+    cart_value: float,
     event_time_ms: int,
 ) -> Decision:
-    """Decide the action for a trigger that became true at ``event_time_ms``."""
-    if in_holdout(rules, tenant, customer_id or anonymous_id or ""):
-        return Decision("none", True, None)
-    if customer_id is None or consent is not True:
-        return Decision("none", False, None)
+    """Decide the action for a ``kind`` trigger that became true at ``event_time_ms``."""
+    experiment = rules.experiment_for(kind)
+
+    def none(why: Why, holdout: bool = False) -> Decision:
+        return Decision("none", holdout, experiment, None, why)
+
+    if in_holdout(rules, tenant, customer_id or anonymous_id or "", experiment):
+        return none("holdout", holdout=True)
+    if customer_id is None:
+        return none("anonymous")
+    if consent is not True:
+        return none("no_consent")
+    if last_order_ms is not None and last_order_ms >= since_ms:
+        return none("ordered")
     if last_offer_ms is not None and event_time_ms - last_offer_ms < rules.offer_cap_ms:
-        return Decision("none", False, None)
+        return none("capped")
+    if loyalty >= rules.loyalty_assist_score:
+        return Decision("assist", False, experiment, None, "loyal")
     offer = {
         "code": offer_code(trigger_id),
-        "discount_pct": rules.offer_discount_pct,
+        "discount_pct": rules.discount_for(cart_value),
         "expires_at_ms": event_time_ms + rules.offer_valid_ms,
         "channel": rules.offer_channel,
     }
-    return Decision("offer", False, offer)
+    return Decision("offer", False, experiment, offer, "offer")
+
+
+def decide_for_state(
+    rules: Rules,
+    state: VisitorState,
+    *,
+    kind: str,
+    trigger_id: str,
+    cart_value: float,
+    since_ms: int,
+    event_time_ms: int,
+) -> Decision:
+    """``decide_offer`` for the visitor of ``state``; a contact is recorded for the cap."""
+    decision = decide_offer(
+        rules,
+        kind=kind,
+        tenant=state.tenant,
+        trigger_id=trigger_id,
+        customer_id=state.user_id,
+        anonymous_id=state.anonymous_id,
+        consent=state.consent,
+        last_offer_ms=state.last_offer_ms,
+        last_order_ms=state.value.last_order_ms,
+        since_ms=since_ms,
+        loyalty=loyalty_score(state.value, event_time_ms, rules),
+        cart_value=cart_value,
+        event_time_ms=event_time_ms,
+    )
+    if decision.contacts:
+        state.last_offer_ms = event_time_ms
+    return decision

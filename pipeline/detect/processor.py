@@ -38,7 +38,8 @@ from typing import Callable, Iterable
 
 import orjson
 
-from pipeline.detect.abandonment import abandon, cancel_offer
+from pipeline.detect.abandonment import abandon, cancel_offers
+from pipeline.detect.attribution import RECOVERIES_TABLE, recover
 from pipeline.detect.carts import (
     CART_EVENTS,
     CHECKOUT_EVENTS,
@@ -48,13 +49,15 @@ from pipeline.detect.carts import (
     forget_stale,
     resolve_cart,
 )
+from pipeline.detect.customers import SCORES_TABLE, note_experience, note_order, order_revenue, score_row
 from pipeline.detect.deadlines import DeadlineIndex
 from pipeline.detect.dedup import event_hash, remember
 from pipeline.detect.friction import FRICTION_EVENTS, FRICTION_TABLE, observe
 from pipeline.detect.rules import Rules
 from pipeline.detect.sessions import assign_session
-from pipeline.detect.state import VisitorState, decode_state, encode_state
-from pipeline.detect.support import SUPPORT_EVENTS, apply_support, note_order
+from pipeline.detect.state import Cart, VisitorState, decode_state, encode_state
+from pipeline.detect.support import SUPPORT_EVENTS, apply_support
+from pipeline.detect.support import note_order as note_support_order
 from pipeline.detect.watermark import Watermark
 from pipeline.records import visitor_key
 
@@ -99,7 +102,7 @@ def _json_object(value: object) -> dict:
 
 
 class PartitionProcessor:
-    """Sessions, de-duplication, carts, abandonment, offers, friction and support for one partition."""
+    """Sessions, de-duplication, carts, abandonment, offers, friction, support, customer value and attribution for one partition."""
 
     def __init__(self, rules: Rules, load_state: LoadState, *, cache_size: int = 10_000) -> None:
         """``load_state(key)`` returns a visitor's stored state bytes or None.
@@ -222,8 +225,30 @@ class PartitionProcessor:
         abandon_after_ms = self.rules.abandon_after_ms
         due = [(d, c) for c in state.carts if (d := c.deadline(abandon_after_ms)) is not None and d <= until_ms]
         for _, cart in sorted(due, key=lambda pair: pair[0]):
-            self._out.triggers.append(abandon(state, cart, self.rules, wall_ms))
+            self._abandon(state, cart, wall_ms)
         return bool(due)
+
+    def _abandon(self, state: VisitorState, cart: Cart, wall_ms: int) -> None:
+        trigger = abandon(state, cart, self.rules, wall_ms)
+        self._out.triggers.append(trigger)
+        if state.user_id:  # the score the decision used
+            self._out.fact(SCORES_TABLE, score_row(state, trigger["event_time_ms"], self.rules))
+
+    def _order(self, state: VisitorState, props: dict, t_ms: int, session_id: str, wall_ms: int) -> None:
+        """Any ``Order Completed`` of the visitor: cancel live offers, count the order, attribute it."""
+        self._out.triggers.extend(cancel_offers(state, t_ms, session_id, self.rules, wall_ms))
+        order_id = props.get("order_id")
+        order_id = str(order_id) if isinstance(order_id, (str, int)) and not isinstance(order_id, bool) else ""
+        if not order_id:
+            return  # the collector requires order_id; without one the order cannot be counted once
+        revenue = order_revenue(props)
+        if not note_order(state.value, order_id, revenue, t_ms):
+            return  # the same order again under a new message id
+        recovered = recover(state, order_id=order_id, revenue=revenue, order_ms=t_ms, rules=self.rules)
+        if recovered is not None:
+            self._out.fact(RECOVERIES_TABLE, recovered)
+        if state.user_id:
+            self._out.fact(SCORES_TABLE, score_row(state, t_ms, self.rules))
 
     def _apply(self, key: str, state: VisitorState, offset: int, event: dict, h: int, wall_ms: int) -> None:
         rules = self.rules
@@ -253,11 +278,8 @@ class PartitionProcessor:
                 # so only the watermark fires the other carts.
                 deadline = cart.deadline(rules.abandon_after_ms)
                 if deadline is not None and deadline <= t_ms:
-                    self._out.triggers.append(abandon(state, cart, rules, wall_ms))
+                    self._abandon(state, cart, wall_ms)
                 if name == ORDER_COMPLETED:
-                    cancelled = cancel_offer(state, cart, t_ms, session_id, rules, wall_ms)
-                    if cancelled is not None:
-                        self._out.triggers.append(cancelled)
                     close_for_order(state, cart, t_ms)
                 else:
                     apply_activity(state, cart, name, props, t_ms, session_id, rules)
@@ -268,13 +290,19 @@ class PartitionProcessor:
             if assist is not None:
                 self._out.triggers.append(assist)
         if name == ORDER_COMPLETED:
-            note_order(state, t_ms)
-        elif name in SUPPORT_EVENTS:
-            support = apply_support(state, event, name, props, rules, wall_ms)
-            for table, fact in support.facts:
-                self._out.fact(table, fact)
-            if support.trigger is not None:
-                self._out.triggers.append(support.trigger)
+            note_support_order(state, t_ms)
+            self._order(state, props, t_ms, session_id, wall_ms)
+        else:
+            if name in SUPPORT_EVENTS:
+                support = apply_support(state, event, name, props, rules, wall_ms)
+                for table, fact in support.facts:
+                    self._out.fact(table, fact)
+                if support.trigger is not None:
+                    self._out.triggers.append(support.trigger)
+            if name is not None and note_experience(state.value, name, props, t_ms) and state.user_id:
+                self._out.fact(SCORES_TABLE, score_row(state, t_ms, rules))
+            elif event.get("type") == "identify" and state.user_id:
+                self._out.fact(SCORES_TABLE, score_row(state, t_ms, rules))
         forget_stale(state, max(t_ms, state.max_event_ms or t_ms), rules)
         self._changed(key, state)
         self._out.rows.append({**event, "session_id": session_id, "cart_key": cart_key, "props": props})

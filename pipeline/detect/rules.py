@@ -12,7 +12,10 @@ from pipeline.settings import (
     MINUTE_MS,
     Settings,
     parse_friction_weights,
+    parse_holdouts,
+    parse_pairs,
     parse_selectors,
+    parse_tiers,
 )
 
 __all__ = ["Rules", "Channel"]
@@ -43,6 +46,9 @@ _FROM_SETTINGS = (
     "friction_assist_cap_ms",
     "support_risk_sentiment",
     "support_recent_order_ms",
+    "loyalty_assist_score",
+    "loyalty_full_revenue",
+    "attribution_window_ms",
 )
 
 
@@ -75,6 +81,13 @@ class Rules:
     friction_assist_cap_ms: int = 10 * MINUTE_MS
     support_risk_sentiment: float = -0.4
     support_recent_order_ms: int = 30 * DAY_MS
+    # Ascending (cart value, discount pct): the highest tier a cart reaches sets its discount.
+    offer_discount_tiers: tuple[tuple[float, int], ...] = ((100.0, 15), (250.0, 20))
+    experiment_holdouts: tuple[tuple[str, float], ...] = ()  # (experiment, holdout pct) overrides
+    experiment_by_kind: tuple[tuple[str, str], ...] = ()  # (trigger kind, experiment) overrides
+    loyalty_assist_score: int = 70
+    loyalty_full_revenue: float = 500.0
+    attribution_window_ms: int = 7 * DAY_MS
     # Bounds on one visitor's state. They are not settings: they trade memory,
     # not behaviour a storefront or an analyst sees.
     dedup_window: int = 64
@@ -91,6 +104,12 @@ class Rules:
             raise ValueError("allowed_lateness_ms must be >= 0 and idle_partition_ms > 0")
         if not 0 <= self.holdout_pct <= 100:
             raise ValueError("holdout_pct must be within 0..100")
+        if any(not 0 <= pct <= 100 for _, pct in self.experiment_holdouts):
+            raise ValueError("experiment_holdouts shares must be within 0..100")
+        if list(self.offer_discount_tiers) != sorted(self.offer_discount_tiers):
+            raise ValueError("offer_discount_tiers must be in ascending cart value")
+        if self.attribution_window_ms <= 0 or self.loyalty_full_revenue <= 0:
+            raise ValueError("attribution_window_ms and loyalty_full_revenue must be positive")
         if min(self.dedup_window, self.max_checkouts, self.max_carts, self.max_tickets) < 1:
             raise ValueError("dedup_window, max_checkouts, max_carts and max_tickets must be >= 1")
         if not -1 <= self.support_risk_sentiment <= 0 or self.support_recent_order_ms < 0:
@@ -101,6 +120,22 @@ class Rules:
         """The abandonment reason, e.g. ``inactive_30m``."""
         return f"inactive_{self.abandon_after_ms // MINUTE_MS}m"
 
+    def experiment_for(self, kind: str) -> str:
+        """The experiment a trigger kind is part of (``experiment_by_kind``, else ``experiment``)."""
+        return dict(self.experiment_by_kind).get(kind, self.experiment)
+
+    def holdout_pct_for(self, experiment: str) -> float:
+        """The holdout share of an experiment (``experiment_holdouts``, else ``holdout_pct``)."""
+        return dict(self.experiment_holdouts).get(experiment, self.holdout_pct)
+
+    def discount_for(self, cart_value: float) -> int:
+        """Discount pct of a cart worth ``cart_value``: the highest tier reached, else the base."""
+        pct = self.offer_discount_pct
+        for min_value, tier_pct in self.offer_discount_tiers:
+            if cart_value >= min_value:
+                pct = tier_pct
+        return pct
+
     @classmethod
     def from_settings(cls, settings: Settings) -> "Rules":
         """The rules the configured settings describe (state bounds keep their defaults)."""
@@ -108,4 +143,7 @@ class Rules:
             **{name: getattr(settings, name) for name in _FROM_SETTINGS},
             friction_rage_exclude=parse_selectors(settings.friction_rage_exclude_selectors),
             friction_weights=tuple(parse_friction_weights(settings.friction_weights).items()),
+            offer_discount_tiers=parse_tiers(settings.offer_discount_tiers),
+            experiment_holdouts=parse_holdouts(settings.experiment_holdouts),
+            experiment_by_kind=tuple(parse_pairs(settings.experiment_by_kind, "kind=experiment")),
         )

@@ -3,8 +3,10 @@
 One ``VisitorState`` per visitor key lives in the worker's table. It holds
 what detection needs and nothing more: the last Kafka offset applied (for
 replay after a crash), recent event ids, the current session, identity and
-consent, the visitor's carts with a checkout -> cart map, and support
-tickets with the time of the latest order. Defaults are
+consent, the visitor's carts with a checkout -> cart map, the current
+session's friction memory, support tickets with the time of the latest
+order, what the visitor is worth as a customer (``CustomerValue``) and the
+abandonment trigger an order may still recover (``Attribution``). Defaults are
 left out of the serialized form; a typical active session with a 3-item cart
 serializes to well under 2 KB (``tests/detect/test_state.py`` measures it).
 """
@@ -19,7 +21,7 @@ from pipeline.detect.dedup import pack_hashes, unpack_hashes
 from pipeline.detect.friction_state import FrictionState, decode_friction, encode_friction
 from pipeline.detect.tickets import Ticket, decode_ticket, encode_ticket
 
-__all__ = ["Cart", "VisitorState", "encode_state", "decode_state"]
+__all__ = ["Attribution", "Cart", "CustomerValue", "VisitorState", "encode_state", "decode_state"]
 
 
 @dataclass(slots=True, eq=False)  # carts are compared by identity
@@ -56,6 +58,40 @@ class Cart:
 
 
 @dataclass(slots=True)
+class CustomerValue:
+    """What this visitor state knows of the customer's value and experience.
+
+    Orders count once per ``order_id`` (the last few ids are remembered);
+    the friction and support lists hold the event times of the most recent
+    painful moments only, as many as the loyalty score can use.
+    """
+
+    orders: int = 0
+    revenue: float = 0.0
+    first_order_ms: int | None = None
+    last_order_ms: int | None = None
+    order_ids: list[int] = field(default_factory=list)  # hashes of the last order ids
+    friction_ms: list[int] = field(default_factory=list)
+    support_ms: list[int] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.orders or self.order_ids or self.friction_ms or self.support_ms)
+
+
+@dataclass(slots=True)
+class Attribution:
+    """The visitor's latest abandonment trigger that a later order may recover."""
+
+    trigger_id: str
+    kind: str
+    event_time_ms: int
+    holdout: bool
+    experiment: str
+    action: str
+    discount_pct: int
+
+
+@dataclass(slots=True)
 class VisitorState:
     """Everything remembered about one visitor (one ``records.visitor_key``)."""
 
@@ -76,6 +112,8 @@ class VisitorState:
     friction: FrictionState | None = None  # the current session's friction memory, once it had a relevant event
     tickets: list[Ticket] = field(default_factory=list)  # support tickets (helpdesk events), see detect.support
     last_order_ms: int | None = None  # event time of the latest Order Completed
+    value: CustomerValue = field(default_factory=CustomerValue)
+    attribution: Attribution | None = None
 
     @property
     def visitor_id(self) -> str:
@@ -163,6 +201,15 @@ def encode_state(s: VisitorState) -> bytes:
         out["tk"] = [encode_ticket(t) for t in s.tickets]
     if s.last_order_ms is not None:
         out["om"] = s.last_order_ms
+    v = s.value
+    if not v.is_empty():
+        out["v"] = [
+            v.orders, v.revenue, v.first_order_ms, v.last_order_ms,
+            pack_hashes(v.order_ids), v.friction_ms, v.support_ms,
+        ]  # fmt: skip
+    a = s.attribution
+    if a is not None:
+        out["at"] = [a.trigger_id, a.kind, a.event_time_ms, a.holdout, a.experiment, a.action, a.discount_pct]
     return orjson.dumps(out)
 
 
@@ -187,4 +234,11 @@ def decode_state(data: bytes) -> VisitorState:
         friction=decode_friction(d["f"]) if "f" in d else None,
         tickets=[decode_ticket(t) for t in d.get("tk", ())],
         last_order_ms=d.get("om"),
+        value=_decode_value(d["v"]) if "v" in d else CustomerValue(),
+        attribution=Attribution(*d["at"]) if "at" in d else None,
     )
+
+
+def _decode_value(v: list) -> CustomerValue:
+    orders, revenue, first_ms, last_ms, order_ids, friction_ms, support_ms = v
+    return CustomerValue(orders, revenue, first_ms, last_ms, unpack_hashes(order_ids), friction_ms, support_ms)

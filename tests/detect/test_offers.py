@@ -1,4 +1,4 @@
-"""Offer decisions: consent, holdout, frequency cap, and offer_cancelled on a later order."""
+"""Offer decisions: consent, holdout, frequency cap, tiers, loyalty, and offer_cancelled on a later order."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from pipeline.detect import Rules
 from pipeline.detect.offers import decide_offer, in_holdout
 from pipeline.records import stable_id
 
-from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, add, identify, order, page
+from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, add, identify, order, page, track
 
 DEADLINE = T0 + 30 * MIN  # 2023-11-14 22:43:20 UTC
 
 
 def decide(rules: Rules = EXACT, **kw: object):
     args = dict(
-        tenant="shop-a", trigger_id="ab" * 16, customer_id="cust-1", anonymous_id="anon-1",
-        consent=True, last_offer_ms=None, event_time_ms=DEADLINE,
+        kind="cart_abandoned", tenant="shop-a", trigger_id="ab" * 16, customer_id="cust-1",
+        anonymous_id="anon-1", consent=True, last_offer_ms=None, last_order_ms=None, since_ms=T0,
+        loyalty=0, cart_value=49.9, event_time_ms=DEADLINE,
     )
     args.update(kw)
     return decide_offer(rules, **args)  # type: ignore[arg-type]
@@ -24,7 +25,7 @@ def decide(rules: Rules = EXACT, **kw: object):
 
 def test_consenting_customer_gets_an_offer() -> None:
     decision = decide()
-    assert (decision.action, decision.holdout) == ("offer", False)
+    assert (decision.action, decision.holdout, decision.experiment) == ("offer", False, "default")
     assert decision.offer == {
         "code": "CX-ABABABABAB",
         "discount_pct": 10,
@@ -54,6 +55,53 @@ def test_holdout_share_is_ten_percent_of_10000_customers_and_stable() -> None:
     again = [in_holdout(rules, "shop-a", f"cust-{i}") for i in range(10_000)]
     assert first == again
     assert 900 <= sum(first) <= 1_100  # within 1 point of 10 %
+
+
+def test_holdout_share_is_configurable_per_experiment() -> None:
+    rules = Rules(experiment="spring", experiment_holdouts=(("spring", 25.0), ("friction-v1", 5.0)))
+    for experiment, low, high in (("spring", 2_400, 2_600), ("friction-v1", 400, 600), ("other", 900, 1_100)):
+        held = [in_holdout(rules, "shop-a", f"cust-{i}", experiment) for i in range(10_000)]
+        assert held == [in_holdout(rules, "shop-a", f"cust-{i}", experiment) for i in range(10_000)]
+        assert low <= sum(held) <= high, (experiment, sum(held))  # within 1 point of the setting
+
+
+def test_trigger_kind_can_run_its_own_experiment() -> None:
+    rules = dataclasses.replace(EXACT, experiment_by_kind=(("checkout_friction", "friction-v1"),))
+    assert decide(rules, kind="checkout_friction").experiment == "friction-v1"
+    assert decide(rules, kind="cart_abandoned").experiment == "default"
+
+
+def test_discount_follows_cart_value_tiers() -> None:
+    # defaults: below 100 -> 10 %, from 100 -> 15 %, from 250 -> 20 %
+    got = {v: decide(cart_value=v).offer["discount_pct"] for v in (0.0, 99.99, 100.0, 249.99, 250.0, 900.0)}
+    assert got == {0.0: 10, 99.99: 10, 100.0: 15, 249.99: 15, 250.0: 20, 900.0: 20}
+
+
+def test_loyal_buyer_gets_assist_without_discount() -> None:
+    # default threshold 70: a score of 70 means the customer completes on their own
+    loyal = decide(loyalty=70)
+    assert (loyal.action, loyal.offer, loyal.holdout, loyal.why) == ("assist", None, False, "loyal")
+    assert decide(loyalty=69).action == "offer"
+
+
+def test_no_offer_when_the_customer_ordered_since_the_cart_was_last_touched() -> None:
+    # cart last touched at T0; an order at T0 (or later) means they bought
+    assert decide(last_order_ms=T0).why == "ordered"
+    assert decide(last_order_ms=T0 - 1).action == "offer"  # an older order says nothing about this cart
+
+
+def test_order_of_another_cart_after_last_activity_means_no_offer() -> None:
+    h = Harness()
+    # T0      identify cust-1 with consent; add to cart c-1
+    # T0+1m   add to cart c-2
+    # T0+5m   order c-2 (revenue 20): c-1's last activity (T0) is before it
+    # T0+30m  bystander -> c-1 abandoned; the customer bought since: none
+    events = [
+        identify(T0, "cust-1", True), add(T0, cart_id="c-1"), add(T0 + MIN, "sku-2", 20.0, cart_id="c-2"),
+        track("Order Completed", T0 + 5 * MIN, cart_id="c-2", order_id="o-2", total=20.0), page(DEADLINE),
+    ]  # fmt: skip
+    (trigger,) = h.each(*events)
+    assert (trigger["cart_id"], trigger["action"], trigger["offer"]) == ("c-1", "none", None)
 
 
 def test_holdout_customers_get_no_offer_and_are_flagged() -> None:
@@ -119,6 +167,29 @@ def test_order_after_offer_and_before_expiry_cancels_the_offer() -> None:
         "experiment": "default",
         "ref_trigger_id": offered["trigger_id"],
     }
+
+
+def test_order_for_another_cart_still_cancels_the_live_offer() -> None:
+    h = Harness()
+    # T0       identify, add to cart c-1; T0+30m abandoned with an offer
+    # T0+2h    add to a new cart c-2; T0+2h5m order c-2: the customer bought -> offer_cancelled for c-1's offer
+    events = [
+        identify(T0, "cust-1", True), add(T0, cart_id="c-1"), page(DEADLINE),
+        add(T0 + 2 * HOUR, "sku-2", cart_id="c-2"),
+        track("Order Completed", T0 + 2 * HOUR + 5 * MIN, cart_id="c-2", order_id="o-2", total=49.9),
+    ]  # fmt: skip
+    offered, cancelled = h.each(*events)
+    assert (cancelled["kind"], cancelled["ref_trigger_id"], cancelled["cart_id"]) == (
+        "offer_cancelled", offered["trigger_id"], "c-1",
+    )  # fmt: skip
+
+
+def test_no_offer_is_emitted_after_the_order() -> None:
+    h = Harness()
+    # T0       identify cust-1 with consent; add      -> deadline T0+30m
+    # T0+10m   order: the cart is closed before its deadline
+    # T0+3h    bystander: no trigger, so no offer and nothing to cancel
+    assert h.each(identify(T0, "cust-1", True), add(T0), order(T0 + 10 * MIN), page(T0 + 3 * HOUR)) == []
 
 
 def test_order_after_offer_expiry_cancels_nothing() -> None:

@@ -84,6 +84,9 @@ def test_scenario_yields_the_expected_triggers(single: Harness) -> None:
         ("offer_cancelled", "anon-a#1", T0 + 70 * MIN, "none"),
     ]
     assert len({r["session_id"] for r in single.rows if r["anonymous_id"] == "anon-e"}) == 3
+    # anon-a's order at T0+70m recovers its abandonment (order_id o-<ms>, total 99.8)
+    recovered = [(r["trigger_id"], r["order_time_ms"], r["revenue"]) for r in single.facts["cx.recoveries"]]
+    assert recovered == [(single.triggers[0]["trigger_id"], T0 + 70 * MIN, 99.8)]
     assert sum(len(events) for events in stream()) == len(single.rows) + 1  # the resent page
 
 
@@ -98,6 +101,7 @@ def test_batch_splitting_and_drains_do_not_change_rows_or_triggers(single: Harne
         split.drain()
     assert without_wall_clock(split.triggers) == without_wall_clock(single.triggers)
     assert split.rows == single.rows
+    assert split.facts == single.facts
     assert split.table == single.table
 
 
@@ -117,6 +121,8 @@ def test_replay_after_crash_skips_persisted_visitors_and_gives_the_same_triggers
     assert before.rows + after.rows == single.rows  # persisted visitors' records were skipped
     assert by_id(before.triggers) | by_id(after.triggers) == by_id(single.triggers)
     assert len(before.triggers) + len(after.triggers) == len(single.triggers)
+    for table, rows in single.facts.items():  # derived rows: the same, each written once
+        assert before.facts.get(table, []) + after.facts.get(table, []) == rows, table
     assert after.table == single.table
 
 

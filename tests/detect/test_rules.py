@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.detect import Rules
-from pipeline.settings import Settings
+from pipeline.settings import Settings, SettingsError
 
 
 def test_rules_from_settings_copy_every_detection_setting() -> None:
@@ -26,3 +26,31 @@ def test_rules_from_settings_copy_every_detection_setting() -> None:
 def test_rules_refuse_a_holdout_share_above_100() -> None:
     with pytest.raises(ValueError, match="holdout_pct"):
         Rules(holdout_pct=150.0)
+
+
+def test_offer_settings_are_parsed_into_rules() -> None:
+    settings = Settings(
+        _env_file=None, offer_discount_tiers="50=5, 150=12", experiment_holdouts="spring=20",
+        experiment_by_kind="checkout_friction=friction-v1", loyalty_assist_score=80, attribution_window_ms=3_600_000,
+    )  # fmt: skip
+    rules = Rules.from_settings(settings)
+    assert rules.offer_discount_tiers == ((50.0, 5), (150.0, 12))
+    assert [rules.discount_for(v) for v in (49.99, 50.0, 150.0)] == [10, 5, 12]  # below the first tier: the base
+    assert (rules.holdout_pct_for("spring"), rules.holdout_pct_for("default")) == (20.0, 10.0)
+    assert (rules.experiment_for("checkout_friction"), rules.experiment_for("cart_abandoned")) == ("friction-v1", "default")
+    assert (rules.loyalty_assist_score, rules.attribution_window_ms) == (80, 3_600_000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("offer_discount_tiers", "150=10,50=5", "ascending"),
+        ("offer_discount_tiers", "100=150", "within 0..100"),
+        ("offer_discount_tiers", "100", "cart_value=discount_pct"),
+        ("experiment_holdouts", "spring=120", "within 0..100"),
+        ("experiment_by_kind", "checkout_friction", "kind=experiment"),
+    ],
+)
+def test_bad_offer_settings_stop_start_up_naming_the_variable(variable: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"CX_{variable.upper()}.*{message}"):
+        Settings.load(_env_file=None, **{variable: value})

@@ -14,6 +14,7 @@ VIEWS_AND_TABLES = sorted(
     ["deadletter_daily", "deadletters", "events", "kpi_daily", "schema_migrations", "triggers"]
     + ["friction", "friction_daily"]  # 0002_friction
     + ["support_daily", "support_messages", "support_tickets", "surveys"]  # 0003_support
+    + ["customer_scores", "customers", "offers_daily", "recoveries"]  # 0004_offers
 )
 # Every file in sinks/ddl, as (version, name): what a fresh schema records.
 APPLIED = [(m.version, m.name) for m in load_migrations()]
