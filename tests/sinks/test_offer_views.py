@@ -184,5 +184,5 @@ def test_customers_view_matches_hand_computed_values(ch_backend: ClickHouse) -> 
 def test_readme_section_shows_the_tested_uplift_query() -> None:
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "readme" / "offers.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "```sql\n" + UPLIFT_SQL + "\n```" in doc

@@ -227,7 +227,9 @@ def test_a_day_with_only_surveys_has_zero_tickets_and_its_scores(ch_backend: Cli
 
 
 def test_readme_example_queries_run_and_read_the_data(ch_backend: ClickHouse) -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "readme" / "support.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Support experience")
+    doc = readme[start : readme.index("\n## ", start + 1)]
     queries = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
     assert len(queries) == 4
     write(ch_backend, TICKETS, MESSAGES, SURVEYS)
