@@ -52,6 +52,7 @@ import math
 from bisect import insort
 
 from pipeline.detect.friction_state import CONSUMED, ERRORED, MAX_CHECKOUT_STEPS, MAX_CLICKS, MAX_ERRORS, FrictionState
+from pipeline.detect.attribution import remember_trigger
 from pipeline.detect.offers import in_holdout
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
@@ -270,8 +271,9 @@ def _assist(state: VisitorState, f: FrictionState, at: int, rules: Rules, wall_m
     cart = state.find_cart(state.checkouts.get(f.checkout_id)) or state.find_cart(state.open_cart)
     if cart is not None and cart.ordered_ms is not None:
         cart = None
-    holdout = in_holdout(rules, state.tenant, state.user_id or state.anonymous_id or "")
-    return {
+    experiment = rules.experiment_for("checkout_friction")
+    holdout = in_holdout(rules, state.tenant, state.user_id or state.anonymous_id or "", experiment)
+    trigger = {
         "trigger_id": stable_id("checkout_friction", state.tenant, f.sid, at),
         "kind": "checkout_friction",
         "tenant": state.tenant,
@@ -290,6 +292,10 @@ def _assist(state: VisitorState, f: FrictionState, at: int, rules: Rules, wall_m
         "action": "none" if holdout else "assist",
         "offer": None,
         "holdout": holdout,
-        "experiment": rules.experiment,
+        "experiment": experiment,
         "ref_trigger_id": None,
     }
+    # An order after the assist, within the attribution window, counts as
+    # recovered in offers_daily, in either arm: the uplift of an assist.
+    remember_trigger(state, trigger)
+    return trigger
