@@ -70,7 +70,12 @@ def worker() -> None:
 
     settings = load_settings()
     w = build_worker(settings, _require_bootstrap(settings))
-    faust.Worker(w.app, loglevel="warning").execute_from_commandline()
+    try:
+        faust.Worker(w.app, loglevel="warning").execute_from_commandline()
+    finally:
+        # Close ClickHouse before the interpreter exits: an embedded chdb
+        # session torn down by interpreter finalization can crash the process.
+        w.ch.close()
 
 
 @cli.command()

@@ -126,30 +126,42 @@ class Pipeline:
         )
         return self
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self, name: str, env: dict[str, str] | None = None) -> None:
         log = open(self._log_dir / f"{name}.log", "ab")
+        command = "worker" if name.startswith("worker") else name
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", name],
-            env=self._env,
+            [sys.executable, "-m", "pipeline.cli", command],
+            env={**self._env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()  # the child holds its own descriptor
 
-    def _wait_worker(self) -> None:
-        wait_for_port(self.worker_port, "127.0.0.1", 90, alive=lambda: self.procs["worker"].poll() is None)
+    def _wait_worker(self, name: str = "worker", port: int | None = None) -> None:
+        proc = self.procs[name]
+        wait_for_port(port or self.worker_port, "127.0.0.1", 90, alive=lambda: proc.poll() is None)
 
-    def kill_worker(self) -> None:
-        """``kill -9`` the worker process (fault injection): no shutdown, no final commit."""
-        proc = self.procs.pop("worker")
+    def kill_worker(self, name: str = "worker") -> None:
+        """``kill -9`` a worker process (fault injection): no shutdown, no final commit."""
+        proc = self.procs.pop(name)
         proc.kill()
         proc.wait(timeout=30)
 
-    def start_worker(self) -> None:
-        """Start a worker process again with the same settings; returns once it serves."""
-        self._spawn("worker")
-        self._wait_worker()
+    def start_worker(self, name: str = "worker") -> int:
+        """Start a worker process (again, or one more); returns its web port once it serves.
+
+        Against a ClickHouse server any number of workers share the work as
+        one consumer group; with chdb only one process can own the store.
+        """
+        port = self.worker_port if name == "worker" else free_port()
+        self._spawn(name, {"CX_WORKER_WEB_PORT": str(port)})
+        self._wait_worker(name, port)
+        return port
+
+    def stop_worker(self, name: str) -> None:
+        """Stop a worker gracefully (SIGTERM): it finishes its batch and leaves the group."""
+        self._stop_proc(name)
 
     def query(self, sql: str) -> tuple[list[str], list[list]]:
         return query_running_worker(self.worker_port, sql)
@@ -207,7 +219,8 @@ class Pipeline:
         self._stop_proc("collector")
         if "worker" in self.procs:
             self.wait_drained()
-        self._stop_proc("worker")
+        for name in [n for n in self.procs if n.startswith("worker")]:
+            self._stop_proc(name)
         if self.broker is not None:
             self.broker.stop()
         run_file = self.settings.data_dir / RUN_FILE

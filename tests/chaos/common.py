@@ -1,0 +1,118 @@
+"""Shared by the fault-injection runs: a reproducible day of traffic, sending it, and the exact final check."""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import orjson
+import requests
+
+from pipeline.collector.partitioner import partition_for_key
+from pipeline.demo.ledger import Expected
+from pipeline.demo.storefront import generate
+from pipeline.records import visitor_key
+from pipeline.runner import Pipeline
+from tests.chaos.reference import Reference, reference_run
+from tests.integration.helpers import scalar, wait_until
+
+__all__ = ["Day", "day_of_traffic", "post", "worker_stats", "settle_and_check"]
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Day:
+    messages: list[dict]  # the storefront's day, then one page view per partition at the present time
+    expected: Expected
+    reference: Reference
+
+
+def _clock_pages(tenant: str, partitions: int, now_ms: int) -> list[dict]:
+    """One page view per partition at the present time: moves every partition's event time to now."""
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < partitions:
+        anon = f"clock-{i}"
+        found.setdefault(partition_for_key(visitor_key(tenant, anon, None).encode(), partitions), anon)
+        i += 1
+    ts = datetime.fromtimestamp(now_ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return [
+        {"type": "page", "anonymousId": a, "properties": {"path": "/"}, "timestamp": ts, "messageId": a}
+        for a in found.values()
+    ]
+
+
+def day_of_traffic(pipeline: Pipeline, seed: int, visitors: int, extra: list[dict] | None = None) -> Day:
+    """The UTC day before yesterday of the demo shop (the same on every run), and what must come of it."""
+    now_ms = int(time.time() * 1000)
+    start_ms = (now_ms // DAY_MS - 2) * DAY_MS
+    traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=DAY_MS)
+    messages = traffic.messages + (extra or [])
+    messages += _clock_pages(pipeline.tenant, pipeline.settings.kafka_partitions, now_ms)
+    ref = reference_run(messages, pipeline.tenant, pipeline.settings, now_ms)
+    return Day(messages, traffic.expected, ref)
+
+
+def post(pipeline: Pipeline, messages: list[dict], write_key: str = "wk_chaos") -> None:
+    """POST ``messages`` as one batch; retries while the collector answers 503, like the SDKs."""
+    auth = base64.b64encode(f"{write_key}:".encode()).decode()
+    for _ in range(60):
+        resp = requests.post(
+            f"{pipeline.collector_url}/v1/batch",
+            data=orjson.dumps({"batch": messages}),
+            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+            timeout=30,
+        )
+        if resp.status_code == 200:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"collector kept answering {resp.status_code}: {resp.text}")
+
+
+def worker_stats(pipeline: Pipeline, port: int | None = None) -> dict:
+    resp = requests.get(f"http://127.0.0.1:{port or pipeline.worker_port}/cx/stats", timeout=10)
+    return resp.json()
+
+
+def settle_and_check(
+    pipeline: Pipeline, day: Day, what: str, timeout_s: float = 240, extra_deadletters: int = 0
+) -> dict:
+    """Wait for the pipeline to store the day, then assert every number equals the crash-free reference.
+
+    Returns the figures (for the run's printed summary).
+    """
+    t = f"tenant = '{pipeline.tenant}'"
+    ref, exp = day.reference, day.expected
+    abandoned = len(ref.trigger_ids.get("cart_abandoned", ()))
+    wait_until(
+        lambda: scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}") == ref.events
+        and scalar(pipeline, f"SELECT count() FROM cx.triggers FINAL WHERE {t} AND kind = 'cart_abandoned'")
+        == abandoned
+        and scalar(pipeline, f"SELECT count() FROM cx.deadletters FINAL WHERE {t}") == ref.deadletters + extra_deadletters,
+        timeout_s=timeout_s,
+        what=f"{ref.events} events, {ref.deadletters + extra_deadletters} dead letters and {abandoned} abandonment triggers {what}",
+    )
+    stored = scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}")
+    distinct = scalar(pipeline, f"SELECT uniqExact(event_id) FROM cx.events FINAL WHERE {t}")
+    got: dict[str, set[str]] = {}
+    for kind, trigger_id in pipeline.query(f"SELECT kind, trigger_id FROM cx.triggers FINAL WHERE {t}")[1]:
+        got.setdefault(kind, set()).add(trigger_id)
+    missing = {k: v - got.get(k, set()) for k, v in ref.trigger_ids.items() if v - got.get(k, set())}
+    extra = {k: v - ref.trigger_ids.get(k, set()) for k, v in got.items() if v - ref.trigger_ids.get(k, set())}
+    _, kpi = pipeline.query(f"SELECT sum(carts), sum(orders) FROM cx.kpi_daily WHERE {t}")
+    figures = {
+        "messages": len(day.messages),
+        "events_expected": ref.events,
+        "stored": stored,
+        "lost": ref.events - distinct,
+        "duplicated": stored - distinct,
+        "triggers_expected": sum(map(len, ref.trigger_ids.values())),
+        "triggers_found": sum(len(v & ref.trigger_ids.get(k, set())) for k, v in got.items()),
+    }
+    assert (stored, distinct) == (ref.events, ref.events), figures
+    assert (missing, extra) == ({}, {}), figures
+    assert [int(v) for v in kpi[0]] == [exp.carts, exp.orders]
+    return figures

@@ -1,0 +1,115 @@
+"""Fault injection beyond the worker's own crashes: ClickHouse down, a rebalance, the broker down, hostile input.
+
+Each run streams a reproducible day of the demo shop through the real
+collector, broker, worker(s) and clickhouse-server, injects its fault
+mid-stream, and then requires exactly the numbers of a crash-free
+in-process run (``tests/chaos/reference.py``). Each prints its figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import typing
+
+import pytest
+import requests
+
+from pipeline.records import DeadLetterReason
+from pipeline.runner import Pipeline
+from sinks.client import connect
+from tests.chaos.common import day_of_traffic, post, settle_and_check, worker_stats
+from tests.chaos.poison import INJECTIONS, batch_poison, raw_poison
+from tests.integration.helpers import wait_until
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
+
+OUTAGE_S = 30
+
+
+def _send(pipeline: Pipeline, messages: list[dict]) -> None:
+    for i in range(0, len(messages), 50):
+        post(pipeline, messages[i : i + 50])
+
+
+def test_clickhouse_down_30s_mid_stream_holds_back_commits_then_catches_up_exactly(
+    pipeline: Pipeline, clickhouse_server
+) -> None:
+    day = day_of_traffic(pipeline, seed=41, visitors=120)
+    half = len(day.messages) // 2
+    _send(pipeline, day.messages[:half])
+    wait_until(lambda: pipeline.lag() == 0, what="the first half committed")
+
+    clickhouse_server.stop()
+    try:
+        _send(pipeline, day.messages[half:])  # the collector only needs Kafka
+        lags = []
+        deadline = time.monotonic() + OUTAGE_S
+        while time.monotonic() < deadline:
+            lags.append(pipeline.lag())
+            assert pipeline.procs["worker"].poll() is None, "the worker died while ClickHouse was down"
+            time.sleep(2)
+    finally:
+        clickhouse_server.start()
+    # Nothing the worker could not store was committed, during the whole outage.
+    assert min(lags) > 0, lags
+    figures = settle_and_check(pipeline, day, f"after a {OUTAGE_S} s ClickHouse outage")
+    print(f"\nchaos clickhouse down {OUTAGE_S} s: lag held at {min(lags)}..{max(lags)} records, {figures}")
+
+
+def test_second_worker_joins_and_leaves_mid_stream_without_loss_or_double_count(pipeline: Pipeline) -> None:
+    day = day_of_traffic(pipeline, seed=43, visitors=120)
+    third = len(day.messages) // 3
+    _send(pipeline, day.messages[:third])
+    port = pipeline.start_worker("worker-2")
+    _send(pipeline, day.messages[third : 2 * third])
+    wait_until(lambda: pipeline.lag() == 0, what="both workers caught up")
+    records_2 = worker_stats(pipeline, port)["records"]
+    pipeline.stop_worker("worker-2")
+    _send(pipeline, day.messages[2 * third :])
+    figures = settle_and_check(pipeline, day, "after a second worker came and went")
+    print(f"\nchaos rebalance: worker-2 processed {records_2} records while it ran, {figures}")
+    assert records_2 > 0, "the second worker never got a partition: no rebalance was tested"
+
+
+def test_poison_input_is_dead_lettered_or_stored_as_text_and_never_stalls(pipeline: Pipeline) -> None:
+    probe = day_of_traffic(pipeline, seed=47, visitors=60)
+    ts = probe.messages[len(probe.messages) // 2]["timestamp"]
+    poison = batch_poison(ts)
+    day = day_of_traffic(pipeline, seed=47, visitors=60, extra=poison)
+    half = len(day.messages) // 2
+    # Hostile messages travel in the middle of normal traffic, in batches with good ones.
+    _send(pipeline, day.messages[:half])
+    auth = base64.b64encode(b"wk_chaos:").decode()
+    refused = 0
+    for body in raw_poison():
+        resp = requests.post(
+            f"{pipeline.collector_url}/v1/batch",
+            data=body,
+            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert resp.status_code == 400, (body, resp.status_code, resp.text)
+        refused += 1
+    _send(pipeline, day.messages[half:])
+    figures = settle_and_check(pipeline, day, "with poison mixed in", extra_deadletters=refused)
+
+    ch = connect(pipeline.settings.clickhouse_url)
+    try:
+        reasons = dict(ch.query(
+            "SELECT reason, count() FROM cx.deadletters FINAL WHERE tenant = %(t)s GROUP BY reason",
+            {"t": pipeline.tenant},
+        )[1])
+        for text in INJECTIONS:
+            stored = ch.query(
+                "SELECT count() FROM cx.events FINAL WHERE tenant = %(t)s AND anonymous_id = %(x)s AND event = %(x)s",
+                {"t": pipeline.tenant, "x": text},
+            )[1]
+            assert [tuple(r) for r in stored] == [(1,)], text
+    finally:
+        ch.close()
+    assert set(reasons) <= set(typing.get_args(DeadLetterReason)), reasons
+    assert {"wrong_type", "unknown_type", "schema_violation", "too_far_future", "too_old", "oversize", "bad_json",
+            "bad_encoding"} <= set(reasons), reasons
+    print(f"\nchaos poison: {len(poison)} hostile messages in batches + {refused} unreadable bodies, "
+          f"dead letters by reason {reasons}, {figures}")
