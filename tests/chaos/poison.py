@@ -3,14 +3,15 @@
 ``batch_poison`` are messages inside well-formed batches: each ends either in
 ``cx.deadletter`` with a typed reason or stored as harmless text (the
 collector's own ``normalize`` decides, and the reference run uses it too).
-``raw_poison`` are request bodies that are not JSON at all: each is a 400
-and one dead letter. ``INJECTIONS`` are stored verbatim as text wherever
+``raw_poison`` are request bodies that are not JSON at all, and
+``oversize_event`` one event over 32 KB sent on its own: each such request
+is a 400 and one dead letter. ``INJECTIONS`` are stored verbatim as text wherever
 they appear: no SQL is ever built from event values.
 """
 
 from __future__ import annotations
 
-__all__ = ["INJECTIONS", "batch_poison", "raw_poison"]
+__all__ = ["INJECTIONS", "batch_poison", "oversize_event", "raw_poison"]
 
 INJECTIONS = (
     "'; DROP TABLE cx.events; --",
@@ -57,9 +58,6 @@ def batch_poison(ts: str) -> list[dict]:
          "properties": {"list": list(range(2_000))}},
         {"type": "track", "event": "Unknown Thing Happened", "anonymousId": "poison-4", "properties": deep},
         {"type": "page", "anonymousId": "poison-4", "properties": {"path": "/\u0000\u202e\ud7ff/é/😀"}},
-        # too big for one event: oversize
-        {"type": "track", "event": "Unknown Thing Happened", "anonymousId": "poison-5",
-         "properties": {"blob": "y" * 40_000}},
     ]
     for i, text in enumerate(INJECTIONS):
         msgs.append({"type": "track", "event": text, "anonymousId": text, "userId": text,
@@ -74,6 +72,12 @@ def batch_poison(ts: str) -> list[dict]:
             m.setdefault("messageId", f"poison-{i}")
         out.append(m)
     return out
+
+
+def oversize_event(ts: str) -> dict:
+    """One event over 32 KB: Segment refuses its whole request (400); it is kept as a dead letter."""
+    return {"type": "track", "event": "Unknown Thing Happened", "anonymousId": "poison-5", "timestamp": ts,
+            "messageId": "poison-oversize", "properties": {"blob": "y" * 40_000}}
 
 
 def raw_poison() -> list[bytes]:

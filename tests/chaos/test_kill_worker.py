@@ -26,6 +26,7 @@ from tests.integration.helpers import wait_until
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
     "kills", [20, pytest.param(100, marks=pytest.mark.slow)], ids=["short-20-kills", "long-100-kills"]
 )
@@ -35,6 +36,7 @@ def test_kill_9_worker_repeatedly_loses_nothing_and_counts_nothing_twice(pipelin
     rng = random.Random(kills)
     per_round = -(-len(messages) // kills)
     processed = 0  # records the killed workers had processed (read just before each kill)
+    started = time.monotonic()
     for i in range(kills):
         part = messages[i * per_round : (i + 1) * per_round]
         for j in range(0, len(part), 50):
@@ -51,6 +53,7 @@ def test_kill_9_worker_repeatedly_loses_nothing_and_counts_nothing_twice(pipelin
         f"\nchaos kill -9: {kills} crashes, {figures['messages']} messages, {figures['events_expected']} events "
         f"expected, {figures['stored']} stored, lost {figures['lost']}, duplicated {figures['duplicated']}, "
         f"at least {replayed} Kafka records processed again after a crash, "
-        f"triggers {figures['triggers_found']} of {figures['triggers_expected']} expected"
+        f"triggers {figures['triggers_found']} of {figures['triggers_expected']} expected, "
+        f"{time.monotonic() - started:.0f} s"
     )
     assert replayed > 0, "no kill landed between processing and commit: the run proved nothing"

@@ -13,13 +13,14 @@ import time
 import typing
 
 import pytest
+import orjson
 import requests
 
 from pipeline.records import DeadLetterReason
 from pipeline.runner import Pipeline
 from sinks.client import connect
 from tests.chaos.common import day_of_traffic, post, settle_and_check, worker_stats
-from tests.chaos.poison import INJECTIONS, batch_poison, raw_poison
+from tests.chaos.poison import INJECTIONS, batch_poison, oversize_event, raw_poison
 from tests.integration.helpers import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -82,7 +83,7 @@ def test_poison_input_is_dead_lettered_or_stored_as_text_and_never_stalls(pipeli
     _send(pipeline, day.messages[:half])
     auth = base64.b64encode(b"wk_chaos:").decode()
     refused = 0
-    for body in raw_poison():
+    for body in [*raw_poison(), orjson.dumps({"batch": [oversize_event(ts)]})]:
         resp = requests.post(
             f"{pipeline.collector_url}/v1/batch",
             data=body,
@@ -111,5 +112,5 @@ def test_poison_input_is_dead_lettered_or_stored_as_text_and_never_stalls(pipeli
     assert set(reasons) <= set(typing.get_args(DeadLetterReason)), reasons
     assert {"wrong_type", "unknown_type", "schema_violation", "too_far_future", "too_old", "oversize", "bad_json",
             "bad_encoding"} <= set(reasons), reasons
-    print(f"\nchaos poison: {len(poison)} hostile messages in batches + {refused} unreadable bodies, "
+    print(f"\nchaos poison: {len(poison)} hostile messages in batches + {refused} refused requests (unreadable or oversize), "
           f"dead letters by reason {reasons}, {figures}")
