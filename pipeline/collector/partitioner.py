@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 
-__all__ = ["murmur2", "partition_for_key", "to_positive"]
+__all__ = ["ids_per_partition", "murmur2", "partition_for_key", "to_positive"]
 
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
@@ -59,3 +59,22 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
     return to_positive(murmur2(key)) % partitions
+
+
+def ids_per_partition(tenant: str, prefix: str, partitions: int, *, anonymous: bool = True) -> list[str]:
+    """One visitor id per partition (``prefix-0``, ``prefix-1``, ...), in partition order.
+
+    For messages meant to reach every partition, such as the demo's closing
+    page views that carry each partition's event time to the present. The id
+    is an anonymous id, or with ``anonymous=False`` a user id.
+    """
+    from pipeline.records import visitor_key
+
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < partitions:
+        vid = f"{prefix}-{i}"
+        key = visitor_key(tenant, vid, None) if anonymous else visitor_key(tenant, None, vid)
+        found.setdefault(partition_for_key(key.encode(), partitions), vid)
+        i += 1
+    return [found[p] for p in range(partitions)]

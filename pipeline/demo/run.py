@@ -32,12 +32,11 @@ from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.collector.partitioner import partition_for_key
+from pipeline.collector.partitioner import ids_per_partition
 from pipeline.demo.send import send
 from pipeline.demo.storefront import generate
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
-from pipeline.records import visitor_key
 from pipeline.topics import kafka_config
 from pipeline.triggers import decode_trigger
 
@@ -157,16 +156,10 @@ def _clock_pages(tenant: str, partitions: int) -> list[dict]:
     live shop's traffic keeps every partition's event time at "now"; these
     page views do the same for the demo (they are counted in its numbers).
     """
-    found: dict[int, str] = {}
-    i = 0
-    while len(found) < partitions:
-        anon = f"demo-clock-{i}"
-        found.setdefault(partition_for_key(visitor_key(tenant, anon, None).encode(), partitions), anon)
-        i += 1
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return [
         {"type": "page", "anonymousId": anon, "name": "Home", "properties": {"path": "/"}, "timestamp": now}
-        for anon in found.values()
+        for anon in ids_per_partition(tenant, "demo-clock", partitions)
     ]
 
 

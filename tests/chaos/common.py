@@ -10,10 +10,9 @@ from datetime import datetime, timezone
 import orjson
 import requests
 
-from pipeline.collector.partitioner import partition_for_key
+from pipeline.collector.partitioner import ids_per_partition
 from pipeline.demo.ledger import Expected
 from pipeline.demo.storefront import generate
-from pipeline.records import visitor_key
 from pipeline.runner import Pipeline
 from tests.chaos.reference import Reference, reference_run
 from tests.integration.helpers import scalar, wait_until
@@ -32,16 +31,10 @@ class Day:
 
 def _clock_pages(tenant: str, partitions: int, now_ms: int) -> list[dict]:
     """One page view per partition at the present time: moves every partition's event time to now."""
-    found: dict[int, str] = {}
-    i = 0
-    while len(found) < partitions:
-        anon = f"clock-{i}"
-        found.setdefault(partition_for_key(visitor_key(tenant, anon, None).encode(), partitions), anon)
-        i += 1
     ts = datetime.fromtimestamp(now_ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return [
         {"type": "page", "anonymousId": a, "properties": {"path": "/"}, "timestamp": ts, "messageId": a}
-        for a in found.values()
+        for a in ids_per_partition(tenant, "clock", partitions)
     ]
 
 

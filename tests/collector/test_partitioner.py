@@ -41,3 +41,14 @@ def test_partition_for_key_is_to_positive_murmur2_modulo_partitions() -> None:
 def test_partition_for_key_refuses_zero_partitions() -> None:
     with pytest.raises(ValueError, match="partitions"):
         partition_for_key(b"abc", 0)
+
+
+def test_ids_per_partition_names_one_visitor_for_each_partition_in_order() -> None:
+    from pipeline.collector.partitioner import ids_per_partition
+    from pipeline.records import visitor_key
+
+    for anonymous in (True, False):
+        ids = ids_per_partition("shop-a", "probe", 4, anonymous=anonymous)
+        keys = [visitor_key("shop-a", i, None) if anonymous else visitor_key("shop-a", None, i) for i in ids]
+        assert [partition_for_key(k.encode(), 4) for k in keys] == [0, 1, 2, 3]
+        assert all(i.startswith("probe-") for i in ids)

@@ -45,8 +45,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline.collector.partitioner import partition_for_key
-from pipeline.records import stable_id, visitor_key
+from pipeline.collector.partitioner import ids_per_partition
+from pipeline.records import stable_id
 
 __all__ = ["EXPECTED_ROWS", "EXPECTED_ASSISTS", "friction_messages", "sentinel_messages", "at_ms"]
 
@@ -152,14 +152,8 @@ def sentinel_messages(tenant: str, day: dt.date, partitions: int, round_no: int)
     Once every sentinel is stored, each partition has processed what was sent
     before it; having no session they change no view.
     """
-    found: dict[int, str] = {}
-    i = 0
-    while len(found) < partitions:
-        user = f"sentinel-{i}"
-        found.setdefault(partition_for_key(visitor_key(tenant, None, user).encode(), partitions), user)
-        i += 1
     return [
         {"type": "track", "event": "Sentinel", "userId": user, "properties": {}, "timestamp": _ts(day, 300),
          "messageId": f"{tenant}-sentinel-{round_no}-{user}"}
-        for user in found.values()
+        for user in ids_per_partition(tenant, "sentinel", partitions, anonymous=False)
     ]  # fmt: skip

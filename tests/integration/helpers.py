@@ -4,17 +4,52 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 import orjson
+import pytest
 import requests
 from confluent_kafka import Consumer
 
 from pipeline.runner import Pipeline
+from pipeline.settings import Settings
 from pipeline.topics import kafka_config
 from pipeline.triggers import decode_trigger
 
-__all__ = ["post_batch", "wait_until", "read_triggers", "scalar"]
+__all__ = ["BACKENDS", "e2e_pipeline", "post_batch", "wait_until", "read_triggers", "scalar"]
+
+BACKENDS = ["chdb", "server"]
+
+
+@contextmanager
+def e2e_pipeline(
+    request: pytest.FixtureRequest, kafka: str, settings: Settings, tmp_path: Path, write_key: str, **overrides: object
+) -> Iterator[Pipeline]:
+    """A running pipeline on the session's broker and ``request.param``'s ClickHouse (chdb or server).
+
+    Its tenant, ``shop-<group>``, is unique to the test and the only one
+    ``write_key`` writes: tests sharing the server never see each other's rows.
+    """
+    if request.param == "chdb":
+        url = f"chdb://{tmp_path / 'chdb'}"
+    else:
+        url = request.getfixturevalue("clickhouse_server").url
+    tenant = f"shop-{settings.worker_group}"
+    settings = settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka,
+            "clickhouse_url": url,
+            "collector_port": 0,
+            "worker_web_port": 0,
+            "write_keys": f"{write_key}={tenant}",
+            **overrides,
+        }
+    )
+    with Pipeline(settings) as running:
+        running.tenant = tenant
+        yield running
 
 
 def post_batch(url: str, write_key: str, messages: list[dict]) -> requests.Response:

@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline.collector.partitioner import partition_for_key
-from pipeline.records import visitor_key
+from pipeline.collector.partitioner import ids_per_partition
 
 __all__ = ["journey_messages", "day_d", "EXPECTED"]
 
@@ -65,13 +64,7 @@ def _ts(day: dt.date, minute: float) -> str:
 
 def tick_ids(tenant: str, partitions: int) -> list[str]:
     """One anonymous id landing on each partition, found by the collector's partitioner."""
-    found: dict[int, str] = {}
-    i = 0
-    while len(found) < partitions:
-        anon = f"tick-{i}"
-        found.setdefault(partition_for_key(visitor_key(tenant, anon, None).encode(), partitions), anon)
-        i += 1
-    return [found[p] for p in range(partitions)]
+    return ids_per_partition(tenant, "tick", partitions)
 
 
 def journey_messages(tenant: str, partitions: int, day: dt.date) -> list[dict]:

@@ -17,32 +17,15 @@ from tests.integration.friction_journeys import (
     friction_messages,
     sentinel_messages,
 )
-from tests.integration.helpers import post_batch, read_triggers, scalar, wait_until
+from tests.integration.helpers import BACKENDS, e2e_pipeline, post_batch, read_triggers, scalar, wait_until
 from tests.integration.journeys import day_d
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["chdb", "server"])
-def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):
-    if request.param == "chdb":
-        url = f"chdb://{tmp_path / 'chdb'}"
-    else:
-        url = request.getfixturevalue("clickhouse_server").url
-    tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": url,
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_fr={tenant}",
-            "allowed_lateness_ms": 5 * 60_000,
-            "holdout_pct": 0.0,
-        }
-    )
-    with Pipeline(settings) as running:
-        running.tenant = tenant
+@pytest.fixture(params=BACKENDS)
+def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):  # noqa: ANN001
+    with e2e_pipeline(request, kafka, fresh_settings, tmp_path, "wk_fr", allowed_lateness_ms=5 * 60_000, holdout_pct=0.0) as running:
         yield running
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
-from tests.integration.helpers import post_batch, read_triggers, scalar, wait_until
+from tests.integration.helpers import BACKENDS, e2e_pipeline, post_batch, read_triggers, scalar, wait_until
 from tests.integration.journeys import day_d
 from tests.integration.offer_journeys import (
     EXPECTED_CUSTOMERS,
@@ -24,23 +24,9 @@ from tests.integration.offer_journeys import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["chdb", "server"])
+@pytest.fixture(params=BACKENDS)
 def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):  # noqa: ANN001
-    url = f"chdb://{tmp_path / 'chdb'}" if request.param == "chdb" else request.getfixturevalue("clickhouse_server").url
-    tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": url,
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_offers={tenant}",
-            "allowed_lateness_ms": 5 * 60_000,
-            "holdout_pct": HOLDOUT_PCT,
-        }
-    )
-    with Pipeline(settings) as running:
-        running.tenant = tenant
+    with e2e_pipeline(request, kafka, fresh_settings, tmp_path, "wk_offers", allowed_lateness_ms=5 * 60_000, holdout_pct=HOLDOUT_PCT) as running:
         yield running
 
 

@@ -97,7 +97,7 @@ def test_segment_sdk_calls_reach_clickhouse_with_their_properties(pipeline: Pipe
     _, raw = pipeline.query(f"SELECT properties FROM cx.events FINAL WHERE tenant = '{tenant}' AND event_id = 'sdk-m-3'")
     assert orjson.loads(raw[0][0])["price"] == 12.5
     # The email went in as a salted hash only.
-    assert scalar(pipeline, f"SELECT count() FROM cx.events WHERE position(properties, 'ada@example.com') > 0") == 0
+    assert scalar(pipeline, "SELECT count() FROM cx.events WHERE position(properties, 'ada@example.com') > 0") == 0
 
 
 def test_unknown_write_key_is_401_and_nothing_reaches_the_broker(pipeline: Pipeline) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
-from tests.integration.helpers import post_batch, read_triggers, scalar, wait_until
+from tests.integration.helpers import BACKENDS, e2e_pipeline, post_batch, read_triggers, scalar, wait_until
 from tests.integration.journeys import day_d
 from tests.integration.support_journeys import EXPECTED, EXPECTED_TRIGGERS, SECRET_TEXTS, support_messages
 
@@ -20,25 +20,9 @@ pytestmark = pytest.mark.integration
 COLUMNS = tuple(EXPECTED)
 
 
-@pytest.fixture(params=["chdb", "server"])
-def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):
-    if request.param == "chdb":
-        url = f"chdb://{tmp_path / 'chdb'}"
-    else:
-        url = request.getfixturevalue("clickhouse_server").url
-    tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": url,
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_sup={tenant}",
-            "holdout_pct": 0.0,
-        }
-    )
-    with Pipeline(settings) as running:
-        running.tenant = tenant
+@pytest.fixture(params=BACKENDS)
+def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):  # noqa: ANN001
+    with e2e_pipeline(request, kafka, fresh_settings, tmp_path, "wk_sup", holdout_pct=0.0) as running:
         yield running
 
 
