@@ -98,7 +98,16 @@ class Worker:
         self.processors: dict[int, PartitionProcessor] = {}
         self.next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
-        self.stats = {"records": 0, "events": 0, "triggers": 0, "deadletters": 0}
+        # Served at /cx/stats; ``cxstream bench`` reads insert sizes and the start time from it.
+        self.stats = {
+            "records": 0,
+            "events": 0,
+            "triggers": 0,
+            "deadletters": 0,
+            "event_inserts": 0,
+            "event_rows": 0,
+            "first_record_wall_ms": 0,
+        }
 
     # -- partitions -----------------------------------------------------------
 
@@ -132,6 +141,8 @@ class Worker:
         """Process one batch of Kafka records; returns once everything is stored."""
         async with self.lock:
             now = self.wall_ms()
+            if not self.stats["first_record_wall_ms"]:
+                self.stats["first_record_wall_ms"] = now
             for event in events:
                 msg = event.message
                 batch = decode_batch(msg.value)
@@ -158,15 +169,20 @@ class Worker:
     async def _emit(self) -> None:
         outputs = [(p, proc.drain()) for p, proc in self.processors.items()]
         triggers = [t for _, out in outputs for t in out.triggers]
+        event_rows = 0
         for _, out in outputs:
             if out.rows:
                 self.sink.add_events(out.rows)
+                event_rows += len(out.rows)
             for table, facts in out.facts.items():
                 self.sink.add_facts(table, facts)
         if triggers:
             self.sink.add_triggers(triggers)
         if self.sink.pending():
             await flush_with_retry(self.sink, "events", lambda: self.app.should_stop)
+        if event_rows:
+            self.stats["event_inserts"] += 1
+            self.stats["event_rows"] += event_rows
         if triggers:
             for trigger in triggers:
                 await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
