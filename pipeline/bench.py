@@ -84,6 +84,7 @@ WRITE_KEY = "bench_key"
 EVENT_TRIGGER_KINDS = ("checkout_friction", "support_risk")
 FRICTION_KIND = "checkout_friction"
 LIVE_ABANDON_AFTER_MS = 3_000
+RAW_PASSES = 3
 
 
 class BenchError(RuntimeError):
@@ -788,10 +789,13 @@ def run_bench(
         result.records = len(records)
         del records
 
-        raw_events, raw_s = raw_consume(settings, bootstrap, settings.topic_events)
-        if raw_events != events + n_clock:
-            raise BenchError(f"raw consumer read {raw_events} events, {events + n_clock} were loaded")
-        result.raw_events_per_s = round(raw_events / raw_s) if raw_s else 0
+        # Best of RAW_PASSES: one pass over a small topic is short and easily disturbed.
+        for _ in range(RAW_PASSES):
+            raw_events, raw_s = raw_consume(settings, bootstrap, settings.topic_events)
+            if raw_events != events + n_clock:
+                raise BenchError(f"raw consumer read {raw_events} events, {events + n_clock} were loaded")
+            rate = round(raw_events / raw_s) if raw_s else 0
+            result.raw_events_per_s = max(result.raw_events_per_s, rate)
         progress(f"raw consumer: {result.raw_events_per_s:,} events/s")
 
         ch = stack.enter_context(_closing(connect(clickhouse_url)))

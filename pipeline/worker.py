@@ -8,7 +8,8 @@ Per batch of Kafka records the events agent does, in this order:
    table, retried with backoff while ClickHouse is down: the agent then stops
    taking records, so nothing is acknowledged that is not stored);
 3. send the triggers to ``cx.triggers`` and wait for Kafka's acknowledgement;
-4. write the changed visitor states to the table (changelog);
+4. write the changed visitor states to the table and its changelog topic,
+   and wait for Kafka's acknowledgement (``pipeline.changelog``);
 5. return, and Faust acknowledges the records; offsets are committed after.
 
 A crash anywhere replays records from the last committed offset. Steps 2-3
@@ -34,6 +35,7 @@ import orjson
 from faust.types import TP
 
 from pipeline.app import STATE_TABLE, create_app
+from pipeline.changelog import ChangelogWriter
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
@@ -98,6 +100,8 @@ class Worker:
         self.processors: dict[int, PartitionProcessor] = {}
         self.next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
+        # Set by build_worker; without it states go through Faust's send_changelog.
+        self.changelog: ChangelogWriter | None = None
         # Served at /cx/stats; ``cxstream bench`` reads insert sizes and the start time from it.
         self.stats = {
             "records": 0,
@@ -188,11 +192,17 @@ class Worker:
                 await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
             await self.app.producer.flush()
             self.stats["triggers"] += len(triggers)
+        records = []
         for partition, out in outputs:
             for key, value in out.states.items():
                 bkey = key.encode()
                 self.table.data[bkey] = value
+                records.append((partition, bkey, value))
+        if self.changelog is None:
+            for partition, bkey, value in records:
                 self.table.send_changelog(partition, bkey, value)
+        elif records:
+            await self.changelog.write(records, lambda: self.app.should_stop)
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
         """Store dead letters from the collector in ClickHouse."""
@@ -213,6 +223,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
         ch = connect(settings.resolved_clickhouse_url)
     migrate(ch)
     worker = Worker(app, settings, ch)
+    worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
     take = settings.batch_max_events
     within = settings.sink_max_interval_ms / 1000
 
