@@ -84,6 +84,11 @@ WRITE_KEY = "bench_key"
 EVENT_TRIGGER_KINDS = ("checkout_friction", "support_risk")
 FRICTION_KIND = "checkout_friction"
 LIVE_ABANDON_AFTER_MS = 3_000
+# The loaded traffic is one fixed simulated day, received two hours after it
+# ends (inside the collector's 7-day window): the same options give the same
+# records and counts on every run. Live mode uses the wall clock instead.
+BENCH_START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC
+RECEIVED_AT_MS = BENCH_START_MS + DAY_MS + 2 * 3_600_000
 RAW_PASSES = 3
 
 
@@ -151,20 +156,10 @@ class BenchResult:
 # -- traffic -------------------------------------------------------------------
 
 
-def traffic_window(now_ms: int) -> tuple[int, int]:
-    """(start_ms, span_ms): one simulated day ending two hours ago.
-
-    Inside the collector's accepted window (7 days), and every cart
-    deadline (at most 30 min after the last event) is in the past, so the
-    idle watermark fires all of them once the topic is consumed.
-    """
-    return now_ms - DAY_MS - 2 * 3_600_000, DAY_MS
-
-
-def make_traffic(events: int, seed: int, now_ms: int) -> tuple[list[dict], Expected]:
-    start_ms, span_ms = traffic_window(now_ms)
+def make_traffic(events: int, seed: int, start_ms: int = BENCH_START_MS) -> tuple[list[dict], Expected]:
+    """About ``events`` messages of one simulated day from ``start_ms``, and their ledger."""
     visitors = max(1, round(events / MESSAGES_PER_VISITOR))
-    traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=span_ms)
+    traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=DAY_MS)
     return traffic.messages, traffic.expected
 
 
@@ -619,7 +614,7 @@ def run_live(opts: BenchOptions, settings: Settings, bootstrap: str, clickhouse_
         }
     )
     n = max(1, round(opts.live_rate * opts.live_seconds))
-    messages, _ = make_traffic(n, opts.seed + 1, _wall_ms())
+    messages, _ = make_traffic(n, opts.seed + 1)  # timestamps are replaced by the sending time
     ch = connect(clickhouse_url)
     try:
         ch.execute("DROP DATABASE IF EXISTS cx")
@@ -658,7 +653,8 @@ def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_di
         }
     )
     ensure_topics(coll_settings, bootstrap)
-    messages, expected = make_traffic(opts.collector_events, opts.seed + 2, _wall_ms())
+    # Sent with their own timestamps, a day before now: inside the accepted window.
+    messages, expected = make_traffic(opts.collector_events, opts.seed + 2, _wall_ms() - DAY_MS - 3_600_000)
     bodies = [
         orjson.dumps({"batch": messages[i : i + REQUEST_MESSAGES]}) for i in range(0, len(messages), REQUEST_MESSAGES)
     ]
@@ -766,8 +762,8 @@ def run_bench(
         result = BenchResult(machine=machine(), options=asdict(opts), expected={})
 
         progress(f"generating about {opts.events:,} events")
-        now = _wall_ms()
-        messages, expected = make_traffic(opts.events, opts.seed, now)
+        now = RECEIVED_AT_MS
+        messages, expected = make_traffic(opts.events, opts.seed)
         result.expected = asdict(expected)
         partitions = ensure_topics(settings, bootstrap)[settings.topic_events]
         records, events, dead = collector_records(messages, settings, partitions=partitions, received_at_ms=now)
