@@ -57,3 +57,4 @@ def test_cart_added_before_a_worker_restart_is_abandoned_by_the_next_worker(kafk
         assert post_batch(second.collector_url, "wk_restart", later).status_code == 200
         wait_until(lambda: scalar(second, abandoned) == 1, what="c-r abandoned by the second worker")
         assert scalar(second, events) == 1 + len(later)
+        assert second.wait_drained(60)  # every record acknowledged once stored
