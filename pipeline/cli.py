@@ -151,7 +151,7 @@ def demo(
 def bench(
     events: int = typer.Option(1_000_000, help="events to generate and load into Kafka"),
     workers: str = typer.Option("1,2", help="worker counts to run, comma-separated"),
-    live_rate: int = typer.Option(10_000, help="events/s sent through the collector in live mode (0: skip)"),
+    live_rate: str = typer.Option("2000,10000", help="events/s sent through the collector in live mode, comma-separated ('': skip)"),
     live_seconds: float = typer.Option(30.0, help="duration of live mode"),
     collector_events: int = typer.Option(200_000, help="events posted for the collector's rate (0: skip)"),
     json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
@@ -168,7 +168,8 @@ def bench(
         opts = BenchOptions.quick()
     else:
         counts = tuple(int(w) for w in workers.split(",") if w.strip())
-        opts = BenchOptions(events=events, workers=counts, live_rate=live_rate, live_seconds=live_seconds,
+        rates = tuple(int(r) for r in live_rate.split(",") if r.strip())
+        opts = BenchOptions(events=events, workers=counts, live_rates=rates, live_seconds=live_seconds,
                             collector_events=collector_events)
     try:
         result = run_bench(
