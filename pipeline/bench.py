@@ -24,8 +24,9 @@ What one run does, in order (every part prints one section of the table):
 5. **collector**: concurrent clients post pre-built batches as fast as the
    collector acknowledges them.
 
-Exact counts are checked, not only printed: a run whose ClickHouse counts do
-not match the ledger raises ``BenchError`` (after the wait timeout).
+Sections 4 and 5 are in ``pipeline.bench_live``. Exact counts are checked,
+not only printed: a run whose ClickHouse counts do not match the ledger
+raises ``BenchError`` (when the counts stop moving, or at the timeout).
 """
 
 from __future__ import annotations
@@ -36,18 +37,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-import zlib
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from infra.ports import free_port, wait_for_port
 from pipeline.collector.ingest import ingest
@@ -57,7 +55,6 @@ from pipeline.demo.storefront import Expected, generate
 from pipeline.records import decode_batch
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
-from pipeline.triggers import decode_trigger
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
 
@@ -65,8 +62,15 @@ __all__ = [
     "BenchError",
     "BenchOptions",
     "BenchResult",
+    "child_env",
     "collector_records",
+    "iso_ms",
+    "make_traffic",
+    "report_rows",
     "run_bench",
+    "spawn",
+    "stop",
+    "wall_ms",
 ]
 
 DAY_MS = 86_400_000
@@ -80,8 +84,6 @@ TENANT = "bench-shop"
 # traffic (see ``clock_messages``); its rows are not counted as the shop's.
 CLOCK_TENANT = "bench-clock"
 WRITE_KEY = "bench_key"
-# Trigger kinds whose event_time is the moment of an event (not a deadline).
-EVENT_TRIGGER_KINDS = ("checkout_friction", "support_risk")
 FRICTION_KIND = "checkout_friction"
 LIVE_ABANDON_AFTER_MS = 3_000
 # The loaded traffic is one fixed simulated day, received two hours after it
@@ -215,7 +217,7 @@ def clock_messages(settle_ms: int, settings: Settings, partitions: int) -> list[
         p = partition_for_key(visitor_key(CLOCK_TENANT, anon, None).encode(), partitions)
         by_partition.setdefault(
             p,
-            {"type": "page", "anonymousId": anon, "messageId": f"clock-{p}", "timestamp": _iso(t_ms),
+            {"type": "page", "anonymousId": anon, "messageId": f"clock-{p}", "timestamp": iso_ms(t_ms),
              "properties": {"path": "/"}},
         )
         i += 1
@@ -285,7 +287,7 @@ def raw_consume(settings: Settings, bootstrap: str, topic: str) -> tuple[int, fl
 # -- processes -----------------------------------------------------------------
 
 
-def _child_env(settings: Settings, bootstrap: str, **overrides: str) -> dict[str, str]:
+def child_env(settings: Settings, bootstrap: str, **overrides: str) -> dict[str, str]:
     return {
         **os.environ,
         **settings.to_env(),
@@ -389,7 +391,7 @@ def run_workers(
             port = free_port()
             data_dir = log_dir / f"w{n}-{i}"
             data_dir.mkdir(parents=True, exist_ok=True)
-            env = _child_env(settings, bootstrap, worker_group=group, worker_web_port=str(port), data_dir=str(data_dir))
+            env = child_env(settings, bootstrap, worker_group=group, worker_web_port=str(port), data_dir=str(data_dir))
             procs.append((spawn("worker", env, log_dir / f"worker-{n}-{i}.log"), port))
         for proc, port in procs:
             wait_for_port(port, timeout_s=120, alive=lambda p=proc: p.poll() is None)
@@ -409,7 +411,7 @@ def run_workers(
                     f"{events} events, {dead} dead letters, {expected.abandoned_carts} cart_abandoned"
                 )
             if _complete(counts, events, dead, expected):
-                done_ms = _wall_ms()
+                done_ms = wall_ms()
                 counts = count_rows(ch, final=True)
                 if _matches(counts, events, dead, expected):
                     break
@@ -482,236 +484,15 @@ def state_sizes(settings: Settings, bootstrap: str, group: str) -> dict:
     }
 
 
-# -- live mode -----------------------------------------------------------------
+# -- time ------------------------------------------------------------------------
 
 
-def _iso(ms: int) -> str:
+def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _wall_ms() -> int:
+def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class TriggerListener:
-    """Reads ``cx.triggers`` in a thread and records (arrival wall ms, trigger)."""
-
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
-        self.settings = settings
-        self.consumer = Consumer(
-            {
-                **kafka_config(settings, bootstrap),
-                "group.id": f"{settings.worker_group}-bench-triggers",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        # Assigned, not subscribed: no group join to wait for (or to time out on leaving).
-        topic = settings.topic_triggers
-        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        self.seen: list[tuple[int, dict]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            msg = self.consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            self.seen.append((_wall_ms(), decode_trigger(msg.value(), self.settings.trigger_format)))
-
-    def __enter__(self) -> "TriggerListener":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.consumer.close()
-
-
-def _percentiles(values: list[int]) -> dict:
-    if not values:
-        return {"count": 0}
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))]  # noqa: E731
-    return {"count": len(ordered), "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": ordered[-1]}
-
-
-def trigger_latency(seen: list[tuple[int, dict]]) -> dict:
-    """Per trigger kind: wall time from its ``event_time`` to its arrival on the topic.
-
-    For ``cart_abandoned`` event_time is the cart's deadline; for the
-    friction and support kinds it is the event that made the condition
-    true, received at that same wall time in live mode.
-    """
-    by_kind: dict[str, list[int]] = {}
-    for arrived_ms, trigger in seen:
-        by_kind.setdefault(trigger["kind"], []).append(arrived_ms - trigger["event_time"])
-    out = {kind: _percentiles(values) for kind, values in sorted(by_kind.items())}
-    if FRICTION_KIND not in out:
-        out[FRICTION_KIND] = {"count": 0, "note": "n/a until friction lands"}
-    return out
-
-
-def _client_of(msg: dict, clients: int) -> int:
-    key = msg.get("anonymousId") or msg.get("userId") or ""
-    return zlib.crc32(key.encode()) % clients
-
-
-def _auth() -> tuple[str, str]:
-    return (WRITE_KEY, "")
-
-
-def send_live(url: str, messages: list[dict], rate: int, clients: int) -> dict:
-    """Post ``messages`` at ``rate`` per second, stamped with the wall clock when sent.
-
-    A visitor's messages always go through the same client, in order. Each
-    client sends what is due in one request (up to ``REQUEST_MESSAGES``).
-    """
-    lanes: list[list[tuple[float, dict]]] = [[] for _ in range(clients)]
-    for i, msg in enumerate(messages):
-        lanes[_client_of(msg, clients)].append((i / rate, msg))
-    failures: list[str] = []
-    started = time.monotonic()
-
-    def run(lane: list[tuple[float, dict]]) -> None:
-        session = requests.Session()
-        i = 0
-        while i < len(lane):
-            due = lane[i][0] - (time.monotonic() - started)
-            if due > 0:
-                time.sleep(min(due, 0.05))
-                continue
-            now_s = time.monotonic() - started
-            batch = []
-            while i < len(lane) and lane[i][0] <= now_s and len(batch) < REQUEST_MESSAGES:
-                batch.append(lane[i][1])
-                i += 1
-            stamp = _iso(_wall_ms())
-            body = orjson.dumps({"batch": [{**m, "timestamp": stamp} for m in batch]})
-            resp = session.post(f"{url}/v1/batch", data=body, auth=_auth(), timeout=30,
-                                headers={"Content-Type": "application/json"})
-            if resp.status_code != 200:
-                failures.append(f"{resp.status_code} {resp.text[:200]}")
-
-    threads = [threading.Thread(target=run, args=(lane,)) for lane in lanes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.monotonic() - started
-    if failures:
-        raise BenchError(f"{len(failures)} live requests failed: {failures[:3]}")
-    return {"sent": len(messages), "seconds": round(seconds, 2), "achieved_rate": round(len(messages) / seconds)}
-
-
-def run_live(
-    rate: int, opts: BenchOptions, settings: Settings, bootstrap: str, clickhouse_url: str, log_dir: Path
-) -> dict:
-    """Collector + one worker at ``rate`` events/s for ``opts.live_seconds``; trigger latency per kind."""
-    from pipeline.runner import Pipeline
-
-    live_settings = settings.model_copy(
-        update={
-            "kafka_bootstrap": bootstrap,
-            "clickhouse_url": clickhouse_url,
-            "topic_events": f"{settings.topic_events}-live{rate}",
-            "topic_triggers": f"{settings.topic_triggers}-live{rate}",
-            "topic_deadletter": f"{settings.topic_deadletter}-live{rate}",
-            "worker_group": f"{settings.worker_group}-live{rate}",
-            "abandon_after_ms": LIVE_ABANDON_AFTER_MS,
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "data_dir": log_dir / f"live{rate}",
-        }
-    )
-    n = max(1, round(rate * opts.live_seconds))
-    messages, _ = make_traffic(n, opts.seed + 1)  # timestamps are replaced by the sending time
-    ch = connect(clickhouse_url)
-    try:
-        ch.execute("DROP DATABASE IF EXISTS cx")
-        migrate(ch)
-    finally:
-        ch.close()
-    with Pipeline(live_settings, log_dir=log_dir / f"live{rate}-logs") as pipe, TriggerListener(live_settings, bootstrap) as listener:
-        sent = send_live(pipe.collector_url, messages, rate, opts.clients)
-        # Every cart deadline falls at most abandon_after after the last event;
-        # then allowed lateness, idle detection and a flush.
-        settle_s = (LIVE_ABANDON_AFTER_MS + live_settings.allowed_lateness_ms + live_settings.idle_partition_ms) / 1000
-        time.sleep(settle_s + 3.0)
-        if not pipe.wait_drained(60):
-            raise BenchError("live: the worker did not drain the events topic")
-        time.sleep(1.0)
-    return {
-        **sent,
-        "requested_rate": rate,
-        "abandon_after_ms": LIVE_ABANDON_AFTER_MS,
-        "allowed_lateness_ms": live_settings.allowed_lateness_ms,
-        "sink_max_interval_ms": live_settings.sink_max_interval_ms,
-        "latency": trigger_latency(listener.seen),
-    }
-
-
-# -- collector throughput ------------------------------------------------------
-
-
-def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_dir: Path) -> dict:
-    """Events/s the collector acknowledges for SDK-sized batches from ``opts.clients`` concurrent clients."""
-    coll_settings = settings.model_copy(
-        update={
-            "topic_events": settings.topic_events + "-coll",
-            "topic_triggers": settings.topic_triggers + "-coll",
-            "topic_deadletter": settings.topic_deadletter + "-coll",
-        }
-    )
-    ensure_topics(coll_settings, bootstrap)
-    # Sent with their own timestamps, a day before now: inside the accepted window.
-    messages, expected = make_traffic(opts.collector_events, opts.seed + 2, _wall_ms() - DAY_MS - 3_600_000)
-    bodies = [
-        orjson.dumps({"batch": messages[i : i + REQUEST_MESSAGES]}) for i in range(0, len(messages), REQUEST_MESSAGES)
-    ]
-    port = free_port()
-    proc = spawn("collector", _child_env(coll_settings, bootstrap, collector_port=str(port)), log_dir / "collector.log")
-    try:
-        wait_for_port(port, settings.collector_host, 60, alive=lambda: proc.poll() is None)
-        url = f"http://{settings.collector_host}:{port}/v1/batch"
-        lock = threading.Lock()
-        queue = list(reversed(bodies))
-        failures: list[str] = []
-
-        def run() -> None:
-            session = requests.Session()
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    body = queue.pop()
-                resp = session.post(url, data=body, auth=_auth(), timeout=60,
-                                    headers={"Content-Type": "application/json"})
-                if resp.status_code != 200:
-                    failures.append(f"{resp.status_code} {resp.text[:200]}")
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=run) for _ in range(opts.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        seconds = time.perf_counter() - started
-    finally:
-        stop(proc)
-    if failures:
-        raise BenchError(f"{len(failures)} collector requests failed: {failures[:3]}")
-    return {
-        "messages": len(messages),
-        "requests": len(bodies),
-        "clients": opts.clients,
-        "seconds": round(seconds, 2),
-        "events_per_s": round(len(messages) / seconds),
-        "expected_dead_letters": expected.invalid,
-    }
 
 
 # -- the whole bench -----------------------------------------------------------
@@ -748,6 +529,8 @@ def run_bench(
     progress=print,  # noqa: ANN001 - any callable taking a line
 ) -> BenchResult:
     """Run every section; start an embedded broker / ClickHouse server when none is given."""
+    from pipeline.bench_live import run_collector, run_live  # it imports this module's helpers
+
     with ExitStack() as stack:
         if work_dir is None:
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cx-bench-")))
@@ -808,7 +591,7 @@ def run_bench(
             result.raw_events_per_s = max(result.raw_events_per_s, rate)
         progress(f"raw consumer: {result.raw_events_per_s:,} events/s")
 
-        ch = stack.enter_context(_closing(connect(clickhouse_url)))
+        ch = stack.enter_context(closing(connect(clickhouse_url)))
         for n in opts.workers:
             progress(f"pipeline with {n} worker(s)")
             run, group = run_workers(
@@ -835,17 +618,6 @@ def run_bench(
             progress(f"collector: {opts.collector_events:,} events from {opts.clients} clients")
             result.collector = run_collector(opts, settings, bootstrap, work_dir)
         return result
-
-
-class _closing:
-    def __init__(self, ch: ClickHouse) -> None:
-        self.ch = ch
-
-    def __enter__(self) -> ClickHouse:
-        return self.ch
-
-    def __exit__(self, *exc: object) -> None:
-        self.ch.close()
 
 
 # -- report --------------------------------------------------------------------
