@@ -82,9 +82,10 @@ def scrub(value: Any) -> Any:
 
 
 # How a private key can appear in orjson output: orjson writes ASCII letters
-# literally, so a key equal to one of PRIVATE_KEYS in any case shows up in
-# the lower-cased text as the quoted name. (No non-ASCII character lowers to
-# any of their letters except through "K" KELVIN SIGN, and no name has a k.)
+# literally, so a key whose str.lower() is one of PRIVATE_KEYS shows up in
+# the lower-cased bytes as the quoted name. The only non-ASCII character whose
+# lower case holds one of the names' letters is U+0130, which lowers to "i"
+# plus a combining dot: a key holding it never lowers to a name.
 _PRIVATE_QUOTED = tuple(f'"{key}"'.encode() for key in sorted(PRIVATE_KEYS))
 
 
