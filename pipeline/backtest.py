@@ -208,6 +208,7 @@ class Outcome:
     delay_ms: int
     triggers: int  # decisions in offers_daily: cart_abandoned and checkout_friction
     abandoned: int  # of which cart_abandoned
+    abandoned_recovered: int  # cart_abandoned triggers recovered by an order, both arms
     holdout: int
     offers: int
     assists: int
@@ -268,6 +269,7 @@ def run_rule_set(rule_set: RuleSet, events: Iterable[dict], store: Path) -> Outc
             " sum(recovered_revenue), sum(est_discount_cost) FROM cx.offers_daily GROUP BY arm"
         )
         ((abandoned,),) = ch.execute("SELECT count() FROM cx.triggers FINAL WHERE kind = 'cart_abandoned'")
+        ((abandoned_recovered,),) = ch.execute("SELECT count() FROM cx.recoveries FINAL WHERE kind = 'cart_abandoned'")
     finally:
         ch.close()
     by_arm = {r[0]: r[1:] for r in rows}
@@ -278,6 +280,7 @@ def run_rule_set(rule_set: RuleSet, events: Iterable[dict], store: Path) -> Outc
         delay_ms=rule_set.rules.abandon_after_ms,
         triggers=int(t[0] + h[0]),
         abandoned=int(abandoned),
+        abandoned_recovered=int(abandoned_recovered),
         holdout=int(h[0]),
         offers=int(t[1]),
         assists=int(t[2]),

@@ -155,6 +155,45 @@ def demo(
 from pipeline.backtest import backtest  # noqa: E402 - registered with the other commands
 
 cli.command(name="backtest")(backtest)
+@cli.command()
+def bench(
+    events: int = typer.Option(1_000_000, help="events to generate and load into Kafka"),
+    workers: str = typer.Option("1,2", help="worker counts to run, comma-separated"),
+    live_rate: str = typer.Option("2000,10000", help="events/s sent through the collector in live mode, comma-separated ('': skip)"),
+    live_seconds: float = typer.Option(30.0, help="duration of live mode"),
+    collector_events: int = typer.Option(200_000, help="events posted for the collector's rate (0: skip)"),
+    json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
+    quick: bool = typer.Option(False, help="a small run of every section (counts exact, rates not meaningful)"),
+    clickhouse_url: str = typer.Option(
+        "", help="a scratch ClickHouse server (its cx database is dropped); default: a local server the bench starts"
+    ),
+) -> None:
+    """Measure the pipeline end to end (Kafka -> workers -> ClickHouse), live latency and the collector."""
+    from pipeline.bench import BenchError, BenchOptions, report_rows, run_bench
+
+    settings = load_settings()
+    if quick:
+        opts = BenchOptions.quick()
+    else:
+        counts = tuple(int(w) for w in workers.split(",") if w.strip())
+        rates = tuple(int(r) for r in live_rate.split(",") if r.strip())
+        opts = BenchOptions(events=events, workers=counts, live_rates=rates, live_seconds=live_seconds,
+                            collector_events=collector_events)
+    try:
+        result = run_bench(
+            opts, settings, bootstrap=settings.kafka_bootstrap, clickhouse_url=clickhouse_url,
+            progress=lambda line: console.print(f"[dim]{line}[/dim]"),
+        )
+    except BenchError as exc:
+        console.print(f"[red]bench failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    table = Table("metric", "value", title=f"cxstream bench ({result.machine['cores']} cores, {result.machine['cpu']})")
+    for metric, value in report_rows(result):
+        table.add_row(metric, value)
+    console.print(table)
+    if json_path is not None:
+        json_path.write_bytes(result.to_json())
+        console.print(f"results written to {json_path}")
 
 
 def main() -> None:

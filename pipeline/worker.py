@@ -8,8 +8,8 @@ Per batch of Kafka records the events agent does, in this order:
    table, retried with backoff while ClickHouse is down: the agent then stops
    taking records, so nothing is acknowledged that is not stored);
 3. send the triggers to ``cx.triggers`` and wait for Kafka's acknowledgement;
-4. write the changed visitor states to the table and wait until the
-   changelog has them;
+4. write the changed visitor states to the table and its changelog topic,
+   and wait for Kafka's acknowledgement (``pipeline.changelog``);
 5. return, and Faust acknowledges the records; offsets are committed after.
 
 A crash anywhere replays records from the last committed offset. Steps 2-3
@@ -35,6 +35,7 @@ import orjson
 from faust.types import TP
 
 from pipeline.app import STATE_TABLE, create_app
+from pipeline.changelog import ChangelogWriter
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
@@ -99,7 +100,18 @@ class Worker:
         self.processors: dict[int, PartitionProcessor] = {}
         self.next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
-        self.stats = {"records": 0, "events": 0, "triggers": 0, "deadletters": 0}
+        # Set by build_worker; without it states go through Faust's send_changelog.
+        self.changelog: ChangelogWriter | None = None
+        # Served at /cx/stats; ``cxstream bench`` reads insert sizes and the start time from it.
+        self.stats = {
+            "records": 0,
+            "events": 0,
+            "triggers": 0,
+            "deadletters": 0,
+            "event_inserts": 0,
+            "event_rows": 0,
+            "first_record_wall_ms": 0,
+        }
 
     # -- partitions -----------------------------------------------------------
 
@@ -133,6 +145,8 @@ class Worker:
         """Process one batch of Kafka records; returns once everything is stored."""
         async with self.lock:
             now = self.wall_ms()
+            if not self.stats["first_record_wall_ms"]:
+                self.stats["first_record_wall_ms"] = now
             for event in events:
                 msg = event.message
                 batch = decode_batch(msg.value)
@@ -159,32 +173,41 @@ class Worker:
     async def _emit(self) -> None:
         outputs = [(p, proc.drain()) for p, proc in self.processors.items()]
         triggers = [t for _, out in outputs for t in out.triggers]
+        event_rows = 0
         for _, out in outputs:
             if out.rows:
                 self.sink.add_events(out.rows)
+                event_rows += len(out.rows)
             for table, facts in out.facts.items():
                 self.sink.add_facts(table, facts)
         if triggers:
             self.sink.add_triggers(triggers)
         if self.sink.pending():
             await flush_with_retry(self.sink, "events", lambda: self.app.should_stop)
+        if event_rows:
+            self.stats["event_inserts"] += 1
+            self.stats["event_rows"] += event_rows
         if triggers:
             for trigger in triggers:
                 await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
             await self.app.producer.flush()
             self.stats["triggers"] += len(triggers)
-        changed = False
+        records = []
         for partition, out in outputs:
             for key, value in out.states.items():
                 bkey = key.encode()
                 self.table.data[bkey] = value
+                records.append((partition, bkey, value))
+        if self.changelog is None:
+            for partition, bkey, value in records:
                 self.table.send_changelog(partition, bkey, value)
-                changed = True
-        if changed:
-            # The states must be in the changelog before these records'
-            # offsets can be committed: a crash after a commit whose states
-            # were still in the producer's buffer would skip their events.
-            await self.app.producer.flush()
+            if records:
+                # The states must be in the changelog before these records'
+                # offsets can be committed: a crash after a commit whose states
+                # were still in the producer's buffer would skip their events.
+                await self.app.producer.flush()
+        elif records:
+            await self.changelog.write(records, lambda: self.app.should_stop)
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
         """Store dead letters from the collector in ClickHouse."""
@@ -205,6 +228,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
         ch = connect(settings.resolved_clickhouse_url)
     migrate(ch)
     worker = Worker(app, settings, ch)
+    worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
     take = settings.batch_max_events
     within = settings.sink_max_interval_ms / 1000
 

@@ -16,6 +16,7 @@ topic keeps the original for whoever may read it.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any, Callable
 
 import orjson
@@ -70,7 +71,13 @@ _DAY_MS = 86_400_000
 
 def day_of(ms: int) -> date:
     """The UTC date of an epoch-millisecond instant (no time zone database involved)."""
-    return _EPOCH + timedelta(days=ms // _DAY_MS)
+    return _date_of_day(ms // _DAY_MS)
+
+
+@lru_cache(maxsize=64)
+def _date_of_day(days: int) -> date:
+    # A stream spans few days: one date object per day, not one per row.
+    return _EPOCH + timedelta(days=days)
 
 
 def scrub(value: Any) -> Any:
@@ -80,6 +87,27 @@ def scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [scrub(v) for v in value]
     return value
+
+
+# How a private key can appear in orjson output: orjson writes ASCII letters
+# literally, so a key whose str.lower() is one of PRIVATE_KEYS shows up in
+# the lower-cased bytes as the quoted name. The only non-ASCII character whose
+# lower case holds one of the names' letters is U+0130, which lowers to "i"
+# plus a combining dot: a key holding it never lowers to a name.
+_PRIVATE_QUOTED = tuple(f'"{key}"'.encode() for key in sorted(PRIVATE_KEYS))
+
+
+def _scrubbed_json(value: Any) -> str:
+    """``orjson.dumps(scrub(value))`` as text, without walking values that hold no private key.
+
+    Most properties hold none: their encoding is checked for the quoted key
+    names (one C pass) and the Python walk runs only on a possible hit.
+    """
+    data = orjson.dumps(value)
+    lowered = data.lower()
+    if any(key in lowered for key in _PRIVATE_QUOTED):
+        data = orjson.dumps(scrub(value))
+    return data.decode()
 
 
 def _text(value: Any) -> str:
@@ -142,7 +170,7 @@ def event_row(ev: dict) -> tuple:
         revenue,
         _text(props.get("currency")),
         page_path,
-        orjson.dumps(scrub(props)).decode(),
+        _scrubbed_json(props),
         _email_hash(ev.get("traits")),
         ev.get("ip_hash") or "",
     )

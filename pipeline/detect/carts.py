@@ -163,6 +163,8 @@ def _drop(state: VisitorState, cart: Cart) -> None:
 
 def forget_stale(state: VisitorState, now_ms: int, rules: Rules) -> None:
     """Forget carts that need nothing any more; runs after each applied event."""
+    if not state.carts:
+        return  # most visitors: nothing to scan (this runs for every event)
     for cart in [c for c in state.carts if _needs_nothing(c, now_ms, rules)]:
         _drop(state, cart)
 

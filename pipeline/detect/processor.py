@@ -244,8 +244,7 @@ class PartitionProcessor:
         revenue = order_revenue(props)
         if not note_order(state.value, order_id, revenue, t_ms):
             return  # the same order again under a new message id
-        recovered = recover(state, order_id=order_id, revenue=revenue, order_ms=t_ms, rules=self.rules)
-        if recovered is not None:
+        for recovered in recover(state, order_id=order_id, revenue=revenue, order_ms=t_ms, rules=self.rules):
             self._out.fact(RECOVERIES_TABLE, recovered)
         if state.user_id:
             self._out.fact(SCORES_TABLE, score_row(state, t_ms, self.rules))

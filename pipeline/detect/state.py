@@ -113,7 +113,8 @@ class VisitorState:
     tickets: list[Ticket] = field(default_factory=list)  # support tickets (helpdesk events), see detect.support
     last_order_ms: int | None = None  # event time of the latest Order Completed
     value: CustomerValue = field(default_factory=CustomerValue)
-    attribution: Attribution | None = None
+    attribution: Attribution | None = None  # the pending cart_abandoned trigger
+    assist_attribution: Attribution | None = None  # the pending checkout_friction trigger
 
     @property
     def visitor_id(self) -> str:
@@ -210,6 +211,9 @@ def encode_state(s: VisitorState) -> bytes:
     a = s.attribution
     if a is not None:
         out["at"] = [a.trigger_id, a.kind, a.event_time_ms, a.holdout, a.experiment, a.action, a.discount_pct]
+    a = s.assist_attribution
+    if a is not None:
+        out["aa"] = [a.trigger_id, a.kind, a.event_time_ms, a.holdout, a.experiment, a.action, a.discount_pct]
     return orjson.dumps(out)
 
 
@@ -236,6 +240,7 @@ def decode_state(data: bytes) -> VisitorState:
         last_order_ms=d.get("om"),
         value=_decode_value(d["v"]) if "v" in d else CustomerValue(),
         attribution=Attribution(*d["at"]) if "at" in d else None,
+        assist_attribution=Attribution(*d["aa"]) if "aa" in d else None,
     )
 
 

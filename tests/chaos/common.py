@@ -80,14 +80,21 @@ def settle_and_check(
     t = f"tenant = '{pipeline.tenant}'"
     ref, exp = day.reference, day.expected
     abandoned = len(ref.trigger_ids.get("cart_abandoned", ()))
-    wait_until(
-        lambda: scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}") == ref.events
-        and scalar(pipeline, f"SELECT count() FROM cx.triggers FINAL WHERE {t} AND kind = 'cart_abandoned'")
-        == abandoned
-        and scalar(pipeline, f"SELECT count() FROM cx.deadletters FINAL WHERE {t}") == ref.deadletters + extra_deadletters,
-        timeout_s=timeout_s,
-        what=f"{ref.events} events, {ref.deadletters + extra_deadletters} dead letters and {abandoned} abandonment triggers {what}",
-    )
+    want = (ref.events, ref.deadletters + extra_deadletters, abandoned)
+
+    def counts() -> tuple[int, int, int]:
+        return (
+            scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}"),
+            scalar(pipeline, f"SELECT count() FROM cx.deadletters FINAL WHERE {t}"),
+            scalar(pipeline, f"SELECT count() FROM cx.triggers FINAL WHERE {t} AND kind = 'cart_abandoned'"),
+        )
+
+    try:
+        wait_until(lambda: counts() == want, timeout_s=timeout_s, what=f"(events, dead letters, abandonments) {want} {what}")
+    except AssertionError as exc:
+        worker = pipeline.procs.get("worker")
+        alive = worker is not None and worker.poll() is None
+        raise AssertionError(f"{exc}; found {counts()}, worker alive: {alive}, lag: {pipeline.lag()}") from None
     stored = scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}")
     distinct = scalar(pipeline, f"SELECT uniqExact(event_id) FROM cx.events FINAL WHERE {t}")
     got: dict[str, set[str]] = {}

@@ -95,3 +95,24 @@ def test_order_placed_before_the_trigger_does_not_recover_it() -> None:
     assert recoveries(h) == []
     h.each(order_of(DEADLINE + HOUR, "o-1", 12.0))
     assert [r["order_id"] for r in recoveries(h)] == ["o-1"]
+
+
+def test_an_assist_does_not_take_the_credit_of_an_earlier_abandonment_offer() -> None:
+    from pipeline.detect.attribution import recover, remember_trigger
+    from pipeline.detect.state import VisitorState
+
+    def trigger(kind: str, trigger_id: str, t_ms: int) -> dict:
+        return {"kind": kind, "trigger_id": trigger_id, "event_time_ms": t_ms, "holdout": False,
+                "experiment": "default", "action": "offer" if kind == "cart_abandoned" else "assist", "offer": None}
+
+    state = VisitorState(tenant="shop-a", anonymous_id="anon-1", user_id="u-1")
+    # T0+30m  cart_abandoned t-abandon; T0+2h  checkout_friction t-assist on the return visit
+    remember_trigger(state, trigger("cart_abandoned", "t-abandon", T0 + 30 * MIN))
+    remember_trigger(state, trigger("checkout_friction", "t-assist", T0 + 120 * MIN))
+    # T0+2h5m  the order: each experiment's pending trigger is recovered, once
+    rows = recover(state, order_id="o-1", revenue=80.0, order_ms=T0 + 125 * MIN, rules=EXACT)
+    assert [(r["kind"], r["trigger_id"], r["order_id"]) for r in rows] == [
+        ("cart_abandoned", "t-abandon", "o-1"),
+        ("checkout_friction", "t-assist", "o-1"),
+    ]
+    assert recover(state, order_id="o-2", revenue=10.0, order_ms=T0 + 130 * MIN, rules=EXACT) == []

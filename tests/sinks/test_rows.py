@@ -13,6 +13,7 @@ from sinks.rows import (
     day_of,
     deadletter_row,
     event_row,
+    scrub,
     trigger_row,
 )
 from tests.sinks.records import deadletter, event, ms, trigger
@@ -147,3 +148,20 @@ def test_deadletter_payload_that_is_not_json_is_not_stored() -> None:
     assert row["payload"] == ""
     assert row["payload_bytes"] == len(payload)
     assert (row["reason"], row["source"], row["detail"]) == ("bad_json", "collector", "bad_json at test")
+
+
+def test_properties_without_private_keys_are_stored_as_the_full_scrub_would_store_them() -> None:
+    # event_row skips the Python walk when the encoded properties cannot hold
+    # a private key; the column must be byte-identical to the walked form.
+    clean = {"product_id": "p-1", "price": 19.9, "tags": ["ip-address-free", "shipping"], "n": {"zip": "75001"}}
+    ev = event("shop-a", "m-6", "2024-03-10 10:00:00", "Product Viewed", "s1", props=clean)
+    stored = as_dict(EVENT_COLUMNS, event_row(ev))["properties"]
+    assert stored == orjson.dumps(scrub(clean)).decode()
+    assert orjson.loads(stored) == clean
+
+
+def test_private_keys_in_any_case_and_depth_are_dropped_on_the_fast_path_too() -> None:
+    props = {"items": [{"sku": "s-1", "PHONE": "+33 1 23"}], "Ip": "198.51.100.7", "note": {"Comment": "late"}}
+    ev = event("shop-a", "m-7", "2024-03-10 10:00:00", "Product Viewed", "s1", props=props)
+    stored = as_dict(EVENT_COLUMNS, event_row(ev))["properties"]
+    assert orjson.loads(stored) == {"items": [{"sku": "s-1"}], "note": {}}

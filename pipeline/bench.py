@@ -1,0 +1,667 @@
+"""``cxstream bench``: throughput, latency and footprint of the whole pipeline, with exact counts.
+
+What one run does, in order (every part prints one section of the table):
+
+1. **load**: the demo storefront's traffic (``pipeline.demo.storefront``) of
+   about ``--events`` messages is normalized and packed by the collector's
+   own code (``ingest`` + ``pack_events``: one EventBatch record per
+   partition per request of ``REQUEST_MESSAGES`` messages, as the collector
+   writes them for an SDK's batch) and produced straight to Kafka.
+2. **raw**: a bare confluent-kafka consumer reads the same topic from the
+   start and decodes every record with orjson; nothing else. Its events/s is
+   the ceiling the worker is compared with.
+3. **pipeline** with 1, then 2 workers (``--workers``), each time on the same
+   topic with a fresh consumer group and an empty ``cx`` database on the
+   ClickHouse server: timed from the first record a worker took to the moment
+   every event, trigger and dead letter is visible in ClickHouse (``FINAL``
+   counts equal the generator's ledger). Peak RSS of each worker, its insert
+   sizes, and the visitor-state bytes read back from the table's changelog.
+4. **live**: collector + worker at fixed rates (``--live-rate``) over HTTP;
+   event time is the wall clock at sending, so trigger latency is wall time
+   from the trigger's ``event_time`` (the cart's deadline for
+   ``cart_abandoned``, the event for friction kinds) to its arrival on
+   ``cx.triggers``.
+5. **collector**: concurrent clients post pre-built batches as fast as the
+   collector acknowledges them.
+
+Sections 4 and 5 are in ``pipeline.bench_live``. Exact counts are checked,
+not only printed: a run whose ClickHouse counts do not match the ledger
+raises ``BenchError`` (when the counts stop moving, or at the timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack, closing
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from infra.ports import free_port, wait_for_port
+from pipeline.collector.ingest import ingest
+from pipeline.collector.normalize import NormalizeRules
+from pipeline.collector.packing import Record, dead_letter_records, pack_events
+from pipeline.demo.storefront import Expected, generate
+from pipeline.records import decode_batch
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics, kafka_config
+from sinks.client import ClickHouse, connect
+from sinks.migrate import migrate
+
+__all__ = [
+    "BenchError",
+    "BenchOptions",
+    "BenchResult",
+    "child_env",
+    "collector_records",
+    "iso_ms",
+    "make_traffic",
+    "report_rows",
+    "run_bench",
+    "spawn",
+    "stop",
+    "wall_ms",
+]
+
+DAY_MS = 86_400_000
+# Messages per visitor of the demo storefront (measured on the bench day, seed 7): the
+# number of visitors to plan for about ``--events`` messages.
+MESSAGES_PER_VISITOR = 11.78
+# An SDK's batch (analytics.js and segment-analytics-python upload 100-250 messages).
+REQUEST_MESSAGES = 250
+TENANT = "bench-shop"
+# A second tenant whose one event per partition closes event time after the
+# traffic (see ``clock_messages``); its rows are not counted as the shop's.
+CLOCK_TENANT = "bench-clock"
+WRITE_KEY = "bench_key"
+FRICTION_KIND = "checkout_friction"
+LIVE_ABANDON_AFTER_MS = 3_000
+# The loaded traffic is one fixed simulated day, received two hours after it
+# ends (inside the collector's 7-day window): the same options give the same
+# records and counts on every run. Live mode uses the wall clock instead.
+BENCH_START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC
+RECEIVED_AT_MS = BENCH_START_MS + DAY_MS + 2 * 3_600_000
+RAW_PASSES = 3
+# Counts that do not move for this long mean a mismatch, not a slow worker
+# (one batch of ``batch_max_events`` records can take a minute on a busy machine).
+STALL_S = 300.0
+
+
+class BenchError(RuntimeError):
+    """A component failed or the counts in ClickHouse never matched the ledger."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    events: int = 1_000_000
+    workers: tuple[int, ...] = (1, 2)
+    live_rates: tuple[int, ...] = (2_000, 10_000)
+    live_seconds: float = 30.0
+    collector_events: int = 200_000
+    clients: int = 4
+    seed: int = 7
+    partitions: int = 4
+    timeout_s: float = 1800.0
+
+    @classmethod
+    def quick(cls) -> "BenchOptions":
+        """A small run (about a minute): every section, exact counts, rates not meaningful."""
+        return cls(events=4_000, workers=(1,), live_rates=(500,), live_seconds=6.0, collector_events=5_000, clients=2)
+
+
+@dataclass
+class Counts:
+    events_in: int = 0  # messages generated
+    events_stored: int = 0  # rows in cx.events (FINAL)
+    triggers: dict[str, int] = field(default_factory=dict)  # by kind, in cx.triggers (FINAL)
+    dead_letters: int = 0  # rows in cx.deadletters (FINAL)
+
+
+@dataclass
+class PipelineRun:
+    workers: int
+    events: int  # events the workers consumed (valid events; dead letters apart)
+    seconds: float
+    events_per_s: float
+    events_per_s_per_worker: float
+    ratio_to_raw: float
+    peak_rss_mb: list[float]
+    event_inserts: int
+    rows_per_event_insert: float
+    counts: Counts
+
+
+@dataclass
+class BenchResult:
+    machine: dict
+    options: dict
+    expected: dict
+    load_seconds: float = 0.0
+    records: int = 0
+    raw_events_per_s: float = 0.0
+    runs: list[PipelineRun] = field(default_factory=list)
+    state_bytes: dict = field(default_factory=dict)
+    live: list[dict] = field(default_factory=list)  # one run per live rate
+    collector: dict = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+
+# -- traffic -------------------------------------------------------------------
+
+
+def make_traffic(events: int, seed: int, start_ms: int = BENCH_START_MS) -> tuple[list[dict], Expected]:
+    """About ``events`` messages of one simulated day from ``start_ms``, and their ledger."""
+    visitors = max(1, round(events / MESSAGES_PER_VISITOR))
+    traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=DAY_MS)
+    return traffic.messages, traffic.expected
+
+
+def collector_records(
+    messages: list[dict], settings: Settings, *, partitions: int, received_at_ms: int, tenant: str = TENANT
+) -> tuple[list[Record], int, int]:
+    """The Kafka records the collector writes for ``messages`` sent in SDK-sized requests.
+
+    Returns (records, events, dead letters). Uses the collector's own
+    ``ingest`` and ``pack_events``, so the records are byte-for-byte what it
+    produces for the same requests received at ``received_at_ms``.
+    """
+    rules = NormalizeRules.from_settings(settings)
+    records: list[Record] = []
+    events = dead = 0
+    for i in range(0, len(messages), REQUEST_MESSAGES):
+        got = ingest(
+            messages[i : i + REQUEST_MESSAGES],
+            tenant=tenant,
+            received_at_ms=received_at_ms,
+            batch_sent_at=None,
+            rules=rules,
+        )
+        if got.oversize:
+            raise BenchError(f"{len(got.oversize)} generated messages are over the event size limit")
+        records += pack_events(got.events, topic=settings.topic_events, partitions=partitions)
+        records += dead_letter_records(got.dead_letters, topic=settings.topic_deadletter)
+        events += len(got.events)
+        dead += len(got.dead_letters)
+    return records, events, dead
+
+
+def clock_messages(settle_ms: int, settings: Settings, partitions: int) -> list[dict]:
+    """One ``page`` message per partition, timed after every cart deadline of the traffic.
+
+    The traffic lies in the past, and an idle partition's watermark follows
+    the wall clock only from its newest event on (``Watermark``): the carts
+    left in the last 30 minutes of the traffic would wait that long in wall
+    time. A later event on every partition carries each watermark past
+    ``settle_ms``, as live traffic would, so every deadline fires at once.
+    """
+    from pipeline.collector.partitioner import partition_for_key
+    from pipeline.records import visitor_key
+
+    t_ms = settle_ms + settings.allowed_lateness_ms + 1
+    by_partition: dict[int, dict] = {}
+    i = 0
+    while len(by_partition) < partitions:
+        anon = f"clock-{i}"
+        p = partition_for_key(visitor_key(CLOCK_TENANT, anon, None).encode(), partitions)
+        by_partition.setdefault(
+            p,
+            {"type": "page", "anonymousId": anon, "messageId": f"clock-{p}", "timestamp": iso_ms(t_ms),
+             "properties": {"path": "/"}},
+        )
+        i += 1
+    return [by_partition[p] for p in sorted(by_partition)]
+
+
+def produce(records: list[Record], settings: Settings, bootstrap: str) -> None:
+    """Produce every record and wait for Kafka's acknowledgement; raise on any failure."""
+    producer = Producer(
+        {**kafka_config(settings, bootstrap), "acks": "all", "linger.ms": 20, "queue.buffering.max.kbytes": 262144}
+    )
+    failures: list[str] = []
+
+    def on_delivery(err, _msg) -> None:  # noqa: ANN001 - librdkafka callback
+        if err is not None:
+            failures.append(err.str())
+
+    for topic, partition, key, value in records:
+        while True:
+            try:
+                if partition is None:
+                    producer.produce(topic, value, key, on_delivery=on_delivery)
+                else:
+                    producer.produce(topic, value, key, partition=partition, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(120) or failures:
+        raise BenchError(f"loading Kafka failed: {failures[:3] or 'records left unacknowledged'}")
+
+
+# -- raw consumer --------------------------------------------------------------
+
+
+def raw_consume(settings: Settings, bootstrap: str, topic: str) -> tuple[int, float]:
+    """(events, seconds) for a bare consumer reading ``topic`` from the start and decoding each record."""
+    consumer = Consumer(
+        {
+            **kafka_config(settings, bootstrap),
+            "group.id": f"{settings.worker_group}-raw",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        remaining = {p for p, end in ends.items() if end > 0}
+        events = 0
+        started = None  # timed from the first record, as the workers are
+        while remaining:
+            for msg in consumer.consume(num_messages=1000, timeout=1.0):
+                if msg.error():
+                    continue
+                if started is None:
+                    started = time.perf_counter()
+                events += len(decode_batch(msg.value()))
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    remaining.discard(msg.partition())
+        return events, (time.perf_counter() - started) if started is not None else 0.0
+    finally:
+        consumer.close()
+
+
+# -- processes -----------------------------------------------------------------
+
+
+def child_env(settings: Settings, bootstrap: str, **overrides: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **settings.to_env(),
+        "CX_KAFKA_BOOTSTRAP": bootstrap,
+        **{f"CX_{k.upper()}": v for k, v in overrides.items()},
+    }
+
+
+def spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """``python -m pipeline.cli <command>`` in its own session, output to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (``VmHWM``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_stats(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/cx/stats", timeout=5) as resp:
+        return orjson.loads(resp.read())
+
+
+# -- ClickHouse counts ---------------------------------------------------------
+
+
+def count_rows(ch: ClickHouse, final: bool) -> Counts:
+    fin = " FINAL" if final else ""
+    params = {"tenant": TENANT}
+    events = ch.execute(f"SELECT count() FROM cx.events{fin} WHERE tenant = %(tenant)s", params)[0][0]
+    dead = ch.execute(f"SELECT count() FROM cx.deadletters{fin} WHERE tenant = %(tenant)s", params)[0][0]
+    kinds = ch.execute(f"SELECT kind, count() FROM cx.triggers{fin} WHERE tenant = %(tenant)s GROUP BY kind", params)
+    return Counts(events_stored=events, dead_letters=dead, triggers={k: n for k, n in sorted(kinds)})
+
+
+def _complete(counts: Counts, events: int, dead: int, expected: Expected) -> bool:
+    return (
+        counts.events_stored >= events
+        and counts.dead_letters >= dead
+        and counts.triggers.get("cart_abandoned", 0) >= expected.abandoned_carts
+    )
+
+
+def _matches(counts: Counts, events: int, dead: int, expected: Expected) -> bool:
+    return (
+        counts.events_stored == events
+        and counts.dead_letters == dead
+        and counts.triggers.get("cart_abandoned", 0) == expected.abandoned_carts
+    )
+
+
+# -- one pipeline run ----------------------------------------------------------
+
+
+def run_workers(
+    n: int,
+    *,
+    settings: Settings,
+    bootstrap: str,
+    ch: ClickHouse,
+    events: int,
+    consumed: int,
+    dead: int,
+    expected: Expected,
+    raw_rate: float,
+    log_dir: Path,
+    timeout_s: float,
+) -> tuple[PipelineRun, str]:
+    """Run ``n`` workers on the loaded topic until ClickHouse holds everything; (result, worker group).
+
+    ``events``: the shop's events to find stored; ``consumed``: every event
+    on the topic (with the clock events), the numerator of the rate.
+    """
+    group = f"{settings.worker_group}-w{n}"
+    ch.execute("DROP DATABASE IF EXISTS cx")
+    migrate(ch)
+    procs: list[tuple[subprocess.Popen, int]] = []
+    try:
+        for i in range(n):
+            port = free_port()
+            data_dir = log_dir / f"w{n}-{i}"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            env = child_env(settings, bootstrap, worker_group=group, worker_web_port=str(port), data_dir=str(data_dir))
+            procs.append((spawn("worker", env, log_dir / f"worker-{n}-{i}.log"), port))
+        for proc, port in procs:
+            wait_for_port(port, timeout_s=120, alive=lambda p=proc: p.poll() is None)
+        deadline = time.monotonic() + timeout_s
+        counts = Counts()
+        seen, changed = None, time.monotonic()
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p, _ in procs):
+                raise BenchError(f"a worker exited; see {log_dir}")
+            counts = count_rows(ch, final=False)
+            now_counts = (counts.events_stored, counts.dead_letters, tuple(counts.triggers.items()))
+            if now_counts != seen:
+                seen, changed = now_counts, time.monotonic()
+            elif time.monotonic() - changed > STALL_S:
+                raise BenchError(
+                    f"{n} worker(s): ClickHouse counts stopped at {counts} for {STALL_S:.0f}s; the ledger expects "
+                    f"{events} events, {dead} dead letters, {expected.abandoned_carts} cart_abandoned"
+                )
+            if _complete(counts, events, dead, expected):
+                done_ms = wall_ms()
+                counts = count_rows(ch, final=True)
+                if _matches(counts, events, dead, expected):
+                    break
+            time.sleep(0.2)
+        else:
+            raise BenchError(f"{n} worker(s): ClickHouse counts {counts} never matched the ledger in {timeout_s:.0f}s")
+        stats = [worker_stats(port) for _, port in procs]
+        # Timed from the first record any worker took (start-up and group join
+        # excluded) to the poll that saw every row; polls are 0.2 s apart.
+        firsts = [s["first_record_wall_ms"] for s in stats if s.get("first_record_wall_ms")]
+        seconds = (done_ms - min(firsts)) / 1000
+        rss = [round(peak_rss_mb(p.pid), 1) for p, _ in procs]
+    finally:
+        for proc, _ in procs:
+            stop(proc)
+    inserts = sum(s.get("event_inserts", 0) for s in stats)
+    rows = sum(s.get("event_rows", 0) for s in stats)
+    rate = consumed / seconds
+    counts.events_in = expected.messages
+    return (
+        PipelineRun(
+            workers=n,
+            events=consumed,
+            seconds=round(seconds, 2),
+            events_per_s=round(rate),
+            events_per_s_per_worker=round(rate / n),
+            ratio_to_raw=round(rate / raw_rate, 3) if raw_rate else 0.0,
+            peak_rss_mb=rss,
+            event_inserts=inserts,
+            rows_per_event_insert=round(rows / inserts) if inserts else 0.0,
+            counts=counts,
+        ),
+        group,
+    )
+
+
+def state_sizes(settings: Settings, bootstrap: str, group: str) -> dict:
+    """Latest state bytes per visitor, read back from the worker table's changelog topic."""
+    from pipeline.app import STATE_TABLE
+
+    topic = f"{group}-{STATE_TABLE}-changelog"
+    consumer = Consumer({**kafka_config(settings, bootstrap), "group.id": f"{group}-sizes", "enable.auto.commit": False})
+    latest: dict[bytes, int] = {}
+    try:
+        md = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            return {}
+        parts = list(md.partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        remaining = {p for p, end in ends.items() if end > 0}
+        while remaining:
+            for msg in consumer.consume(num_messages=1000, timeout=1.0):
+                if msg.error():
+                    continue
+                value = msg.value()
+                latest[msg.key()] = len(value) if value else 0
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    remaining.discard(msg.partition())
+    finally:
+        consumer.close()
+    sizes = sorted(latest.values())
+    if not sizes:
+        return {}
+    return {
+        "visitors": len(sizes),
+        "mean_bytes": round(statistics.fmean(sizes)),
+        "p99_bytes": sizes[min(len(sizes) - 1, int(len(sizes) * 0.99))],
+        "max_bytes": sizes[-1],
+    }
+
+
+# -- time ------------------------------------------------------------------------
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- the whole bench -----------------------------------------------------------
+
+
+def machine() -> dict:
+    import platform
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def run_bench(
+    opts: BenchOptions,
+    settings: Settings,
+    *,
+    bootstrap: str = "",
+    clickhouse_url: str = "",
+    work_dir: Path | None = None,
+    progress=print,  # noqa: ANN001 - any callable taking a line
+) -> BenchResult:
+    """Run every section; start an embedded broker / ClickHouse server when none is given."""
+    from pipeline.bench_live import run_collector, run_live  # it imports this module's helpers
+
+    with ExitStack() as stack:
+        if work_dir is None:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cx-bench-")))
+        work_dir.mkdir(parents=True, exist_ok=True)
+        run_id = f"bench-{os.getpid()}-{int(time.time())}"
+        settings = settings.model_copy(
+            update={
+                "topic_events": f"{run_id}.events",
+                "topic_triggers": f"{run_id}.triggers",
+                "topic_deadletter": f"{run_id}.deadletter",
+                "worker_group": run_id,
+                "kafka_partitions": opts.partitions,
+                "write_keys": f"{WRITE_KEY}={TENANT}",
+                "data_dir": work_dir,
+            }
+        )
+        if not bootstrap:
+            from infra.broker import EmbeddedBroker
+
+            bootstrap = stack.enter_context(EmbeddedBroker(log_path=work_dir / "broker.log")).bootstrap
+        if not clickhouse_url:
+            from infra.clickhouse_server import ClickHouseServer
+
+            clickhouse_url = stack.enter_context(ClickHouseServer()).url
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap, "clickhouse_url": clickhouse_url})
+        result = BenchResult(machine=machine(), options=asdict(opts), expected={})
+
+        progress(f"generating about {opts.events:,} events")
+        now = RECEIVED_AT_MS
+        messages, expected = make_traffic(opts.events, opts.seed)
+        result.expected = asdict(expected)
+        partitions = ensure_topics(settings, bootstrap)[settings.topic_events]
+        records, events, dead = collector_records(messages, settings, partitions=partitions, received_at_ms=now)
+        if dead != expected.invalid or events + dead != expected.messages:
+            raise BenchError(f"collector code kept {events} events and {dead} dead letters; ledger: {expected}")
+        del messages
+        if expected.settle_ms is not None:
+            clock, n_clock, _ = collector_records(
+                clock_messages(expected.settle_ms, settings, partitions), settings,
+                partitions=partitions, received_at_ms=now, tenant=CLOCK_TENANT,
+            )
+            records += clock
+        else:
+            n_clock = 0
+        progress(f"loading {len(records):,} records ({events:,} events, {dead:,} dead letters) into Kafka")
+        started = time.perf_counter()
+        produce(records, settings, bootstrap)
+        result.load_seconds = round(time.perf_counter() - started, 2)
+        result.records = len(records)
+        del records
+
+        # Best of RAW_PASSES: one pass over a small topic is short and easily disturbed.
+        for _ in range(RAW_PASSES):
+            raw_events, raw_s = raw_consume(settings, bootstrap, settings.topic_events)
+            if raw_events != events + n_clock:
+                raise BenchError(f"raw consumer read {raw_events} events, {events + n_clock} were loaded")
+            rate = round(raw_events / raw_s) if raw_s else 0
+            result.raw_events_per_s = max(result.raw_events_per_s, rate)
+        progress(f"raw consumer: {result.raw_events_per_s:,} events/s")
+
+        ch = stack.enter_context(closing(connect(clickhouse_url)))
+        for n in opts.workers:
+            progress(f"pipeline with {n} worker(s)")
+            run, group = run_workers(
+                n,
+                settings=settings,
+                bootstrap=bootstrap,
+                ch=ch,
+                events=events,
+                consumed=events + n_clock,
+                dead=dead,
+                expected=expected,
+                raw_rate=result.raw_events_per_s,
+                log_dir=work_dir,
+                timeout_s=opts.timeout_s,
+            )
+            result.runs.append(run)
+            progress(f"  {run.events_per_s:,} events/s ({run.ratio_to_raw:.1%} of raw)")
+            if n == opts.workers[0]:
+                result.state_bytes = state_sizes(settings, bootstrap, group)
+        for rate in opts.live_rates if opts.live_seconds > 0 else ():
+            progress(f"live: {rate:,} events/s for {opts.live_seconds:.0f}s through the collector")
+            result.live.append(run_live(rate, opts, settings, bootstrap, clickhouse_url, work_dir))
+        if opts.collector_events > 0:
+            progress(f"collector: {opts.collector_events:,} events from {opts.clients} clients")
+            result.collector = run_collector(opts, settings, bootstrap, work_dir)
+        return result
+
+
+# -- report --------------------------------------------------------------------
+
+
+def report_rows(result: BenchResult) -> list[tuple[str, str]]:
+    """(metric, value) lines of the printed table."""
+    e = result.expected
+    rows: list[tuple[str, str]] = [
+        ("events in (generated)", f"{e['messages']:,}"),
+        ("expected stored / dead letters / cart_abandoned", f"{e['messages'] - e['invalid']:,} / {e['invalid']:,} / {e['abandoned_carts']:,}"),
+        ("Kafka records (EventBatch + dead letters)", f"{result.records:,}"),
+        ("raw confluent-kafka + orjson decode", f"{result.raw_events_per_s:,} events/s"),
+    ]
+    for run in result.runs:
+        c = run.counts
+        triggers = ", ".join(f"{k} {v:,}" for k, v in c.triggers.items())
+        rows += [
+            (f"{run.workers} worker(s): stored / dead letters", f"{c.events_stored:,} / {c.dead_letters:,}"),
+            (f"{run.workers} worker(s): triggers", triggers),
+            (
+                f"{run.workers} worker(s): end to end into ClickHouse",
+                f"{run.events_per_s:,} events/s in {run.seconds}s ({run.events_per_s_per_worker:,}/worker)",
+            ),
+            (f"{run.workers} worker(s): ratio to raw consumer", f"{run.ratio_to_raw:.1%}"),
+            (f"{run.workers} worker(s): peak RSS", " / ".join(f"{r:.0f} MB" for r in run.peak_rss_mb)),
+            (
+                f"{run.workers} worker(s): cx.events inserts",
+                f"{run.event_inserts:,} of {run.rows_per_event_insert:,.0f} rows on average",
+            ),
+        ]
+    if len(result.runs) >= 2 and result.runs[0].events_per_s:
+        rows.append(("scaling (last / first run)", f"{result.runs[-1].events_per_s / result.runs[0].events_per_s:.2f}x"))
+    if result.state_bytes:
+        s = result.state_bytes
+        rows.append(("state per visitor (session)", f"mean {s['mean_bytes']} B, p99 {s['p99_bytes']} B, max {s['max_bytes']} B over {s['visitors']:,}"))
+    for lv in result.live:
+        at = f"live {lv['requested_rate']:,}/s"
+        rows.append((f"{at}: rate achieved", f"{lv['achieved_rate']:,} events/s ({lv['sent']:,} sent)"))
+        for kind, lat in lv["latency"].items():
+            what = "deadline -> trigger" if kind == "cart_abandoned" else "event -> trigger"
+            value = lat.get("note") or f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms (n={lat['count']:,})"
+            rows.append((f"{at}: {kind} {what}", value))
+    if result.collector:
+        c = result.collector
+        rows.append(("collector: batched requests", f"{c['events_per_s']:,} events/s ({c['clients']} clients, {c['requests']:,} requests of {REQUEST_MESSAGES})"))
+    return rows

@@ -1,0 +1,260 @@
+"""``cxstream bench``, sections 4 and 5: live trigger latency through the collector, and the collector's rate.
+
+See ``pipeline.bench`` for the whole run and what each figure means.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import orjson
+import requests
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from infra.ports import free_port, wait_for_port
+from pipeline.bench import (
+    DAY_MS,
+    FRICTION_KIND,
+    LIVE_ABANDON_AFTER_MS,
+    REQUEST_MESSAGES,
+    WRITE_KEY,
+    BenchError,
+    BenchOptions,
+    child_env,
+    iso_ms,
+    make_traffic,
+    spawn,
+    stop,
+    wall_ms,
+)
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics, kafka_config
+from pipeline.triggers import decode_trigger
+from sinks.client import connect
+from sinks.migrate import migrate
+
+__all__ = ["TriggerListener", "run_collector", "run_live", "send_live", "trigger_latency"]
+
+
+class TriggerListener:
+    """Reads ``cx.triggers`` in a thread and records (arrival wall ms, trigger)."""
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.consumer = Consumer(
+            {
+                **kafka_config(settings, bootstrap),
+                "group.id": f"{settings.worker_group}-bench-triggers",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        # Assigned, not subscribed: no group join to wait for (or to time out on leaving).
+        topic = settings.topic_triggers
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self.seen: list[tuple[int, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            self.seen.append((wall_ms(), decode_trigger(msg.value(), self.settings.trigger_format)))
+
+    def __enter__(self) -> "TriggerListener":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.consumer.close()
+
+
+def _percentiles(values: list[int]) -> dict:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))]  # noqa: E731
+    return {"count": len(ordered), "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": ordered[-1]}
+
+
+def trigger_latency(seen: list[tuple[int, dict]]) -> dict:
+    """Per trigger kind: wall time from its ``event_time`` to its arrival on the topic.
+
+    For ``cart_abandoned`` event_time is the cart's deadline; for the
+    friction and support kinds it is the event that made the condition
+    true, received at that same wall time in live mode.
+    """
+    by_kind: dict[str, list[int]] = {}
+    for arrived_ms, trigger in seen:
+        by_kind.setdefault(trigger["kind"], []).append(arrived_ms - trigger["event_time"])
+    out = {kind: _percentiles(values) for kind, values in sorted(by_kind.items())}
+    if FRICTION_KIND not in out:
+        out[FRICTION_KIND] = {"count": 0, "note": "n/a until friction lands"}
+    return out
+
+
+def _client_of(msg: dict, clients: int) -> int:
+    key = msg.get("anonymousId") or msg.get("userId") or ""
+    return zlib.crc32(key.encode()) % clients
+
+
+def _auth() -> tuple[str, str]:
+    return (WRITE_KEY, "")
+
+
+def send_live(url: str, messages: list[dict], rate: int, clients: int) -> dict:
+    """Post ``messages`` at ``rate`` per second, stamped with the wall clock when sent.
+
+    A visitor's messages always go through the same client, in order. Each
+    client sends what is due in one request (up to ``REQUEST_MESSAGES``).
+    """
+    lanes: list[list[tuple[float, dict]]] = [[] for _ in range(clients)]
+    for i, msg in enumerate(messages):
+        lanes[_client_of(msg, clients)].append((i / rate, msg))
+    failures: list[str] = []
+    started = time.monotonic()
+
+    def run(lane: list[tuple[float, dict]]) -> None:
+        session = requests.Session()
+        i = 0
+        while i < len(lane):
+            due = lane[i][0] - (time.monotonic() - started)
+            if due > 0:
+                time.sleep(min(due, 0.05))
+                continue
+            now_s = time.monotonic() - started
+            batch = []
+            while i < len(lane) and lane[i][0] <= now_s and len(batch) < REQUEST_MESSAGES:
+                batch.append(lane[i][1])
+                i += 1
+            stamp = iso_ms(wall_ms())
+            body = orjson.dumps({"batch": [{**m, "timestamp": stamp} for m in batch]})
+            resp = session.post(f"{url}/v1/batch", data=body, auth=_auth(), timeout=30,
+                                headers={"Content-Type": "application/json"})
+            if resp.status_code != 200:
+                failures.append(f"{resp.status_code} {resp.text[:200]}")
+
+    threads = [threading.Thread(target=run, args=(lane,)) for lane in lanes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.monotonic() - started
+    if failures:
+        raise BenchError(f"{len(failures)} live requests failed: {failures[:3]}")
+    return {"sent": len(messages), "seconds": round(seconds, 2), "achieved_rate": round(len(messages) / seconds)}
+
+
+def run_live(
+    rate: int, opts: BenchOptions, settings: Settings, bootstrap: str, clickhouse_url: str, log_dir: Path
+) -> dict:
+    """Collector + one worker at ``rate`` events/s for ``opts.live_seconds``; trigger latency per kind."""
+    from pipeline.runner import Pipeline
+
+    live_settings = settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "clickhouse_url": clickhouse_url,
+            "topic_events": f"{settings.topic_events}-live{rate}",
+            "topic_triggers": f"{settings.topic_triggers}-live{rate}",
+            "topic_deadletter": f"{settings.topic_deadletter}-live{rate}",
+            "worker_group": f"{settings.worker_group}-live{rate}",
+            "abandon_after_ms": LIVE_ABANDON_AFTER_MS,
+            "collector_port": 0,
+            "worker_web_port": 0,
+            "data_dir": log_dir / f"live{rate}",
+        }
+    )
+    n = max(1, round(rate * opts.live_seconds))
+    messages, _ = make_traffic(n, opts.seed + 1)  # timestamps are replaced by the sending time
+    ch = connect(clickhouse_url)
+    try:
+        ch.execute("DROP DATABASE IF EXISTS cx")
+        migrate(ch)
+    finally:
+        ch.close()
+    with Pipeline(live_settings, log_dir=log_dir / f"live{rate}-logs") as pipe, TriggerListener(live_settings, bootstrap) as listener:
+        sent = send_live(pipe.collector_url, messages, rate, opts.clients)
+        # Every cart deadline falls at most abandon_after after the last event;
+        # then allowed lateness, idle detection and a flush.
+        settle_s = (LIVE_ABANDON_AFTER_MS + live_settings.allowed_lateness_ms + live_settings.idle_partition_ms) / 1000
+        time.sleep(settle_s + 3.0)
+        if not pipe.wait_drained(60):
+            raise BenchError("live: the worker did not drain the events topic")
+        time.sleep(1.0)
+    return {
+        **sent,
+        "requested_rate": rate,
+        "abandon_after_ms": LIVE_ABANDON_AFTER_MS,
+        "allowed_lateness_ms": live_settings.allowed_lateness_ms,
+        "sink_max_interval_ms": live_settings.sink_max_interval_ms,
+        "latency": trigger_latency(listener.seen),
+    }
+
+
+# -- collector throughput ------------------------------------------------------
+
+
+def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_dir: Path) -> dict:
+    """Events/s the collector acknowledges for SDK-sized batches from ``opts.clients`` concurrent clients."""
+    coll_settings = settings.model_copy(
+        update={
+            "topic_events": settings.topic_events + "-coll",
+            "topic_triggers": settings.topic_triggers + "-coll",
+            "topic_deadletter": settings.topic_deadletter + "-coll",
+        }
+    )
+    ensure_topics(coll_settings, bootstrap)
+    # Sent with their own timestamps, a day before now: inside the accepted window.
+    messages, expected = make_traffic(opts.collector_events, opts.seed + 2, wall_ms() - DAY_MS - 3_600_000)
+    bodies = [
+        orjson.dumps({"batch": messages[i : i + REQUEST_MESSAGES]}) for i in range(0, len(messages), REQUEST_MESSAGES)
+    ]
+    port = free_port()
+    proc = spawn("collector", child_env(coll_settings, bootstrap, collector_port=str(port)), log_dir / "collector.log")
+    try:
+        wait_for_port(port, settings.collector_host, 60, alive=lambda: proc.poll() is None)
+        url = f"http://{settings.collector_host}:{port}/v1/batch"
+        lock = threading.Lock()
+        queue = list(reversed(bodies))
+        failures: list[str] = []
+
+        def run() -> None:
+            session = requests.Session()
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                resp = session.post(url, data=body, auth=_auth(), timeout=60,
+                                    headers={"Content-Type": "application/json"})
+                if resp.status_code != 200:
+                    failures.append(f"{resp.status_code} {resp.text[:200]}")
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=run) for _ in range(opts.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - started
+    finally:
+        stop(proc)
+    if failures:
+        raise BenchError(f"{len(failures)} collector requests failed: {failures[:3]}")
+    return {
+        "messages": len(messages),
+        "requests": len(bodies),
+        "clients": opts.clients,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(len(messages) / seconds),
+        "expected_dead_letters": expected.invalid,
+    }

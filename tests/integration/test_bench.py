@@ -1,0 +1,46 @@
+"""``cxstream bench --quick`` end to end: every section runs, and ClickHouse holds exactly the ledger's counts.
+
+No rate is asserted (the machine decides those); the counts are exact.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.bench import BenchOptions, report_rows, run_bench
+from pipeline.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, clickhouse_server, fresh_settings: Settings, tmp_path) -> None:
+    opts = BenchOptions.quick()
+    result = run_bench(
+        opts, fresh_settings, bootstrap=kafka, clickhouse_url=clickhouse_server.url, work_dir=tmp_path, progress=print
+    )
+    e = result.expected
+    # The ledger itself: a day of the demo shop with carts, orders and invalid events.
+    assert e["messages"] > 3_000 and e["invalid"] > 0 and e["abandoned_carts"] > 0
+
+    [run] = result.runs
+    assert run.workers == 1
+    assert run.counts.events_in == e["messages"]
+    assert run.counts.events_stored == e["messages"] - e["invalid"]
+    assert run.counts.dead_letters == e["invalid"]
+    assert run.counts.triggers["cart_abandoned"] == e["abandoned_carts"]
+    # Every stored event was consumed once by the worker, plus one clock event per partition.
+    assert run.events == e["messages"] - e["invalid"] + opts.partitions
+    assert run.event_inserts >= 1 and run.peak_rss_mb[0] > 0
+
+    # One state per browser device, per helpdesk user id (not in the ledger) and per clock visitor.
+    assert result.state_bytes["visitors"] >= e["visitors"] + opts.partitions
+    assert 0 < result.state_bytes["mean_bytes"] <= result.state_bytes["max_bytes"]
+
+    [live] = result.live
+    assert live["requested_rate"] == opts.live_rates[0] and live["achieved_rate"] > 0
+    assert live["latency"]["cart_abandoned"]["count"] > 0
+    assert live["latency"]["checkout_friction"] == {"count": 0, "note": "n/a until friction lands"} or (
+        live["latency"]["checkout_friction"]["count"] > 0
+    )
+    assert result.collector["messages"] > 0 and result.collector["events_per_s"] > 0
+    assert any(metric.startswith("1 worker(s): end to end") for metric, _ in report_rows(result))
