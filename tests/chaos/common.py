@@ -113,6 +113,12 @@ def settle_and_check(
         "triggers_found": sum(len(v & ref.trigger_ids.get(k, set())) for k, v in got.items()),
     }
     assert (stored, distinct) == (ref.events, ref.events), figures
-    assert (missing, extra) == ({}, {}), figures
+    if missing or extra:
+        ids = [i for v in (*missing.values(), *extra.values()) for i in v]
+        rows = pipeline.query(
+            "SELECT kind, trigger_id, cart_key, session_id, event_time_ms, action FROM cx.triggers FINAL "
+            f"WHERE {t} AND trigger_id IN ({', '.join(repr(i) for i in ids)})"
+        )[1]
+        raise AssertionError(f"{figures}; missing {missing}; extra {extra}: {rows}")
     assert [int(v) for v in kpi[0]] == [exp.carts, exp.orders]
     return figures

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.detect import Rules
 from pipeline.detect.watermark import Watermark
 
-from tests.detect.helpers import MIN, T0, Harness, add
+from tests.detect.helpers import MIN, T0, Harness, add, page
 
 RULES = Rules(allowed_lateness_ms=1_000, idle_partition_ms=1_000, holdout_pct=0.0)
 
@@ -47,3 +47,29 @@ def test_tick_before_any_event_does_nothing() -> None:
     h = Harness(RULES)
     h.proc.tick(T0, caught_up=True)
     assert h.proc.watermark_ms is None and h.drain() == []
+
+
+def test_history_sent_late_does_not_follow_the_wall_clock_until_a_live_event_arrives() -> None:
+    h = Harness(RULES)
+    # T0       add, received a day later (a backfill)       -> deadline T0+30m
+    h.feed(add(T0), wall_ms=T0 + 1_440 * MIN)
+    # a day and an hour later, caught up and silent: not live, the watermark stays at T0-1s
+    h.proc.tick(T0 + 1_500 * MIN, caught_up=True)
+    assert h.proc.watermark_ms == T0 - 1_000 and h.drain() == []
+    # a live event of another visitor at T0+1d+1h (received 2 s after it happened)
+    h.feed(page(T0 + 1_500 * MIN), wall_ms=T0 + 1_500 * MIN + 2_000)
+    (trigger,) = h.drain()
+    assert trigger["event_time_ms"] == T0 + 30 * MIN
+    # and from there an idle partition follows the clock: watermark T0+1d+1h + 10 s - 1 s
+    h.proc.tick(T0 + 1_500 * MIN + 12_000, caught_up=True)
+    assert h.proc.watermark_ms == T0 + 1_500 * MIN + 9_000
+
+
+def test_event_received_10_minutes_late_is_still_live() -> None:
+    h = Harness(RULES)
+    # T0  add, received exactly 10 min after it happened (the live lag): live
+    h.feed(add(T0), wall_ms=T0 + 10 * MIN)
+    # wall T0+41m: 31 min of silence -> watermark T0 + 31m - 1s >= deadline T0+30m
+    h.proc.tick(T0 + 41 * MIN, caught_up=True)
+    (trigger,) = h.drain()
+    assert trigger["event_time_ms"] == T0 + 30 * MIN
