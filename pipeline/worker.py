@@ -157,16 +157,21 @@ class Worker:
             await self._emit()
 
     async def tick(self) -> None:
-        """Let idle, caught-up partitions' watermarks follow the wall clock."""
+        """Let idle, caught-up partitions' watermarks follow the wall clock.
+
+        Only partitions this worker has processed a record of since it got
+        them: their processor was built after the table was recovered.
+        Building one here could catch the table half-recovered after a
+        restart or a rebalance, and the deadlines of the states not yet read
+        back would never be scheduled. A partition that receives nothing
+        after a restart resumes with its next record.
+        """
         async with self.lock:
             now = self.wall_ms()
             consumer = self.app.consumer
-            for tp in self.app.assignor.assigned_actives():
-                if tp.topic != self.settings.topic_events:
-                    continue
-                proc = self.processor(tp.partition)
-                highwater = consumer.highwater(tp)
-                caught_up = highwater is None or self.next_offset.get(tp.partition, 0) >= highwater
+            for partition, proc in list(self.processors.items()):
+                highwater = consumer.highwater(TP(self.settings.topic_events, partition))
+                caught_up = highwater is not None and self.next_offset.get(partition, 0) >= highwater
                 proc.tick(now, caught_up)
             await self._emit()
 
