@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import faust
 import orjson
@@ -51,6 +52,7 @@ __all__ = ["Worker", "build_worker"]
 log = logging.getLogger("cxstream.worker")
 
 TICK_INTERVAL_S = 0.5
+EXIT_UNFINISHED_BATCH = 75  # EX_TEMPFAIL: restart the worker, the batch is replayed
 MAX_BACKOFF_S = 30.0
 
 
@@ -132,12 +134,18 @@ class Worker:
             self.processors[partition] = proc
         return proc
 
-    def on_revoked(self, revoked: set[TP]) -> None:
-        """Rebalance: forget processors of partitions this worker no longer owns."""
-        for tp in revoked:
-            if tp.topic == self.settings.topic_events:
-                self.processors.pop(tp.partition, None)
-                self.next_offset.pop(tp.partition, None)
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """Rebalance: forget processors of partitions this worker no longer owns.
+
+        Waits for the batch in progress: dropping a processor while ``handle``
+        runs would lose the rows and states it produced for records that
+        Faust then acknowledges. The rebalance waits for this handler.
+        """
+        async with self.lock:
+            for tp in revoked:
+                if tp.topic == self.settings.topic_events:
+                    self.processors.pop(tp.partition, None)
+                    self.next_offset.pop(tp.partition, None)
 
     # -- steps ----------------------------------------------------------------
 
@@ -221,6 +229,23 @@ class Worker:
         self.stats["deadletters"] += len(events)
 
 
+async def _or_exit(batch: Awaitable[None]) -> None:
+    """Run one batch; if it does not complete, end the process before anything is committed.
+
+    Faust's ``take_events`` acknowledges a batch's records when the agent
+    body leaves, also by an exception or a cancellation (a stop in the
+    middle of a batch), and the next commit would then skip records whose
+    rows or states were never written. Exiting at once leaves the offsets
+    where they were: the next worker replays the batch, idempotently.
+    """
+    try:
+        await batch
+    except BaseException as exc:  # noqa: BLE001 - every way out of an unfinished batch
+        log.critical("a batch did not complete (%s: %s); exiting without committing it", type(exc).__name__, exc)
+        logging.shutdown()
+        os._exit(EXIT_UNFINISHED_BATCH)
+
+
 def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = None) -> Worker:
     """Create the Faust app, open and migrate ClickHouse, and register the agents.
 
@@ -240,12 +265,12 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     @app.agent(worker.events_topic, concurrency=1, name="cx-events")
     async def process_events(stream):  # noqa: ANN001 - Faust's stream type
         async for events in stream.take_events(take, within=within):
-            await worker.handle(events)
+            await _or_exit(worker.handle(events))
 
     @app.agent(worker.deadletter_topic, concurrency=1, name="cx-deadletters")
     async def store_deadletters(stream):  # noqa: ANN001
         async for events in stream.take_events(take, within=within):
-            await worker.handle_deadletters(events)
+            await _or_exit(worker.handle_deadletters(events))
 
     @app.timer(TICK_INTERVAL_S)
     async def idle_tick() -> None:
@@ -253,7 +278,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001
-        worker.on_revoked(revoked)
+        await worker.on_revoked(revoked)
 
     @app.page("/cx/query")
     class QueryView(faust.web.View):
