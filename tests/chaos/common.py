@@ -94,7 +94,16 @@ def settle_and_check(
     except AssertionError as exc:
         worker = pipeline.procs.get("worker")
         alive = worker is not None and worker.poll() is None
-        raise AssertionError(f"{exc}; found {counts()}, worker alive: {alive}, lag: {pipeline.lag()}") from None
+        expected_ids = ref.trigger_ids.get("cart_abandoned", set())
+        rows = pipeline.query(
+            "SELECT trigger_id, cart_key, event_time_ms FROM cx.triggers FINAL "
+            f"WHERE {t} AND kind = 'cart_abandoned' ORDER BY cart_key, event_time_ms"
+        )[1]
+        odd = [r for r in rows if r[0] not in expected_ids]
+        raise AssertionError(
+            f"{exc}; found {counts()}, worker alive: {alive}, lag: {pipeline.lag()}; "
+            f"abandonments not in the reference: {odd}; all: {rows}"
+        ) from None
     stored = scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}")
     distinct = scalar(pipeline, f"SELECT uniqExact(event_id) FROM cx.events FINAL WHERE {t}")
     got: dict[str, set[str]] = {}
