@@ -97,7 +97,7 @@ def trigger_latency(seen: list[tuple[int, dict]]) -> dict:
         by_kind.setdefault(trigger["kind"], []).append(arrived_ms - trigger["event_time"])
     out = {kind: _percentiles(values) for kind, values in sorted(by_kind.items())}
     if FRICTION_KIND not in out:
-        out[FRICTION_KIND] = {"count": 0, "note": "n/a until friction lands"}
+        out[FRICTION_KIND] = {"count": 0, "note": "no checkout_friction trigger in this run"}
     return out
 
 
