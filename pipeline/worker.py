@@ -195,11 +195,13 @@ class Worker:
                 self.sink.add_facts(table, facts)
         if triggers:
             self.sink.add_triggers(triggers)
-        if self.sink.pending():
-            await flush_with_retry(self.sink, "events", lambda: self.app.should_stop)
         if event_rows:
+            # Counted before the write: a reader that sees the rows in
+            # ClickHouse must also see them here.
             self.stats["event_inserts"] += 1
             self.stats["event_rows"] += event_rows
+        if self.sink.pending():
+            await flush_with_retry(self.sink, "events", lambda: self.app.should_stop)
         if triggers:
             for trigger in triggers:
                 await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
