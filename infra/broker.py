@@ -8,12 +8,11 @@ production point ``CX_KAFKA_BOOTSTRAP`` at your own Kafka.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.ports import free_port, wait_for_port
+from infra.ports import free_port, stop_process, wait_for_port
 
 __all__ = ["EmbeddedBroker", "tansu_binary"]
 
@@ -64,14 +63,7 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, 5)
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from string import Template
 from typing import Callable
 from xml.sax.saxutils import escape
 
-from infra.ports import free_port
+from infra.ports import free_port, stop_process
 
 __all__ = ["ClickHouseContainerServer", "ClickHouseServer", "docker_available", "server_command"]
 
@@ -179,14 +178,7 @@ class ClickHouseServer:
     def stop(self) -> None:
         """Graceful stop: SIGTERM, wait, then SIGKILL. Data and ports are kept for ``start()``."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
+        stop_process(proc, STOP_TIMEOUT_S)
 
     def kill(self) -> None:
         """Crash it (SIGKILL), as a power cut would. ``start()`` brings it back on the same data."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 
-__all__ = ["free_port", "wait_for_port"]
+__all__ = ["free_port", "stop_process", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -31,3 +33,15 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0, a
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout_s:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen | None, timeout_s: float = 30.0) -> None:
+    """Stop a child process: SIGTERM, wait up to ``timeout_s``, then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -32,7 +32,6 @@ raises ``BenchError`` (when the counts stop moving, or at the timeout).
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from infra.ports import free_port, wait_for_port
+from infra.ports import free_port, stop_process, wait_for_port
 from pipeline.collector.ingest import ingest
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
@@ -69,7 +68,6 @@ __all__ = [
     "report_rows",
     "run_bench",
     "spawn",
-    "stop",
     "wall_ms",
 ]
 
@@ -308,17 +306,6 @@ def spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen
         )
 
 
-def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set size (``VmHWM``), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -426,7 +413,7 @@ def run_workers(
         rss = [round(peak_rss_mb(p.pid), 1) for p, _ in procs]
     finally:
         for proc, _ in procs:
-            stop(proc)
+            stop_process(proc)
     inserts = sum(s.get("event_inserts", 0) for s in stats)
     rows = sum(s.get("event_rows", 0) for s in stats)
     rate = consumed / seconds

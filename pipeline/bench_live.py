@@ -14,7 +14,7 @@ import orjson
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from infra.ports import free_port, wait_for_port
+from infra.ports import free_port, stop_process, wait_for_port
 from pipeline.bench import (
     DAY_MS,
     FRICTION_KIND,
@@ -27,7 +27,6 @@ from pipeline.bench import (
     iso_ms,
     make_traffic,
     spawn,
-    stop,
     wall_ms,
 )
 from pipeline.settings import Settings
@@ -247,7 +246,7 @@ def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_di
             t.join()
         seconds = time.perf_counter() - started
     finally:
-        stop(proc)
+        stop_process(proc)
     if failures:
         raise BenchError(f"{len(failures)} collector requests failed: {failures[:3]}")
     return {

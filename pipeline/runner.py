@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import urllib.request
 from confluent_kafka import Consumer, TopicPartition
 
 from infra.broker import EmbeddedBroker
-from infra.ports import free_port, wait_for_port
+from infra.ports import free_port, stop_process, wait_for_port
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
 
@@ -204,15 +203,7 @@ class Pipeline:
         return False
 
     def _stop_proc(self, name: str, timeout_s: float = 30.0) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(self.procs.pop(name, None), timeout_s)
 
     def stop(self) -> None:
         """Stop in the order that loses nothing acknowledged (module docstring)."""
