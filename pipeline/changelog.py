@@ -26,6 +26,7 @@ __all__ = ["ChangelogError", "ChangelogWriter"]
 log = logging.getLogger("cxstream.worker")
 
 FLUSH_TIMEOUT_S = 30.0
+END_MARK_KEY = b"\x00cx-end"  # never a visitor key (those start with the tenant)
 MAX_BACKOFF_S = 30.0
 
 
@@ -48,7 +49,7 @@ class ChangelogWriter:
         )
         self._failed: list[tuple[int, bytes, bytes]] = []
 
-    def _produce(self, partition: int, key: bytes, value: bytes) -> None:
+    def _produce(self, partition: int, key: bytes, value: bytes | None) -> None:
         def on_delivery(err: KafkaError | None, _msg: object) -> None:
             if err is not None:
                 self._failed.append((partition, key, value))
@@ -71,6 +72,15 @@ class ChangelogWriter:
         Raises ChangelogError only when the worker is stopping: the batch is
         then not acknowledged and is replayed by the next owner.
         """
+        await self._write_all(records, stopping)
+        # One tombstone per partition, in a batch of its own, after the
+        # states: a broker that reports a partition's end as the last
+        # batch's first offset + 1 (tansu does) then still reports an end
+        # past every state, so a recovering worker reads them all. Faust
+        # applies a tombstone of a key it does not hold as nothing.
+        await self._write_all([(p, END_MARK_KEY, None) for p in sorted({p for p, _, _ in records})], stopping)
+
+    async def _write_all(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
         loop = asyncio.get_running_loop()
         delay = 0.25
         pending = records
