@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -148,6 +148,16 @@ def parse_holdouts(raw: str) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
+# The parser each text-valued setting must pass (see Settings._check_parsed).
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "write_keys": parse_write_keys,
+    "friction_weights": parse_friction_weights,
+    "offer_discount_tiers": parse_tiers,
+    "experiment_holdouts": parse_holdouts,
+    "experiment_by_kind": lambda v: parse_pairs(v, "kind=experiment"),
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CX_", env_file=".env", extra="ignore", frozen=True
@@ -262,38 +272,14 @@ class Settings(BaseSettings):
     pii_salt: str = Field("change-me", min_length=1, description="salt for email and ip hashes")
 
     # --- ClickHouse writes ------------------------------------------------
-    sink_max_rows: int = Field(10_000, gt=0)
     sink_max_interval_ms: int = Field(1_000, gt=0)
     batch_max_events: int = Field(10_000, gt=0, description="most Kafka records one worker batch takes")
 
-    @field_validator("write_keys")
+    @field_validator("write_keys", "friction_weights", "offer_discount_tiers", "experiment_holdouts", "experiment_by_kind")
     @classmethod
-    def _check_write_keys(cls, value: str) -> str:
-        parse_write_keys(value)
-        return value
-
-    @field_validator("friction_weights")
-    @classmethod
-    def _check_friction_weights(cls, value: str) -> str:
-        parse_friction_weights(value)
-        return value
-
-    @field_validator("offer_discount_tiers")
-    @classmethod
-    def _check_tiers(cls, value: str) -> str:
-        parse_tiers(value)
-        return value
-
-    @field_validator("experiment_holdouts")
-    @classmethod
-    def _check_holdouts(cls, value: str) -> str:
-        parse_holdouts(value)
-        return value
-
-    @field_validator("experiment_by_kind")
-    @classmethod
-    def _check_experiment_by_kind(cls, value: str) -> str:
-        parse_pairs(value, "kind=experiment")
+    def _check_parsed(cls, value: str, info: ValidationInfo) -> str:
+        """These settings are kept as text (child processes get them as env vars) but must parse."""
+        _PARSERS[info.field_name](value)
         return value
 
     @field_validator("clickhouse_url")
