@@ -19,25 +19,14 @@ from segment.analytics import Client
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.topics import kafka_config
-from tests.integration.helpers import scalar, wait_until
+from tests.integration.helpers import e2e_pipeline, scalar, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def pipeline(kafka: str, fresh_settings: Settings, tmp_path):
-    tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": f"chdb://{tmp_path / 'chdb'}",
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_sdk={tenant}",
-        }
-    )
-    with Pipeline(settings) as running:
-        running.tenant = tenant
+@pytest.fixture(params=["chdb"])
+def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):  # noqa: ANN001
+    with e2e_pipeline(request, kafka, fresh_settings, tmp_path, "wk_sdk") as running:
         yield running
 
 
