@@ -56,5 +56,7 @@ def test_cart_added_before_a_worker_restart_is_abandoned_by_the_next_worker(kafk
     with Pipeline(settings) as second:
         assert post_batch(second.collector_url, "wk_restart", later).status_code == 200
         wait_until(lambda: scalar(second, abandoned) == 1, what="c-r abandoned by the second worker")
-        assert scalar(second, events) == 1 + len(later)
+        # The cart fires on its own partition's watermark; the other partition's
+        # page may be stored by a later batch, so count only once all is acked.
         assert second.wait_drained(60)  # every record acknowledged once stored
+        assert scalar(second, events) == 1 + len(later)
