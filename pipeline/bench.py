@@ -137,6 +137,9 @@ class PipelineRun:
     event_inserts: int
     rows_per_event_insert: float
     counts: Counts
+    # Summed over the workers: batches taken, and seconds per step of a batch.
+    batches: int = 0
+    steps_s: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -314,6 +317,10 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+# The worker's /cx/stats timers (``<step>_s``), in the order of a batch.
+STEPS = ("process", "clickhouse", "triggers", "changelog")
+
+
 def worker_stats(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/cx/stats", timeout=5) as resp:
         return orjson.loads(resp.read())
@@ -418,6 +425,7 @@ def run_workers(
     rows = sum(s.get("event_rows", 0) for s in stats)
     rate = consumed / seconds
     counts.events_in = expected.messages
+    steps = {k: round(sum(s.get(f"{k}_s", 0.0) for s in stats), 2) for k in STEPS}
     return (
         PipelineRun(
             workers=n,
@@ -430,6 +438,8 @@ def run_workers(
             event_inserts=inserts,
             rows_per_event_insert=round(rows / inserts) if inserts else 0.0,
             counts=counts,
+            batches=sum(s.get("batches", 0) for s in stats),
+            steps_s=steps,
         ),
         group,
     )
@@ -634,6 +644,10 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             (
                 f"{run.workers} worker(s): cx.events inserts",
                 f"{run.event_inserts:,} of {run.rows_per_event_insert:,.0f} rows on average",
+            ),
+            (
+                f"{run.workers} worker(s): seconds per step",
+                f"{run.batches:,} batches: " + ", ".join(f"{k} {v:,.1f}" for k, v in run.steps_s.items()),
             ),
         ]
     if len(result.runs) >= 2 and result.runs[0].events_per_s:

@@ -55,7 +55,9 @@ def up() -> None:
         console.print(f"clickhouse  {settings.resolved_clickhouse_url}")
         console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
         console.print("Ctrl-C stops everything cleanly.")
-        stop.wait()
+        while not stop.wait(1.0):
+            for name in pipeline.restart_exited_workers():
+                console.print(f"{name} exited without finishing a batch; started again (it replays from its last commit)")
         console.print("stopping: collector, then worker once drained, then broker")
     finally:
         pipeline.stop()
@@ -76,6 +78,8 @@ def worker() -> None:
         # Close ClickHouse before the interpreter exits: an embedded chdb
         # session torn down by interpreter finalization can crash the process.
         w.ch.close()
+        if w.committed is not None:
+            w.committed.close()
 
 
 @cli.command()

@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from infra.broker import EmbeddedBroker
 from infra.ports import free_port, stop_process, wait_for_port
+from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
 
@@ -74,6 +75,7 @@ class Pipeline:
     worker_port: int = 0
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restarts: int = 0  # workers started again by restart_exited_workers
 
     @property
     def collector_url(self) -> str:
@@ -158,6 +160,26 @@ class Pipeline:
         self._wait_worker(name, port)
         return port
 
+    def restart_exited_workers(self) -> list[str]:
+        """Start again every worker that exited because a batch did not complete.
+
+        A worker exits with ``EXIT_UNFINISHED_BATCH`` (75, EX_TEMPFAIL) rather
+        than let Faust acknowledge records it did not store; a new process
+        replays them from the committed offset. Any other exit is an error.
+        Returns the names restarted.
+        """
+        restarted = []
+        for name, proc in list(self.procs.items()):
+            if not name.startswith("worker") or proc.poll() is None:
+                continue
+            if proc.returncode != EXIT_UNFINISHED_BATCH:
+                raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self._log_dir / (name + '.log')}")
+            del self.procs[name]
+            self.start_worker(name)
+            self.restarts += 1
+            restarted.append(name)
+        return restarted
+
     def stop_worker(self, name: str) -> None:
         """Stop a worker gracefully (SIGTERM): it finishes its batch and leaves the group."""
         self._stop_proc(name)
@@ -195,7 +217,9 @@ class Pipeline:
         """Wait until the worker committed everything the collector acknowledged."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.procs.get("worker") and self.procs["worker"].poll() is not None:
+            try:
+                self.restart_exited_workers()
+            except RuntimeError:
                 return False
             if self.lag() == 0:
                 return True

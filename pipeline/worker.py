@@ -40,6 +40,8 @@ from pipeline.changelog import ChangelogWriter
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
+from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
+from pipeline.offsets import CommittedOffsets, SkippedRecords
 from pipeline.records import decode_batch
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
@@ -52,7 +54,6 @@ __all__ = ["Worker", "build_worker"]
 log = logging.getLogger("cxstream.worker")
 
 TICK_INTERVAL_S = 0.5
-EXIT_UNFINISHED_BATCH = 75  # EX_TEMPFAIL: restart the worker, the batch is replayed
 MAX_BACKOFF_S = 30.0
 
 
@@ -101,9 +102,12 @@ class Worker:
         self.dl_sink = ClickHouseSink(ch)
         self.processors: dict[int, PartitionProcessor] = {}
         self.next_offset: dict[int, int] = {}
+        self.dl_next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
         # Set by build_worker; without it states go through Faust's send_changelog.
         self.changelog: ChangelogWriter | None = None
+        # Set by build_worker; without it records are not checked for skipped offsets.
+        self.committed: CommittedOffsets | None = None
         # Served at /cx/stats; ``cxstream bench`` reads insert sizes and the start time from it.
         self.stats = {
             "records": 0,
@@ -113,6 +117,12 @@ class Worker:
             "event_inserts": 0,
             "event_rows": 0,
             "first_record_wall_ms": 0,
+            # Seconds spent per step, summed over batches: where a batch's time goes.
+            "batches": 0,
+            "process_s": 0.0,
+            "clickhouse_s": 0.0,
+            "triggers_s": 0.0,
+            "changelog_s": 0.0,
         }
 
     # -- partitions -----------------------------------------------------------
@@ -146,6 +156,8 @@ class Worker:
                 if tp.topic == self.settings.topic_events:
                     self.processors.pop(tp.partition, None)
                     self.next_offset.pop(tp.partition, None)
+                elif tp.topic == self.settings.topic_deadletter:
+                    self.dl_next_offset.pop(tp.partition, None)
 
     # -- steps ----------------------------------------------------------------
 
@@ -155,14 +167,37 @@ class Worker:
             now = self.wall_ms()
             if not self.stats["first_record_wall_ms"]:
                 self.stats["first_record_wall_ms"] = now
+            started = time.perf_counter()
             for event in events:
                 msg = event.message
+                await self._check_offset(self.next_offset, self.settings.topic_events, msg.partition, msg.offset)
                 batch = decode_batch(msg.value)
                 self.processor(msg.partition).process(msg.offset, batch, now)
                 self.next_offset[msg.partition] = msg.offset + 1
                 self.stats["records"] += 1
                 self.stats["events"] += len(batch)
+            self.stats["batches"] += 1
+            self.stats["process_s"] += time.perf_counter() - started
             await self._emit()
+
+    async def _check_offset(self, next_offset: dict[int, int], topic: str, partition: int, offset: int) -> None:
+        """Refuse a record past the partition's next offset (``pipeline.offsets``).
+
+        Raising leaves the batch unfinished: the worker exits before Faust can
+        acknowledge it (``_or_exit``) and the next worker starts again from
+        the committed offset. A record below the expected offset is a
+        redelivery and goes through (visitor states skip what they applied).
+        """
+        expected = next_offset.get(partition)
+        if expected is None:
+            if self.committed is None:
+                return
+            expected = await self.committed.start_of(topic, partition)
+        if offset > expected:
+            raise SkippedRecords(
+                f"{topic}[{partition}]: got offset {offset}, expected {expected}; "
+                f"records {expected}..{offset - 1} were skipped by the consumer"
+            )
 
     async def tick(self) -> None:
         """Let idle, caught-up partitions' watermarks follow the wall clock.
@@ -184,6 +219,7 @@ class Worker:
             await self._emit()
 
     async def _emit(self) -> None:
+        started = time.perf_counter()
         outputs = [(p, proc.drain()) for p, proc in self.processors.items()]
         triggers = [t for _, out in outputs for t in out.triggers]
         event_rows = 0
@@ -202,11 +238,15 @@ class Worker:
             self.stats["event_rows"] += event_rows
         if self.sink.pending():
             await flush_with_retry(self.sink, "events", lambda: self.app.should_stop)
+        stored = time.perf_counter()
+        self.stats["clickhouse_s"] += stored - started
         if triggers:
             for trigger in triggers:
                 await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
             await self.app.producer.flush()
             self.stats["triggers"] += len(triggers)
+        sent = time.perf_counter()
+        self.stats["triggers_s"] += sent - stored
         records = []
         for partition, out in outputs:
             for key, value in out.states.items():
@@ -223,9 +263,14 @@ class Worker:
                 await self.app.producer.flush()
         elif records:
             await self.changelog.write(records, lambda: self.app.should_stop)
+        self.stats["changelog_s"] += time.perf_counter() - sent
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
         """Store dead letters from the collector in ClickHouse."""
+        for event in events:
+            msg = event.message
+            await self._check_offset(self.dl_next_offset, self.settings.topic_deadletter, msg.partition, msg.offset)
+            self.dl_next_offset[msg.partition] = msg.offset + 1
         self.dl_sink.add_deadletters([orjson.loads(e.message.value) for e in events])
         await flush_with_retry(self.dl_sink, "dead letters", lambda: self.app.should_stop)
         self.stats["deadletters"] += len(events)
@@ -261,6 +306,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     migrate(ch)
     worker = Worker(app, settings, ch)
     worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
+    worker.committed = CommittedOffsets(settings, bootstrap, settings.worker_group)
     take = settings.batch_max_events
     within = settings.sink_max_interval_ms / 1000
 

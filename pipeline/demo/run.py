@@ -191,6 +191,7 @@ def _report(pipeline: Pipeline, settings: Settings, tenant: str, exp, console: C
     with console.status("waiting for ClickHouse to hold every event and trigger") as status:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
+            pipeline.restart_exited_workers()
             got = {name: count() for name, count in counts.items()}
             status.update(f"stored {got['events']:,}/{valid:,} events, {got['abandoned']}/{exp.abandoned_carts} abandonment triggers")
             if got == want:

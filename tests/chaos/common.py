@@ -66,6 +66,8 @@ def post(pipeline: Pipeline, messages: list[dict], write_key: str = "wk_chaos") 
 
 
 def worker_stats(pipeline: Pipeline, port: int | None = None) -> dict:
+    """The worker's /cx/stats; first restarts a worker that exited to replay an unfinished batch."""
+    pipeline.restart_exited_workers()
     resp = requests.get(f"http://127.0.0.1:{port or pipeline.worker_port}/cx/stats", timeout=10)
     return resp.json()
 
@@ -83,6 +85,7 @@ def settle_and_check(
     want = (ref.events, ref.deadletters + extra_deadletters, abandoned)
 
     def counts() -> tuple[int, int, int]:
+        pipeline.restart_exited_workers()
         return (
             scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}"),
             scalar(pipeline, f"SELECT count() FROM cx.deadletters FINAL WHERE {t}"),
@@ -120,6 +123,7 @@ def settle_and_check(
         "duplicated": stored - distinct,
         "triggers_expected": sum(map(len, ref.trigger_ids.values())),
         "triggers_found": sum(len(v & ref.trigger_ids.get(k, set())) for k, v in got.items()),
+        "restarts": pipeline.restarts,
     }
     assert (stored, distinct) == (ref.events, ref.events), figures
     if missing or extra:

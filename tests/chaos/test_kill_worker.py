@@ -58,6 +58,7 @@ def test_kill_9_worker_repeatedly_loses_nothing_and_counts_nothing_twice(pipelin
         f"expected, {figures['stored']} stored, lost {figures['lost']}, duplicated {figures['duplicated']}, "
         f"at least {replayed} Kafka records processed again after a crash, "
         f"triggers {figures['triggers_found']} of {figures['triggers_expected']} expected, "
+        f"{figures['restarts']} restarts after a refused batch, "
         f"{time.monotonic() - started:.0f} s"
     )
     assert replayed > 0, "no kill landed between processing and commit: the run proved nothing"
