@@ -212,7 +212,8 @@ class PartitionProcessor:
 
     def _changed(self, key: str, state: VisitorState) -> None:
         self._dirty[key] = state
-        self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
+        if state.carts:  # without carts there is no deadline to schedule
+            self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
 
     def _fire_due(self, watermark_ms: int, wall_ms: int) -> None:
         """Fire every scheduled deadline <= the watermark, earliest first."""
