@@ -24,7 +24,7 @@ from chdb.session import Session
 from sinks.chtypes import arrow_type, decoder, split_type, to_epoch_s
 from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
 
-__all__ = ["ChdbClickHouse", "bind_params"]
+__all__ = ["ChdbClickHouse", "arrow_stream", "bind_params"]
 
 _RESULT_FORMAT = "JSONCompactEachRowWithNamesAndTypes"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
@@ -99,6 +99,19 @@ def _arrow_column(values: tuple, ch_type: str) -> pa.Array:
         if split_type(ch_type)[0] != "DateTime":
             raise
         return pa.array([to_epoch_s(v) for v in values], type=target)
+
+
+def arrow_stream(columns: list[str], types: dict[str, str], rows: list[tuple]) -> bytes:
+    """The rows as one Arrow IPC stream, each column of its ClickHouse type in ``types``.
+
+    Raises TypeError/ValueError (Arrow's) for rows that do not fit the types.
+    """
+    arrays = [_arrow_column(values, types[name]) for name, values in zip(columns, zip(*rows))]
+    sink = pa.BufferOutputStream()
+    batch = pa.Table.from_arrays(arrays, names=columns)
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_table(batch)
+    return sink.getvalue().to_pybytes()
 
 
 class ChdbClickHouse:
@@ -176,14 +189,10 @@ class ChdbClickHouse:
             if missing:
                 raise ClickHouseError(f"{table} has no columns {missing} (is the schema migrated?)")
             # Arrow raises TypeError/ValueError here for rows that do not fit: a bug, not retried.
-            arrays = [_arrow_column(values, types[name]) for name, values in zip(columns, zip(*rows))]
-            sink = pa.BufferOutputStream()
-            batch = pa.Table.from_arrays(arrays, names=columns)
-            with pa.ipc.new_stream(sink, batch.schema) as writer:
-                writer.write_table(batch)
+            data = arrow_stream(columns, types, rows)
             try:
                 with self._session.send_insert(f"INSERT INTO {table} ({', '.join(columns)})", "ArrowStream") as ins:
-                    ins.append(sink.getvalue().to_pybytes())
+                    ins.append(data)
                     ins.finish()
             except Exception as exc:
                 self._types.pop(table, None)

@@ -15,6 +15,7 @@ topic keeps the original for whoever may read it.
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, Callable
@@ -94,18 +95,19 @@ def scrub(value: Any) -> Any:
 # the lower-cased bytes as the quoted name. The only non-ASCII character whose
 # lower case holds one of the names' letters is U+0130, which lowers to "i"
 # plus a combining dot: a key holding it never lowers to a name.
-_PRIVATE_QUOTED = tuple(f'"{key}"'.encode() for key in sorted(PRIVATE_KEYS))
+# One regular expression finds any of the quoted names in one pass (a
+# substring test per name took three times as long).
+_PRIVATE_QUOTED = re.compile(b"|".join(re.escape(f'"{key}"'.encode()) for key in sorted(PRIVATE_KEYS)))
 
 
 def _scrubbed_json(value: Any) -> str:
     """``orjson.dumps(scrub(value))`` as text, without walking values that hold no private key.
 
-    Most properties hold none: their encoding is checked for the quoted key
-    names (one C pass) and the Python walk runs only on a possible hit.
+    Most properties hold none: their encoding is searched for the quoted key
+    names (C passes) and the Python walk runs only on a possible hit.
     """
     data = orjson.dumps(value)
-    lowered = data.lower()
-    if any(key in lowered for key in _PRIVATE_QUOTED):
+    if _PRIVATE_QUOTED.search(data.lower()) is not None:
         data = orjson.dumps(scrub(value))
     return data.decode()
 
@@ -142,37 +144,39 @@ def _email_hash(traits_json: str | None) -> str:
 
 def event_row(ev: dict) -> tuple:
     """Row for ``cx.events`` from a worker event dict (with ``session_id``, ``cart_key``, ``props``)."""
-    props = ev.get("props") or {}
-    name = ev.get("event") or ""
+    get = ev.get  # runs for every stored event: one attribute lookup instead of ten
+    props = get("props") or {}
+    prop = props.get
+    name = get("event") or ""
     t_ms = ev["event_time_ms"]
     revenue = 0.0
     if name == ORDER_COMPLETED:
         # Contract: revenue is `revenue` when sent, else `total`.
-        sent = props.get("revenue")
-        revenue = _amount(sent if sent is not None else props.get("total"))
-    page_path = ev.get("page_path") or (_text(props.get("path")) if ev.get("type") == "page" else "")
+        sent = prop("revenue")
+        revenue = _amount(sent if sent is not None else prop("total"))
+    page_path = get("page_path") or (_text(prop("path")) if get("type") == "page" else "")
     return (
         ev["tenant"],
         ev["event_id"],
-        day_of(t_ms),
+        _date_of_day(t_ms // _DAY_MS),  # day_of, without its call
         t_ms // 1000,
         t_ms,
         ev["received_at_ms"] // 1000,
         ev["type"],
         name,
-        ev.get("anonymous_id") or "",
-        ev.get("user_id") or "",
-        ev.get("session_id") or "",
-        ev.get("cart_key") or "",
-        _text(props.get("order_id")),
-        _text(props.get("checkout_id")),
-        _text(props.get("product_id")),
+        get("anonymous_id") or "",
+        get("user_id") or "",
+        get("session_id") or "",
+        get("cart_key") or "",
+        _text(prop("order_id")),
+        _text(prop("checkout_id")),
+        _text(prop("product_id")),
         revenue,
-        _text(props.get("currency")),
+        _text(prop("currency")),
         page_path,
         _scrubbed_json(props),
-        _email_hash(ev.get("traits")),
-        ev.get("ip_hash") or "",
+        _email_hash(get("traits")),
+        get("ip_hash") or "",
     )
 
 

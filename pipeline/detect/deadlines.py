@@ -37,6 +37,11 @@ class DeadlineIndex:
         self._scheduled[visitor_key] = deadline_ms
         heapq.heappush(self._heap, (deadline_ms, visitor_key))
 
+    def due(self, watermark_ms: int) -> bool:
+        """True if an entry (maybe a stale one) is scheduled at or before ``watermark_ms``."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= watermark_ms
+
     def pop_due(self, watermark_ms: int) -> str | None:
         """The next visitor whose scheduled deadline is <= the watermark, or None."""
         heap = self._heap

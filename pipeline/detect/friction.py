@@ -135,14 +135,13 @@ def observe(
         f.in_checkout = True
         f.checkout_id = _text(props.get("checkout_id")) or f.checkout_id
         _on_checkout(f, name, t, props, page, rules, hits)
+    if not hits and not entered_checkout:
+        return [], None  # most page views
     facts = [_fact(state, event, session_id, hit) for hit in hits]
     for signal, *_ in hits:
         f.counts[signal] = f.counts.get(signal, 0) + 1
-    trigger = None
-    if hits or entered_checkout:
-        at = max([t] + [hit[1] for hit in hits])
-        trigger = _assist(state, f, at, rules, wall_ms)
-    return facts, trigger
+    at = max([t] + [hit[1] for hit in hits])
+    return facts, _assist(state, f, at, rules, wall_ms)
 
 
 def _on_page(f: FrictionState, event: dict, t: int, props: dict, rules: Rules, hits: list[Hit]) -> None:

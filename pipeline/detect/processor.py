@@ -148,13 +148,18 @@ class PartitionProcessor:
         a new one from the table; the replay then redoes the record.
         """
         applying: dict[str, bool] = {}  # per visitor: apply this record, or skip it as replayed
+        # Bound methods fetched once: this loop runs for every event.
+        observe, index, get = self._watermark.observe, self._index, self._get
         for event in events:
             t_ms = event["event_time_ms"]
-            self._fire_due(self._watermark.observe(t_ms, wall_ms), wall_ms)
-            key = visitor_key(event["tenant"], event.get("anonymous_id"), event.get("user_id"))
-            state = self._get(key)
+            watermark_ms = observe(t_ms, wall_ms)
+            if index.due(watermark_ms):
+                self._fire_due(watermark_ms, wall_ms)
+            anonymous_id = event.get("anonymous_id")
+            key = visitor_key(event["tenant"], anonymous_id, event.get("user_id"))
+            state = get(key)
             if state is None:
-                state = VisitorState(tenant=event["tenant"], anonymous_id=event.get("anonymous_id") or None)
+                state = VisitorState(tenant=event["tenant"], anonymous_id=anonymous_id or None)
                 self._remember(key, state)
             apply = applying.get(key)
             if apply is None:
@@ -207,7 +212,8 @@ class PartitionProcessor:
 
     def _changed(self, key: str, state: VisitorState) -> None:
         self._dirty[key] = state
-        self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
+        if state.carts:  # without carts there is no deadline to schedule
+            self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
 
     def _fire_due(self, watermark_ms: int, wall_ms: int) -> None:
         """Fire every scheduled deadline <= the watermark, earliest first."""
@@ -256,14 +262,16 @@ class PartitionProcessor:
         remember(state.recent_ids, h, rules.dedup_window)
         props = _json_object(event.get("properties"))
         session_id = assign_session(state, t_ms, event.get("session_hint"), rules.session_gap_ms)
-        if event.get("user_id"):
-            state.user_id = event["user_id"]
-        if event.get("type") == "identify":
+        user_id = event.get("user_id")
+        if user_id:
+            state.user_id = user_id
+        call = event.get("type")
+        if call == "identify":
             consent = _json_object(event.get("traits")).get("consent_marketing")
             if isinstance(consent, bool):
                 state.consent = consent
         cart_key = ""
-        name = event.get("event") if event.get("type") == "track" else None
+        name = event.get("event") if call == "track" else None
         if name in _CART_RELATED:
             cart = resolve_cart(state, name, props, rules)
             if cart is not None:
@@ -282,7 +290,7 @@ class PartitionProcessor:
                     close_for_order(state, cart, t_ms)
                 else:
                     apply_activity(state, cart, name, props, t_ms, session_id, rules)
-        if name in FRICTION_EVENTS or event.get("type") == "page":
+        if name in FRICTION_EVENTS or call == "page":
             facts, assist = observe(state, event, props, session_id, rules, wall_ms)
             for fact in facts:
                 self._out.fact(FRICTION_TABLE, fact)
@@ -300,8 +308,9 @@ class PartitionProcessor:
                     self._out.triggers.append(support.trigger)
             if name is not None and note_experience(state.value, name, props, t_ms) and state.user_id:
                 self._out.fact(SCORES_TABLE, score_row(state, t_ms, rules))
-            elif event.get("type") == "identify" and state.user_id:
+            elif call == "identify" and state.user_id:
                 self._out.fact(SCORES_TABLE, score_row(state, t_ms, rules))
-        forget_stale(state, max(t_ms, state.max_event_ms or t_ms), rules)
+        if state.carts:  # most visitors have none: skip the call
+            forget_stale(state, max(t_ms, state.max_event_ms or t_ms), rules)
         self._changed(key, state)
         self._out.rows.append({**event, "session_id": session_id, "cart_key": cart_key, "props": props})

@@ -134,6 +134,8 @@ class VisitorState:
 
     def next_deadline(self, abandon_after_ms: int) -> int | None:
         """The earliest pending abandonment deadline among the visitor's carts."""
+        if not self.carts:
+            return None  # most visitors (runs after every applied event)
         deadlines = [d for c in self.carts if (d := c.deadline(abandon_after_ms)) is not None]
         return min(deadlines) if deadlines else None
 

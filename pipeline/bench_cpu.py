@@ -1,0 +1,277 @@
+"""``python -m pipeline.bench_cpu``: CPU time per event of the worker's pure path, with exact counts.
+
+No Kafka, no ClickHouse, no Faust: the demo storefront's traffic
+(``pipeline.bench.make_traffic``) is packed into the collector's records
+(``pipeline.bench.collector_records``), closed by one clock event per
+partition as ``cxstream bench`` does, and each record goes through what
+``pipeline.worker.Worker`` does with it, stage by stage:
+
+- **decode**: ``decode_batch`` of each EventBatch record;
+- **detect**: ``PartitionProcessor.process`` of the record (one processor
+  per partition, offsets in partition order);
+- **states**: ``PartitionProcessor.drain``, which serializes the changed
+  visitor states, after every ``BATCH_RECORDS`` records as at the end of a
+  worker batch;
+- **rows**: the drained events, facts and triggers handed to
+  ``ClickHouseSink.add_*`` in ``Worker._emit``'s order (row tuples built by
+  ``sinks.rows``);
+- **trigger records**: ``encode_trigger`` and ``trigger_key`` of each trigger;
+- **dead letters**: ``orjson.loads`` and ``add_deadletters`` of each dead-letter record;
+- **insert**: the sink's ``flush`` into the embedded backend's insert
+  serialization (``sinks.backend_chdb.arrow_stream``: the Arrow stream chdb
+  would receive), without writing it anywhere. The server backend's
+  serialization happens inside clickhouse-driver while it talks to a
+  server, so it is not measured here.
+
+The wall clock the worker would pass is fixed (``RECEIVED_AT_MS``), so a run
+is deterministic: ``run()`` returns a blake2b digest of every output in
+order (each row of each table, each trigger record and key, each serialized
+state), and the same arguments give the same digest on any machine. An
+optimization of the pure path must leave it unchanged.
+
+CPU time is ``time.thread_time`` summed per stage: this thread only (chdb,
+opened to read the column types, runs threads of its own); the digest's
+own work is excluded. The machine's load still matters: run it a few times
+and keep the best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+
+from pipeline.bench import (
+    RECEIVED_AT_MS,
+    CLOCK_TENANT,
+    clock_messages,
+    collector_records,
+    make_traffic,
+)
+from pipeline.detect.processor import PartitionProcessor
+from pipeline.detect.rules import Rules
+from pipeline.records import decode_batch
+from pipeline.settings import Settings
+from pipeline.triggers import encode_trigger, trigger_key
+from sinks.sink import ClickHouseSink
+
+__all__ = ["BATCH_RECORDS", "PARTITIONS", "STAGES", "run", "main"]
+
+PARTITIONS = 4  # as ``cxstream bench``
+# Records per worker batch (one drain and one flush each). The worker takes
+# up to ``batch_max_events`` records within ``sink_max_interval_ms``; a
+# loaded topic gives batches of a few hundred records of ~60 events.
+BATCH_RECORDS = 200
+STAGES = ("decode", "detect", "states", "rows", "trigger records", "dead letters", "insert")
+
+
+@dataclass
+class _Figures:
+    cpu_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    rows: Counter = field(default_factory=Counter)  # by table
+    triggers: Counter = field(default_factory=Counter)  # by kind
+    states: int = 0  # serialized states drained (one per changed visitor per batch)
+    insert_bytes: int = 0
+
+
+class _Recorder:
+    """A stand-in ``ClickHouse`` for the sink's ``flush``: serializes each insert and feeds the digest."""
+
+    def __init__(self, digest: "hashlib._Hash", figures: _Figures, types: dict[str, dict[str, str]] | None) -> None:
+        self.digest = digest
+        self.figures = figures
+        self.types = types
+
+    def insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        if self.types is not None:
+            from sinks.backend_chdb import arrow_stream
+
+            started = time.thread_time()
+            data = arrow_stream(columns, self.types[table], rows)
+            self.figures.cpu_s["insert"] += time.thread_time() - started
+            self.figures.insert_bytes += len(data)
+        self.figures.rows[table] += len(rows)
+        feed = self.digest.update
+        feed(table.encode() + b"\n")
+        for row in rows:
+            # repr tells 1 from 1.0 and True and keeps every float digit.
+            feed(repr(row).encode() + b"\n")
+
+
+def _column_types() -> dict[str, dict[str, str]]:
+    """Column types of every table of the migrated schema, read from a scratch chdb store."""
+    from sinks.client import connect
+    from sinks.migrate import migrate
+
+    with tempfile.TemporaryDirectory(prefix="cx-bench-cpu-") as tmp:
+        ch = connect(f"chdb://{tmp}/chdb")
+        try:
+            migrate(ch)
+            tables = [name for (name,) in ch.execute("SELECT name FROM system.tables WHERE database = 'cx'")]
+            return {
+                f"cx.{t}": {row[0]: row[1] for row in ch.execute(f"DESCRIBE TABLE cx.{t}")} for t in tables
+            }
+        finally:
+            ch.close()
+
+
+def _records(events: int, seed: int, settings: Settings) -> tuple[list[tuple], list[bytes], dict]:
+    """(EventBatch records as (partition, value), dead-letter values, ledger figures)."""
+    messages, expected = make_traffic(events, seed)
+    records, n_events, n_dead = collector_records(
+        messages, settings, partitions=PARTITIONS, received_at_ms=RECEIVED_AT_MS
+    )
+    del messages
+    if expected.settle_ms is not None:
+        clock, _, _ = collector_records(
+            clock_messages(expected.settle_ms, settings, PARTITIONS),
+            settings,
+            partitions=PARTITIONS,
+            received_at_ms=RECEIVED_AT_MS,
+            tenant=CLOCK_TENANT,
+        )
+        records += clock
+    batches = [(partition, value) for topic, partition, _, value in records if topic == settings.topic_events]
+    dead = [value for topic, _, _, value in records if topic == settings.topic_deadletter]
+    ledger = {
+        "messages": expected.messages,
+        "events": n_events,
+        "dead_letters": n_dead,
+        "abandoned_carts": expected.abandoned_carts,
+        "invalid": expected.invalid,
+    }
+    return batches, dead, ledger
+
+
+def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings | None = None) -> dict:
+    """Run about ``events`` demo events through the worker's pure path; figures, counts and digest.
+
+    ``insert`` False leaves out the insert serialization (it needs chdb to
+    read the column types). ``settings`` default to the environment's, as
+    the worker's; the digest depends on the detection settings.
+    """
+    settings = settings or Settings(_env_file=None)
+    rules = Rules.from_settings(settings)
+    batches, dead_letters, ledger = _records(events, seed, settings)
+    figures = _Figures()
+    digest = hashlib.blake2b(digest_size=16)
+    recorder = _Recorder(digest, figures, _column_types() if insert else None)
+    sink = ClickHouseSink(recorder)  # type: ignore[arg-type] - the recorder implements insert only
+    cpu = figures.cpu_s
+    tables: dict[bytes, bytes] = {}
+    processors: dict[int, PartitionProcessor] = {}
+    next_offset: dict[int, int] = {}
+    decoded = 0
+    clock = time.thread_time
+    wall_ms = RECEIVED_AT_MS
+
+    def emit() -> None:
+        # Worker._emit, without the I/O.
+        started = clock()
+        outputs = [(p, proc.drain()) for p, proc in processors.items()]
+        cpu["states"] += clock() - started
+        started = clock()
+        triggers = [t for _, out in outputs for t in out.triggers]
+        for _, out in outputs:
+            if out.rows:
+                sink.add_events(out.rows)
+            for table, facts in out.facts.items():
+                sink.add_facts(table, facts)
+        if triggers:
+            sink.add_triggers(triggers)
+        cpu["rows"] += clock() - started
+        sink.flush()
+        started = clock()
+        sent = [(trigger_key(t), encode_trigger(t, settings)) for t in triggers]
+        cpu["trigger records"] += clock() - started
+        for trigger, (key, value) in zip(triggers, sent):
+            figures.triggers[trigger["kind"]] += 1
+            digest.update(b"trigger\n" + key + b"\n" + value + b"\n")
+        for partition, out in outputs:
+            for key, value in out.states.items():
+                figures.states += 1
+                tables[key.encode()] = value
+                digest.update(b"state %d\n" % partition + key.encode() + b"\n" + value + b"\n")
+
+    gc.collect()
+    wall_started = time.perf_counter()
+    for i, (partition, value) in enumerate(batches):
+        started = clock()
+        batch = decode_batch(value)
+        cpu["decode"] += clock() - started
+        started = clock()
+        proc = processors.get(partition)
+        if proc is None:
+            proc = processors[partition] = PartitionProcessor(rules, load_state=lambda key: tables.get(key.encode()))
+        offset = next_offset.get(partition, 0)
+        proc.process(offset, batch, wall_ms)
+        cpu["detect"] += clock() - started
+        next_offset[partition] = offset + 1
+        decoded += len(batch)
+        if i % BATCH_RECORDS == BATCH_RECORDS - 1:
+            emit()
+    emit()
+    started = clock()
+    sink.add_deadletters([orjson.loads(value) for value in dead_letters])
+    cpu["dead letters"] += clock() - started
+    sink.flush()
+    wall_s = time.perf_counter() - wall_started
+
+    pure = ("decode", "detect", "states", "rows")
+    return {
+        "seed": seed,
+        "records": len(batches),
+        "events": decoded,
+        "dead_letters": len(dead_letters),
+        "ledger": ledger,
+        "rows": dict(sorted(figures.rows.items())),
+        "triggers": dict(sorted(figures.triggers.items())),
+        "states": figures.states,
+        "visitors": len(tables),
+        "insert_bytes": figures.insert_bytes,
+        "cpu_us_per_event": {stage: cpu[stage] / decoded * 1e6 for stage in STAGES if insert or stage != "insert"},
+        "pure_us_per_event": sum(cpu[s] for s in pure) / decoded * 1e6,
+        "wall_s": wall_s,
+        "digest": digest.hexdigest(),
+    }
+
+
+def _report(result: dict) -> str:
+    lines = [
+        f"records {result['records']:,}, events {result['events']:,} (ledger: {result['ledger']['events']:,} "
+        f"+ {PARTITIONS} clock), dead letters {result['dead_letters']:,}",
+        "rows: " + ", ".join(f"{t} {n:,}" for t, n in result["rows"].items()),
+        "triggers: " + ", ".join(f"{k} {n:,}" for k, n in result["triggers"].items())
+        + f" (ledger cart_abandoned {result['ledger']['abandoned_carts']:,})",
+        f"states drained {result['states']:,} ({result['visitors']:,} visitors)",
+        "",
+        f"{'stage':<18}{'CPU us/event':>14}",
+    ]
+    for stage, us in result["cpu_us_per_event"].items():
+        lines.append(f"{stage:<18}{us:>14.2f}")
+    lines += [
+        f"{'decode..rows':<18}{result['pure_us_per_event']:>14.2f}",
+        f"{'total':<18}{sum(result['cpu_us_per_event'].values()):>14.2f}",
+        "",
+        f"wall {result['wall_s']:.2f} s; digest {result['digest']}",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-insert", action="store_true", help="skip the insert serialization (no chdb)")
+    args = parser.parse_args()
+    print(_report(run(args.events, args.seed, insert=not args.no_insert)))
+
+
+if __name__ == "__main__":
+    main()

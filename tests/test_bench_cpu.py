@@ -1,0 +1,51 @@
+"""``pipeline.bench_cpu``: the pure path's counts match the demo ledger, and the digest pins every output."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.bench_cpu import PARTITIONS, STAGES, run
+from pipeline.settings import Settings
+
+EVENTS = 3_000
+# Digest of every row, trigger record and state of ``run(EVENTS, seed=7)`` with
+# default settings. It changes only when an output changes: update it when a
+# change of behaviour is intended, never for an optimization.
+GOLDEN_DIGEST = "e8640237e6d1343cac7d284d3f09c6bb"
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:
+    return run(EVENTS, seed=7, settings=Settings(_env_file=None))
+
+
+def test_counts_match_the_ledger(result: dict) -> None:
+    ledger = result["ledger"]
+    # The demo day of about 3,000 messages, some deliberately invalid.
+    assert 2_900 <= ledger["messages"] <= 3_300 and ledger["invalid"] > 0
+    assert ledger["events"] + ledger["dead_letters"] == ledger["messages"]
+    assert ledger["dead_letters"] == ledger["invalid"] == result["dead_letters"]
+    # Every valid event, plus one clock event per partition, is decoded and stored once.
+    assert result["events"] == ledger["events"] + PARTITIONS
+    assert result["rows"]["cx.events"] == result["events"]
+    assert result["rows"]["cx.deadletters"] == result["dead_letters"]
+    # The clock events carry every partition's watermark past the last deadline.
+    assert result["triggers"]["cart_abandoned"] == ledger["abandoned_carts"] > 0
+    assert result["rows"]["cx.triggers"] == sum(result["triggers"].values())
+    # One batch of records: each visitor's state is drained once.
+    assert result["records"] < 200 and result["states"] == result["visitors"]
+
+
+def test_every_stage_is_timed(result: dict) -> None:
+    assert list(result["cpu_us_per_event"]) == list(STAGES)
+    assert all(us > 0 for us in result["cpu_us_per_event"].values())
+    assert result["insert_bytes"] > 0
+
+
+def test_digest_pins_the_outputs(result: dict) -> None:
+    assert result["digest"] == GOLDEN_DIGEST
+    # Another abandonment delay changes triggers and states: the digest must see it.
+    settings = Settings(_env_file=None, abandon_after_ms=3_600_000)
+    other = run(EVENTS, seed=7, insert=False, settings=settings)
+    assert other["events"] == result["events"]
+    assert other["digest"] != result["digest"]
