@@ -28,6 +28,8 @@ __all__ = [
     "dead_letter",
     "encode_batch",
     "decode_batch",
+    "decode_batch_checked",
+    "BadRecord",
     "stable_id",
     "visitor_key",
 ]
@@ -150,11 +152,12 @@ def dead_letter(
     payload: bytes | str,
     received_at_ms: int,
     source: Literal["collector", "worker"] = "collector",
+    id_parts: tuple = (),
 ) -> DeadLetter:
-    """Build a dead letter whose id is stable for the same input."""
+    """Build a dead letter whose id is stable for the same input (or for ``id_parts`` when given)."""
     text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
     return DeadLetter(
-        dl_id=stable_id(tenant, reason, text, received_at_ms),
+        dl_id=stable_id(*id_parts) if id_parts else stable_id(tenant, reason, text, received_at_ms),
         tenant=tenant,
         reason=reason,
         detail=detail[:1000],
@@ -172,3 +175,39 @@ def encode_batch(events: list[dict]) -> bytes:
 def decode_batch(value: bytes) -> list[dict]:
     """Decode an EventBatch record into its list of event dicts."""
     return orjson.loads(value)["events"]
+
+
+class BadRecord(ValueError):
+    """A record on the events topic that is not an EventBatch the collector wrote."""
+
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: DeadLetterReason = reason
+
+
+# What the worker reads of every event without a default (see ``schemas/event.avsc``).
+_REQUIRED = (("tenant", str), ("event_id", str), ("type", str), ("event_time_ms", int), ("received_at_ms", int))
+
+
+def decode_batch_checked(value: bytes | None) -> list[dict]:
+    """``decode_batch`` for records from anywhere: raises BadRecord unless it is a well-formed EventBatch.
+
+    The collector only writes well-formed records; anything else on the
+    topic (another producer, a corrupted record) must become a dead letter,
+    not stop the partition.
+    """
+    try:
+        events = orjson.loads(value or b"")["events"]
+    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        reason: DeadLetterReason = "bad_json" if isinstance(exc, orjson.JSONDecodeError) else "schema_violation"
+        raise BadRecord(reason, f"not an EventBatch record: {type(exc).__name__}: {exc}") from None
+    if not isinstance(events, list):
+        raise BadRecord("schema_violation", "not an EventBatch record: 'events' is not a list")
+    for i, event in enumerate(events):
+        if not isinstance(event, dict):
+            raise BadRecord("schema_violation", f"event {i} is not an object")
+        for name, kind in _REQUIRED:
+            field_value = event.get(name)
+            if not isinstance(field_value, kind) or isinstance(field_value, bool):
+                raise BadRecord("schema_violation", f"event {i}: {name} is missing or not {kind.__name__}")
+    return events

@@ -42,7 +42,7 @@ from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.offsets import CommittedOffsets, SkippedRecords
-from pipeline.records import decode_batch
+from pipeline.records import BadRecord, decode_batch_checked, dead_letter
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
 from sinks.client import ClickHouse, connect
@@ -114,6 +114,7 @@ class Worker:
             "events": 0,
             "triggers": 0,
             "deadletters": 0,
+            "bad_records": 0,  # records on the events topic that were not EventBatches
             "event_inserts": 0,
             "event_rows": 0,
             "first_record_wall_ms": 0,
@@ -168,17 +169,46 @@ class Worker:
             if not self.stats["first_record_wall_ms"]:
                 self.stats["first_record_wall_ms"] = now
             started = time.perf_counter()
+            bad: list[bytes] = []
             for event in events:
                 msg = event.message
                 await self._check_offset(self.next_offset, self.settings.topic_events, msg.partition, msg.offset)
-                batch = decode_batch(msg.value)
+                try:
+                    batch = decode_batch_checked(msg.value)
+                except BadRecord as exc:
+                    bad.append(self._bad_record(msg, exc))
+                    self.next_offset[msg.partition] = msg.offset + 1
+                    continue
                 self.processor(msg.partition).process(msg.offset, batch, now)
                 self.next_offset[msg.partition] = msg.offset + 1
                 self.stats["records"] += 1
                 self.stats["events"] += len(batch)
             self.stats["batches"] += 1
             self.stats["process_s"] += time.perf_counter() - started
+            if bad:
+                # On the dead-letter topic before these offsets can be
+                # committed; its agent stores them (ids are stable on replay).
+                for value in bad:
+                    await self.deadletter_topic.send(value=value)
+                await self.app.producer.flush()
+                self.stats["bad_records"] += len(bad)
             await self._emit()
+
+    def _bad_record(self, msg: faust.types.Message, exc: BadRecord) -> bytes:
+        """A dead letter (JSON, as the collector writes them) for a record that is not an EventBatch."""
+        topic = self.settings.topic_events
+        log.error("%s[%d]@%d is not an EventBatch (%s); sent to %s", topic, msg.partition, msg.offset, exc,
+                  self.settings.topic_deadletter)
+        dl = dead_letter(
+            tenant=None,
+            reason=exc.reason,
+            detail=f"{topic}[{msg.partition}]@{msg.offset}: {exc}",
+            payload=msg.value or b"",
+            received_at_ms=round(msg.timestamp * 1000),  # the record's time: the same id on a replay
+            source="worker",
+            id_parts=(topic, msg.partition, msg.offset),  # one per record, the same on a replay
+        )
+        return dl.model_dump_json().encode()
 
     async def _check_offset(self, next_offset: dict[int, int], topic: str, partition: int, offset: int) -> None:
         """Refuse a record past the partition's next offset (``pipeline.offsets``).

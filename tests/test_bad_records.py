@@ -1,0 +1,74 @@
+"""A record on the events topic that the collector did not write becomes a dead letter; the partition goes on."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from pipeline.records import BadRecord, decode_batch_checked
+from pipeline.runner import Pipeline
+from pipeline.settings import Settings
+from tests.integration.helpers import post_batch, scalar, wait_until
+from tests.integration.journeys import _ts, day_d
+
+GOOD = {"tenant": "t", "event_id": "e1", "type": "page", "event_time_ms": 5, "received_at_ms": 6}
+
+
+def test_a_well_formed_batch_decodes_to_its_events() -> None:
+    assert decode_batch_checked(orjson.dumps({"events": [GOOD]})) == [GOOD]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "detail"),
+    [
+        (b"{not json", "bad_json", "not an EventBatch record: JSONDecodeError"),
+        (None, "bad_json", "not an EventBatch record: JSONDecodeError"),
+        (b'{"rows": []}', "schema_violation", "not an EventBatch record: KeyError"),
+        (b"[1, 2]", "schema_violation", "not an EventBatch record: TypeError"),
+        (b'{"events": {"a": 1}}', "schema_violation", "'events' is not a list"),
+        (b'{"events": [7]}', "schema_violation", "event 0 is not an object"),
+        (orjson.dumps({"events": [GOOD, {**GOOD, "event_time_ms": "5"}]}), "schema_violation", "event 1: event_time_ms is missing or not int"),
+        (orjson.dumps({"events": [{**GOOD, "received_at_ms": True}]}), "schema_violation", "event 0: received_at_ms is missing or not int"),
+        (orjson.dumps({"events": [{k: v for k, v in GOOD.items() if k != "tenant"}]}), "schema_violation", "event 0: tenant is missing or not str"),
+    ],
+    ids=["bad-json", "empty", "no-events-key", "array", "events-not-list", "event-not-object", "time-as-text", "bool-time", "no-tenant"],
+)
+def test_a_malformed_record_is_refused_with_its_reason(value: bytes | None, reason: str, detail: str) -> None:
+    with pytest.raises(BadRecord, match=detail) as caught:
+        decode_batch_checked(value)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.integration
+def test_foreign_records_on_the_events_topic_are_dead_lettered_and_later_events_stored(
+    kafka: str, fresh_settings: Settings, tmp_path
+) -> None:
+    tenant = f"shop-{fresh_settings.worker_group}"
+    settings = fresh_settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka,
+            "clickhouse_url": f"chdb://{tmp_path / 'chdb'}",
+            "collector_port": 0,
+            "worker_web_port": 0,
+            "write_keys": f"wk_bad={tenant}",
+        }
+    )
+    day = day_d()
+    page = {"type": "page", "anonymousId": "a-1", "messageId": "m-1", "properties": {"path": "/"}, "timestamp": _ts(day, 0)}
+    with Pipeline(settings) as running:
+        producer = Producer({"bootstrap.servers": running.bootstrap})
+        for partition in range(settings.kafka_partitions):  # one on every partition, before the good events
+            producer.produce(settings.topic_events, b"\xff not json", partition=partition)
+        producer.produce(settings.topic_events, b'{"events": [{"type": "page"}]}', partition=0)
+        producer.flush(10)
+        assert post_batch(running.collector_url, "wk_bad", [page]).status_code == 200
+        assert running.wait_drained(90)
+        wait_until(lambda: scalar(running, "SELECT count() FROM cx.deadletters FINAL") == settings.kafka_partitions + 1,
+                   what="the foreign records dead-lettered")
+        _, rows = running.query(
+            "SELECT reason, count() FROM cx.deadletters FINAL WHERE tenant = '' GROUP BY reason ORDER BY reason"
+        )
+        assert [tuple(r) for r in rows] == [("bad_json", settings.kafka_partitions), ("schema_violation", 1)]
+        assert scalar(running, f"SELECT count() FROM cx.events FINAL WHERE tenant = '{tenant}'") == 1
+        assert running.procs["worker"].poll() is None
