@@ -5,12 +5,42 @@ from __future__ import annotations
 import ssl
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline.settings import Settings
 
 __all__ = ["create_app", "STATE_TABLE"]
 
 STATE_TABLE = "visitors"
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust-streaming's aiokafka consumer with the fetch wait of the settings.
+
+    faust-streaming passes ``fetch_max_wait_ms=1500`` to aiokafka and offers
+    no setting for it; aiokafka reads the attribute when the consumer starts.
+    """
+
+    def _create_worker_consumer(self, transport):  # noqa: ANN001, ANN202 - faust's signature
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_wait_ms
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class _App(faust.App):
+    fetch_wait_ms = 1500  # set from the settings by create_app
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self)
 
 
 def _credentials(settings: Settings) -> faust.auth.Credentials | None:
@@ -36,7 +66,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     default session takes to expire.
     """
     brokers = [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
-    return faust.App(
+    app = _App(
         settings.worker_group,
         broker=brokers,
         broker_credentials=_credentials(settings),
@@ -55,3 +85,5 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         datadir=str(settings.data_dir / "faust"),
         autodiscover=False,
     )
+    app.fetch_wait_ms = settings.kafka_fetch_wait_ms
+    return app

@@ -91,7 +91,7 @@ BENCH_START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC
 RECEIVED_AT_MS = BENCH_START_MS + DAY_MS + 2 * 3_600_000
 RAW_PASSES = 3
 # Counts that do not move for this long mean a mismatch, not a slow worker
-# (one batch of ``batch_max_events`` records can take a minute on a busy machine).
+# (one batch of ``batch_max_records`` records can take a minute on a busy machine).
 STALL_S = 300.0
 
 
@@ -140,6 +140,8 @@ class PipelineRun:
     # Summed over the workers: batches taken, and seconds per step of a batch.
     batches: int = 0
     steps_s: dict = field(default_factory=dict)
+    # User + system CPU of the worker processes (start-up included) per event consumed.
+    cpu_us_per_event: float = 0.0
 
 
 @dataclass
@@ -309,6 +311,12 @@ def spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen
         )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set size (``VmHWM``), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -317,8 +325,9 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-# The worker's /cx/stats timers (``<step>_s``), in the order of a batch.
-STEPS = ("process", "clickhouse", "triggers", "changelog")
+# The worker's /cx/stats timers (``<step>_s``), in the order of a batch; "emit"
+# holds the row building and the ClickHouse insert and trigger send, which overlap.
+STEPS = ("process", "emit", "clickhouse", "triggers", "changelog")
 
 
 def worker_stats(port: int) -> dict:
@@ -418,6 +427,7 @@ def run_workers(
         firsts = [s["first_record_wall_ms"] for s in stats if s.get("first_record_wall_ms")]
         seconds = (done_ms - min(firsts)) / 1000
         rss = [round(peak_rss_mb(p.pid), 1) for p, _ in procs]
+        cpu = sum(cpu_seconds(p.pid) for p, _ in procs)
     finally:
         for proc, _ in procs:
             stop_process(proc)
@@ -440,6 +450,7 @@ def run_workers(
             counts=counts,
             batches=sum(s.get("batches", 0) for s in stats),
             steps_s=steps,
+            cpu_us_per_event=round(cpu / consumed * 1e6, 1) if consumed else 0.0,
         ),
         group,
     )
@@ -645,6 +656,7 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
                 f"{run.workers} worker(s): cx.events inserts",
                 f"{run.event_inserts:,} of {run.rows_per_event_insert:,.0f} rows on average",
             ),
+            (f"{run.workers} worker(s): worker CPU per event", f"{run.cpu_us_per_event:,.1f} us (user + system, start-up included)"),
             (
                 f"{run.workers} worker(s): seconds per step",
                 f"{run.batches:,} batches: " + ", ".join(f"{k} {v:,.1f}" for k, v in run.steps_s.items()),

@@ -1,4 +1,4 @@
-"""Visitor states to the state table's changelog topic, through librdkafka (confluent-kafka).
+"""Visitor states (and triggers) to Kafka through librdkafka (confluent-kafka), acknowledged.
 
 Faust's own ``Table.send_changelog`` builds a ``FutureMessage`` and an
 asyncio future per record and hands it to aiokafka's pure-Python producer:
@@ -7,7 +7,9 @@ for about one record per visitor per batch. This writer produces the same
 records (same topic, explicit partition, key, value) with confluent-kafka,
 whose per-record cost is in C, and waits for Kafka's acknowledgement of
 every one before the batch's offsets can be committed. Faust still reads
-the topic to rebuild the table when a worker starts.
+the topic to rebuild the table when a worker starts. Triggers go the same
+way (``TriggerWriter``): through Faust's ``Topic.send`` they cost about
+0.4 ms each on ``cxstream bench``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from confluent_kafka import KafkaError, Producer
 from pipeline.settings import Settings
 from pipeline.topics import kafka_config
 
-__all__ = ["ChangelogError", "ChangelogWriter"]
+__all__ = ["ChangelogError", "ChangelogWriter", "TriggerWriter"]
 
 log = logging.getLogger("cxstream.worker")
 
@@ -31,11 +33,18 @@ MAX_BACKOFF_S = 30.0
 
 
 class ChangelogError(RuntimeError):
-    """States were not acknowledged by Kafka and the worker is stopping."""
+    """Records were not acknowledged by Kafka and the worker is stopping."""
 
 
-class ChangelogWriter:
-    """Produces ``{key: state}`` to one changelog partition and waits until Kafka acknowledged them."""
+ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner chooses from the key
+
+
+class AckedWriter:
+    """Produces (partition, key, value) records to one topic and waits until Kafka acknowledged all of them.
+
+    The partitioner is murmur2, Kafka's Java default (and aiokafka's), for
+    records produced with ``ANY_PARTITION``.
+    """
 
     def __init__(self, settings: Settings, bootstrap: str, topic: str) -> None:
         self.topic = topic
@@ -45,9 +54,10 @@ class ChangelogWriter:
                 "acks": "all",
                 "linger.ms": 5,
                 "queue.buffering.max.kbytes": 131072,
+                "partitioner": "murmur2_random",
             }
         )
-        self._failed: list[tuple[int, bytes, bytes]] = []
+        self._failed: list[tuple[int, bytes, bytes | None]] = []
 
     def _produce(self, partition: int, key: bytes, value: bytes | None) -> None:
         def on_delivery(err: KafkaError | None, _msg: object) -> None:
@@ -64,7 +74,49 @@ class ChangelogWriter:
     def _flush(self) -> int:
         return self._producer.flush(FLUSH_TIMEOUT_S)
 
-    async def write(self, records: list[tuple[int, bytes, bytes]], stopping: Callable[[], bool]) -> None:
+    async def write(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
+        """Produce the records; return once Kafka acknowledged all of them.
+
+        Failed deliveries are produced again with backoff. Raises
+        ChangelogError only when the worker is stopping: the batch is then
+        not acknowledged and is replayed by the next owner.
+        """
+        await self._write_all(records, stopping)
+
+    async def _write_all(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.25
+        pending = records
+        while pending:
+            for partition, key, value in pending:
+                self._produce(partition, key, value)
+            left = await loop.run_in_executor(None, self._flush)
+            pending, self._failed = self._failed, []
+            if left:
+                raise ChangelogError(f"{left} records to {self.topic} still unacknowledged after {FLUSH_TIMEOUT_S:.0f}s")
+            if pending:
+                if stopping():
+                    raise ChangelogError(f"{len(pending)} records to {self.topic} were not acknowledged")
+                log.warning("writing %d records to %s failed; retrying in %.1fs", len(pending), self.topic, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def close(self) -> None:
+        self._producer.flush(FLUSH_TIMEOUT_S)
+
+
+class TriggerWriter(AckedWriter):
+    """Triggers to ``cx.triggers``, keyed by customer (``pipeline.triggers.trigger_key``).
+
+    A retry can reorder two triggers of one key; consumers de-duplicate and
+    order by ``trigger_id`` and ``emitted_at`` anyway (at-least-once).
+    """
+
+
+class ChangelogWriter(AckedWriter):
+    """Produces ``{key: state}`` to one changelog partition and waits until Kafka acknowledged them."""
+
+    async def write(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
         """Produce (partition, key, value) records; return once Kafka acknowledged all of them.
 
         Failed deliveries are produced again with backoff (one record per key
@@ -79,24 +131,3 @@ class ChangelogWriter:
         # past every state, so a recovering worker reads them all. Faust
         # applies a tombstone of a key it does not hold as nothing.
         await self._write_all([(p, END_MARK_KEY, None) for p in sorted({p for p, _, _ in records})], stopping)
-
-    async def _write_all(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
-        loop = asyncio.get_running_loop()
-        delay = 0.25
-        pending = records
-        while pending:
-            for partition, key, value in pending:
-                self._produce(partition, key, value)
-            left = await loop.run_in_executor(None, self._flush)
-            pending, self._failed = self._failed, []
-            if left:
-                raise ChangelogError(f"{left} state records still unacknowledged after {FLUSH_TIMEOUT_S:.0f}s")
-            if pending:
-                if stopping():
-                    raise ChangelogError(f"{len(pending)} state records were not acknowledged")
-                log.warning("writing %d states to %s failed; retrying in %.1fs", len(pending), self.topic, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
-
-    def close(self) -> None:
-        self._producer.flush(FLUSH_TIMEOUT_S)

@@ -68,10 +68,11 @@ def worker() -> None:
     """Run one Faust worker process (``cxstream up`` starts one for you)."""
     import faust
 
-    from pipeline.worker import build_worker
+    from pipeline.worker import build_worker, tune_gc
 
     settings = load_settings()
     w = build_worker(settings, _require_bootstrap(settings))
+    tune_gc()
     try:
         faust.Worker(w.app, loglevel="warning").execute_from_commandline()
     finally:
@@ -80,6 +81,8 @@ def worker() -> None:
         w.ch.close()
         if w.committed is not None:
             w.committed.close()
+        if w.trigger_writer is not None:
+            w.trigger_writer.close()
 
 
 @cli.command()

@@ -189,17 +189,20 @@ class Pipeline:
 
     def lag(self) -> int:
         """Records on the events and dead-letter topics not yet committed by the worker."""
+        return sum(max(0, high - max(committed, 0)) for committed, high in self.offsets().values())
+
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        """``topic[partition]`` -> (the worker group's committed offset, high watermark), events and dead letters."""
         consumer = Consumer({**kafka_config(self.settings, self.bootstrap), "group.id": self.settings.worker_group})
         try:
-            total = 0
+            out = {}
             md = consumer.list_topics(timeout=10).topics
             for topic in (self.settings.topic_events, self.settings.topic_deadletter):
                 tps = [TopicPartition(topic, p) for p in md[topic].partitions]
-                committed = consumer.committed(tps, timeout=10)
-                for tp in committed:
+                for tp in consumer.committed(tps, timeout=10):
                     _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                    total += max(0, high - max(tp.offset, 0))
-            return total
+                    out[f"{topic}[{tp.partition}]"] = (tp.offset, high)
+            return out
         finally:
             consumer.close()
 

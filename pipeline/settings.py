@@ -189,6 +189,10 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(6066, ge=0, le=65535)
     worker_group: str = Field("cxstream", min_length=1, description="Faust app id = Kafka consumer group")
     worker_session_timeout_s: float = Field(10.0, gt=0)
+    # How long a worker's fetch may wait at the broker for data. A Kafka broker
+    # answers as soon as data arrives; the embedded broker only when this runs
+    # out, so it bounds the latency there (faust-streaming fixes it at 1,500).
+    kafka_fetch_wait_ms: int = Field(100, ge=1, le=60_000)
 
     # --- topics -----------------------------------------------------------
     topic_events: str = "cx.events"
@@ -273,7 +277,10 @@ class Settings(BaseSettings):
 
     # --- ClickHouse writes ------------------------------------------------
     sink_max_interval_ms: int = Field(1_000, gt=0)
-    batch_max_events: int = Field(10_000, gt=0, description="most Kafka records one worker batch takes")
+    # Most Kafka records one worker batch takes: at full speed a batch of the
+    # collector's records (up to a request's events per partition each) is then
+    # about one ClickHouse insert of 10k+ rows a second, in a few hundred MB.
+    batch_max_records: int = Field(250, gt=0, description="most Kafka records one worker batch takes")
 
     @field_validator("write_keys", "friction_weights", "offer_discount_tiers", "experiment_holdouts", "experiment_by_kind")
     @classmethod

@@ -6,7 +6,8 @@ Per batch of Kafka records the events agent does, in this order:
    offset order: sessions, de-duplication, carts, abandonment, offers);
 2. write the stored-event rows and triggers to ClickHouse (one insert per
    table, retried with backoff while ClickHouse is down: the agent then stops
-   taking records, so nothing is acknowledged that is not stored);
+   taking records, so nothing is acknowledged that is not stored), and at
+   the same time
 3. send the triggers to ``cx.triggers`` and wait for Kafka's acknowledgement;
 4. write the changed visitor states to the table and its changelog topic,
    and wait for Kafka's acknowledgement (``pipeline.changelog``);
@@ -26,6 +27,7 @@ not used (open duplicate bugs #517, #323); idempotence gives exact numbers.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -36,7 +38,7 @@ import orjson
 from faust.types import TP
 
 from pipeline.app import STATE_TABLE, create_app
-from pipeline.changelog import ChangelogWriter
+from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
@@ -49,7 +51,7 @@ from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
 from sinks.sink import ClickHouseSink, SinkError
 
-__all__ = ["Worker", "build_worker"]
+__all__ = ["Worker", "build_worker", "tune_gc"]
 
 log = logging.getLogger("cxstream.worker")
 
@@ -106,6 +108,8 @@ class Worker:
         self.lock = asyncio.Lock()
         # Set by build_worker; without it states go through Faust's send_changelog.
         self.changelog: ChangelogWriter | None = None
+        # Set by build_worker; without it triggers go through Faust's Topic.send.
+        self.trigger_writer: TriggerWriter | None = None
         # Set by build_worker; without it records are not checked for skipped offsets.
         self.committed: CommittedOffsets | None = None
         # Served at /cx/stats; ``cxstream bench`` reads insert sizes and the start time from it.
@@ -123,6 +127,7 @@ class Worker:
             "process_s": 0.0,
             "clickhouse_s": 0.0,
             "triggers_s": 0.0,
+            "emit_s": 0.0,  # rows built, then ClickHouse and triggers (overlapping): wall time
             "changelog_s": 0.0,
         }
 
@@ -266,17 +271,17 @@ class Worker:
             # ClickHouse must also see them here.
             self.stats["event_inserts"] += 1
             self.stats["event_rows"] += event_rows
+        stopping = lambda: self.app.should_stop  # noqa: E731
+        # ClickHouse and cx.triggers at the same time (the insert runs in a
+        # thread); both must be acknowledged before the states are written.
+        steps = []
         if self.sink.pending():
-            await flush_with_retry(self.sink, "events", lambda: self.app.should_stop)
-        stored = time.perf_counter()
-        self.stats["clickhouse_s"] += stored - started
+            steps.append(self._timed("clickhouse_s", flush_with_retry(self.sink, "events", stopping)))
         if triggers:
-            for trigger in triggers:
-                await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
-            await self.app.producer.flush()
-            self.stats["triggers"] += len(triggers)
+            steps.append(self._timed("triggers_s", self._send_triggers(triggers)))
+        await asyncio.gather(*steps)
         sent = time.perf_counter()
-        self.stats["triggers_s"] += sent - stored
+        self.stats["emit_s"] += sent - started
         records = []
         for partition, out in outputs:
             for key, value in out.states.items():
@@ -295,6 +300,21 @@ class Worker:
             await self.changelog.write(records, lambda: self.app.should_stop)
         self.stats["changelog_s"] += time.perf_counter() - sent
 
+    async def _timed(self, stat: str, step: Awaitable[None]) -> None:
+        started = time.perf_counter()
+        await step
+        self.stats[stat] += time.perf_counter() - started
+
+    async def _send_triggers(self, triggers: list[dict]) -> None:
+        if self.trigger_writer is None:
+            for trigger in triggers:
+                await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
+            await self.app.producer.flush()
+        else:
+            records = [(ANY_PARTITION, trigger_key(t), encode_trigger(t, self.settings)) for t in triggers]
+            await self.trigger_writer.write(records, lambda: self.app.should_stop)
+        self.stats["triggers"] += len(triggers)
+
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
         """Store dead letters from the collector in ClickHouse."""
         for event in events:
@@ -304,6 +324,24 @@ class Worker:
         self.dl_sink.add_deadletters([orjson.loads(e.message.value) for e in events])
         await flush_with_retry(self.dl_sink, "dead letters", lambda: self.app.should_stop)
         self.stats["deadletters"] += len(events)
+
+
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Cyclic garbage collection for a worker whose heap is large and whose garbage is not cyclic.
+
+    A batch keeps hundreds of thousands of event dicts and the state cache
+    keeps visitor states alive, and CPython's default (a collection every
+    700 allocations, walking the young objects) kept walking them. The
+    objects of start-up (Faust, the modules) are frozen out of every
+    collection, and the young generation is collected every 50,000
+    allocations. ``cxstream bench``, 200,000 events, alternating runs:
+    worker CPU 85.9 and 79.1 us/event against 94.0 and 97.8 by default.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
 
 
 async def _or_exit(batch: Awaitable[None]) -> None:
@@ -336,8 +374,9 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     migrate(ch)
     worker = Worker(app, settings, ch)
     worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
+    worker.trigger_writer = TriggerWriter(settings, bootstrap, settings.topic_triggers)
     worker.committed = CommittedOffsets(settings, bootstrap, settings.worker_group)
-    take = settings.batch_max_events
+    take = settings.batch_max_records
     within = settings.sink_max_interval_ms / 1000
 
     @app.agent(worker.events_topic, concurrency=1, name="cx-events")

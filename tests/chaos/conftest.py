@@ -19,7 +19,7 @@ def pipeline(kafka: str, clickhouse_server, fresh_settings: Settings):
             "worker_web_port": 0,
             "write_keys": f"wk_chaos={tenant}",
             "worker_session_timeout_s": 3.0,
-            "batch_max_events": 200,
+            "batch_max_records": 200,
             "sink_max_interval_ms": 200,
         }
     )

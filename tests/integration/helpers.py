@@ -101,3 +101,8 @@ def read_triggers(pipeline: Pipeline, expected: int, timeout_s: float = 30.0) ->
     finally:
         consumer.close()
     return out
+
+
+def worker_stats(pipeline: Pipeline) -> dict:
+    """The running worker's ``/cx/stats`` (records, events, batches, seconds per step)."""
+    return requests.get(f"http://127.0.0.1:{pipeline.worker_port}/cx/stats", timeout=10).json()
