@@ -6,7 +6,7 @@ No Kafka, no ClickHouse, no Faust: the demo storefront's traffic
 partition as ``cxstream bench`` does, and each record goes through what
 ``pipeline.worker.Worker`` does with it, stage by stage:
 
-- **decode**: ``decode_batch`` of each EventBatch record;
+- **decode**: ``decode_batch_checked`` of each EventBatch record (as the worker);
 - **detect**: ``PartitionProcessor.process`` of the record (one processor
   per partition, offsets in partition order);
 - **states**: ``PartitionProcessor.drain``, which serializes the changed
@@ -56,12 +56,12 @@ from pipeline.bench import (
 )
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
-from pipeline.records import decode_batch
+from pipeline.records import decode_batch_checked
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
 from sinks.sink import ClickHouseSink
 
-__all__ = ["BATCH_RECORDS", "PARTITIONS", "STAGES", "run", "main"]
+__all__ = ["BATCH_RECORDS", "PARTITIONS", "STAGES", "report", "run", "main"]
 
 PARTITIONS = 4  # as ``cxstream bench``
 # Records per worker batch (one drain and one flush each). The worker takes
@@ -204,7 +204,7 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
     wall_started = time.perf_counter()
     for i, (partition, value) in enumerate(batches):
         started = clock()
-        batch = decode_batch(value)
+        batch = decode_batch_checked(value)
         cpu["decode"] += clock() - started
         started = clock()
         proc = processors.get(partition)
@@ -243,7 +243,7 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
     }
 
 
-def _report(result: dict) -> str:
+def report(result: dict) -> str:
     lines = [
         f"records {result['records']:,}, events {result['events']:,} (ledger: {result['ledger']['events']:,} "
         f"+ {PARTITIONS} clock), dead letters {result['dead_letters']:,}",
@@ -271,7 +271,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-insert", action="store_true", help="skip the insert serialization (no chdb)")
     args = parser.parse_args()
-    print(_report(run(args.events, args.seed, insert=not args.no_insert)))
+    print(report(run(args.events, args.seed, insert=not args.no_insert)))
 
 
 if __name__ == "__main__":

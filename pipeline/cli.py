@@ -203,6 +203,17 @@ def bench(
         console.print(f"results written to {json_path}")
 
 
+@cli.command(name="bench-cpu")
+def bench_cpu(
+    events: int = typer.Option(200_000, help="events of the demo storefront's traffic"),
+    seed: int = typer.Option(7, help="traffic seed"),
+) -> None:
+    """CPU time per event of the worker's pure path (decode, detect, states, rows, insert), no Kafka or ClickHouse."""
+    from pipeline.bench_cpu import report, run
+
+    console.print(report(run(events, seed)), highlight=False)
+
+
 def main() -> None:
     cli()
 

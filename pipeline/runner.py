@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import urllib.request
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from infra.broker import EmbeddedBroker
 from infra.ports import free_port, stop_process, wait_for_port
@@ -192,29 +192,70 @@ class Pipeline:
         return sum(max(0, high - max(committed, 0)) for committed, high in self.offsets().values())
 
     def offsets(self) -> dict[str, tuple[int, int]]:
-        """``topic[partition]`` -> (the worker group's committed offset, high watermark), events and dead letters."""
+        """``topic[partition]`` -> (the worker group's committed offset, end offset), events and dead letters.
+
+        The end is the high watermark, except where that says everything is
+        committed: there a record at the committed offset is looked for, as
+        the embedded broker reports a partition's end as its last batch's
+        first offset + 1 (records after it in that batch are not counted).
+        """
         consumer = Consumer({**kafka_config(self.settings, self.bootstrap), "group.id": self.settings.worker_group})
         try:
-            out = {}
+            out: dict[str, tuple[int, int]] = {}
+            looks_done: list[TopicPartition] = []
             md = consumer.list_topics(timeout=10).topics
             for topic in (self.settings.topic_events, self.settings.topic_deadletter):
                 tps = [TopicPartition(topic, p) for p in md[topic].partitions]
                 for tp in consumer.committed(tps, timeout=10):
                     _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                    out[f"{topic}[{tp.partition}]"] = (tp.offset, high)
-            return out
+                    out[f"{tp.topic}[{tp.partition}]"] = (tp.offset, high)
+                    if max(tp.offset, 0) >= high:
+                        start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                        looks_done.append(TopicPartition(tp.topic, tp.partition, start))
         finally:
             consumer.close()
+        for name, end in self._read_ends(looks_done).items():
+            committed, high = out[name]
+            out[name] = (committed, max(high, end))
+        return out
+
+    def _read_ends(self, tps: list[TopicPartition]) -> dict[str, int]:
+        """One past the last record found at or after each start offset (partitions with none: absent)."""
+        if not tps:
+            return {}
+        probe = Consumer(
+            {
+                **kafka_config(self.settings, self.bootstrap),
+                "group.id": f"{self.settings.worker_group}-probe",  # never commits: reads only
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        ends: dict[str, int] = {}
+        try:
+            probe.assign(tps)
+            wait = 1.0  # the first fetch also connects
+            while msgs := probe.consume(num_messages=1000, timeout=wait):
+                for m in msgs:
+                    if m.error() is None:
+                        name = f"{m.topic()}[{m.partition()}]"
+                        ends[name] = max(ends.get(name, 0), m.offset() + 1)
+                wait = 0.2
+        finally:
+            probe.close()
+        return ends
 
     def records_produced(self) -> int:
-        """Records on the events topic so far (sum of its partitions' high watermarks)."""
+        """Records on the events topic so far (each partition's end, read as ``offsets`` does)."""
         consumer = Consumer({**kafka_config(self.settings, self.bootstrap), "group.id": self.settings.worker_group})
         try:
             topic = self.settings.topic_events
             tps = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-            return sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
+            highs = {f"{topic}[{tp.partition}]": consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
         finally:
             consumer.close()
+        ends = self._read_ends([TopicPartition(topic, tp.partition, highs[f"{topic}[{tp.partition}]"]) for tp in tps])
+        return sum(max(high, ends.get(name, 0)) for name, high in highs.items())
 
     def wait_drained(self, timeout_s: float = 120.0) -> bool:
         """Wait until the worker committed everything the collector acknowledged."""

@@ -113,3 +113,28 @@ def test_runner_reports_a_worker_that_crashed_otherwise(fresh_settings: Settings
     pipeline.procs = {"worker": _Proc(1)}
     with pytest.raises(RuntimeError, match=r"worker exited with code 1; see .*worker\.log"):
         pipeline.restart_exited_workers()
+
+
+def test_lag_counts_the_records_after_the_first_of_the_last_batch(kafka: str, fresh_settings: Settings) -> None:
+    # Five records produced as one batch; the worker group committed offset 1.
+    # The embedded broker reports the partition's end as 1 (the batch's first
+    # offset + 1); the four records after it are still to be processed.
+    settings = fresh_settings.model_copy(update={"kafka_bootstrap": kafka})
+    ensure_topics(settings, kafka)
+    topic = settings.topic_events
+    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 200})
+    for _ in range(5):
+        producer.produce(topic, b"x", partition=0)
+    producer.flush(10)
+    committer = Consumer({"bootstrap.servers": kafka, "group.id": settings.worker_group, "enable.auto.commit": False})
+    committer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+    committer.close()
+    pipeline = Pipeline(settings)
+    pipeline.bootstrap = kafka
+    assert pipeline.offsets()[f"{topic}[0]"] == (1, 5)
+    assert pipeline.lag() == 4
+    assert pipeline.records_produced() == 5
+    committer = Consumer({"bootstrap.servers": kafka, "group.id": settings.worker_group, "enable.auto.commit": False})
+    committer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
+    committer.close()
+    assert pipeline.lag() == 0
