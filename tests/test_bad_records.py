@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 from pipeline.records import BadRecord, decode_batch_checked
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
-from tests.integration.helpers import post_batch, scalar, wait_until
+from tests.integration.helpers import embedded_settings, post_batch, scalar, wait_until
 from tests.integration.journeys import _ts, day_d
 
 GOOD = {"tenant": "t", "event_id": "e1", "type": "page", "event_time_ms": 5, "received_at_ms": 6}
@@ -45,15 +45,7 @@ def test_foreign_records_on_the_events_topic_are_dead_lettered_and_later_events_
     kafka: str, fresh_settings: Settings, tmp_path
 ) -> None:
     tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": f"chdb://{tmp_path / 'chdb'}",
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_bad={tenant}",
-        }
-    )
+    settings = embedded_settings(fresh_settings, kafka, tmp_path, "wk_bad")
     day = day_d()
     page = {"type": "page", "anonymousId": "a-1", "messageId": "m-1", "properties": {"path": "/"}, "timestamp": _ts(day, 0)}
     with Pipeline(settings) as running:

@@ -106,3 +106,20 @@ def read_triggers(pipeline: Pipeline, expected: int, timeout_s: float = 30.0) ->
 def worker_stats(pipeline: Pipeline) -> dict:
     """The running worker's ``/cx/stats`` (records, events, batches, seconds per step)."""
     return requests.get(f"http://127.0.0.1:{pipeline.worker_port}/cx/stats", timeout=10).json()
+
+
+def embedded_settings(settings: Settings, kafka: str, tmp_path: Path, write_key: str, **overrides: object) -> Settings:
+    """``settings`` for a Pipeline on the session's broker and a chdb store in ``tmp_path``.
+
+    Its tenant, ``shop-<group>``, is the only one ``write_key`` writes.
+    """
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka,
+            "clickhouse_url": f"chdb://{tmp_path / 'chdb'}",
+            "collector_port": 0,
+            "worker_web_port": 0,
+            "write_keys": f"{write_key}=shop-{settings.worker_group}",
+            **overrides,
+        }
+    )

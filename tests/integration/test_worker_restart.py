@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
-from tests.integration.helpers import post_batch, scalar, wait_until, worker_stats
+from tests.integration.helpers import embedded_settings, post_batch, scalar, wait_until, worker_stats
 from tests.integration.journeys import _ts, day_d, tick_ids
 
 pytestmark = pytest.mark.integration
@@ -20,16 +20,7 @@ def test_cart_added_before_a_worker_restart_is_abandoned_by_the_next_worker(kafk
     #          per partition @45 carries every watermark past @30. The cart can
     #          only be abandoned if anon-r's state came back from the changelog.
     tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": f"chdb://{tmp_path / 'chdb'}",
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_restart={tenant}",
-            "allowed_lateness_ms": 0,
-        }
-    )
+    settings = embedded_settings(fresh_settings, kafka, tmp_path, "wk_restart", allowed_lateness_ms=0)
     day = day_d()
     added = {
         "type": "track",
