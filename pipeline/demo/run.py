@@ -62,7 +62,8 @@ def _scalar(pipeline: Pipeline, sql: str) -> int:
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
-def _read_triggers(settings: Settings, bootstrap: str, expected: int, timeout_s: float = 30.0) -> list[dict]:
+def _read_triggers(settings: Settings, bootstrap: str, kind: str, expected: int, timeout_s: float = 30.0) -> list[dict]:
+    """Triggers of ``kind`` on the triggers topic, read from the start until ``expected`` of them (or the timeout)."""
     consumer = Consumer(
         {
             **kafka_config(settings, bootstrap),
@@ -78,7 +79,9 @@ def _read_triggers(settings: Settings, bootstrap: str, expected: int, timeout_s:
         while len(out) < expected and time.monotonic() < deadline:
             for msg in consumer.consume(500, timeout=0.5):
                 if not msg.error():
-                    out.append(decode_trigger(msg.value(), settings.trigger_format))
+                    trigger = decode_trigger(msg.value(), settings.trigger_format)
+                    if trigger["kind"] == kind:
+                        out.append(trigger)
     finally:
         consumer.close()
     return out
@@ -222,7 +225,7 @@ def _report(pipeline: Pipeline, settings: Settings, tenant: str, exp, console: C
         check.add_row(name, f"{style}{measured:,}", f"{expected:,}")
     console.print(check)
 
-    triggers = [tr for tr in _read_triggers(settings, pipeline.bootstrap, got["abandoned"]) if tr["kind"] == "cart_abandoned"]
+    triggers = _read_triggers(settings, pipeline.bootstrap, "cart_abandoned", got["abandoned"])
     sample = Table(title=f"cx.triggers: {len(triggers)} cart_abandoned read back from Kafka, 5 of them", title_justify="left")
     for name in ("event_time", "customer", "cart value", "action", "offer", "holdout"):
         sample.add_column(name)
