@@ -99,19 +99,16 @@ class Worker:
         self.table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)
         self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
-        self.triggers_topic = app.topic(settings.topic_triggers, key_serializer="raw", value_serializer="raw")
         self.sink = ClickHouseSink(ch)
         self.dl_sink = ClickHouseSink(ch)
         self.processors: dict[int, PartitionProcessor] = {}
         self.next_offset: dict[int, int] = {}
         self.dl_next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
-        # Set by build_worker; without it states go through Faust's send_changelog.
+        # Kafka clients of their own (librdkafka), set by build_worker.
         self.changelog: ChangelogWriter | None = None
-        # Set by build_worker; without it triggers go through Faust's Topic.send.
         self.trigger_writer: TriggerWriter | None = None
-        # Set by build_worker; without it records are not checked for skipped offsets.
-        self.committed: CommittedOffsets | None = None
+        self.committed: CommittedOffsets | None = None  # without it records are not checked for skipped offsets
         # Served at /cx/stats; ``cxstream bench`` reads insert sizes and the start time from it.
         self.stats = {
             "records": 0,
@@ -288,15 +285,11 @@ class Worker:
                 bkey = key.encode()
                 self.table.data[bkey] = value
                 records.append((partition, bkey, value))
-        if self.changelog is None:
-            for partition, bkey, value in records:
-                self.table.send_changelog(partition, bkey, value)
-            if records:
-                # The states must be in the changelog before these records'
-                # offsets can be committed: a crash after a commit whose states
-                # were still in the producer's buffer would skip their events.
-                await self.app.producer.flush()
-        elif records:
+        if records:
+            # The states must be in the changelog before these records'
+            # offsets can be committed: a crash after a commit whose states
+            # were not yet acknowledged would skip their events.
+            assert self.changelog is not None, "build_worker sets the changelog writer"
             await self.changelog.write(records, lambda: self.app.should_stop)
         self.stats["changelog_s"] += time.perf_counter() - sent
 
@@ -306,13 +299,9 @@ class Worker:
         self.stats[stat] += time.perf_counter() - started
 
     async def _send_triggers(self, triggers: list[dict]) -> None:
-        if self.trigger_writer is None:
-            for trigger in triggers:
-                await self.triggers_topic.send(key=trigger_key(trigger), value=encode_trigger(trigger, self.settings))
-            await self.app.producer.flush()
-        else:
-            records = [(ANY_PARTITION, trigger_key(t), encode_trigger(t, self.settings)) for t in triggers]
-            await self.trigger_writer.write(records, lambda: self.app.should_stop)
+        assert self.trigger_writer is not None, "build_worker sets the trigger writer"
+        records = [(ANY_PARTITION, trigger_key(t), encode_trigger(t, self.settings)) for t in triggers]
+        await self.trigger_writer.write(records, lambda: self.app.should_stop)
         self.stats["triggers"] += len(triggers)
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
