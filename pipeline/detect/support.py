@@ -134,7 +134,8 @@ def _ticket_row(state: VisitorState, ticket: Ticket, customer_id: str) -> dict:
 def _trigger(
     state: VisitorState, trigger_id: str, customer_id: str, t_ms: int, reasons: list[str], rules: Rules, wall_ms: int
 ) -> dict:
-    held_out = in_holdout(rules, state.tenant, customer_id or state.anonymous_id or "")
+    experiment = rules.experiment_for("support_risk")
+    held_out = in_holdout(rules, state.tenant, customer_id or state.anonymous_id or "", experiment)
     return {
         "trigger_id": trigger_id,
         "kind": "support_risk",
@@ -154,7 +155,7 @@ def _trigger(
         "action": "none" if held_out else "assist",
         "offer": None,
         "holdout": held_out,
-        "experiment": rules.experiment,
+        "experiment": experiment,
         "ref_trigger_id": None,
     }
 

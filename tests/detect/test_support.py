@@ -276,6 +276,32 @@ def test_customer_in_the_holdout_gets_action_none() -> None:
     assert trigger["action"] == "none" and trigger["holdout"] is True
 
 
+def test_support_risk_uses_its_own_experiment_and_that_experiments_holdout() -> None:
+    # The default experiment holds out nobody; support_risk is in "sr-v1", which holds out everyone.
+    rules = Rules(
+        allowed_lateness_ms=0,
+        holdout_pct=0.0,
+        experiment_by_kind=(("support_risk", "sr-v1"),),
+        experiment_holdouts=(("sr-v1", 100.0),),
+    )
+    h = SupportHarness(rules)
+    (trigger,) = h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY))
+    assert (trigger["experiment"], trigger["holdout"], trigger["action"]) == ("sr-v1", True, "none")
+
+
+def test_support_risk_outside_its_experiments_holdout_assists_under_that_experiment() -> None:
+    # The default experiment holds out everyone; "sr-v1" nobody: support_risk follows "sr-v1".
+    rules = Rules(
+        allowed_lateness_ms=0,
+        holdout_pct=100.0,
+        experiment_by_kind=(("support_risk", "sr-v1"),),
+        experiment_holdouts=(("sr-v1", 0.0),),
+    )
+    h = SupportHarness(rules)
+    (trigger,) = h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY))
+    assert (trigger["experiment"], trigger["holdout"], trigger["action"]) == ("sr-v1", False, "assist")
+
+
 def test_risk_threshold_is_a_rule() -> None:
     h = SupportHarness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, support_risk_sentiment=-0.95))
     assert h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY)) == []
