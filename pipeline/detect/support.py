@@ -19,13 +19,17 @@ fires when
 - a customer message on an open ticket is clearly negative (score <=
   ``rules.support_risk_sentiment``): once per ticket opening (a ticket the
   customer reopens by writing after its resolution can fire again); or
-- an NPS answer of 0-6 (a detractor) arrives within
-  ``rules.support_recent_order_ms`` after an ``Order Completed`` seen for
-  this visitor, or names the ``order_id`` it is about (a post-purchase
-  survey; the helpdesk sends it under the customer's id while the browser's
-  order is under its anonymous id, so the order itself may be elsewhere).
+- an NPS answer of 0-6 (a detractor) arrives at most
+  ``rules.support_recent_order_ms`` after the latest ``Order Completed``
+  seen under this key (reason ``recent_order``); or, failing that, names an
+  ``order_id`` never seen under this key (reason ``post_purchase``: the
+  helpdesk sends the survey under the customer's id while the browser's
+  order is under its anonymous id, so the order's time is not known here).
+  A detractor naming an order seen under this key, whose latest order is
+  older than the window, does not fire.
 
-Like every trigger, a customer in the holdout gets ``action: none``.
+Like every trigger, a customer in the holdout of the trigger's experiment
+(``rules.experiment_for("support_risk")``) gets ``action: none``.
 Trigger ids come from the ticket and its opening, or from the survey's event
 id: replays give the same ids.
 """
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline.detect.dedup import event_hash
 from pipeline.detect.offers import in_holdout
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
@@ -279,10 +284,28 @@ def _survey(
     if ticket is not None and kind in ("csat", "nps", "ces"):
         setattr(ticket, kind, value)
     if kind == "nps" and value <= NPS_DETRACTOR_MAX:
-        last = state.last_order_ms
-        recent = last is not None and 0 <= t_ms - last <= rules.support_recent_order_ms
-        if recent or order_id:
+        why = _detractor_order(state, order_id, t_ms, rules)
+        if why is not None:
             trigger_id = stable_id("support_risk", state.tenant, "nps", event["event_id"])
-            out.trigger = _trigger(
-                state, trigger_id, customer_id, t_ms, ["nps_detractor", "recent_order"], rules, wall_ms
-            )
+            out.trigger = _trigger(state, trigger_id, customer_id, t_ms, ["nps_detractor", why], rules, wall_ms)
+
+
+def _detractor_order(state: VisitorState, order_id: str, t_ms: int, rules: Rules) -> str | None:
+    """Why a detractor answer at ``t_ms`` follows a recent order, or None when it does not.
+
+    ``recent_order``: the latest ``Order Completed`` under this key is at
+    most ``support_recent_order_ms`` before the answer (both ends included).
+    ``post_purchase``: otherwise, the answer names an ``order_id`` never
+    seen under this key (it was placed under another key, e.g. the
+    browser's anonymous id), so its time is unknown here: a survey about a
+    given order is a post-purchase survey. A named order seen under this
+    key (one of its last 8 order ids, ``customers.ORDER_IDS_KEPT``) is no later than the
+    latest order: when that one is outside the window, so is the named one,
+    and nothing fires.
+    """
+    last = state.last_order_ms
+    if last is not None and 0 <= t_ms - last <= rules.support_recent_order_ms:
+        return "recent_order"
+    if order_id and event_hash(order_id) not in state.value.order_ids:
+        return "post_purchase"
+    return None

@@ -248,26 +248,67 @@ def test_angry_customer_reopening_a_resolved_ticket_fires_again() -> None:
     assert second[0]["trigger_id"] == stable_id("support_risk", "shop-a", "t-1", 1) != first[0]["trigger_id"]
 
 
+def server_order(t_ms: int) -> dict:
+    """An ``Order Completed`` sent server-side with the userId only: order id ``o-<t_ms>``, under USER's key."""
+    return order(t_ms, anon=None) | {"user_id": USER}
+
+
 def test_detractor_nps_after_a_recent_order_fires() -> None:
     h = SupportHarness()
-    # The same key ordered at T0 (server-side order with the userId only); NPS 3 at T0+2d.
-    h.each(order(T0, anon=None) | {"user_id": USER})
+    # The same key ordered at T0; NPS 3 at T0+2d.
+    h.each(server_order(T0))
     (trigger,) = h.each(answered(T0 + 2 * DAY, "nps", 3))
     assert trigger["reasons"] == ["nps_detractor", "recent_order"] and trigger["action"] == "assist"
     assert trigger["event_time_ms"] == T0 + 2 * DAY
 
 
+def test_detractor_nps_exactly_at_the_end_of_the_order_window_fires() -> None:
+    h = SupportHarness()
+    # Window 30 d = 2,592,000,000 ms, both ends included: order T0, NPS 0 at T0 + 30 d.
+    h.each(server_order(T0))
+    (trigger,) = h.each(answered(T0 + 30 * DAY, "nps", 0))
+    assert trigger["reasons"] == ["nps_detractor", "recent_order"]
+
+
+def test_detractor_nps_one_ms_past_the_order_window_does_not_fire() -> None:
+    h = SupportHarness()
+    h.each(server_order(T0))
+    assert h.each(answered(T0 + 30 * DAY + 1, "nps", 0)) == []
+
+
 def test_detractor_nps_long_after_the_order_or_passive_nps_does_not_fire() -> None:
     h = SupportHarness()
     # Order at T0; NPS 7 (passive) at T0+1d; NPS 2 at T0+31d (past the 30-day window), no order_id.
-    h.each(order(T0, anon=None) | {"user_id": USER})
+    h.each(server_order(T0))
     assert h.each(answered(T0 + DAY, "nps", 7), answered(T0 + 31 * DAY, "nps", 2)) == []
 
 
-def test_detractor_nps_naming_its_order_fires_though_the_order_is_under_another_key() -> None:
+def test_detractor_nps_naming_an_order_known_here_as_old_does_not_fire() -> None:
     h = SupportHarness()
+    # Order o-T0 at T0 under this key; NPS 2 about o-T0 at T0+31d: its time is known and outside the window.
+    h.each(server_order(T0))
+    assert h.each(answered(T0 + 31 * DAY, "nps", 2, order_id=f"o-{T0}")) == []
+
+
+def test_detractor_nps_naming_an_order_this_key_never_saw_fires_as_post_purchase() -> None:
+    h = SupportHarness()
+    # No order under this key: the named order o-9 is under the browser's anonymous id, time unknown here.
     (trigger,) = h.each(answered(T0, "nps", 6, order_id="o-9"))
-    assert trigger["reasons"] == ["nps_detractor", "recent_order"]
+    assert trigger["reasons"] == ["nps_detractor", "post_purchase"]
+    assert trigger["trigger_id"] == stable_id("support_risk", "shop-a", "nps", f"{USER}:Survey Answered:{T0}")
+
+
+def test_detractor_nps_naming_another_order_than_the_old_one_known_here_fires_as_post_purchase() -> None:
+    h = SupportHarness()
+    # This key's only order o-T0 is 40 days old; the NPS names o-9, which this key never saw.
+    h.each(server_order(T0))
+    (trigger,) = h.each(answered(T0 + 40 * DAY, "nps", 4, order_id="o-9"))
+    assert trigger["reasons"] == ["nps_detractor", "post_purchase"]
+
+
+def test_detractor_nps_without_any_order_does_not_fire() -> None:
+    h = SupportHarness()
+    assert h.each(answered(T0, "nps", 1)) == []
 
 
 def test_customer_in_the_holdout_gets_action_none() -> None:

@@ -18,7 +18,8 @@ Times are minutes after 10:00 UTC on day D = yesterday.
     u-s4 en-US  tk-4 social opened @30; customer "Still no refund after 3 weeks." @31
                 (negative -> support_risk); a customer message without text @32 (no
                 sentiment); no agent reply yet: out of the first-response figures
-    u-s5        NPS 3 about order o-5 @50, no ticket -> detractor after an order: support_risk
+    u-s5        NPS 3 about order o-5 @50, no ticket, no order under u-s5's key -> detractor
+                after an order whose time is not known here: support_risk, post_purchase
     u-s6/7/8    NPS 10 @51, NPS 8 @52, NPS 9 @53 (no order named: no trigger either way)
     u-s9        CSAT 6 @60 with a comment: outside 1-5 -> dead letter wrong_type, not counted
 
@@ -61,7 +62,7 @@ EXPECTED_TRIGGERS = {  # customer id -> reasons
     "u-s1": ["negative_sentiment"],
     "u-s3": ["negative_sentiment", "ticket_reopened"],
     "u-s4": ["negative_sentiment"],
-    "u-s5": ["nps_detractor", "recent_order"],
+    "u-s5": ["nps_detractor", "post_purchase"],
 }
 
 ANGRY_FR = "Colis jamais reçu, c'est inadmissible."
