@@ -1,8 +1,9 @@
 """One Segment message -> one Event dict (``schemas/event.avsc``), or a dead-letter decision.
 
 Pure: no I/O; the receive time is an argument. Runs once per message in
-the collector's request handler, so it works on plain dicts with orjson
-(no pydantic per event).
+the collector's request handler: the envelope is validated first by the
+pydantic model ``SegmentMessage`` (``pipeline.collector.envelope``), then
+the event's properties by the catalog.
 
 Clock skew is corrected as Segment does: the event time is ``timestamp +
 (receivedAt - sentAt)``, where ``sentAt`` is the message's own, else the
@@ -26,6 +27,7 @@ from functools import lru_cache
 
 import orjson
 
+from pipeline.collector.envelope import EnvelopeError, SegmentMessage, validate_envelope
 from pipeline.collector.catalog import CATALOG, IDENTIFY_TRAITS, PAGE, EventSpec, PropertyError, check_properties
 from pipeline.records import DeadLetterReason, stable_id
 from pipeline.settings import Settings
@@ -111,27 +113,6 @@ def _time_value(name: str, value: object, parse: Callable[[str], int] = parse_ti
         raise _Reject("schema_violation", f"{name} is not ISO-8601: {value[:64]!r}") from None
 
 
-def _id_field(msg: dict, name: str) -> str | None:
-    """A Segment id: a string, or a number turned into a string as Segment does."""
-    value = msg.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise _Reject("schema_violation", f"{name} must be a string or a number, got {type(value).__name__}")
-
-
-def _object_field(msg: dict, name: str) -> dict:
-    value = msg.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _Reject("schema_violation", f"{name} must be an object, got {type(value).__name__}")
-    return value
-
-
 def _text(value: object) -> str | None:
     """A context string; numbers are stringified, other shapes are ignored (not worth a dead letter)."""
     if isinstance(value, str):
@@ -160,12 +141,12 @@ def _check(spec: EventSpec, props: dict) -> dict:
         raise _Reject(exc.reason, exc.detail) from None
 
 
-def _event_time(msg: dict, received_at_ms: int, batch_sent_at: object) -> tuple[int, int | None]:
+def _event_time(env: SegmentMessage, received_at_ms: int, batch_sent_at: object) -> tuple[int, int | None]:
     """(event time, sentAt used), corrected for the device clock's skew."""
-    ts = _time_value("timestamp", msg.get("timestamp"))
+    ts = _time_value("timestamp", env.timestamp)
     if ts is None:
-        ts = _time_value("originalTimestamp", msg.get("originalTimestamp"))
-    sent_at = _time_value("sentAt", msg.get("sentAt"))
+        ts = _time_value("originalTimestamp", env.originalTimestamp)
+    sent_at = _time_value("sentAt", env.sentAt)
     if sent_at is None:
         sent_at = _time_value("batch sentAt", batch_sent_at, _parse_batch_sent_at)
     if ts is None:
@@ -175,19 +156,19 @@ def _event_time(msg: dict, received_at_ms: int, batch_sent_at: object) -> tuple[
     return ts + (received_at_ms - sent_at), sent_at
 
 
-def _message_id(msg: dict, tenant: str) -> str:
-    mid = _id_field(msg, "messageId")
-    if mid is not None:
-        return mid
+def _message_id(msg: dict, env: SegmentMessage, tenant: str) -> str:
+    if env.messageId is not None:
+        return env.messageId
     # A stable content hash, so that an SDK retry of the same message dedups.
     content = {k: v for k, v in msg.items() if k not in _VOLATILE}
     return stable_id(tenant, orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode())
 
 
-def _properties(msg: dict, call: str) -> dict:
-    props = _object_field(msg, "properties")
+def _properties(msg: dict, env: SegmentMessage) -> dict:
+    props = env.properties or {}
+    call = env.type
     if call == "track":
-        spec = CATALOG.get(msg["event"])
+        spec = CATALOG.get(env.event)
         return _check(spec, props) if spec is not None else props
     if call == "page":
         name = _text(msg.get("name"))
@@ -199,40 +180,31 @@ def _properties(msg: dict, call: str) -> dict:
         if name is not None and props.get("name") is None:
             props = {**props, "name": name}
     elif call == "group":
-        group_id = _id_field(msg, "groupId")
-        if group_id is not None:
-            props = {**props, "group_id": group_id}
+        if env.groupId is not None:
+            props = {**props, "group_id": env.groupId}
     elif call == "alias":
-        previous_id = _id_field(msg, "previousId")
-        if previous_id is not None:
-            props = {**props, "previous_id": previous_id}
+        if env.previousId is not None:
+            props = {**props, "previous_id": env.previousId}
     return props
 
 
 def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, rules: NormalizeRules) -> dict:
-    call = msg.get("type")
-    if not isinstance(call, str) or call not in CALL_TYPES:
-        raise _Reject("unknown_type", f"type must be one of {sorted(CALL_TYPES)}, got {str(call)[:64]!r}")
-    anonymous_id = _id_field(msg, "anonymousId")
-    user_id = _id_field(msg, "userId")
-    if anonymous_id is None and user_id is None:
-        raise _Reject("schema_violation", "userId or anonymousId is required")
-    event = None
-    if call == "track":
-        event = msg.get("event")
-        if not isinstance(event, str) or not event:
-            raise _Reject("schema_violation", "track needs a non-empty event name")
-    event_time_ms, sent_at_ms = _event_time(msg, received_at_ms, batch_sent_at)
+    try:
+        env = validate_envelope(msg)
+    except EnvelopeError as exc:
+        raise _Reject(exc.reason, exc.detail) from None
+    call = env.type
+    event_time_ms, sent_at_ms = _event_time(env, received_at_ms, batch_sent_at)
     if event_time_ms < received_at_ms - rules.max_event_age_ms:
         raise _Reject("too_old", f"event time {event_time_ms} is more than {rules.max_event_age_ms} ms before receipt")
     if event_time_ms > received_at_ms + rules.max_event_future_ms:
         raise _Reject("too_far_future", f"event time {event_time_ms} is more than {rules.max_event_future_ms} ms after receipt")
 
-    context = _object_field(msg, "context")
+    context = env.context or {}
     page = context.get("page")
     page = page if isinstance(page, dict) else {}
-    props = _properties(msg, call)
-    traits = _object_field(msg, "traits")
+    props = _properties(msg, env)
+    traits = env.traits or {}
     context_traits = context.get("traits")
     if isinstance(context_traits, dict) and context_traits:
         traits = {**context_traits, **traits}
@@ -249,12 +221,12 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
     if session is None:
         session = context.get("sessionId")
     return {
-        "event_id": _message_id(msg, tenant),
+        "event_id": _message_id(msg, env, tenant),
         "tenant": tenant,
         "type": call,
-        "event": event,
-        "anonymous_id": anonymous_id,
-        "user_id": user_id,
+        "event": env.event if call == "track" else None,
+        "anonymous_id": env.anonymousId,
+        "user_id": env.userId,
         "event_time_ms": event_time_ms,
         "received_at_ms": received_at_ms,
         "sent_at_ms": sent_at_ms,
