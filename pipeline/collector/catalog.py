@@ -12,6 +12,7 @@ detectors ignore them.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +27,7 @@ __all__ = [
     "Prop",
     "PropKind",
     "PropertyError",
+    "SLUG",
     "check_properties",
 ]
 
@@ -49,11 +51,13 @@ class PropertyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Prop:
-    """One known property: its kind, and optionally allowed values or a numeric range.
+    """One known property: its kind, and optionally allowed values, a pattern or a numeric range.
 
     Kind ``id`` accepts a string or a number and stores a string (numeric
     product ids are common); ``int`` accepts an integral float (``2.0``,
-    which some JSON encoders write) and stores an int.
+    which some JSON encoders write) and stores an int. A string with
+    ``choices`` or a ``pattern`` is stripped and lower-cased first, then must
+    be one of the choices or match the whole pattern.
     """
 
     kind: PropKind
@@ -61,6 +65,7 @@ class Prop:
     choices: frozenset[str] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    pattern: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +82,7 @@ class EventSpec:
 
 
 def _req(prop: Prop) -> Prop:
-    return Prop(prop.kind, True, prop.choices, prop.minimum, prop.maximum)
+    return Prop(prop.kind, True, prop.choices, prop.minimum, prop.maximum, prop.pattern)
 
 
 def _one_of(*values: str) -> Prop:
@@ -92,6 +97,9 @@ LIST = Prop("list")
 MONEY = Prop("number", minimum=0, maximum=MAX_AMOUNT)
 QUANTITY = Prop("int", minimum=1, maximum=MAX_AMOUNT)
 COUNT = Prop("int", minimum=0)
+# A category slug, not free text: lower-case letters, digits, "_" and "-", at
+# most 40 (empty = none). Support topics are stored in the clear.
+SLUG = Prop("string", pattern=re.compile(r"[a-z0-9_-]{0,40}"))
 
 
 def _check_survey(props: dict) -> None:
@@ -171,7 +179,7 @@ CATALOG: Mapping[str, EventSpec] = {
         {
             "ticket_id": _req(ID),
             "channel": _req(_one_of("chat", "email", "phone", "social")),
-            "topic": STR,
+            "topic": SLUG,
             "order_id": ID,
         }
     ),
@@ -208,11 +216,16 @@ def _coerce(name: str, prop: Prop, value: object) -> object:
     if kind == "string":
         if not isinstance(value, str):
             raise PropertyError("wrong_type", f"{name} must be a string, got {type(value).__name__}")
-        if prop.choices is not None:
+        if prop.choices is not None or prop.pattern is not None:
             # Helpdesk integrations differ in case ("Email"); the catalog values are lower case.
             value = value.strip().lower()
-            if value not in prop.choices:
-                raise PropertyError("wrong_type", f"{name} must be one of {sorted(prop.choices)}, got {value!r}")
+        if prop.choices is not None and value not in prop.choices:
+            raise PropertyError("wrong_type", f"{name} must be one of {sorted(prop.choices)}, got {value!r}")
+        if prop.pattern is not None and prop.pattern.fullmatch(value) is None:
+            # The detail names the rule, not the value: a free-text topic may hold personal data.
+            raise PropertyError(
+                "wrong_type", f"{name} must be a slug (a-z, 0-9, _ and -, at most 40), got {len(value)} characters"
+            )
         return value
     if kind == "id":
         if isinstance(value, str):

@@ -7,10 +7,12 @@ demo's helpdesk integration sends them; ``T0`` is the ticket's opening.
 from __future__ import annotations
 
 import orjson
+import pytest
 
+from pipeline.collector.catalog import CATALOG, PropertyError, check_properties
 from pipeline.detect import Rules
 from pipeline.detect.state import decode_state, encode_state
-from pipeline.detect.support import MESSAGES_TABLE, SURVEYS_TABLE, TICKETS_TABLE
+from pipeline.detect.support import MESSAGES_TABLE, SURVEYS_TABLE, TICKET_OPENED, TICKETS_TABLE
 from pipeline.records import stable_id
 from sinks.rows import FACT_TABLES, event_row
 from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, ev, order
@@ -154,6 +156,51 @@ def test_each_change_writes_a_higher_version_and_the_opening_day_never_moves() -
     assert versions == [1, 2, 3]
     assert {r["opened_ms"] for r in h.tickets()} == {T0}
     assert h.latest()["order_id"] == "o-7" and h.latest()["topic"] == "refund"
+
+
+# -- topic: a category slug, checked by the collector ---------------------------
+
+
+def opened_props(topic: object) -> dict:
+    return {"ticket_id": "t-1", "channel": "chat", "topic": topic}
+
+
+@pytest.mark.parametrize(
+    ("topic", "stored"),
+    [
+        ("refund", "refund"),
+        ("late_delivery-2", "late_delivery-2"),
+        (" Delivery ", "delivery"),  # helpdesks differ in case, as for channel
+        ("x" * 40, "x" * 40),
+        ("", ""),  # empty: no topic
+    ],
+)
+def test_ticket_topic_slug_is_accepted_and_stored_lower_case(topic: str, stored: str) -> None:
+    assert check_properties(CATALOG[TICKET_OPENED], opened_props(topic))["topic"] == stored
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "x" * 41,  # too long
+        "late delivery",  # a space: free text
+        "Mme Dupont, 12 rue des Lilas",
+        "remboursé",  # accents are outside the slug alphabet
+        "a/b",
+    ],
+)
+def test_ticket_topic_that_is_not_a_slug_is_a_wrong_type_dead_letter_not_echoing_the_text(topic: str) -> None:
+    with pytest.raises(PropertyError) as info:
+        check_properties(CATALOG[TICKET_OPENED], opened_props(topic))
+    assert info.value.reason == "wrong_type"
+    assert info.value.detail.startswith("topic must be a slug")
+    assert topic.strip().lower() not in info.value.detail
+
+
+def test_ticket_topic_of_another_type_is_wrong_type() -> None:
+    with pytest.raises(PropertyError) as info:
+        check_properties(CATALOG[TICKET_OPENED], opened_props(7))
+    assert info.value.reason == "wrong_type"
 
 
 # -- surveys -------------------------------------------------------------------
