@@ -37,6 +37,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from pipeline.analyst_sql import read_only_refusal
 from pipeline.app import STATE_TABLE, create_app
 from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
@@ -390,6 +391,9 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     class QueryView(faust.web.View):
         async def post(self, request):  # noqa: ANN001
             body = await request.json()
+            refusal = read_only_refusal(str(body.get("sql", "")))
+            if refusal is not None:
+                return self.bytes(orjson.dumps({"error": refusal}), status=400, content_type="application/json")
             loop = asyncio.get_running_loop()
             try:
                 columns, rows = await loop.run_in_executor(None, ch.query, body["sql"])
