@@ -42,7 +42,7 @@ from pipeline.detect.dedup import event_hash
 from pipeline.detect.offers import in_holdout
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
-from pipeline.detect.tickets import Ticket
+from pipeline.detect.tickets import SURVEY_KINDS, Ticket
 from pipeline.records import stable_id
 from pipeline.sentiment import lang_of_locale, score
 
@@ -281,8 +281,8 @@ def _survey(
         sentiment = score(comment, lang_of_locale(event.get("locale")))
         row.update(has_comment=True, comment_sentiment=sentiment.score, comment_label=sentiment.label)
     out.facts.append((SURVEYS_TABLE, row))
-    if ticket is not None and kind in ("csat", "nps", "ces"):
-        setattr(ticket, kind, value)
+    if ticket is not None and kind in SURVEY_KINDS:
+        ticket.note_survey(kind, value, t_ms)
     if kind == "nps" and value <= NPS_DETRACTOR_MAX:
         why = _detractor_order(state, order_id, t_ms, rules)
         if why is not None:

@@ -13,14 +13,19 @@ so that the fact rows and the tests read them from one place:
 - reopened: the helpdesk said so (``reopened: true``), or the ticket was
   resolved more than once;
 - first-contact resolution (FCR): resolved, exactly one agent reply, not
-  reopened.
+  reopened;
+- linked surveys: per kind (CSAT, NPS, CES), the answer naming the ticket
+  with the latest event time, whatever order the answers arrived in
+  (``note_survey``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Ticket", "decode_ticket", "encode_ticket"]
+__all__ = ["SURVEY_KINDS", "Ticket", "decode_ticket", "encode_ticket"]
+
+SURVEY_KINDS = ("csat", "nps", "ces")
 
 
 @dataclass(slots=True)
@@ -43,6 +48,9 @@ class Ticket:
     csat: float | None = None
     nps: float | None = None
     ces: float | None = None
+    csat_ms: int | None = None  # event time of the answer kept in csat
+    nps_ms: int | None = None
+    ces_ms: int | None = None
     version: int = 0  # grows with every change: the row's ReplacingMergeTree version
     last_ms: int = 0  # latest event time seen on the ticket (retention)
 
@@ -76,6 +84,19 @@ class Ticket:
     def fcr(self) -> bool:
         return self.resolved and self.agent_msgs == 1 and not self.reopened
 
+    def note_survey(self, kind: str, score: float, t_ms: int) -> bool:
+        """Keep a ``kind`` answer at ``t_ms`` if it is the latest in event time; True if kept.
+
+        An answer at the same millisecond as the kept one replaces it (the
+        later in the stream wins; a replay keeps the same one).
+        """
+        kept_ms = getattr(self, kind + "_ms")
+        if kept_ms is not None and t_ms < kept_ms:
+            return False
+        setattr(self, kind, score)
+        setattr(self, kind + "_ms", t_ms)
+        return True
+
 
 _OPTIONAL = (
     ("o", "opened_ms"),
@@ -84,6 +105,9 @@ _OPTIONAL = (
     ("cs", "csat"),
     ("np", "nps"),
     ("ce", "ces"),
+    ("cst", "csat_ms"),
+    ("npt", "nps_ms"),
+    ("cet", "ces_ms"),
 )
 _COUNTS = (
     ("am", "agent_msgs"),
@@ -97,7 +121,7 @@ _FLAGS = (("ro", "reopened_flag"), ("w", "waiting"), ("rf", "risk_fired"))
 
 
 def encode_ticket(t: Ticket) -> dict:
-    """Short keys, defaults left out: a ticket is about 100 bytes serialized."""
+    """Short keys, defaults left out: a resolved ticket is about 170 bytes serialized, 260 with three surveys."""
     out: dict = {"i": t.ticket_id, "v": t.version, "l": t.last_ms}
     for key, name in _OPTIONAL:
         value = getattr(t, name)

@@ -214,6 +214,35 @@ def test_survey_with_a_ticket_is_linked_to_it() -> None:
     assert (row["survey"], row["score"], row["ticket_id"]) == ("csat", 4.0, "t-1")
 
 
+def test_linked_survey_is_the_latest_answer_in_event_time_not_in_arrival_order() -> None:
+    h = SupportHarness()
+    # CSAT 2 answered at T0+2h arrives first; CSAT 5 answered earlier (T0+1h) arrives late: 2 stays.
+    h.each(opened(T0), answered(T0 + 2 * HOUR, "csat", 2, ticket_id="t-1"))
+    h.each(answered(T0 + HOUR, "csat", 5, ticket_id="t-1"))
+    assert h.latest()["csat"] == 2.0
+    # NPS: 9 at T0+3h, then 4 at T0+5h, then a late 10 from T0+4h: 4 is the latest answer.
+    h.each(
+        answered(T0 + 3 * HOUR, "nps", 9, ticket_id="t-1"),
+        answered(T0 + 5 * HOUR, "nps", 4, ticket_id="t-1"),
+        answered(T0 + 4 * HOUR, "nps", 10, ticket_id="t-1"),
+    )
+    assert (h.latest()["csat"], h.latest()["nps"]) == (2.0, 4.0)
+    # Every answer is still a survey row of its own.
+    assert [r["score"] for r in h.facts[SURVEYS_TABLE]] == [2.0, 5.0, 9.0, 4.0, 10.0]
+
+
+def test_linked_survey_times_survive_the_state_round_trip() -> None:
+    h = SupportHarness()
+    # The stored state keeps the kept answer's time: a late, older answer after a restart still loses.
+    h.each(opened(T0), answered(T0 + 2 * HOUR, "ces", 6, ticket_id="t-1"))
+    restarted = SupportHarness(table=dict(h.table))
+    restarted.offset = h.offset  # the next record, after the stored ones
+    restarted.each(answered(T0 + HOUR, "ces", 1, ticket_id="t-1"))
+    assert restarted.latest()["ces"] == 6.0
+    (ticket,) = decode_state(restarted.table[next(iter(restarted.table))]).tickets
+    assert (ticket.ces, ticket.ces_ms) == (6.0, T0 + 2 * HOUR)
+
+
 def test_survey_without_a_ticket_is_stored_alone() -> None:
     h = SupportHarness()
     h.each(answered(T0, "nps", 9, order_id="o-1"))
