@@ -424,6 +424,57 @@ def test_risk_threshold_is_a_rule() -> None:
     assert h.each(opened(T0), msg(T0 + MIN, "customer", ANGRY)) == []
 
 
+# Scores of the lexicon for two labeled-set messages (label negative at -0.3 or below).
+MILD_NEGATIVE = "Personne n'est capable de me dire où est mon colis."  # -0.3612
+JUST_PAST = "Je n'ai jamais eu mon remboursement malgré vos promesses."  # -0.4019
+
+
+def test_message_labelled_negative_but_above_the_risk_threshold_does_not_fire() -> None:
+    h = SupportHarness()  # threshold -0.4
+    assert h.each(opened(T0), msg(T0 + MIN, "customer", MILD_NEGATIVE)) == []
+    (row,) = h.facts[MESSAGES_TABLE]
+    assert (row["sentiment"], row["sentiment_label"]) == (-0.3612, "negative")
+    assert h.latest()["negative_messages"] == 1
+
+
+def test_message_just_below_the_default_risk_threshold_fires() -> None:
+    h = SupportHarness()
+    (trigger,) = h.each(opened(T0), msg(T0 + MIN, "customer", JUST_PAST))
+    assert h.facts[MESSAGES_TABLE][0]["sentiment"] == -0.4019
+    assert trigger["reasons"] == ["negative_sentiment"]
+
+
+def test_message_exactly_at_the_risk_threshold_fires_and_one_ten_thousandth_above_does_not() -> None:
+    # "at or below": a score equal to the threshold fires (scores have four decimals).
+    at = SupportHarness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, support_risk_sentiment=-0.3612))
+    assert len(at.each(opened(T0), msg(T0 + MIN, "customer", MILD_NEGATIVE))) == 1
+    above = SupportHarness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, support_risk_sentiment=-0.3613))
+    assert above.each(opened(T0), msg(T0 + MIN, "customer", MILD_NEGATIVE)) == []
+
+
+@pytest.mark.parametrize("written", [5 * MIN, 10 * MIN], ids=["before", "at"])
+def test_negative_message_written_no_later_than_the_resolution_finds_the_ticket_closed_and_does_not_fire(
+    written: int,
+) -> None:
+    h = SupportHarness()
+    # T0 opened; +1m agent; +10m resolved; then an angry message written at +5m (delivered late) or
+    # at +10m, the resolution's own millisecond: not after the resolution, so it does not reopen.
+    h.each(opened(T0), msg(T0 + MIN, "agent"), resolved(T0 + 10 * MIN))
+    assert h.each(msg(T0 + written, "customer", ANGRY)) == []
+    row = h.latest()
+    assert row["resolution_ms"] == 10 * MIN and row["contacts"] == 1 and row["negative_messages"] == 1
+    assert row["fcr"] is True and row["reopened"] is False
+
+
+def test_negative_message_one_ms_after_the_resolution_reopens_the_ticket_and_fires() -> None:
+    h = SupportHarness()
+    h.each(opened(T0), msg(T0 + MIN, "agent"), resolved(T0 + 10 * MIN))
+    (trigger,) = h.each(msg(T0 + 10 * MIN + 1, "customer", ANGRY))
+    assert trigger["reasons"] == ["negative_sentiment", "ticket_reopened"]
+    assert trigger["trigger_id"] == stable_id("support_risk", "shop-a", "t-1", 1)
+    assert h.latest()["resolution_ms"] is None and h.latest()["fcr"] is False
+
+
 # -- state -----------------------------------------------------------------------
 
 
