@@ -1,6 +1,9 @@
 """Sessions (contract section 5): 30 minutes without events ends one, unless the SDK names it.
 
-- With ``session_hint`` (context.session_id), the hint is the session id.
+- With ``session_hint`` (context.session_id), the hint names the session:
+  its id is ``stable_id('session', tenant, visitor, 'sdk', hint)`` (20
+  hex). SDKs number sessions per device (Amplitude and GA4 use the start
+  time), so the same hint from two visitors is two sessions.
 - Otherwise a visitor's session continues while events come less than
   ``session_gap_ms`` after the latest event time seen; an event exactly
   ``session_gap_ms`` later starts a new one, whose id is
@@ -27,9 +30,10 @@ def assign_session(state: VisitorState, event_time_ms: int, hint: str | None, ga
     if last_ms is None or event_time_ms > last_ms:
         state.max_event_ms = event_time_ms
     if hint:
-        if hint != state.session_id:
-            state.session_id, state.session_start_ms = hint, event_time_ms
-        return hint
+        sid = stable_id("session", state.tenant, state.visitor_id, "sdk", hint)[:SESSION_ID_HEX]
+        if sid != state.session_id:
+            state.session_id, state.session_start_ms = sid, event_time_ms
+        return sid
     if not state.anonymous_id:
         return ""
     if not state.session_id or last_ms is None or event_time_ms - last_ms >= gap_ms:

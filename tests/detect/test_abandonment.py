@@ -143,4 +143,5 @@ def test_abandonment_uses_known_customer_and_session_of_last_activity() -> None:
     # T0+35m   bystander -> abandoned, customer cust-7, session "s-b", no offer
     viewed = {**track("Cart Viewed", T0 + 5 * MIN), "session_hint": "s-b"}
     (trigger,) = h.each(add(T0), identify(T0 + MIN, "cust-7", consent=False), viewed, page(T0 + 35 * MIN))
-    assert (trigger["customer_id"], trigger["session_id"], trigger["action"]) == ("cust-7", "s-b", "none")
+    session_b = stable_id("session", "shop-a", "anon-1", "sdk", "s-b")[:20]
+    assert (trigger["customer_id"], trigger["session_id"], trigger["action"]) == ("cust-7", session_b, "none")

@@ -50,7 +50,20 @@ def test_session_hint_defines_the_session() -> None:
         page(T0 + 121 * MIN, anon="anon-1", hint="s-2"),
         page(T0 + 122 * MIN, anon="anon-1"),
     )
-    assert sessions(h) == ["s-1", "s-1", "s-2", "s-2"]
+    s1 = stable_id("session", "shop-a", "anon-1", "sdk", "s-1")[:20]
+    s2 = stable_id("session", "shop-a", "anon-1", "sdk", "s-2")[:20]
+    assert sessions(h) == [s1, s1, s2, s2]
+
+
+def test_the_same_sdk_session_id_from_two_visitors_is_two_sessions() -> None:
+    h = Harness()
+    # T0     anon-1 sends SDK session id "1710064800000" (a start time, as Amplitude numbers sessions)
+    # T0+1s  anon-2 sends the same SDK session id: another visitor, another session
+    h.each(page(T0, anon="anon-1", hint="1710064800000"), page(T0 + 1000, anon="anon-2", hint="1710064800000"))
+    assert sessions(h) == [
+        stable_id("session", "shop-a", "anon-1", "sdk", "1710064800000")[:20],
+        stable_id("session", "shop-a", "anon-2", "sdk", "1710064800000")[:20],
+    ]
 
 
 def test_user_only_events_without_hint_belong_to_no_browser_session() -> None:
