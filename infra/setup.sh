@@ -6,12 +6,54 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
+sudo=""
+if [ "$(id -u)" != "0" ]; then sudo="sudo"; fi
+apt_updated=""
+apt_install() {  # apt_install PACKAGE...: Debian packages, the package lists refreshed once first
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "apt-get not found: install $* with your system's package manager" >&2
+    exit 1
+  fi
+  if [ -z "$apt_updated" ]; then
+    $sudo apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-upgrade "$@" >/dev/null
+}
+
 py="${PYTHON:-python3}"
+if ! command -v "$py" >/dev/null 2>&1; then
+  echo "installing Debian's python3 ($py not found)"
+  apt_install python3
+fi
 if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "cxstream needs Python 3.11 or newer ($py is $("$py" --version 2>&1))" >&2
   exit 1
 fi
 
+# Debian's python3 ships without ensurepip (package python3-venv): `python3 -m venv`
+# fails, or leaves a .venv without pip. Debian's pip downloads over HTTPS with the
+# system's CA bundle (package ca-certificates).
+no_certs=""
+if [ -f /etc/debian_version ] && [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then no_certs=1; fi
+if ! "$py" -c 'import ensurepip' >/dev/null 2>&1 || [ -n "$no_certs" ]; then
+  echo "installing python3-venv and ca-certificates with apt (needed to create .venv with pip)"
+  apt_install python3-venv ca-certificates
+  ver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  if ! "$py" -c 'import ensurepip' >/dev/null 2>&1 && apt-cache show "python$ver-venv" >/dev/null 2>&1; then
+    apt_install "python$ver-venv"  # $py is not Debian's default python3
+  fi
+  if ! "$py" -c 'import ensurepip' >/dev/null 2>&1; then
+    echo "$py has no ensurepip module even after installing python3-venv; set PYTHON to a Python 3.11+ with venv support" >&2
+    exit 1
+  fi
+fi
+
+# A .venv without a working pip (left by a `python3 -m venv` that failed) is made again.
+if [ -x .venv/bin/python ] && ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  echo "recreating .venv (it has no working pip)"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
@@ -29,9 +71,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 if [ "${1:-}" = "--clickhouse-server" ] && ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/bin/clickhouse ]; then
-  sudo=""
-  if [ "$(id -u)" != "0" ]; then sudo="sudo"; fi
   echo "installing Debian's clickhouse-server (for the server-mode tests)"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server >/dev/null
+  apt_install clickhouse-server
 fi
