@@ -46,9 +46,9 @@ DEFAULT_FRICTION_WEIGHTS = (
 # contains one of these is excluded. ';' separates entries (it cannot occur
 # in a CSS selector, unlike ',').
 DEFAULT_RAGE_EXCLUDE = (
-    "textarea;input[type=text];input[type=\"text\"];input[type=search];input[type=\"search\"];"
-    "input[type=email];input[type=\"email\"];input[type=number];input[type=\"number\"];"
-    "[contenteditable];stepper;.qty-plus;.qty-minus"
+    "input[type=text];input[type=search];input[type=email];input[type=tel];input[type=url];input[type=password];"
+    "input[type=number];textarea;select;[contenteditable];[role=textbox];[role=spinbutton];[role=combobox];"
+    "[class*=stepper];.qty-plus;.qty-minus"
 )
 
 

@@ -7,6 +7,10 @@ said. ``signals(h)`` lists what the processor wrote to ``cx.friction`` as
 
 from __future__ import annotations
 
+import pytest
+
+from collections import Counter
+
 from pipeline.detect import Rules
 from pipeline.detect.friction import reasons, score
 from pipeline.detect.state import decode_state, encode_state
@@ -127,6 +131,96 @@ def test_click_later_than_the_allowed_lateness_may_miss_its_burst() -> None:
     # lateness 0: the buffer keeps 1 s; a click at 5000 pushes out 0 and 100,
     # so the 200 ms click arriving after it finds nothing to join
     assert signals(run(click(0), click(100), click(5_000), click(200))) == []
+
+
+LATE_3S = Rules(allowed_lateness_ms=3_000, holdout_pct=0.0)
+CHAINED = (0, 400, 800, 1_350, 1_900, 2_300, 2_700)
+
+
+def test_a_click_that_chains_two_bursts_makes_one_rage_in_order() -> None:
+    # 0/400/800 rage at 800; 1350 is within 1 s of 800 and of 1900, so 1900/2300/2700
+    # continue the same burst: one rage
+    assert signals(run(*(click(t) for t in CHAINED), rules=LATE_3S)) == [("rage_click", 800, "/p/1", "img.hero")]
+
+
+def test_the_chaining_click_arriving_late_but_before_the_second_burst_completes_gives_the_same_count() -> None:
+    # lateness 3 s. Arrival 0, 400, 800, 1900, 2300, then 1350 (950 ms late), then 2700:
+    # decided in event time, 1900 and 2300 join the first burst, and so does 2700
+    order = (0, 400, 800, 1_900, 2_300, 1_350, 2_700)
+    assert signals(run(*(click(t) for t in order), rules=LATE_3S)) == [("rage_click", 800, "/p/1", "img.hero")]
+
+
+def test_the_chaining_click_arriving_after_both_bursts_were_counted_leaves_both_rows() -> None:
+    # lateness 3 s. Arrival 0, 400, 800 (rage), 1900, 2300, 2700 (a second rage: nothing links it
+    # to the first yet), then 1350 (1350 ms late). In event time that is one burst, but a row
+    # written is never taken back: two rows, one more than in order (README, "Late events")
+    order = (0, 400, 800, 1_900, 2_300, 2_700, 1_350)
+    assert [s[:2] for s in signals(run(*(click(t) for t in order), rules=LATE_3S))] == [
+        ("rage_click", 800),
+        ("rage_click", 2_700),
+    ]
+
+
+def test_a_late_click_that_starts_the_burst_earlier_keeps_the_count() -> None:
+    # lateness 3 s. In order 0/500/900 completes at 900 and 1300 joins: one rage.
+    # Arrival 500, 900, 1300 (rage at 1300), then 0 (1300 ms late): in event time the burst
+    # completes at 900; the row already written (at 1300) stands for it, no second row
+    in_order = signals(run(*(click(t) for t in (0, 500, 900, 1_300)), rules=LATE_3S))
+    late = signals(run(*(click(t) for t in (500, 900, 1_300, 0)), rules=LATE_3S))
+    assert in_order == [("rage_click", 900, "/p/1", "img.hero")]
+    assert late == [("rage_click", 1_300, "/p/1", "img.hero")]
+
+
+def test_settings_change_the_rage_window_radius_and_count() -> None:
+    # window 2 s: 0/900/1800 span 1.8 s -> rage (not with 1 s); 0/900/2001 -> no rage
+    wide = Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_rage_window_ms=2_000)
+    assert signals(run(click(0), click(900), click(1_800), rules=wide)) == [("rage_click", 1_800, "/p/1", "img.hero")]
+    assert signals(run(click(0), click(900), click(2_001), rules=wide)) == []
+    assert signals(run(click(0), click(900), click(1_800))) == []
+    # radius 10 px: a third click 10 px away counts, 11 px does not
+    tight = Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_rage_radius_px=10)
+    assert len(signals(run(click(0), click(100), click(200, x=110), rules=tight))) == 1
+    assert signals(run(click(0), click(100), click(200, x=111), rules=tight)) == []
+    # 4 clicks needed: three are not rage, the fourth is
+    four = Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_rage_clicks=4)
+    assert signals(run(click(0), click(100), click(200), rules=four)) == []
+    h = run(click(0), click(100), click(200), click(300), rules=four)
+    assert signals(h) == [("rage_click", 300, "/p/1", "img.hero")]
+
+
+# -- text fields and steppers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "form input#email",  # an input without a type is a text field
+        "input[type='text']",
+        'form.search > input.q[type="search"]',
+        "input[type=tel]",
+        "input#pw[type=password]",
+        "div.qty > input[type=number]",
+        "textarea#message",
+        "select#size",
+        "div[contenteditable=true] > p",
+        "div[role=spinbutton]",
+        "div.quantity-stepper > button.plus",
+        "button.qty-minus",
+    ],
+)
+def test_text_fields_and_steppers_of_any_spelling_are_never_rage_nor_dead(selector: str) -> None:
+    # three clicks 150 ms apart, none of which changed the page
+    h = run(*(click(t, selector, interactive=True, responded=False) for t in (0, 150, 300)))
+    assert signals(h) == []
+
+
+@pytest.mark.parametrize(
+    "selector", ["input[type=submit]", "input[type=checkbox]", "button.size-selector", "a.textarea-help"]
+)
+def test_buttons_and_links_that_only_look_like_text_fields_can_rage(selector: str) -> None:
+    # a submit button, a checkbox, a class that contains "select", a link whose class contains "textarea"
+    h = run(*(click(t, selector) for t in (0, 150, 300)))
+    assert signals(h) == [("rage_click", 300, "/p/1", selector)]
 
 
 # -- dead click -----------------------------------------------------------------
@@ -312,12 +406,46 @@ def test_two_searches_on_one_path_are_two_pages_for_u_turns() -> None:
     assert signals(h) == [("u_turn", 24_000, "/search", "")]
 
 
-def test_late_page_view_is_checked_for_slowness_but_does_not_move_the_current_page() -> None:
-    # / at 0, /p/1 at 20 s; a slow /c/x page from 15 s arrives late; back on / at 25 s:
-    # still a u-turn from /p/1 (the late page did not become the current page)
-    pages = [visit(0, "/"), visit(20_000, "/p/1"), visit(15_000, "/c/x", load_ms=6_000), visit(25_000, "/")]
+def test_late_page_view_takes_its_place_in_event_time() -> None:
+    # / at 0, /p/1 at 20 s; a slow /c/x page from 15 s arrives late; / again at 25 s.
+    # In event time the visitor went / -> /c/x -> /p/1 -> /: the page before /p/1 is
+    # /c/x, so going to / is no u-turn, in either order
+    late = [visit(0, "/"), visit(20_000, "/p/1"), visit(15_000, "/c/x", load_ms=6_000), visit(25_000, "/")]
+    in_order = [late[0], late[2], late[1], late[3]]
+    assert signals(run(*late, rules=LATE_OK)) == [("slow_page", 15_000, "/c/x", "")]
+    assert signals(run(*in_order, rules=LATE_OK)) == [("slow_page", 15_000, "/c/x", "")]
+
+
+def test_late_page_left_still_makes_the_u_turn() -> None:
+    # lateness 1 s. In event time: / at 0, /p/1 at 5000, back on / at 5500 -> u-turn at 5500.
+    # Arrival: /, then / at 5500 (a reload of / so far), then /p/1 from 5000 (500 ms late)
+    in_order = run(visit(0, "/"), visit(5_000, "/p/1"), visit(5_500, "/"), rules=LATE_OK)
+    late = run(visit(0, "/"), visit(5_500, "/"), visit(5_000, "/p/1"), rules=LATE_OK)
+    assert signals(in_order) == signals(late) == [("u_turn", 5_500, "/p/1", "")]
+
+
+def test_late_return_page_still_makes_the_u_turn() -> None:
+    # lateness 1 s. In event time: / 0, /p/1 5000, / 5800 (u-turn from /p/1), /p/2 6000.
+    # Arrival: the return to / at 5800 comes after /p/2 (200 ms late)
+    in_order = run(visit(0, "/"), visit(5_000, "/p/1"), visit(5_800, "/"), visit(6_000, "/p/2"), rules=LATE_OK)
+    late = run(visit(0, "/"), visit(5_000, "/p/1"), visit(6_000, "/p/2"), visit(5_800, "/"), rules=LATE_OK)
+    assert signals(in_order) == signals(late) == [("u_turn", 5_800, "/p/1", "")]
+
+
+def test_a_late_reload_does_not_count_a_u_turn_twice() -> None:
+    # / 0, /p/1 5000, / 5500: u-turn. Then late: a reload of / at 5400 (before the return
+    # counted) and a reload of /p/1 at 5200: still the same one return to /
+    pages = [visit(0, "/"), visit(5_000, "/p/1"), visit(5_500, "/"), visit(5_400, "/"), visit(5_200, "/p/1")]
     h = run(*pages, rules=LATE_OK)
-    assert signals(h) == [("slow_page", 15_000, "/c/x", ""), ("u_turn", 25_000, "/p/1", "")]
+    assert signals(h) == [("u_turn", 5_500, "/p/1", "")]
+    assert len({f["friction_id"] for f in h.facts["cx.friction"]}) == 1
+
+
+def test_a_u_turn_counted_stays_when_a_late_page_lands_before_the_return() -> None:
+    # / 0, /p/1 5000, / 5500: u-turn counted. /c/x from 5200 arrives late: in event time
+    # /p/1 -> /c/x -> / is no u-turn, but a row written is never taken back (README)
+    h = run(visit(0, "/"), visit(5_000, "/p/1"), visit(5_500, "/"), visit(5_200, "/c/x"), rules=LATE_OK)
+    assert signals(h) == [("u_turn", 5_500, "/p/1", "")]
 
 
 def test_late_step_view_inside_the_lateness_still_makes_the_loop() -> None:
@@ -325,3 +453,137 @@ def test_late_step_view_inside_the_lateness_still_makes_the_loop() -> None:
     views = [on("/checkout", track("Checkout Step Viewed", T0 + t, checkout_id="chk-1", step=1)) for t in (0, 40_000, 20_000)]
     h = run(*views, rules=LATE_OK)
     assert signals(h) == [("checkout_loop", 20_000, "/checkout", "step 1")]
+
+
+# -- late events of the other signals ---------------------------------------------
+
+
+def test_late_dead_click_counts_once_at_its_own_time() -> None:
+    # lateness 1 s: a responding click at 5000, then the dead click from 4500 arrives
+    h = run(
+        click(5_000, "a.nav", interactive=True, responded=True),
+        click(4_500, "a.size-guide", interactive=True, responded=False),
+        rules=LATE_OK,
+    )
+    assert signals(h) == [("dead_click", 4_500, "/p/1", "a.size-guide")]
+
+
+def test_late_error_after_a_later_click_pairs_with_the_click_before_it() -> None:
+    # lateness 1 s: click a at 0, click b at 1500, then the error from 900 arrives (600 ms late):
+    # it pairs with a (0..900 is within 1 s), not with b, which came after it
+    h = run(
+        click(0, "button.a", interactive=True, responded=True),
+        click(1_500, "button.b", interactive=True, responded=True),
+        error(900),
+        rules=LATE_OK,
+    )
+    assert signals(h) == [("error_click", 900, "/p/1", "button.a")]
+
+
+def test_payment_failures_count_per_checkout_and_a_late_one_counts_too() -> None:
+    # chk-1 fails at 30 s; chk-2 (a new checkout in the same session) fails at 90 s;
+    # chk-1's failure from 20 s arrives late (after 30 s, lateness 1 min)
+    lateness = Rules(allowed_lateness_ms=MIN, holdout_pct=0.0)
+    h = run(
+        on("/pay", track("Payment Failed", T0 + 30_000, checkout_id="chk-1")),
+        on("/pay", track("Payment Failed", T0 + 90_000, checkout_id="chk-2")),
+        on("/pay", track("Payment Failed", T0 + 20_000, checkout_id="chk-1")),
+        rules=lateness,
+    )
+    assert signals(h) == [
+        ("payment_failed", 30_000, "/pay", "chk-1"),
+        ("payment_failed", 90_000, "/pay", "chk-2"),
+        ("payment_failed", 20_000, "/pay", "chk-1"),
+    ]
+    per_checkout = Counter(f["detail"] for f in h.facts["cx.friction"])
+    assert per_checkout == {"chk-1": 2, "chk-2": 1}
+
+
+def test_late_zero_result_search_counts_at_its_own_time() -> None:
+    # a search with results at 2000, then the empty one from 1500 arrives late
+    h = run(
+        on("/search", track("Products Searched", T0 + 2_000, query="linen", results_count=12)),
+        on("/search", track("Products Searched", T0 + 1_500, query="lin", results_count=0)),
+        rules=LATE_OK,
+    )
+    assert signals(h) == [("zero_result_search", 1_500, "/search", "")]
+
+
+def test_late_coupon_denial_still_makes_the_coupon_loop() -> None:
+    # denials at 40 s, then the one from 20 s arrives late: the second to arrive makes the loop
+    # (the count is the same as in order; the row has the time of the denial that arrived second)
+    h = run(
+        on("/checkout", track("Coupon Denied", T0 + 40_000, coupon_id="SPRING", reason="minimum")),
+        on("/checkout", track("Coupon Denied", T0 + 20_000, coupon_id="WELCOME", reason="expired")),
+        rules=Rules(allowed_lateness_ms=MIN, holdout_pct=0.0),
+    )
+    assert signals(h) == [("checkout_loop", 20_000, "/checkout", "coupon")]
+
+
+# -- non-default settings -----------------------------------------------------------
+
+
+def test_error_click_window_is_a_setting() -> None:
+    # 500 ms: an error 500 ms after the click pairs, 501 ms does not
+    rules = Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_error_click_ms=500)
+    assert len(signals(run(click(0, "button.a", interactive=True, responded=True), error(500), rules=rules))) == 1
+    assert signals(run(click(0, "button.a", interactive=True, responded=True), error(501), rules=rules)) == []
+
+
+def test_u_turn_window_is_a_setting() -> None:
+    # 5 s: back on / 5000 ms after /p/1 is a u-turn, 5001 ms is not
+    rules = Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_u_turn_ms=5_000)
+    assert len(signals(run(visit(0, "/"), visit(10_000, "/p/1"), visit(15_000, "/"), rules=rules))) == 1
+    assert signals(run(visit(0, "/"), visit(10_000, "/p/1"), visit(15_001, "/"), rules=rules)) == []
+
+
+def test_loop_counts_are_settings() -> None:
+    # 2 views of a step make the loop; 3 denied coupons are needed
+    rules = Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_loop_step_views=2, friction_loop_coupon_denials=3)
+    h = run(
+        on("/checkout", track("Checkout Step Viewed", T0, checkout_id="chk-1", step=1)),
+        on("/checkout", track("Checkout Step Viewed", T0 + 10_000, checkout_id="chk-1", step=1)),
+        on("/checkout", track("Coupon Denied", T0 + 20_000, coupon_id="A")),
+        on("/checkout", track("Coupon Denied", T0 + 30_000, coupon_id="B")),
+        on("/checkout", track("Coupon Denied", T0 + 40_000, coupon_id="C")),
+        rules=rules,
+    )
+    assert signals(h) == [
+        ("checkout_loop", 10_000, "/checkout", "step 1"),
+        ("checkout_loop", 40_000, "/checkout", "coupon"),
+    ]
+
+
+# -- sessions -----------------------------------------------------------------------
+
+
+def hinted(event: dict, session: str) -> dict:
+    event["session_hint"] = session  # the browser's own session id
+    return event
+
+
+def test_interleaved_sessions_keep_their_own_memory() -> None:
+    # s1 clicks at 0 and 200; an event of s2 at 300 (another tab's session); s1 clicks at 400:
+    # the three s1 clicks are a rage click in s1
+    h = run(
+        hinted(click(0), "s1"), hinted(click(200), "s1"), hinted(click(300, "a.x"), "s2"), hinted(click(400), "s1"),
+        rules=LATE_OK,
+    )  # fmt: skip
+    assert signals(h) == [("rage_click", 400, "/p/1", "img.hero")]
+    s1, _, s2, _ = (row["session_id"] for row in h.rows)
+    assert h.facts["cx.friction"][0]["session_id"] == s1 != s2
+
+
+def test_only_the_three_most_recent_sessions_are_remembered() -> None:
+    # s1 clicks at 0 and 200; s2, s3 and s4 each send one click (300, 320, 340): s1 has the oldest
+    # last event and is forgotten; its click at 400 then starts afresh: no rage
+    h = run(
+        hinted(click(0), "s1"), hinted(click(200), "s1"),
+        hinted(click(300, "a.x"), "s2"), hinted(click(320, "a.x"), "s3"), hinted(click(340, "a.x"), "s4"),
+        hinted(click(400), "s1"),
+        rules=LATE_OK,
+    )  # fmt: skip
+    assert signals(h) == []
+    data = h.table[visitor_key("shop-a", "anon-1", None)]
+    assert encode_state(decode_state(data)) == data
+    assert len(data) < 900  # three sessions of one or two buffered clicks each
