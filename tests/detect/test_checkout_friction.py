@@ -92,6 +92,15 @@ def test_a_held_out_customer_gets_action_none() -> None:
     assert (assist["action"], assist["holdout"]) == ("none", True)
 
 
+def test_the_cap_between_assists_is_a_setting() -> None:
+    # cap 5 min: assist at 6m (60); the 3rd failure at 10m59.999s is inside the cap,
+    # the 4th at 11m is exactly 5 min later: a second assist
+    h = Harness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_assist_cap_ms=5 * MIN))
+    h.each(*shopper_in_checkout(), failed(T0 + 5 * MIN), failed(T0 + 6 * MIN))
+    h.each(failed(T0 + 11 * MIN - 1), failed(T0 + 11 * MIN))
+    assert [a["event_time_ms"] for a in assists(h)] == [T0 + 6 * MIN, T0 + 11 * MIN]
+
+
 def test_the_threshold_is_a_setting() -> None:
     h = Harness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, friction_assist_score=30))
     h.each(*shopper_in_checkout(), failed(T0 + 5 * MIN))
@@ -146,7 +155,11 @@ def test_a_crash_mid_stream_rewrites_only_rows_with_the_same_ids() -> None:
     for record in records:
         again.feed(*record)
         again.drain()
-    ids = {f["friction_id"] for f in first.facts["cx.friction"] + again.facts["cx.friction"]}
-    assert ids == {f["friction_id"] for f in clean.facts["cx.friction"]}
-    replayed = {t["trigger_id"] for t in first.triggers + again.triggers}
-    assert replayed == {t["trigger_id"] for t in clean.triggers}
+    # The table keeps the last row written for an id (ReplacingMergeTree): the rows
+    # of the dead worker, overwritten by the replay's, must equal the clean run's.
+    stored = {f["friction_id"]: f for f in first.facts["cx.friction"] + again.facts["cx.friction"]}
+    assert stored == {f["friction_id"]: f for f in clean.facts["cx.friction"]}
+    assert len(clean.facts["cx.friction"]) == 7
+    sent = {t["trigger_id"]: t for t in without_wall_clock(first.triggers + again.triggers)}
+    assert sent == {t["trigger_id"]: t for t in without_wall_clock(clean.triggers)}
+    assert [t["kind"] for t in clean.triggers].count("checkout_friction") == 1
