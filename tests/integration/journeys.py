@@ -3,8 +3,13 @@
 Times are minutes after 10:00 UTC on day D = yesterday (inside the 7-day
 window). Allowed lateness is 5 minutes for these runs; abandonment after 30.
 
-    A  anon-a           page @0, Product Added c-a (2 x 20.00) @1
-                        -> no activity until 31: cart_abandoned (anonymous: action none)
+    A  anon-a           page @0, Product Added c-a (2 x 20.00) @1, sent again with
+                        the same messageId at the start of the second request (an SDK
+                        retrying a batch whose response it lost; nothing has reached
+                        @31 yet, so the cart is still open: a second apply would make
+                        it 4 x 20.00 = 80)
+                        -> no activity until 31: cart_abandoned (anonymous: action none,
+                        cart value 40)
     B  anon-b / u-b     identify (consent) @0, Product Added c-b (50) @2,
                         Checkout Started ch-b for c-b @5, Order Completed o-b
                         (total 50, revenue 45) @20 -> ordered before deadline: no trigger
@@ -22,11 +27,15 @@ window). Allowed lateness is 5 minutes for these runs; abandonment after 30.
     tick-0 / tick-1     one page each @240, on partitions 0 and 1: event time moves
                         past every deadline in both partitions.
 
+Sent as two requests: the first ends with A's Product Added @1 (no event later
+than @1, so no deadline can fire before the second arrives), the second starts
+with its resend and holds the rest.
+
 Hand-computed for day D, tenant of the run:
     sessions 7 (A, B, C x2, D, tick-0, tick-1); with an order: B, C's second, D -> 3
     conversion_rate 3/7; carts 4 (c-a, c-b, C's open cart, c-d); abandoned 2 -> 0.5
     orders 3; revenue 45 + 30 + 10 = 85; aov 85/3
-    stored events 17 (A 2, B 4, C 4, D 5 after de-duplication, ticks 2)
+    stored events 17 (A 2 and D 5 after de-duplication, B 4, C 4, ticks 2)
     triggers: cart_abandoned x2, offer_cancelled x1; dead letters: 1 (day = today)
 """
 
@@ -36,7 +45,7 @@ import datetime as dt
 
 from pipeline.collector.partitioner import ids_per_partition
 
-__all__ = ["journey_messages", "day_d", "EXPECTED"]
+__all__ = ["journey_batches", "day_d", "EXPECTED"]
 
 EXPECTED = {
     "sessions": 7,
@@ -67,8 +76,8 @@ def tick_ids(tenant: str, partitions: int) -> list[str]:
     return ids_per_partition(tenant, "tick", partitions)
 
 
-def journey_messages(tenant: str, partitions: int, day: dt.date) -> list[dict]:
-    """The journeys above as Segment batch messages, in sending order."""
+def journey_batches(tenant: str, partitions: int, day: dt.date) -> list[list[dict]]:
+    """The journeys above as the two Segment batches, in sending order."""
     n = iter(range(1, 1000))
 
     def track(anon: str, minute: float, event: str, props: dict, user: str | None = None, mid: str | None = None) -> dict:
@@ -99,14 +108,18 @@ def journey_messages(tenant: str, partitions: int, day: dt.date) -> list[dict]:
         }
 
     d_added = track("anon-d", 0, "Product Added", {"cart_id": "c-d", "product_id": "p4", "price": 10})
-    msgs = [
+    a_added = track("anon-a", 1, "Product Added", {"cart_id": "c-a", "product_id": "p1", "price": 20, "quantity": 2})
+    first = [
         page("anon-a", 0, "/"),
         identify("anon-b", "u-b", 0),
         identify("anon-c", "u-c", 0),
         d_added,
-        dict(d_added),  # the SDK retried: same messageId
+        dict(d_added),  # the same messageId twice in one request
         track("anon-e", 0, "Product Added", {"product_id": "p5"}),  # no price
-        track("anon-a", 1, "Product Added", {"cart_id": "c-a", "product_id": "p1", "price": 20, "quantity": 2}),
+        a_added,
+    ]
+    msgs = [
+        dict(a_added),  # the SDK retried the first request: same messageId, a later Kafka record
         track("anon-c", 1, "Product Added", {"product_id": "p3", "price": 30}, user="u-c"),
         track("anon-b", 2, "Product Added", {"cart_id": "c-b", "product_id": "p2", "price": 50}, user="u-b"),
         track("anon-b", 5, "Checkout Started", {"checkout_id": "ch-b", "cart_id": "c-b", "value": 50}, user="u-b"),
@@ -119,4 +132,4 @@ def journey_messages(tenant: str, partitions: int, day: dt.date) -> list[dict]:
         track("anon-c", 55, "Order Completed", {"order_id": "o-c", "total": 30}, user="u-c"),
     ]
     msgs += [page(anon, 240, "/") for anon in tick_ids(tenant, partitions)]
-    return msgs
+    return [first, msgs]

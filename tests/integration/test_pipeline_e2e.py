@@ -10,7 +10,7 @@ import pytest
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import BACKENDS, e2e_pipeline, post_batch, read_triggers, scalar, wait_until
-from tests.integration.journeys import EXPECTED, day_d, journey_messages
+from tests.integration.journeys import EXPECTED, day_d, journey_batches
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,10 @@ def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):  # noqa: 
 def test_scripted_journeys_give_hand_computed_kpis_and_triggers(pipeline: Pipeline) -> None:
     tenant = pipeline.tenant
     day = day_d()
-    resp = post_batch(pipeline.collector_url, "wk_e2e", journey_messages(tenant, pipeline.settings.kafka_partitions, day))
-    assert resp.status_code == 200, resp.text
-    assert resp.json() == {"success": True}
+    for batch in journey_batches(tenant, pipeline.settings.kafka_partitions, day):
+        resp = post_batch(pipeline.collector_url, "wk_e2e", batch)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"success": True}
 
     q = f"SELECT count() FROM cx.triggers FINAL WHERE tenant = '{tenant}'"
     wait_until(lambda: scalar(pipeline, q) == 3, what="3 triggers in ClickHouse")
@@ -62,7 +63,9 @@ def test_scripted_journeys_give_hand_computed_kpis_and_triggers(pipeline: Pipeli
     by_cart = {t["cart_id"]: t for t in triggers if t["kind"] == "cart_abandoned"}
     anon_cart = by_cart["c-a"]
     assert anon_cart["action"] == "none" and anon_cart["customer_id"] is None
+    # 2 x 20.00: the resend of its Product Added in the second request changed nothing.
     assert anon_cart["cart_value"] == pytest.approx(40.0)
+    assert anon_cart["items"] == [{"product_id": "p1", "name": None, "price": 20.0, "quantity": 2}]
     assert anon_cart["_key"] == b"anon-a"
     c_cart = by_cart[None]  # C's cart had no cart_id: the visitor's open cart
     assert c_cart["customer_id"] == "u-c" and c_cart["action"] == "offer" and c_cart["offer"]["discount_pct"] == 10
