@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["UPLIFT_SQL"]
+__all__ = ["MIN_ARM_TRIGGERS", "UPLIFT_SQL"]
 
-# Uplift of each experiment with a 95 % confidence interval: the difference
-# of the arms' recovery rates, with the two-proportion normal approximation
-# se = sqrt(p_t (1 - p_t) / n_t + p_h (1 - p_h) / n_h). Over every day in
-# cx.offers_daily; add `WHERE day BETWEEN ...` in the inner query for a range.
-UPLIFT_SQL = """\
+# Fewest triggers per arm for a confidence interval: below it the normal
+# approximation does not hold and the query returns NULL for se and the
+# interval (the rates and their difference are still shown).
+MIN_ARM_TRIGGERS = 30
+
+# Uplift of the abandoned-cart offers of each experiment with a 95 %
+# confidence interval: the difference of the arms' recovery rates, with the
+# two-proportion normal approximation
+# se = sqrt(p_t (1 - p_t) / n_t + p_h (1 - p_h) / n_h). A rate is NULL when
+# its arm has no trigger. Over every day in cx.offers_daily; add
+# `AND day BETWEEN ...` in the inner query for a range, and read the assists'
+# uplift with kind = 'checkout_friction'.
+UPLIFT_SQL = f"""\
 SELECT
     tenant,
     experiment,
@@ -17,8 +25,10 @@ SELECT
     rate_treatment,
     rate_holdout,
     rate_treatment - rate_holdout AS uplift,
-    sqrt(rate_treatment * (1 - rate_treatment) / greatest(n_treatment, 1)
-         + rate_holdout * (1 - rate_holdout) / greatest(n_holdout, 1)) AS se,
+    if(least(n_treatment, n_holdout) >= {MIN_ARM_TRIGGERS},
+       sqrt(rate_treatment * (1 - rate_treatment) / n_treatment
+            + rate_holdout * (1 - rate_holdout) / n_holdout),
+       NULL) AS se,
     uplift - 1.96 * se AS ci95_low,
     uplift + 1.96 * se AS ci95_high
 FROM
@@ -28,9 +38,10 @@ FROM
         experiment,
         sumIf(triggers, arm = 'treatment') AS n_treatment,
         sumIf(triggers, arm = 'holdout') AS n_holdout,
-        sumIf(recovered_orders, arm = 'treatment') / greatest(n_treatment, 1) AS rate_treatment,
-        sumIf(recovered_orders, arm = 'holdout') / greatest(n_holdout, 1) AS rate_holdout
+        if(n_treatment = 0, NULL, sumIf(recovered_orders, arm = 'treatment') / n_treatment) AS rate_treatment,
+        if(n_holdout = 0, NULL, sumIf(recovered_orders, arm = 'holdout') / n_holdout) AS rate_holdout
     FROM cx.offers_daily
+    WHERE kind = 'cart_abandoned'
     GROUP BY tenant, experiment
 )
 ORDER BY tenant, experiment"""

@@ -29,9 +29,10 @@ def abandoned(tid: str, at: str, *, action: str = "none", pct: int = 0, holdout:
 
 
 def recovery(tid: str, trigger_at: str, order_at: str, revenue: float, *, holdout: bool = False,
-             action: str = "offer", pct: int = 0, experiment: str = "default") -> dict:  # fmt: skip
+             action: str = "offer", pct: int = 0, experiment: str = "default",
+             kind: str = "cart_abandoned") -> dict:  # fmt: skip
     return {
-        "tenant": "shop-a", "trigger_id": tid, "kind": "cart_abandoned", "trigger_time_ms": ms(trigger_at),
+        "tenant": "shop-a", "trigger_id": tid, "kind": kind, "trigger_time_ms": ms(trigger_at),
         "order_time_ms": ms(order_at), "customer_id": "u-x", "anonymous_id": "anon-x", "order_id": "o-" + tid,
         "revenue": revenue, "holdout": holdout, "experiment": experiment, "action": action, "discount_pct": pct,
     }  # fmt: skip
@@ -41,6 +42,8 @@ def recovery(tid: str, trigger_at: str, order_at: str, revenue: float, *, holdou
 #   D1 treatment  t1 offer 10 %, t2 offer 15 %, t3 assist, t4 none (anonymous)
 #   D1 holdout    t5, t6
 #   D2 treatment  t7 offer 20 %
+#   D1 checkout_friction: treatment f1 assist (recovered, 60), f2 assist; holdout f3: a
+#     treatment of its own in the same experiment, on rows of its own kind
 #   offer_cancelled and support_risk triggers do not start a decision: not counted
 # Experiment "spring": D2 holdout t8.
 TRIGGERS = [
@@ -52,6 +55,9 @@ TRIGGERS = [
     abandoned("t6", "2024-03-10 23:59:59", holdout=True),
     abandoned("t7", "2024-03-11 08:00:00", action="offer", pct=20),
     abandoned("t8", "2024-03-11 09:00:00", holdout=True, experiment="spring"),
+    abandoned("f1", "2024-03-10 15:00:00", action="assist", kind="checkout_friction"),
+    abandoned("f2", "2024-03-10 16:00:00", action="assist", kind="checkout_friction"),
+    abandoned("f3", "2024-03-10 17:00:00", holdout=True, kind="checkout_friction"),
     abandoned("c1", "2024-03-10 18:00:00", kind="offer_cancelled"),
     abandoned("s1", "2024-03-10 19:00:00", kind="support_risk", action="assist"),
 ]
@@ -62,17 +68,21 @@ RECOVERIES = [
     recovery("t3", "2024-03-10 12:30:00", "2024-03-11 12:00:00", 80.0, action="assist"),
     recovery("t5", "2024-03-10 14:30:00", "2024-03-12 09:00:00", 50.0, holdout=True, action="none"),
     recovery("t7", "2024-03-11 08:00:00", "2024-03-12 10:00:00", 200.0, pct=20),
+    recovery("f1", "2024-03-10 15:00:00", "2024-03-10 15:20:00", 60.0, action="assist", kind="checkout_friction"),
 ]
-# (day, experiment, arm): triggers, offers, assists, recovered_orders, recovered_revenue, recovery_rate, cost
+AB, CF = "cart_abandoned", "checkout_friction"
+# (day, experiment, kind, arm): triggers, offers, assists, recovered_orders, recovered_revenue, recovery_rate, cost
 EXPECTED_OFFERS = {
-    (D1, "default", "treatment"): (4, 2, 1, 2, 180.0, 0.5, 10.0),
-    (D1, "default", "holdout"): (2, 0, 0, 1, 50.0, 0.5, 0.0),
-    (D2, "default", "treatment"): (1, 1, 0, 1, 200.0, 1.0, 40.0),
-    (D2, "spring", "holdout"): (1, 0, 0, 0, 0.0, 0.0, 0.0),
+    (D1, "default", AB, "treatment"): (4, 2, 1, 2, 180.0, 0.5, 10.0),
+    (D1, "default", AB, "holdout"): (2, 0, 0, 1, 50.0, 0.5, 0.0),
+    (D1, "default", CF, "treatment"): (2, 0, 2, 1, 60.0, 0.5, 0.0),
+    (D1, "default", CF, "holdout"): (1, 0, 0, 0, 0.0, 0.0, 0.0),
+    (D2, "default", AB, "treatment"): (1, 1, 0, 1, 200.0, 1.0, 40.0),
+    (D2, "spring", AB, "holdout"): (1, 0, 0, 0, 0.0, 0.0, 0.0),
 }
 OFFERS_SQL = (
-    "SELECT day, experiment, arm, triggers, offers, assists, recovered_orders, recovered_revenue, recovery_rate,"
-    " est_discount_cost FROM cx.offers_daily WHERE tenant = 'shop-a'"
+    "SELECT day, experiment, kind, arm, triggers, offers, assists, recovered_orders, recovered_revenue,"
+    " recovery_rate, est_discount_cost FROM cx.offers_daily WHERE tenant = 'shop-a'"
 )
 
 
@@ -130,7 +140,7 @@ def write(ch: ClickHouse, triggers=(), recoveries=(), events=(), scores=()) -> N
 
 
 def offers(ch: ClickHouse) -> dict:
-    return {(r[0], r[1], r[2]): tuple(r[3:]) for r in ch.execute(OFFERS_SQL)}
+    return {(r[0], r[1], r[2], r[3]): tuple(r[4:]) for r in ch.execute(OFFERS_SQL)}
 
 
 def customers(ch: ClickHouse) -> dict:
@@ -154,20 +164,42 @@ def test_replayed_triggers_and_recoveries_leave_offers_daily_unchanged(ch_backen
     assert offers(ch_backend) == before
 
 
+def big_experiment() -> tuple[list[dict], list[dict]]:
+    """Experiment "big", D1: 40 treated cart_abandoned triggers, 12 recovered; 30 held out, 6 recovered."""
+    triggers, recoveries = [], []
+    for i in range(70):
+        tid, at, holdout = f"b{i}", f"2024-03-10 {i // 6:02d}:{i % 6 * 10:02d}:00", i >= 40
+        triggers.append(abandoned(tid, at, action="none" if holdout else "offer", pct=10, holdout=holdout,
+                                  experiment="big"))  # fmt: skip
+        if i < 12 or 40 <= i < 46:
+            recoveries.append(recovery(tid, at, "2024-03-12 09:00:00", 10.0, holdout=holdout, experiment="big"))
+    return triggers, recoveries
+
+
 def test_uplift_query_gives_the_difference_of_rates_with_a_95_ci(ch_backend: ClickHouse) -> None:
-    write(ch_backend, TRIGGERS, RECOVERIES)
+    big_triggers, big_recoveries = big_experiment()
+    write(ch_backend, TRIGGERS + big_triggers, RECOVERIES + big_recoveries)
     columns, rows = ch_backend.query(UPLIFT_SQL)
     got = {(r[0], r[1]): dict(zip(columns, r)) for r in rows}
-    # default: treatment 3 of 5 recovered (0.6), holdout 1 of 2 (0.5): uplift 0.1,
-    # se = sqrt(0.6 x 0.4 / 5 + 0.5 x 0.5 / 2) = sqrt(0.173) = 0.415933
+    assert set(got) == {("shop-a", "big"), ("shop-a", "default"), ("shop-a", "spring")}
+    # big: treatment 12 of 40 recovered (0.3), holdout 6 of 30 (0.2): uplift 0.1,
+    # se = sqrt(0.3 x 0.7 / 40 + 0.2 x 0.8 / 30) = sqrt(0.00525 + 0.0053333) = sqrt(0.0105833) = 0.102875
+    b = got[("shop-a", "big")]
+    assert (b["n_treatment"], b["n_holdout"]) == (40, 30)
+    assert (b["rate_treatment"], b["rate_holdout"], b["uplift"]) == pytest.approx((0.3, 0.2, 0.1))
+    assert b["se"] == pytest.approx(0.102875, abs=1e-6)
+    assert (b["ci95_low"], b["ci95_high"]) == pytest.approx((0.1 - 1.96 * 0.102875, 0.1 + 1.96 * 0.102875), abs=1e-5)
+    # default: only cart_abandoned (the checkout_friction assists f1-f3 are left out):
+    # treatment 3 of 5 recovered (0.6), holdout 1 of 2 (0.5): uplift 0.1, but under 30
+    # triggers per arm there is no interval
     d = got[("shop-a", "default")]
     assert (d["n_treatment"], d["n_holdout"]) == (5, 2)
     assert (d["rate_treatment"], d["rate_holdout"], d["uplift"]) == pytest.approx((0.6, 0.5, 0.1))
-    assert d["se"] == pytest.approx(0.173**0.5)
-    assert (d["ci95_low"], d["ci95_high"]) == pytest.approx((0.1 - 1.96 * 0.173**0.5, 0.1 + 1.96 * 0.173**0.5))
-    # spring: no treated trigger yet, 0 of 1 held out: both rates 0
+    assert (d["se"], d["ci95_low"], d["ci95_high"]) == (None, None, None)
+    # spring: no treated trigger yet, 0 of 1 held out: no treatment rate, no uplift, no interval
     s = got[("shop-a", "spring")]
-    assert (s["n_treatment"], s["n_holdout"], s["uplift"], s["se"]) == (0, 1, 0.0, 0.0)
+    assert (s["n_treatment"], s["n_holdout"], s["rate_treatment"], s["rate_holdout"]) == (0, 1, None, 0.0)
+    assert (s["uplift"], s["se"], s["ci95_low"], s["ci95_high"]) == (None, None, None, None)
 
 
 def test_customers_view_matches_hand_computed_values(ch_backend: ClickHouse) -> None:
