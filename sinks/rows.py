@@ -8,7 +8,10 @@ date of the record's time, ``DateTime`` cells are epoch seconds.
 Privacy (contract): free text never reaches ClickHouse. Keys named in
 ``PRIVATE_KEYS`` (support message ``text``, survey ``comment``, ``email``,
 ``phone``, ``ip``; any depth, any case) are dropped from the JSON stored in
-``events.properties`` and ``deadletters.payload``. A dead-letter payload that
+``events.properties`` and ``deadletters.payload``. A dead-letter payload also
+loses ``topic`` (``DEADLETTER_PRIVATE_KEYS``): a stored event's ticket topic
+is a validated slug, but a rejected event's may be the free text that got
+it rejected. A dead-letter payload that
 is not JSON cannot be scrubbed, so only its size is stored; the dead-letter
 topic keeps the original for whoever may read it.
 """
@@ -24,6 +27,7 @@ import orjson
 
 __all__ = [
     "DEADLETTER_COLUMNS",
+    "DEADLETTER_PRIVATE_KEYS",
     "EVENT_COLUMNS",
     "FACT_TABLES",
     "FRICTION_COLUMNS",
@@ -44,6 +48,7 @@ __all__ = [
 ]
 
 PRIVATE_KEYS = frozenset({"text", "comment", "email", "phone", "ip"})
+DEADLETTER_PRIVATE_KEYS = PRIVATE_KEYS | {"topic"}
 ORDER_COMPLETED = "Order Completed"
 
 EVENT_COLUMNS = (
@@ -81,12 +86,12 @@ def _date_of_day(days: int) -> date:
     return _EPOCH + timedelta(days=days)
 
 
-def scrub(value: Any) -> Any:
-    """A copy of a parsed JSON value without ``PRIVATE_KEYS`` at any depth."""
+def scrub(value: Any, keys: frozenset[str] = PRIVATE_KEYS) -> Any:
+    """A copy of a parsed JSON value without ``keys`` (any case) at any depth."""
     if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items() if k.lower() not in PRIVATE_KEYS}
+        return {k: scrub(v, keys) for k, v in value.items() if k.lower() not in keys}
     if isinstance(value, list):
-        return [scrub(v) for v in value]
+        return [scrub(v, keys) for v in value]
     return value
 
 
@@ -226,7 +231,7 @@ def _scrubbed_payload(payload: str) -> str:
         return ""
     if not isinstance(parsed, (dict, list)):
         return ""
-    return orjson.dumps(scrub(parsed)).decode()
+    return orjson.dumps(scrub(parsed, DEADLETTER_PRIVATE_KEYS)).decode()
 
 
 def deadletter_row(dl: dict) -> tuple:

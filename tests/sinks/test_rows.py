@@ -140,6 +140,23 @@ def test_deadletter_row_scrubs_json_payload_and_keeps_its_size() -> None:
     assert row["payload_bytes"] == len(payload)
 
 
+def test_deadletter_payload_loses_a_ticket_topic_that_may_be_free_text() -> None:
+    # A topic that is not a slug is what got this event rejected: it may be the ticket's subject.
+    payload = (
+        '{"type":"track","event":"Support Ticket Opened",'
+        '"properties":{"ticket_id":"t-1","channel":"email","Topic":"My parcel never came, call me"}}'
+    )
+    dl = deadletter("shop-a", "dl-3", "2024-03-10 10:00:00", "wrong_type", payload)
+    row = as_dict(DEADLETTER_COLUMNS, deadletter_row(dl))
+    assert orjson.loads(row["payload"]) == {
+        "type": "track", "event": "Support Ticket Opened", "properties": {"ticket_id": "t-1", "channel": "email"},
+    }
+
+
+def test_a_stored_events_slug_topic_is_kept() -> None:
+    assert scrub({"topic": "delivery", "text": "where is it"}) == {"topic": "delivery"}
+
+
 def test_deadletter_payload_that_is_not_json_is_not_stored() -> None:
     # It may be anything, personal data included, and cannot be scrubbed.
     payload = "{not json, email jane@example.com"
