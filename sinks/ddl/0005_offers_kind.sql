@@ -1,10 +1,10 @@
--- offers_daily gains `kind` (cart_abandoned or checkout_friction): the two
--- kinds are different treatments (a discount offer, help in the checkout)
--- and may share an experiment, so uplift is read per kind. Every column of
--- 0004 stays, with the same meaning, per (tenant, day, experiment, kind, arm).
--- The view is re-created; it stores nothing.
 DROP TABLE IF EXISTS cx.offers_daily;
 
+-- offers_daily again, with `kind` (cart_abandoned or checkout_friction): the
+-- two kinds are different treatments (a discount offer, help in the
+-- checkout) that may share an experiment, so uplift is read per kind. Every
+-- column of 0004 stays, with the same meaning, now per (tenant, day,
+-- experiment, kind, arm). The view stores nothing: dropping it loses no data.
 CREATE VIEW IF NOT EXISTS cx.offers_daily AS
 SELECT
     tenant,
