@@ -5,26 +5,38 @@ with ``event_time_ms``, or a raw Segment message, normalized here as the
 collector would), from the events topic between offsets, or from the demo
 storefront (``--demo``). For each rule set (by default the abandonment
 delay at 30 min, 1 h and 4 h, each with the configured discount tiers) the
-events run through ``PartitionProcessor`` in this process, in the given
-order, and the rows go to a scratch embedded ClickHouse of their own
-(``<out>/<rule set>``). Nothing is sent to Kafka and the configured
-ClickHouse is never opened, so ``cx.triggers`` of the running pipeline is
-untouched. The printed table reads each scratch store's ``cx.offers_daily``.
+events run through one ``PartitionProcessor`` per partition of the events
+topic in this process, as the worker runs them, and the rows go to a
+scratch embedded ClickHouse of their own (``<out>/<rule set>``). Nothing is
+sent to Kafka and the configured ClickHouse is never opened, so
+``cx.triggers`` of the running pipeline is untouched. The printed table
+reads each scratch store's ``cx.offers_daily``.
 
-Replays are deterministic: the wall clock of each record is its latest
-event time, and after the last event the watermark is moved past every
-pending deadline, so each cart still open at the end is decided.
+Partitions: records read from Kafka keep their partition and offset. An
+event of a file keeps the partition (and offset) it records
+(``kafka_partition``, ``kafka_offset``: what ``--export`` writes); any other
+event, and the demo's, goes to the partition the collector would write it
+to (Kafka's partitioner on the visitor key, ``--partitions`` partitions),
+one record per event, in file order within the partition. Each partition
+has its own watermark, as in the pipeline: a busy partition never decides
+the carts of another.
+
+Replays are deterministic: the records play as live traffic (``replay``),
+the simulated wall clock is the latest event time that arrived, and after
+the last event every partition's watermark is moved past every pending
+deadline, so each cart still open at the end is decided.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import orjson
 import typer
@@ -32,21 +44,28 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.detect import PartitionProcessor, Rules
+from pipeline.detect.processor import Output
 from pipeline.settings import DAY_MS, HOUR_MS, MINUTE_MS, Settings, SettingsError, parse_tiers
 
 __all__ = [
     "BacktestError",
+    "Loaded",
     "Outcome",
+    "Record",
     "RuleSet",
     "backtest",
+    "load_demo",
     "load_file",
+    "load_kafka",
     "parse_duration_ms",
+    "partition_events",
+    "partition_of",
+    "replay",
     "rule_sets",
     "run_rule_set",
 ]
 
-RECORD_EVENTS = 500  # events per simulated Kafka record
-FLUSH_RECORDS = 40  # records between two writes to the scratch store
+DRAIN_EVENTS = 20_000  # events between two writes to the scratch store
 SETTLE_MS = 400 * DAY_MS  # how far the final watermark moves: past any deadline
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
@@ -86,6 +105,11 @@ def rule_sets(base: Rules, delays: list[str], tiers: list[str]) -> list[RuleSet]
 
 # -- input ---------------------------------------------------------------------
 
+# A record of a partition: (offset, its events in order).
+Record = tuple[int, list[dict]]
+# Fields an exported event carries besides the stored event's: where it was on the events topic.
+PARTITION_FIELD, OFFSET_FIELD = "kafka_partition", "kafka_offset"
+
 
 def _normalizer(tenant: str, settings: Settings):  # noqa: ANN202 - a closure
     from pipeline.collector.normalize import DeadLetterDecision, NormalizeRules, normalize, parse_time_ms
@@ -102,16 +126,87 @@ def _normalizer(tenant: str, settings: Settings):  # noqa: ANN202 - a closure
     return to_event
 
 
+def partition_of(event: dict, partitions: int) -> int:
+    """The partition the collector writes ``event`` to: Kafka's partitioner on its visitor key."""
+    from pipeline.collector.partitioner import partition_for_key
+    from pipeline.records import visitor_key
+
+    key = visitor_key(event["tenant"], event.get("anonymous_id"), event.get("user_id"))
+    return partition_for_key(key.encode("utf-8"), partitions)
+
+
 @dataclass
 class Loaded:
-    events: list[dict]
-    rejected: list[str]  # "line N: reason" for each message that could not become an event
+    """Events by partition, as records in offset order, and the messages that could not become events."""
+
+    partitions: dict[int, list[Record]] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)  # "line N: reason" for each message that is not an event
+
+    @property
+    def events(self) -> list[dict]:
+        """Every event, partition by partition, each partition in offset order."""
+        return [e for p in sorted(self.partitions) for _, events in self.partitions[p] for e in events]
+
+    def exported(self) -> Iterator[dict]:
+        """The events with their partition and offset, as ``--export`` writes them."""
+        for p in sorted(self.partitions):
+            for offset, events in self.partitions[p]:
+                for event in events:
+                    yield {**event, PARTITION_FIELD: p, OFFSET_FIELD: offset}
 
 
-def load_file(path: Path, tenant: str, settings: Settings) -> Loaded:
-    """Events of a JSONL export; a line that is not a JSON object stops with its line number."""
+def partition_events(events: Iterable[dict], partitions: int) -> dict[int, list[Record]]:
+    """Events without a recorded place: each to the collector's partition for its visitor key,
+    one record per event, in the given order within a partition."""
+    out: dict[int, list[Record]] = {}
+    for event in events:
+        records = out.setdefault(partition_of(event, partitions), [])
+        records.append((len(records), [event]))
+    return out
+
+
+class _Placer:
+    """Builds ``Loaded.partitions`` from events in file order.
+
+    An event that says where it was (``kafka_partition``, and ``kafka_offset``
+    when exported from the topic) goes there; events with the same partition
+    and offset form one record. Any other event goes to the collector's
+    partition for its visitor key as a record of its own, after that
+    partition's records so far: file order is kept within a partition.
+    """
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.records: dict[int, dict[int, list[dict]]] = {}
+        self.next_offset: dict[int, int] = {}
+
+    def add(self, event: dict, where: str) -> None:
+        placed_p, placed_o = event.pop(PARTITION_FIELD, None), event.pop(OFFSET_FIELD, None)
+        for name, value in ((PARTITION_FIELD, placed_p), (OFFSET_FIELD, placed_o)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise BacktestError(f"{where}: {name} must be an integer >= 0")
+        if placed_o is not None and placed_p is None:
+            raise BacktestError(f"{where}: {OFFSET_FIELD} without {PARTITION_FIELD}")
+        p = placed_p if placed_p is not None else partition_of(event, self.partitions)
+        records = self.records.setdefault(p, {})
+        if placed_o is None:
+            placed_o = self.next_offset.get(p, 0)
+        records.setdefault(placed_o, []).append(event)
+        self.next_offset[p] = max(self.next_offset.get(p, 0), placed_o + 1)
+
+    def result(self) -> dict[int, list[Record]]:
+        return {p: sorted(records.items()) for p, records in sorted(self.records.items())}
+
+
+def load_file(path: Path, tenant: str, settings: Settings, partitions: int | None = None) -> Loaded:
+    """Events of a JSONL export by partition; a line that is not a JSON object stops with its line number.
+
+    ``partitions`` (default ``CX_KAFKA_PARTITIONS``) is the partition count
+    for events that do not record their partition.
+    """
     to_event = None
-    loaded = Loaded([], [])
+    placer = _Placer(partitions or settings.kafka_partitions)
+    loaded = Loaded()
     with path.open("rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -126,41 +221,51 @@ def load_file(path: Path, tenant: str, settings: Settings) -> Loaded:
                 for key in ("event_id", "tenant", "type"):
                     if not isinstance(obj.get(key), str):
                         raise BacktestError(f"{path}:{n}: stored event without {key}")
-                loaded.events.append(obj)
+                if not isinstance(obj["event_time_ms"], int) or isinstance(obj["event_time_ms"], bool):
+                    raise BacktestError(f"{path}:{n}: event_time_ms is not an integer")
+                placer.add(obj, f"{path}:{n}")
                 continue
             to_event = to_event or _normalizer(tenant, settings)
             result = to_event(obj)
             if isinstance(result, str):
                 loaded.rejected.append(f"line {n}: {result}")
             else:
-                loaded.events.append(result)
+                placer.add(result, f"{path}:{n}")
+    loaded.partitions = placer.result()
     return loaded
 
 
-def load_demo(seed: int, visitors: int, days: float, tenant: str, settings: Settings) -> Loaded:
-    """The demo storefront's traffic over ``days`` from 2026-01-01 00:00 UTC (fixed, so runs compare)."""
+def load_demo(
+    seed: int, visitors: int, days: float, tenant: str, settings: Settings, partitions: int | None = None
+) -> Loaded:
+    """The demo storefront's traffic over ``days`` from 2026-01-01 00:00 UTC (fixed, so runs compare),
+    on the collector's partitions (``partitions``, default ``CX_KAFKA_PARTITIONS``)."""
     from pipeline.demo.storefront import generate
 
     start_ms = 1_767_225_600_000  # 2026-01-01 00:00 UTC
     traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=int(days * DAY_MS))
     to_event = _normalizer(tenant, settings)
-    loaded = Loaded([], [])
+    events, loaded = [], Loaded()
     for i, msg in enumerate(traffic.messages):
         result = to_event(msg)
         if isinstance(result, str):
             loaded.rejected.append(f"message {i}: {result}")  # the demo's deliberate dead letters
         else:
-            loaded.events.append(result)
+            events.append(result)
+    loaded.partitions = partition_events(events, partitions or settings.kafka_partitions)
     return loaded
 
 
 def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> Loaded:
-    """Events of the events topic, every partition from ``from_offset`` to ``to_offset``
-    (exclusive; None: the end of the partition now); records in offset order per partition,
-    partitions one after the other."""
+    """The records of the events topic, every partition from ``from_offset`` to ``to_offset``
+    (exclusive; None: the end of the partition now), each partition in offset order.
+
+    A record that is not an EventBatch is reported as rejected, as the
+    worker dead-letters it.
+    """
     from confluent_kafka import KafkaError, Consumer, TopicPartition
 
-    from pipeline.records import decode_batch
+    from pipeline.records import BadRecord, decode_batch_checked
     from pipeline.topics import kafka_config
 
     if not settings.kafka_bootstrap:
@@ -171,13 +276,14 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
         **kafka_config(settings, settings.kafka_bootstrap),
         "group.id": "cxstream-backtest", "enable.auto.commit": False, "enable.partition.eof": True,
     })  # fmt: skip
-    loaded = Loaded([], [])
+    loaded = Loaded()
     try:
         topic = settings.topic_events
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
             raise BacktestError(f"topic {topic!r} not found")
         for p in sorted(meta.partitions):
+            records: list[Record] = []
             next_offset = from_offset
             consumer.assign([TopicPartition(topic, p, from_offset)])
             while to_offset is None or next_offset < to_offset:
@@ -189,9 +295,14 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
                         break
                     raise BacktestError(f"partition {p}: {msg.error()}")
                 if to_offset is None or msg.offset() < to_offset:
-                    loaded.events.extend(decode_batch(msg.value()))
+                    try:
+                        records.append((msg.offset(), decode_batch_checked(msg.value())))
+                    except BadRecord as exc:
+                        loaded.rejected.append(f"partition {p} offset {msg.offset()}: {exc.reason}: {exc}")
                 next_offset = msg.offset() + 1
             consumer.unassign()
+            if records:
+                loaded.partitions[p] = records
     finally:
         consumer.close()
     return loaded
@@ -202,14 +313,18 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
 
 @dataclass(frozen=True)
 class Outcome:
-    """One rule set's totals over the replay, read back from its scratch ``cx.offers_daily``."""
+    """One rule set's totals over the replay, read back from its scratch ``cx.offers_daily``.
+
+    Everything after ``friction`` is about the ``cart_abandoned`` decisions,
+    the ones the abandonment delay and the discount tiers change.
+    """
 
     name: str
     delay_ms: int
     triggers: int  # decisions in offers_daily: cart_abandoned and checkout_friction
     abandoned: int  # of which cart_abandoned
-    abandoned_recovered: int  # cart_abandoned triggers recovered by an order, both arms
-    holdout: int
+    friction: int  # of which checkout_friction
+    holdout: int  # cart_abandoned held out
     offers: int
     assists: int
     recovered_treatment: int
@@ -218,21 +333,79 @@ class Outcome:
     est_discount_cost: float
 
     @property
+    def abandoned_recovered(self) -> int:
+        """cart_abandoned triggers recovered by an order, both arms."""
+        return self.recovered_treatment + self.recovered_holdout
+
+    @property
     def rate_treatment(self) -> float:
-        return self.recovered_treatment / max(self.triggers - self.holdout, 1)
+        return self.recovered_treatment / max(self.abandoned - self.holdout, 1)
 
     @property
     def rate_holdout(self) -> float:
         return self.recovered_holdout / max(self.holdout, 1)
 
 
-def _records(events: list[dict]) -> Iterator[list[dict]]:
-    for i in range(0, len(events), RECORD_EVENTS):
-        yield events[i : i + RECORD_EVENTS]
+def _record_time(record: Record) -> int:
+    return max((e["event_time_ms"] for e in record[1]), default=0)
 
 
-def run_rule_set(rule_set: RuleSet, events: Iterable[dict], store: Path) -> Outcome:
-    """Replay ``events`` under ``rule_set`` into a fresh scratch chdb store at ``store``."""
+def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[list[Output]], None]) -> None:
+    """Run the partitions' records through one ``PartitionProcessor`` per partition, as the worker does.
+
+    Each processor gets its partition's records in offset order, has its own
+    event-time watermark and its own visitor states; nothing crosses
+    partitions. The records play as live traffic: a record arrives when its
+    latest event happened (records of all partitions taken in that order,
+    each partition's in offset order), the simulated wall clock is the latest
+    arrival so far, and before each record every partition that has nothing
+    waiting gets the worker's idle tick at that clock (``tick(wall,
+    caught_up=True)``). After the last record every partition is ticked
+    ``SETTLE_MS`` later, so each cart still open is decided. ``emit``
+    receives the partitions' drained outputs (every ``DRAIN_EVENTS`` events
+    and at the end) after their states were stored.
+    """
+    tables: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
+    procs = {p: PartitionProcessor(rules, load_state=tables[p].get) for p in partitions}
+    position = dict.fromkeys(partitions, 0)
+    heads = [(_record_time(records[0]), p) for p, records in partitions.items() if records]
+    heapq.heapify(heads)
+    wall_ms = 0
+    since_drain = 0
+
+    def drain() -> None:
+        outputs = []
+        for p, proc in procs.items():
+            out = proc.drain()
+            tables[p].update(out.states)  # stored before the next process or tick, as the agent does
+            outputs.append(out)
+        emit(outputs)
+
+    while heads:
+        arrival, p = heapq.heappop(heads)
+        wall_ms = max(wall_ms, arrival)
+        records = partitions[p]
+        offset, events = records[position[p]]
+        position[p] += 1
+        for other, proc in procs.items():
+            if other != p:
+                waiting = position[other] < len(partitions[other])
+                proc.tick(wall_ms, caught_up=not waiting or _record_time(partitions[other][position[other]]) > wall_ms)
+        procs[p].process(offset, events, wall_ms)
+        if position[p] < len(records):
+            heapq.heappush(heads, (_record_time(records[position[p]]), p))
+        since_drain += len(events)
+        if since_drain >= DRAIN_EVENTS:
+            drain()
+            since_drain = 0
+    if wall_ms:
+        for proc in procs.values():  # end of the data: decide every open cart
+            proc.tick(wall_ms + SETTLE_MS, caught_up=True)
+    drain()
+
+
+def run_rule_set(rule_set: RuleSet, partitions: dict[int, list[Record]], store: Path) -> Outcome:
+    """Replay ``partitions`` under ``rule_set`` into a fresh scratch chdb store at ``store``."""
     from sinks.client import connect
     from sinks.migrate import migrate
     from sinks.sink import ClickHouseSink
@@ -243,44 +416,33 @@ def run_rule_set(rule_set: RuleSet, events: Iterable[dict], store: Path) -> Outc
     try:
         migrate(ch)
         sink = ClickHouseSink(ch)
-        table: dict[str, bytes] = {}
-        proc = PartitionProcessor(rule_set.rules, load_state=table.get)
 
-        def drain() -> None:
-            out = proc.drain()
-            table.update(out.states)
-            sink.add_events(out.rows)
-            sink.add_triggers(out.triggers)
-            for name, rows in out.facts.items():
-                sink.add_facts(name, rows)
+        def emit(outputs: list[Output]) -> None:
+            for out in outputs:
+                sink.add_events(out.rows)
+                sink.add_triggers(out.triggers)
+                for name, rows in out.facts.items():
+                    sink.add_facts(name, rows)
             sink.flush()
 
-        wall_ms = 0
-        for offset, record in enumerate(_records(list(events))):
-            wall_ms = max(wall_ms, max(e["event_time_ms"] for e in record))
-            proc.process(offset, record, wall_ms)
-            if offset % FLUSH_RECORDS == FLUSH_RECORDS - 1:
-                drain()
-        if wall_ms:
-            proc.tick(wall_ms + SETTLE_MS, caught_up=True)  # end of the data: decide every open cart
-        drain()
+        replay(rule_set.rules, partitions, emit)
         rows = ch.execute(
-            "SELECT arm, sum(triggers), sum(offers), sum(assists), sum(recovered_orders),"
-            " sum(recovered_revenue), sum(est_discount_cost) FROM cx.offers_daily GROUP BY arm"
+            "SELECT kind, arm, sum(triggers), sum(offers), sum(assists), sum(recovered_orders),"
+            " sum(recovered_revenue), sum(est_discount_cost) FROM cx.offers_daily GROUP BY kind, arm"
         )
-        ((abandoned,),) = ch.execute("SELECT count() FROM cx.triggers FINAL WHERE kind = 'cart_abandoned'")
-        ((abandoned_recovered,),) = ch.execute("SELECT count() FROM cx.recoveries FINAL WHERE kind = 'cart_abandoned'")
     finally:
         ch.close()
-    by_arm = {r[0]: r[1:] for r in rows}
-    t = by_arm.get("treatment", (0, 0, 0, 0, 0.0, 0.0))
-    h = by_arm.get("holdout", (0, 0, 0, 0, 0.0, 0.0))
+    got = {(r[0], r[1]): r[2:] for r in rows}
+    zero = (0, 0, 0, 0, 0.0, 0.0)
+    t = got.get(("cart_abandoned", "treatment"), zero)
+    h = got.get(("cart_abandoned", "holdout"), zero)
+    friction = sum(got.get(("checkout_friction", arm), zero)[0] for arm in ("treatment", "holdout"))
     return Outcome(
         name=rule_set.name,
         delay_ms=rule_set.rules.abandon_after_ms,
-        triggers=int(t[0] + h[0]),
-        abandoned=int(abandoned),
-        abandoned_recovered=int(abandoned_recovered),
+        triggers=int(t[0] + h[0] + friction),
+        abandoned=int(t[0] + h[0]),
+        friction=int(friction),
         holdout=int(h[0]),
         offers=int(t[1]),
         assists=int(t[2]),
@@ -292,23 +454,25 @@ def run_rule_set(rule_set: RuleSet, events: Iterable[dict], store: Path) -> Outc
 
 
 def comparison_table(outcomes: list[Outcome], title: str) -> Table:
-    """Metrics as rows, rule sets side by side as columns."""
+    """Metrics as rows, rule sets side by side as columns; the indented rows under
+    ``cart_abandoned`` are about those triggers only."""
     table = Table(title=title)
     table.add_column("")
     for o in outcomes:
         table.add_column(o.name, justify="right")
     lines = [
         ("triggers", lambda o: f"{o.triggers:,}"),
+        ("  checkout_friction", lambda o: f"{o.friction:,}"),
         ("  cart_abandoned", lambda o: f"{o.abandoned:,}"),
-        ("  holdout", lambda o: f"{o.holdout:,}"),
-        ("offers", lambda o: f"{o.offers:,}"),
-        ("assists", lambda o: f"{o.assists:,}"),
-        ("recovered (treatment)", lambda o: f"{o.recovered_treatment:,}"),
-        ("recovered (holdout)", lambda o: f"{o.recovered_holdout:,}"),
-        ("recovery rate treatment", lambda o: f"{o.rate_treatment:.3f}"),
-        ("recovery rate holdout", lambda o: f"{o.rate_holdout:.3f}"),
-        ("recovered revenue", lambda o: f"{o.recovered_revenue:,.2f}"),
-        ("est. discount cost", lambda o: f"{o.est_discount_cost:,.2f}"),
+        ("    holdout", lambda o: f"{o.holdout:,}"),
+        ("    offers", lambda o: f"{o.offers:,}"),
+        ("    assists", lambda o: f"{o.assists:,}"),
+        ("    recovered (treatment)", lambda o: f"{o.recovered_treatment:,}"),
+        ("    recovered (holdout)", lambda o: f"{o.recovered_holdout:,}"),
+        ("    recovery rate treatment", lambda o: f"{o.rate_treatment:.3f}"),
+        ("    recovery rate holdout", lambda o: f"{o.rate_holdout:.3f}"),
+        ("    recovered revenue", lambda o: f"{o.recovered_revenue:,.2f}"),
+        ("    est. discount cost", lambda o: f"{o.est_discount_cost:,.2f}"),
     ]
     for label, cell in lines:
         table.add_row(label, *(cell(o) for o in outcomes))
@@ -330,6 +494,9 @@ def backtest(
     kafka: bool = typer.Option(False, "--kafka", help="read the events topic (CX_KAFKA_BOOTSTRAP)"),
     from_offset: int = typer.Option(0, help="--kafka: first offset of each partition"),
     to_offset: int | None = typer.Option(None, help="--kafka: end offset (exclusive); default: the end now"),
+    partitions: int | None = typer.Option(
+        None, min=1, help="--file and --demo: partitions for events that do not record theirs; default: CX_KAFKA_PARTITIONS"
+    ),
     delay: list[str] = typer.Option(["30m", "1h", "4h"], help="abandonment delay of a rule set (repeat)"),
     tiers: list[str] = typer.Option([], help="discount tiers value=pct,... of a rule set (repeat); default: CX_OFFER_DISCOUNT_TIERS"),
     tenant: str = typer.Option("demo-shop", help="tenant of Segment messages (file and --demo)"),
@@ -353,10 +520,10 @@ def backtest(
         if out is not None:
             _check_scratch(out, settings)
         if file is not None:
-            loaded = load_file(file, tenant, settings)
+            loaded = load_file(file, tenant, settings, partitions)
             source = str(file)
         elif demo:
-            loaded = load_demo(seed, visitors, days, tenant, settings)
+            loaded = load_demo(seed, visitors, days, tenant, settings, partitions)
             source = f"demo seed {seed}, {visitors:,} visitors, {days:g} days"
         else:
             loaded = load_kafka(settings, from_offset, to_offset)
@@ -366,15 +533,18 @@ def backtest(
         raise typer.Exit(2) from None
     if export is not None:
         with export.open("wb") as f:
-            for ev in loaded.events:
+            for ev in loaded.exported():
                 f.write(orjson.dumps(ev) + b"\n")
-    console.print(f"{len(loaded.events):,} events from {source}; {len(loaded.rejected):,} rejected")
+    n_events = sum(len(events) for records in loaded.partitions.values() for _, events in records)
+    console.print(
+        f"{n_events:,} events in {len(loaded.partitions)} partitions from {source}; {len(loaded.rejected):,} rejected"
+    )
     for line in loaded.rejected[:5]:
         console.print(f"  rejected {line}")
     scratch = out or Path(tempfile.mkdtemp(prefix="cx-backtest-"))
     outcomes = []
     for rs in sets:
         store = scratch / re.sub(r"[^A-Za-z0-9_.-]+", "_", rs.name)
-        outcomes.append(run_rule_set(rs, loaded.events, store))
+        outcomes.append(run_rule_set(rs, loaded.partitions, store))
     console.print(comparison_table(outcomes, f"backtest: {source}"))
     console.print(f"scratch stores: {scratch} (query one with CX_CLICKHOUSE_URL=chdb://{scratch}/<rule set>)")

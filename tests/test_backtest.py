@@ -8,7 +8,15 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.backtest import BacktestError, load_file, parse_duration_ms, rule_sets, run_rule_set
+from pipeline.backtest import (
+    BacktestError,
+    load_file,
+    parse_duration_ms,
+    partition_events,
+    partition_of,
+    rule_sets,
+    run_rule_set,
+)
 from pipeline.cli import cli
 from pipeline.detect import Rules
 from pipeline.settings import Settings
@@ -54,24 +62,26 @@ def journeys() -> list[dict]:
 
 def test_replay_under_two_delays_gives_hand_computed_outcomes(tmp_path: Path) -> None:
     sets = rule_sets(NO_HOLDOUT, ["30m", "4h"], [])
-    short, long = (run_rule_set(rs, journeys(), tmp_path / rs.name) for rs in sets)
+    short, long = (run_rule_set(rs, partition_events(journeys(), 1), tmp_path / rs.name) for rs in sets)
     assert (short.triggers, short.holdout, short.offers, short.recovered_treatment) == (2, 0, 1, 1)
     assert (short.recovered_revenue, short.est_discount_cost) == pytest.approx((120.0, 18.0))
     assert (long.triggers, long.offers, long.recovered_treatment, long.est_discount_cost) == (1, 0, 0, 0.0)
 
 
-def test_the_same_replay_gives_the_same_trigger_ids(tmp_path: Path) -> None:
+def test_the_same_replay_gives_the_same_trigger_ids_and_arms(tmp_path: Path) -> None:
     from sinks.client import connect
 
-    (rs,) = rule_sets(Rules(), ["30m"], [])
-    ids = []
-    for run in ("a", "b"):
-        run_rule_set(rs, journeys(), tmp_path / run)
-        ch = connect(f"chdb://{tmp_path / run}")
-        ids.append(ch.execute("SELECT trigger_id, kind, action, holdout FROM cx.triggers FINAL ORDER BY trigger_id"))
-        ch.close()
-    assert ids[0] == ids[1]
-    assert sorted(r[1] for r in ids[0]) == ["cart_abandoned", "cart_abandoned", "offer_cancelled"]
+    (rs,) = rule_sets(Rules(), ["30m"], [])  # the default 10 % holdout: both journeys fall in treatment
+    run_rule_set(rs, partition_events(journeys(), 1), tmp_path / "a")
+    ch = connect(f"chdb://{tmp_path / 'a'}")
+    got = ch.execute("SELECT trigger_id, kind, action, holdout FROM cx.triggers FINAL ORDER BY trigger_id")
+    ch.close()
+    # Written down once: the ids are hashes of the events alone, so any run, on any machine, gives these.
+    assert got == [
+        ("6352af460e07fa57fcd4e16035f32360", "cart_abandoned", "offer", 0),  # anon-1's cart at T0+31m
+        ("f23cb121fe24d9bc1d0bdcb13f9c07ae", "offer_cancelled", "none", 0),  # its cancellation at T0+90m
+        ("fae3a584c10f91882c96c64ba5181bb7", "cart_abandoned", "none", 0),  # anon-2's cart at T0+32m
+    ]
 
 
 def test_file_of_segment_messages_is_normalized_and_bad_ones_reported(tmp_path: Path) -> None:
@@ -83,7 +93,7 @@ def test_file_of_segment_messages_is_normalized_and_bad_ones_reported(tmp_path: 
          "timestamp": "2026-01-01T10:01:00.000Z", "properties": {"product_id": "p2"}},  # no price
     ]  # fmt: skip
     path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines) + b"\n")
-    loaded = load_file(path, "shop-x", Settings(_env_file=None))
+    loaded = load_file(path, "shop-x", Settings(_env_file=None), 1)
     assert [(e["tenant"], e["event"], e["event_time_ms"]) for e in loaded.events] == [
         ("shop-x", "Product Added", 1_767_261_600_000)
     ]
@@ -141,8 +151,134 @@ def test_demo_replay_at_30m_finds_the_ledgers_abandoned_and_recovered_carts(tmp_
     expected = generate(11, visitors=400, start_ms=1_767_225_600_000, span_ms=2 * 86_400_000).expected
     assert len(loaded.rejected) == expected.invalid
     (rs,) = rule_sets(Rules.from_settings(settings), ["30m"], [])
-    outcome = run_rule_set(rs, loaded.events, tmp_path / "30m")
+    outcome = run_rule_set(rs, loaded.partitions, tmp_path / "30m")
     # every abandoned cart of the ledger is one trigger; each cart its owner came back
     # to order (within 7 days, same device) is one recovered trigger, whichever arm
     assert outcome.abandoned == expected.abandoned_carts
     assert outcome.abandoned_recovered == expected.recovered_carts
+
+
+# -- partitions -------------------------------------------------------------------------------
+
+PARTITIONS = 3
+HOUR_PAGES = [page(T0 + h * HOUR, anon="anon-x") for h in range(11)]
+
+
+def three_partitions() -> list[dict]:
+    """Three visitors on three partitions, in the order of an export sorted by visitor.
+
+    anon-x  partition 0: a page every hour from T0 to T0+10h (its partition's watermark runs ahead)
+    anon-c  partition 1: identify cust-c (consent) T0, adds 2 x 60.00 at T0+1m,
+            orders o-c (total 120) at T0+90m
+            30m: abandoned T0+31m, offer 15 % (cart 120), cancelled and recovered at T0+90m: cost 18.00
+            4h:  the order comes before the deadline (T0+4h01m): no trigger, no offer
+    anon-d  partition 2: identify cust-d (consent) T0, adds 30.00 at T0+2m, never returns
+            30m: abandoned T0+32m, offer 10 %;  4h: abandoned T0+4h02m, offer 10 %; not recovered
+    """
+    return [
+        *HOUR_PAGES,
+        identify(T0, "cust-c", True, anon="anon-c"),
+        add(T0 + MIN, "sku-1", 60.0, 2, anon="anon-c"),
+        track("Order Completed", T0 + 90 * MIN, anon="anon-c", user="cust-c", order_id="o-c", total=120.0),
+        identify(T0, "cust-d", True, anon="anon-d"),
+        add(T0 + 2 * MIN, "sku-2", 30.0, anon="anon-d"),
+    ]
+
+
+def decisions(store: Path) -> list[tuple]:
+    from sinks.client import connect
+
+    ch = connect(f"chdb://{store}")
+    try:
+        return ch.execute(
+            "SELECT customer_id, kind, toUInt64(event_time_ms), action, discount_pct FROM cx.triggers FINAL"
+            " ORDER BY event_time_ms, kind"
+        )
+    finally:
+        ch.close()
+
+
+def write_jsonl(path: Path, objs: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objs))
+    return path
+
+
+def test_events_without_a_partition_go_where_the_collector_puts_them_in_file_order(tmp_path: Path) -> None:
+    assert [partition_of(e, PARTITIONS) for e in (HOUR_PAGES[0], three_partitions()[11], three_partitions()[14])] == [
+        0, 1, 2,
+    ]  # fmt: skip  (Kafka's murmur2 partitioner on shop-a\x1fanon-x, -c, -d)
+    loaded = load_file(write_jsonl(tmp_path / "e.jsonl", three_partitions()), "shop-a", Settings(_env_file=None), 3)
+    assert sorted(loaded.partitions) == [0, 1, 2]
+    # one record per event, offsets 0, 1, ... in file order within each partition
+    assert [(o, e["event_time_ms"] - T0) for o, (e,) in loaded.partitions[0]] == [(h, h * HOUR) for h in range(11)]
+    assert [(o, e["event_time_ms"] - T0) for o, (e,) in loaded.partitions[1]] == [(0, 0), (1, MIN), (2, 90 * MIN)]
+    assert [(o, e["event_time_ms"] - T0) for o, (e,) in loaded.partitions[2]] == [(0, 0), (1, 2 * MIN)]
+
+
+def test_each_partition_has_its_own_watermark_so_a_busy_partition_never_decides_another_ones_carts(
+    tmp_path: Path,
+) -> None:
+    loaded = load_file(write_jsonl(tmp_path / "e.jsonl", three_partitions()), "shop-a", Settings(_env_file=None), 3)
+    short, long = rule_sets(NO_HOLDOUT, ["30m", "4h"], [])
+    s = run_rule_set(short, loaded.partitions, tmp_path / "30m")
+    g = run_rule_set(long, loaded.partitions, tmp_path / "4h")
+    assert (s.triggers, s.abandoned, s.offers, s.recovered_treatment) == (2, 2, 2, 1)
+    assert (s.recovered_revenue, s.est_discount_cost) == pytest.approx((120.0, 18.0))
+    assert (g.triggers, g.abandoned, g.offers, g.recovered_treatment, g.est_discount_cost) == (1, 1, 1, 0, 0.0)
+    assert decisions(tmp_path / "30m") == [
+        ("cust-c", "cart_abandoned", T0 + 31 * MIN, "offer", 15),
+        ("cust-d", "cart_abandoned", T0 + 32 * MIN, "offer", 10),
+        ("cust-c", "offer_cancelled", T0 + 90 * MIN, "none", 0),
+    ]
+    # cust-c ordered at T0+90m: under the 4 h rule only cust-d's cart is abandoned
+    assert decisions(tmp_path / "4h") == [("cust-d", "cart_abandoned", T0 + 242 * MIN, "offer", 10)]
+
+
+def test_a_recorded_partition_and_offset_are_kept(tmp_path: Path) -> None:
+    # The export says every event was on partition 0, in this order: anon-x's ten hours came
+    # first. The pipeline would then have seen cust-c's cart only after the watermark passed
+    # T0+10h, so the 4 h rule abandons it (T0+4h01m) before its T0+90m order is read: an
+    # offer of 15 %, cancelled by that order; the order is older than the trigger, so it
+    # recovers nothing. Replayed as recorded.
+    lines = [{**e, "kafka_partition": 0} for e in three_partitions()]
+    loaded = load_file(write_jsonl(tmp_path / "e.jsonl", lines), "shop-a", Settings(_env_file=None), 3)
+    assert list(loaded.partitions) == [0] and len(loaded.partitions[0]) == 16
+    (long,) = rule_sets(NO_HOLDOUT, ["4h"], [])
+    g = run_rule_set(long, loaded.partitions, tmp_path / "4h")
+    assert (g.triggers, g.offers, g.recovered_treatment, g.est_discount_cost) == (2, 2, 0, 0.0)
+    assert decisions(tmp_path / "4h") == [
+        ("cust-c", "offer_cancelled", T0 + 90 * MIN, "none", 0),
+        ("cust-c", "cart_abandoned", T0 + 241 * MIN, "offer", 15),
+        ("cust-d", "cart_abandoned", T0 + 242 * MIN, "offer", 10),
+    ]
+    # records: events with the same partition and offset form one record, in offset order
+    lines = [
+        {**three_partitions()[11], "kafka_partition": 1, "kafka_offset": 7},
+        {**three_partitions()[12], "kafka_partition": 1, "kafka_offset": 5},
+        {**three_partitions()[13], "kafka_partition": 1, "kafka_offset": 7},
+    ]
+    loaded = load_file(write_jsonl(tmp_path / "r.jsonl", lines), "shop-a", Settings(_env_file=None), 3)
+    assert [(o, [e["event_id"] for e in events]) for o, events in loaded.partitions[1]] == [
+        (5, [lines[1]["event_id"]]), (7, [lines[0]["event_id"], lines[2]["event_id"]]),
+    ]  # fmt: skip
+    assert all("kafka_partition" not in e and "kafka_offset" not in e for e in loaded.events)
+    with pytest.raises(BacktestError, match="r.jsonl:1: kafka_offset without kafka_partition"):
+        load_file(write_jsonl(tmp_path / "r.jsonl", [{**lines[0], "kafka_partition": None}]), "shop-a",
+                  Settings(_env_file=None), 3)  # fmt: skip
+
+
+def test_export_replays_on_the_same_partitions_and_offsets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CX_DATA_DIR", str(tmp_path / "live"))
+    source = write_jsonl(tmp_path / "e.jsonl", three_partitions())
+    exported = tmp_path / "export.jsonl"
+    args = ["backtest", "--file", str(source), "--partitions", "3", "--delay", "4h", "--out", str(tmp_path / "bt")]
+    result = CliRunner().invoke(cli, [*args, "--export", str(exported)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "16 events in 3 partitions" in result.output
+    lines = [orjson.loads(line) for line in exported.read_bytes().splitlines()]
+    assert [(x["kafka_partition"], x["kafka_offset"]) for x in lines][10:] == [
+        (0, 10), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1),
+    ]  # fmt: skip
+    # read back with one partition as the default: the recorded partitions win
+    again = load_file(exported, "shop-a", Settings(_env_file=None), 1)
+    assert again.partitions == load_file(source, "shop-a", Settings(_env_file=None), 3).partitions
