@@ -19,8 +19,9 @@ zero_result_search 10, slow_page 5; assist at 50).
                         Order Completed o-f1 @200 -> converted
     F2  anon-f2         page / @0, /en/c/shoes @5, / @12 (7 s later): u_turn /en/c/shoes
                         Products Searched 0 results @20 on /en/search: zero_result_search
-                        click a.size-guide (interactive, no response) @40 on /en/p/3: dead_click
-                        never in checkout: no trigger, however high the score
+                        click a.size-guide (interactive, no response) @40 on /en/p/3: dead_click (30)
+                        clicks on img.swatch @45.0, @45.3, @45.6 on /en/p/3: rage_click (50)
+                        never in checkout: no trigger, though the score reaches the threshold
     F3  anon-f3         Checkout Started chk-f3 @1, Checkout Step Viewed 1 @2, @30, @60 on
                         /en/checkout/information: checkout_loop there (20)
                         Coupon Denied @70, @80 on /en/checkout/shipping: checkout_loop there (40)
@@ -31,6 +32,7 @@ zero_result_search 10, slow_page 5; assist at 50).
 Day D: 4 sessions, 2 converted (F1, F4). Per (signal, page): affected sessions,
 occurrences, conversion of the affected, conversion of the day's other sessions:
     rage_click /en/p/7                      1, 1, 1/1, 1/3 (F2 F3 F4: F4)
+    rage_click /en/p/3                      1, 1, 0/1, 2/3 (F1 F3 F4: F1 F4)
     slow_page /en/checkout/payment          1, 1, 1/1, 1/3
     error_click /en/checkout/payment        1, 1, 1/1, 1/3
     payment_failed /en/checkout/payment     2, 3, 1/2 (F1 F3), 1/2 (F2 F4)
@@ -52,6 +54,7 @@ __all__ = ["EXPECTED_ROWS", "EXPECTED_ASSISTS", "friction_messages", "sentinel_m
 
 EXPECTED_ROWS = {
     ("rage_click", "/en/p/7"): (1, 1, 1.0, 1 / 3),
+    ("rage_click", "/en/p/3"): (1, 1, 0.0, 2 / 3),
     ("slow_page", "/en/checkout/payment"): (1, 1, 1.0, 1 / 3),
     ("error_click", "/en/checkout/payment"): (1, 1, 1.0, 1 / 3),
     ("payment_failed", "/en/checkout/payment"): (2, 3, 1 / 2, 1 / 2),
@@ -136,6 +139,7 @@ def friction_messages(tenant: str, day: dt.date) -> list[dict]:
         page("anon-f2", 12, "/"),
         track("anon-f2", 20, "Products Searched", {"query": "linnen shirt", "results_count": 0}, "/en/search"),
         click("anon-f2", 40, "a.size-guide", "/en/p/3", interactive=True, responded=False),
+        *(click("anon-f2", s, "img.swatch", "/en/p/3", x=500, y=300) for s in (45.0, 45.3, 45.6)),
         track("anon-f3", 1, "Checkout Started", {"checkout_id": "chk-f3"}, info),
         *(track("anon-f3", s, "Checkout Step Viewed", {"checkout_id": "chk-f3", "step": 1}, info) for s in (2, 30, 60)),
         track("anon-f3", 70, "Coupon Denied", {"coupon_id": "WELCOME10", "reason": "expired"}, ship),

@@ -54,7 +54,7 @@ def test_scripted_sessions_give_hand_computed_friction_daily_and_assists(pipelin
     send_and_settle(pipeline, friction_messages(tenant, day), round_no=1)
     # Facts and triggers reach ClickHouse in the same flush as the events before the sentinels.
     q = f"SELECT count() FROM cx.friction FINAL WHERE tenant = '{tenant}'"
-    wait_until(lambda: scalar(pipeline, q) == 11, what="11 friction rows")
+    wait_until(lambda: scalar(pipeline, q) == 12, what="12 friction rows")
 
     got = friction_daily(pipeline)
     assert set(got) == set(EXPECTED_ROWS)
@@ -78,5 +78,5 @@ def test_scripted_sessions_give_hand_computed_friction_daily_and_assists(pipelin
     # The storefront resends everything (same messageIds): nothing changes.
     send_and_settle(pipeline, friction_messages(tenant, day), round_no=2)
     assert friction_daily(pipeline) == got
-    assert scalar(pipeline, q) == 11
+    assert scalar(pipeline, q) == 12
     assert scalar(pipeline, f"SELECT count() FROM cx.triggers FINAL WHERE tenant = '{tenant}'") == 2
