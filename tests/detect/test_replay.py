@@ -90,6 +90,17 @@ def test_scenario_yields_the_expected_triggers(single: Harness) -> None:
     assert sum(len(events) for events in stream()) == len(single.rows) + 1  # the resent page
 
 
+def test_trigger_ids_and_offer_code_are_the_same_in_every_process(single: Harness) -> None:
+    # Written down once: the ids hash the events alone (tenant, cart key, deadline; the
+    # cancelled trigger's id), never a per-process salt, the wall clock or the batching.
+    assert [(t["trigger_id"], (t["offer"] or {}).get("code"), t["ref_trigger_id"]) for t in single.triggers] == [
+        ("01432458bb5725d04ecb6f2ff6440fa0", "CX-01432458BB", None),
+        ("7b1635113d9407145b64643c00e082f7", None, None),
+        ("0fdf55428b373321e70895e58b601217", None, None),
+        ("0fe984074f5791be9e3fd4fef936d7d8", None, "01432458bb5725d04ecb6f2ff6440fa0"),
+    ]
+
+
 def test_batch_splitting_and_drains_do_not_change_rows_or_triggers(single: Harness) -> None:
     records = stream()
     split = Harness(RULES)
