@@ -495,7 +495,8 @@ def backtest(
     from_offset: int = typer.Option(0, help="--kafka: first offset of each partition"),
     to_offset: int | None = typer.Option(None, help="--kafka: end offset (exclusive); default: the end now"),
     partitions: int | None = typer.Option(
-        None, min=1, help="--file and --demo: partitions for events that do not record theirs; default: CX_KAFKA_PARTITIONS"
+        None, min=1,
+        help="--file and --demo: partitions for events that do not record theirs; default: CX_KAFKA_PARTITIONS",
     ),
     delay: list[str] = typer.Option(["30m", "1h", "4h"], help="abandonment delay of a rule set (repeat)"),
     tiers: list[str] = typer.Option([], help="discount tiers value=pct,... of a rule set (repeat); default: CX_OFFER_DISCOUNT_TIERS"),
