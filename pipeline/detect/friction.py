@@ -71,7 +71,7 @@ from pipeline.detect.friction_state import (
     SessionFriction,
 )  # fmt: skip
 from pipeline.detect.attribution import remember_trigger
-from pipeline.detect.offers import in_holdout
+from pipeline.detect.offers import decide_assist
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
 from pipeline.records import stable_id
@@ -457,8 +457,9 @@ def _assist(state: VisitorState, f: SessionFriction, at: int, rules: Rules, wall
     cart = state.find_cart(state.checkouts.get(f.checkout_id)) or state.find_cart(state.open_cart)
     if cart is not None and cart.ordered_ms is not None:
         cart = None
-    experiment = rules.experiment_for("checkout_friction")
-    holdout = in_holdout(rules, state.tenant, state.user_id or state.anonymous_id or "", experiment)
+    decision = decide_assist(
+        rules, kind="checkout_friction", tenant=state.tenant, subject=state.user_id or state.anonymous_id or ""
+    )
     trigger = {
         "trigger_id": stable_id("checkout_friction", state.tenant, f.sid, at),
         "kind": "checkout_friction",
@@ -475,10 +476,10 @@ def _assist(state: VisitorState, f: SessionFriction, at: int, rules: Rules, wall
         "emitted_at_ms": wall_ms,
         "reasons": reasons(f.counts, rules),
         "friction_score": points,
-        "action": "none" if holdout else "assist",
+        "action": decision.action,
         "offer": None,
-        "holdout": holdout,
-        "experiment": experiment,
+        "holdout": decision.holdout,
+        "experiment": decision.experiment,
         "ref_trigger_id": None,
     }
     # An order after the assist, within the attribution window, counts as

@@ -20,7 +20,16 @@ In this order:
    (``Rules.discount_for``), valid ``offer_valid_ms``.
 
 ``decide_for_state`` applies this to a visitor and records the contact for
-the cap; detectors of every kind (abandonment, friction) call it.
+the cap; the abandonment detector calls it for every ``cart_abandoned``.
+
+Help triggers (``checkout_friction``, ``support_risk``) go through
+``decide_assist``: the same holdout (step 1, with the kind's experiment),
+then ``assist``. Steps 2-6 guard marketing contacts, and an assist is not
+one: on-site help or priority routing needs neither an identified customer
+nor marketing consent, carries no discount, and does not use up the
+customer's offer cap (each help kind has its own limit: one assist per
+session per ``CX_FRICTION_ASSIST_CAP_MS``, one ``support_risk`` per ticket
+opening).
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from pipeline.records import stable_id
 __all__ = [
     "BUCKETS",
     "Decision",
+    "decide_assist",
     "decide_for_state",
     "decide_offer",
     "holdout_bucket",
@@ -44,7 +54,7 @@ __all__ = [
 ]
 
 BUCKETS = 10_000
-Why = Literal["offer", "loyal", "holdout", "anonymous", "no_consent", "ordered", "capped"]
+Why = Literal["offer", "loyal", "help", "holdout", "anonymous", "no_consent", "ordered", "capped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,17 @@ def decide_offer(
         "channel": rules.offer_channel,
     }
     return Decision("offer", False, experiment, offer, "offer")
+
+
+def decide_assist(rules: Rules, *, kind: str, tenant: str, subject: str) -> Decision:
+    """The action of a help trigger (``checkout_friction``, ``support_risk``): holdout, else assist.
+
+    ``subject`` is the customer id, else the anonymous id (the holdout hash's input).
+    """
+    experiment = rules.experiment_for(kind)
+    if in_holdout(rules, tenant, subject, experiment):
+        return Decision("none", True, experiment, None, "holdout")
+    return Decision("assist", False, experiment, None, "help")
 
 
 def decide_for_state(

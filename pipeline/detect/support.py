@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.detect.dedup import event_hash
-from pipeline.detect.offers import in_holdout
+from pipeline.detect.offers import decide_assist
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
 from pipeline.detect.tickets import SURVEY_KINDS, Ticket
@@ -139,8 +139,9 @@ def _ticket_row(state: VisitorState, ticket: Ticket, customer_id: str) -> dict:
 def _trigger(
     state: VisitorState, trigger_id: str, customer_id: str, t_ms: int, reasons: list[str], rules: Rules, wall_ms: int
 ) -> dict:
-    experiment = rules.experiment_for("support_risk")
-    held_out = in_holdout(rules, state.tenant, customer_id or state.anonymous_id or "", experiment)
+    decision = decide_assist(
+        rules, kind="support_risk", tenant=state.tenant, subject=customer_id or state.anonymous_id or ""
+    )
     return {
         "trigger_id": trigger_id,
         "kind": "support_risk",
@@ -157,10 +158,10 @@ def _trigger(
         "emitted_at_ms": wall_ms,
         "reasons": reasons,
         "friction_score": 0,
-        "action": "none" if held_out else "assist",
+        "action": decision.action,
         "offer": None,
-        "holdout": held_out,
-        "experiment": experiment,
+        "holdout": decision.holdout,
+        "experiment": decision.experiment,
         "ref_trigger_id": None,
     }
 
