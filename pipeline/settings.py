@@ -41,10 +41,13 @@ DEFAULT_FRICTION_WEIGHTS = (
     "payment_failed=30,error_click=20,rage_click=20,checkout_loop=20,"
     "dead_click=10,u_turn=10,zero_result_search=10,slow_page=5"
 )
-# Clicking repeatedly on these is normal use, not rage: text fields (a click
-# per word to place the caret) and +/- quantity steppers. A selector that
-# contains one of these is excluded. ';' separates entries (it cannot occur
-# in a CSS selector, unlike ',').
+# Clicking repeatedly on these is normal use, not rage (nor a dead click):
+# text fields (a click per word to place the caret), selects and +/-
+# quantity steppers. Each entry is a compound CSS selector matched against
+# every element of the click's selector, quotes and case ignored, an
+# ``input`` without ``type`` counting as a text field
+# (``pipeline.detect.friction``). ';' separates entries (it cannot occur in
+# a CSS selector, unlike ',').
 DEFAULT_RAGE_EXCLUDE = (
     "input[type=text];input[type=search];input[type=email];input[type=tel];input[type=url];input[type=password];"
     "input[type=number];textarea;select;[contenteditable];[role=textbox];[role=spinbutton];[role=combobox];"
@@ -244,7 +247,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="rage clicks land within this distance (PostHog: 30 px)"
     )
     friction_rage_exclude_selectors: str = Field(
-        DEFAULT_RAGE_EXCLUDE, description="';'-separated; a selector containing one of these is never rage"
+        DEFAULT_RAGE_EXCLUDE, description="';'-separated compound CSS selectors; a click on a matching element is never rage nor dead"
     )
     friction_error_click_ms: int = Field(
         1_000, gt=0, description="an Error Shown this soon after a click makes it an error click"
