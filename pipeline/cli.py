@@ -146,7 +146,12 @@ def query(
 
 @cli.command()
 def demo(
-    seconds: float = typer.Option(60.0, help="wall time the demo storefront sends for"),
+    seconds: float | None = typer.Option(
+        None, min=0.001, help="wall time the simulated day is sent in (60 unless --rate is given)"
+    ),
+    rate: float | None = typer.Option(
+        None, min=0.001, help="messages per second sent through the Segment SDK (with --seconds too: at most this rate)"
+    ),
     visitors: int = typer.Option(3000, help="simulated visitors over the simulated day"),
     seed: int = typer.Option(7),
     data_dir: Path = typer.Option(Path(".cxdata/demo"), help="fresh embedded store for the demo"),
@@ -155,7 +160,9 @@ def demo(
     from pipeline.demo.run import run_demo
 
     settings = load_settings()
-    code = run_demo(settings, seconds=seconds, visitors=visitors, seed=seed, data_dir=data_dir, console=console)
+    code = run_demo(
+        settings, seconds=seconds, rate=rate, visitors=visitors, seed=seed, data_dir=data_dir, console=console
+    )
     raise typer.Exit(code)
 
 

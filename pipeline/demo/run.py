@@ -9,8 +9,11 @@ What it does, in order:
 2. Starts the pipeline (embedded broker unless ``CX_KAFKA_BOOTSTRAP`` is set,
    ClickHouse in a fresh data directory) exactly as ``cxstream up`` does.
 3. Sends the day through the collector with the real Segment SDK, compressed
-   into the wall time asked for (one SDK client, so each visitor's events
-   arrive in the order the storefront sent them).
+   into the wall time asked for (``seconds``: the day's event-time gaps
+   shrunk to fit) or at the rate asked for (``rate``: messages per second),
+   or both (then each message waits for the later of the two moments). One
+   SDK client, so each visitor's events arrive in the order the storefront
+   sent them.
 4. Sends one page view per partition at the present time (see
    ``_clock_pages``), then waits until ClickHouse holds every valid event and every expected
    abandonment trigger, then prints ``kpi_daily``, ``deadletter_daily``, the
@@ -44,6 +47,7 @@ __all__ = ["run_demo"]
 
 DAY_MS = 86_400_000
 SETTLED_AGO_MS = 45 * 60_000  # the day ends this long before now: every deadline is past
+DEFAULT_SECONDS = 60.0  # the wall time the day is sent in when neither seconds nor rate is asked for
 MARKER = ".cxstream-demo"
 
 
@@ -119,8 +123,20 @@ def _table(title: str, columns: list[str], rows: list[list]) -> Table:
 
 
 def run_demo(
-    settings: Settings, *, seconds: float, visitors: int, seed: int, data_dir: Path, console: Console
+    settings: Settings,
+    *,
+    seconds: float | None,
+    visitors: int,
+    seed: int,
+    data_dir: Path,
+    console: Console,
+    rate: float | None = None,
 ) -> int:
+    """Run the demo; returns the exit code (module docstring). Neither ``seconds`` nor ``rate``: 60 s."""
+    if seconds is None and rate is None:
+        seconds = DEFAULT_SECONDS
+    if (seconds is not None and seconds <= 0) or (rate is not None and rate <= 0):
+        raise ValueError("seconds and rate must be > 0")
     _fresh_dir(data_dir)
     write_key, tenant = next(iter(settings.write_key_map.items()))
     settings = settings.model_copy(
@@ -138,7 +154,7 @@ def run_demo(
     console.print("starting the pipeline")
     with Pipeline(settings) as pipeline:
         console.print(f"collector {pipeline.collector_url}  kafka {pipeline.bootstrap}  clickhouse {settings.resolved_clickhouse_url}")
-        sent = _send(pipeline, traffic.messages, write_key, seconds, console)
+        sent = _send(pipeline, traffic.messages, write_key, seconds, rate, console)
         if sent.failed:
             console.print(f"[red]{sent.failed} messages were not accepted:[/red] {sent.errors[:3]}")
             return 1
@@ -166,15 +182,28 @@ def _clock_pages(tenant: str, partitions: int) -> list[dict]:
     ]
 
 
-def _send(pipeline: Pipeline, messages: list[dict], write_key: str, seconds: float, console: Console):
-    speedup = DAY_MS / 1000 / max(seconds, 1.0)
+def _send(
+    pipeline: Pipeline, messages: list[dict], write_key: str, seconds: float | None, rate: float | None, console: Console
+):
+    speedup = DAY_MS / 1000 / seconds if seconds is not None else None
+    pace = " and ".join(
+        ([f"in {seconds:g} s"] if seconds is not None else [])
+        + ([f"at {'most ' if seconds is not None else ''}{rate:g} messages/s"] if rate is not None else [])
+    )
     total = len(messages)
-    with console.status(f"sending 24 h of traffic in {seconds:.0f} s through the Segment SDK") as status:
+    with console.status(f"sending 24 h of traffic {pace} through the Segment SDK") as status:
 
         def progress(done: int) -> None:
             status.update(f"sent {done:,} / {total:,} messages through the Segment SDK")
 
-        report = send(messages, host=pipeline.collector_url, write_key=write_key, speedup=speedup, on_progress=progress)
+        report = send(
+            messages,
+            host=pipeline.collector_url,
+            write_key=write_key,
+            rate_per_s=rate,
+            speedup=speedup,
+            on_progress=progress,
+        )
     console.print(f"sent {report.sent:,} messages in {report.seconds:.1f} s ({report.sent / report.seconds:,.0f}/s)")
     return report
 
