@@ -1,0 +1,107 @@
+"""``cxstream demo`` as the README runs it, shortened: 60 visitors sent at 200 messages per second.
+
+It starts its own embedded broker and a chdb store in a temporary
+directory, sends a generated day through the collector with the Segment
+SDK, and prints what it found. The test reads that output: the command must
+succeed, with non-zero sessions, carts, orders and abandonment rate, the
+ClickHouse counts equal to the generator's ledger, and every abandoned cart
+read back from Kafka as a ``cart_abandoned`` trigger.
+
+With 60 visitors and seed 7 the generated day holds at least 11 carts, 4
+orders and 4 abandoned carts, and at most 852 messages, wherever in the week
+it falls (the demo's day ends 45 minutes before now).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import stop_process_tree
+
+pytestmark = pytest.mark.integration
+
+RATE_PER_S = 200
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def _rows(out: str, title: str) -> list[list[str]]:
+    """The body rows (cells) of the table printed under ``title``; its header is drawn with ┃."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith("└"):
+            break
+        if line.startswith("│"):
+            rows.append([cell.strip() for cell in line.strip().strip("│").split("│")])
+    return rows
+
+
+def _table(out: str, title: str) -> dict[str, list[str]]:
+    """The table printed under ``title``: first cell -> the other cells."""
+    return {row[0]: row[1:] for row in _rows(out, title)}
+
+
+def test_demo_runs_to_completion_with_kpis_and_triggers_read_back(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}  # the embedded defaults
+    env.update({"COLUMNS": "200", "PYTHONIOENCODING": "utf-8"})
+    args = ["demo", "--rate", str(RATE_PER_S), "--visitors", "60", "--seed", "7", "--data-dir", str(tmp_path / "demo")]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out, _ = demo.communicate(timeout=150)
+    finally:
+        stop_process_tree(demo)
+    assert demo.returncode == 0, out
+    assert "demo complete" in out, out
+
+    ledger = re.search(r"storefront: ([\d,]+) messages, ([\d,]+) carts, ([\d,]+) orders", out)
+    assert ledger, out
+    messages, carts, orders = (int(_number(g)) for g in ledger.groups())
+    assert messages <= 852 and carts >= 11 and orders >= 4
+
+    # Paced by --rate: message i is handed to the SDK i / rate seconds after the first.
+    sent = re.search(r"sent ([\d,]+) messages in ([\d.]+) s", out)
+    assert sent, out
+    assert int(_number(sent.group(1))) == messages
+    assert float(sent.group(2)) >= (messages - 1) / RATE_PER_S
+
+    kpi = _table(out, "cx.kpi_daily for tenant demo-shop")
+    assert sum(_number(c) for c in kpi["sessions"]) > 0
+    assert sum(_number(c) for c in kpi["carts"]) == carts
+    assert sum(_number(c) for c in kpi["orders"]) == orders
+    rates = [_number(c) for c in kpi["cart_abandonment_rate"]]
+    assert max(rates) > 0 and all(0 <= r <= 1 for r in rates)
+
+    check = _table(out, "measured in ClickHouse vs the storefront's ledger")
+    assert {name: measured == expected for name, (measured, expected) in check.items()} == {
+        "events stored": True,
+        "dead letters": True,
+        "carts": True,
+        "orders": True,
+        "carts abandoned (triggers)": True,
+    }
+    assert check["carts"] == [f"{carts:,}", f"{carts:,}"]
+    abandoned = int(_number(check["carts abandoned (triggers)"][1]))
+    assert abandoned >= 4
+
+    read_back = re.search(r"cx\.triggers: (\d+) cart_abandoned read back from Kafka", out)
+    assert read_back, out
+    assert int(read_back.group(1)) == abandoned
+    sample = _rows(out, "cx.triggers:")  # event_time, customer, cart value, action, offer, holdout
+    assert len(sample) == 5
+    assert all(row[3] in ("offer", "assist", "none") for row in sample)
