@@ -103,5 +103,5 @@ def test_demo_runs_to_completion_with_kpis_and_triggers_read_back(tmp_path: Path
     assert read_back, out
     assert int(read_back.group(1)) == abandoned
     sample = _rows(out, "cx.triggers:")  # event_time, customer, cart value, action, offer, holdout
-    assert len(sample) == 5
+    assert len(sample) == min(abandoned, 5)
     assert all(row[3] in ("offer", "assist", "none") for row in sample)
