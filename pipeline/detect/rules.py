@@ -117,8 +117,13 @@ class Rules:
 
     @property
     def inactivity_reason(self) -> str:
-        """The abandonment reason, e.g. ``inactive_30m``."""
-        return f"inactive_{self.abandon_after_ms // MINUTE_MS}m"
+        """The abandonment reason: ``inactive_30m``, or ``inactive_45s`` / ``inactive_1500ms`` below whole minutes."""
+        ms = self.abandon_after_ms
+        if ms % MINUTE_MS == 0:
+            return f"inactive_{ms // MINUTE_MS}m"
+        if ms % 1000 == 0:
+            return f"inactive_{ms // 1000}s"
+        return f"inactive_{ms}ms"
 
     def experiment_for(self, kind: str) -> str:
         """The experiment a trigger kind is part of (``experiment_by_kind``, else ``experiment``)."""

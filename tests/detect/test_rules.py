@@ -23,6 +23,13 @@ def test_rules_from_settings_copy_every_detection_setting() -> None:
     assert rules.inactivity_reason == "inactive_45m"
 
 
+def test_inactivity_reason_names_the_delay_in_its_largest_whole_unit() -> None:
+    assert Rules(abandon_after_ms=30 * 60_000).inactivity_reason == "inactive_30m"
+    assert Rules(abandon_after_ms=90_000).inactivity_reason == "inactive_90s"  # 1.5 min: not whole minutes
+    assert Rules(abandon_after_ms=5_000).inactivity_reason == "inactive_5s"
+    assert Rules(abandon_after_ms=1_500).inactivity_reason == "inactive_1500ms"
+
+
 def test_rules_refuse_a_holdout_share_above_100() -> None:
     with pytest.raises(ValueError, match="holdout_pct"):
         Rules(holdout_pct=150.0)
