@@ -2,13 +2,12 @@
 
 ``cxstream up`` on the embedded defaults (its own broker, chdb in the data
 directory), ``cxstream query`` from another process while it runs and after
-it stopped, a clean stop on SIGINT that leaves none of its processes behind,
-and a wrong setting that names its variable.
-
-``stop_process_tree`` is also what other tests use to stop a ``cxstream``
-command they started: its broker, worker and collector run in sessions of
-their own (``start_new_session``), so killing the command alone would leave
-them running.
+it stopped (reading statements only while it runs), a clean stop on SIGINT
+that leaves none of its processes behind, and a wrong setting that names its
+variable. Its broker, worker and collector run in sessions of their own
+(``start_new_session``), so a failed test stops them with
+``tests.integration.processes.stop_process_tree``, never by killing the
+command alone.
 """
 
 from __future__ import annotations
@@ -22,96 +21,14 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
 
 import orjson
 import pytest
 import requests
 
+from tests.integration.processes import Proc, alive, command_of, descendants, stop_process_tree
+
 pytestmark = pytest.mark.integration
-
-Proc = tuple[int, int]  # (pid, start time in clock ticks): a pid reused later is another process
-
-
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name, or None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()  # [state, ppid, pgrp, session, ...]
-
-
-def _alive(proc: Proc) -> bool:
-    fields = _stat(proc[0])
-    return fields is not None and fields[0] != "Z" and int(fields[19]) == proc[1]
-
-
-def _command(pid: int) -> str:
-    """``worker`` for ``python -m pipeline.cli worker``, else the program's file name."""
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    if "pipeline.cli" in argv:
-        return argv[argv.index("pipeline.cli") + 1]
-    return Path(argv[0]).name
-
-
-def descendants(pid: int) -> set[Proc]:
-    """Every process below ``pid`` (children, their children, ...), read from /proc."""
-    children: dict[int, list[Proc]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
-            children.setdefault(int(fields[1]), []).append((int(entry.name), int(fields[19])))
-    found: set[Proc] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child[0])
-    return found
-
-
-def _signal_group(proc: Proc, sig: signal.Signals) -> None:
-    """``sig`` to the process group of ``proc`` (to the process alone if it is in this test's group)."""
-    fields = _stat(proc[0])
-    if fields is None or int(fields[19]) != proc[1]:
-        return
-    group = int(fields[2])
-    try:
-        if group == os.getpgrp():
-            os.kill(proc[0], sig)
-        else:
-            os.killpg(group, sig)
-    except ProcessLookupError:
-        pass
-
-
-def stop_process_tree(proc: subprocess.Popen, clean_stop_s: float = 90, also: Iterable[Proc] = ()) -> None:
-    """Stop a ``cxstream`` command and every process it started (and ``also``); runs in ``finally``.
-
-    SIGINT first (the command's own clean stop, which stops its children),
-    then SIGTERM, then SIGKILL. The children run in sessions of their own,
-    so a child that outlived the command is stopped through its process
-    group: SIGTERM, and SIGKILL 10 s later. ``also``: processes seen below
-    the command earlier (once it exited, /proc no longer links them to it).
-    """
-    started = set(also)
-    for sig, wait_s in ((signal.SIGINT, clean_stop_s), (signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
-        if proc.poll() is not None:
-            break
-        started |= descendants(proc.pid)
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            pass
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        left = [p for p in started if _alive(p)]
-        for p in left:
-            _signal_group(p, sig)
-        deadline = time.monotonic() + 10
-        while any(_alive(p) for p in left) and time.monotonic() < deadline:
-            time.sleep(0.1)
 
 
 def _cx(args: list[str], env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -172,12 +89,17 @@ def test_up_query_while_running_and_after_a_clean_sigint_stop(tmp_path: Path) ->
             assert time.monotonic() < deadline, "the 2 events never showed up"
             time.sleep(1)
 
+        # While it runs, nothing may change the store under the worker: a DROP is refused.
+        drop = _cx(["query", "DROP TABLE cx.events"], env)
+        assert drop.returncode == 1 and "only reading statements" in drop.stdout, drop.stdout + drop.stderr
+        assert _count(env) == 2
+
         children = descendants(up.pid)
         # tansu (the embedded broker) and `python -m pipeline.cli worker` / `collector`
-        assert sorted(_command(pid) for pid, _ in children) == ["collector", "tansu", "worker"]
+        assert sorted(command_of(pid) for pid, _ in children) == ["collector", "tansu", "worker"]
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=90) == 0
-        assert [p for p in children if _alive(p)] == [], "processes left running after a clean stop"
+        assert [p for p in children if alive(p)] == [], "processes left running after a clean stop"
     finally:
         stop_process_tree(up, also=children)
     assert not (tmp_path / "data" / "run.json").exists()

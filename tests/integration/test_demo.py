@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import stop_process_tree
+from tests.integration.processes import stop_process_tree
 
 pytestmark = pytest.mark.integration
 
