@@ -171,7 +171,13 @@ def forget_stale(state: VisitorState, now_ms: int, rules: Rules) -> None:
 
 def _evict_one(state: VisitorState, rules: Rules) -> None:
     # A visitor at max_carts (a bot, or a storefront minting cart ids) loses
-    # its least recently active cart, preferring one that cannot be abandoned.
-    idle = [c for c in state.carts if c.deadline(rules.abandon_after_ms) is None]
-    candidates = idle or state.carts
-    _drop(state, min(candidates, key=lambda c: c.last_activity_ms))
+    # its least recently active cart, preferring one that needs nothing any
+    # more, then one holding an offer that an order could still cancel
+    # (until it expires or an order spends it), and only then one that can
+    # still be abandoned.
+    def need(cart: Cart) -> int:
+        if cart.deadline(rules.abandon_after_ms) is not None:
+            return 2
+        return 1 if cart.offer_id is not None else 0
+
+    _drop(state, min(state.carts, key=lambda c: (need(c), c.last_activity_ms)))

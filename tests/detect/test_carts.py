@@ -141,3 +141,24 @@ def test_visitor_over_max_carts_loses_its_least_recently_active_cart() -> None:
     # T0      add to c-1, T0+1m add to c-2, T0+2m add to c-3: c-1 (oldest) is dropped
     h.each(add(T0, cart_id="c-1"), add(T0 + MIN, cart_id="c-2"), add(T0 + 2 * MIN, cart_id="c-3"))
     assert [c.cart_id for c in decode_state(h.table[ANON_1]).carts] == ["c-2", "c-3"]
+
+
+def test_a_full_visitor_keeps_the_cart_whose_offer_an_order_may_still_cancel() -> None:
+    h = Harness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, max_carts=2))
+    # T0      identify cust-1 with consent
+    # T0+1m   add to c-1 (deadline T0+31m); T0+2m add to c-2 (deadline T0+32m)
+    # T0+40m  bystander: c-1 abandoned with an offer (live 48 h); c-2 abandoned, capped: no offer
+    # T0+50m  add to c-3: one cart must go. c-1 is the least recently active, but its offer is
+    #         live; c-2 needs nothing any more: c-2 goes
+    # T0+60m  order: c-1's offer is cancelled
+    first = h.each(
+        identify(T0, "cust-1", consent=True),
+        add(T0 + MIN, cart_id="c-1"),
+        add(T0 + 2 * MIN, cart_id="c-2"),
+        page(T0 + 40 * MIN),
+    )
+    assert [(t["cart_id"], t["action"]) for t in first] == [("c-1", "offer"), ("c-2", "none")]
+    h.each(add(T0 + 50 * MIN, cart_id="c-3"))
+    assert [c.cart_id for c in decode_state(h.table[ANON_1]).carts] == ["c-1", "c-3"]
+    (cancelled,) = h.each(order(T0 + 60 * MIN, cart_id="c-3"))
+    assert (cancelled["kind"], cancelled["ref_trigger_id"]) == ("offer_cancelled", first[0]["trigger_id"])
