@@ -160,6 +160,10 @@ class Pipeline:
         self._wait_worker(name, port)
         return port
 
+    def log_path(self, name: str) -> Path:
+        """The log file of a process this pipeline started (``worker``, ``collector``, ...)."""
+        return self._log_dir / f"{name}.log"
+
     def restart_exited_workers(self) -> list[str]:
         """Start again every worker that exited because a batch did not complete.
 

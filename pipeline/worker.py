@@ -120,6 +120,7 @@ class Worker:
             "event_inserts": 0,
             "event_rows": 0,
             "first_record_wall_ms": 0,
+            "events_partitions": 0,  # partitions of the events topic assigned now
             # Seconds spent per step, summed over batches: where a batch's time goes.
             "batches": 0,
             "process_s": 0.0,
@@ -386,6 +387,10 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001
         await worker.on_revoked(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ANN001
+        worker.stats["events_partitions"] = sum(tp.topic == settings.topic_events for tp in assigned)
 
     @app.page("/cx/query")
     class QueryView(faust.web.View):

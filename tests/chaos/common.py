@@ -72,6 +72,34 @@ def worker_stats(pipeline: Pipeline, port: int | None = None) -> dict:
     return resp.json()
 
 
+def wait_caught_up(pipeline: Pipeline, what: str, ports: dict[str, int], timeout_s: float = 120) -> None:
+    """Wait until the workers committed every record, restarting a worker that exited to replay.
+
+    On a timeout the error shows what each partition and worker was doing:
+    committed and end offsets, each worker's exit code and stats, and the
+    end of its log.
+    """
+    def caught_up() -> bool:
+        pipeline.restart_exited_workers()
+        return pipeline.lag() == 0
+
+    try:
+        wait_until(caught_up, timeout_s=timeout_s, what=what)
+    except AssertionError as exc:
+        lines = [str(exc), f"offsets (committed, end): {pipeline.offsets()}", f"restarts: {pipeline.restarts}"]
+        for name, port in ports.items():
+            proc = pipeline.procs.get(name)
+            lines.append(f"{name}: exit code {None if proc is None else proc.poll()}")
+            try:
+                lines.append(f"{name} stats: {requests.get(f'http://127.0.0.1:{port}/cx/stats', timeout=5).json()}")
+            except requests.RequestException as err:
+                lines.append(f"{name} stats: unavailable ({err})")
+            log = pipeline.log_path(name)
+            if log.exists():
+                lines.append(f"{name} log, last lines:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        raise AssertionError("\n".join(lines)) from None
+
+
 def settle_and_check(
     pipeline: Pipeline, day: Day, what: str, timeout_s: float = 240, extra_deadletters: int = 0
 ) -> dict:

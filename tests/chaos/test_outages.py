@@ -19,7 +19,7 @@ import requests
 from pipeline.records import DeadLetterReason
 from pipeline.runner import Pipeline
 from sinks.client import connect
-from tests.chaos.common import day_of_traffic, post, settle_and_check, worker_stats
+from tests.chaos.common import day_of_traffic, post, settle_and_check, wait_caught_up, worker_stats
 from tests.chaos.poison import INJECTIONS, batch_poison, oversize_event, raw_poison
 from tests.integration.helpers import wait_until
 
@@ -39,7 +39,7 @@ def test_clickhouse_down_30s_mid_stream_holds_back_commits_then_catches_up_exact
     day = day_of_traffic(pipeline, seed=41, visitors=120)
     half = len(day.messages) // 2
     _send(pipeline, day.messages[:half])
-    wait_until(lambda: pipeline.lag() == 0, what="the first half committed")
+    wait_caught_up(pipeline, "the first half committed", {"worker": pipeline.worker_port})
 
     clickhouse_server.stop()
     try:
@@ -63,8 +63,11 @@ def test_second_worker_joins_and_leaves_mid_stream_without_loss_or_double_count(
     third = len(day.messages) // 3
     _send(pipeline, day.messages[:third])
     port = pipeline.start_worker("worker-2")
+    # Send the second third only once the rebalance gave worker-2 partitions: before
+    # that, the first worker alone could consume all of it and nothing would move.
+    wait_until(lambda: worker_stats(pipeline, port)["events_partitions"] > 0, what="worker-2 assigned partitions")
     _send(pipeline, day.messages[third : 2 * third])
-    wait_until(lambda: pipeline.lag() == 0, what="both workers caught up")
+    wait_caught_up(pipeline, "both workers caught up", {"worker": pipeline.worker_port, "worker-2": port})
     records_2 = worker_stats(pipeline, port)["records"]
     pipeline.stop_worker("worker-2")
     _send(pipeline, day.messages[2 * third :])
