@@ -174,7 +174,21 @@ def _on_page(f: SessionFriction, event: dict, t: int, props: dict, rules: Rules,
     if not key:
         return  # a page without a path cannot be told apart from another
     view = [t, key, path, 0]
-    insort(f.pages, view, key=lambda v: v[0])  # after views of the same millisecond: arrival order
+    pages = f.pages
+    if not pages or pages[-1][0] <= t:
+        # In order (most views): the view ends the list, so only a return it makes can change.
+        pages.append(view)
+        if len(pages) > 1 and pages[-2][1] != key:
+            left = pages[-2]  # the last view of the page left
+            j = len(pages) - 3
+            while j >= 0 and pages[j][1] == left[1]:
+                j -= 1
+            if j >= 0 and pages[j][1] == key and t - left[0] <= rules.friction_u_turn_ms:
+                view[3] |= UTURN
+                hits.append(("u_turn", t, left[2], ""))
+        _prune_pages(f, rules.friction_u_turn_ms + rules.allowed_lateness_ms)
+        return
+    insort(pages, view, key=lambda v: v[0])  # after views of the same millisecond: arrival order
     runs = _runs(f.pages)
     at = next(i for i, run in enumerate(runs) if any(v is view for v in run))
     # The new view can only change the runs from its own to two after it: a

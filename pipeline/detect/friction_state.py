@@ -69,7 +69,15 @@ class FrictionState:
 
     def session(self, sid: str, t_ms: int, forget_ms: int) -> SessionFriction:
         """The memory of session ``sid`` (started if new), after an event at ``t_ms``."""
-        found = next((s for s in self.sessions if s.sid == sid), None)
+        sessions = self.sessions
+        if sessions and sessions[-1].sid == sid:  # the newest session again: most events
+            found = sessions[-1]
+            if t_ms > found.last_ms:
+                found.last_ms = t_ms
+                if len(sessions) > 1:
+                    self.sessions = [s for s in sessions if s is found or t_ms - s.last_ms <= forget_ms]
+            return found
+        found = next((s for s in sessions if s.sid == sid), None)
         if found is None:
             found = SessionFriction(sid=sid, last_ms=t_ms)
             self.sessions.append(found)
