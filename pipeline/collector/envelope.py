@@ -16,9 +16,11 @@ against the catalog afterwards (``pipeline.collector.catalog``).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError, model_validator
+
+from pipeline.records import CallType
 
 __all__ = ["EnvelopeError", "SegmentMessage", "validate_envelope"]
 
@@ -39,7 +41,7 @@ class SegmentMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    type: Literal["track", "page", "identify", "screen", "group", "alias"]
+    type: CallType
     event: StrictStr | None = None
     anonymousId: SegmentId = None
     userId: SegmentId = None
@@ -81,7 +83,7 @@ def validate_envelope(msg: dict) -> SegmentMessage:
         if where == "type":
             got = str(msg.get("type"))[:64]
             reason: Literal["unknown_type", "schema_violation"] = "unknown_type"
-            detail = f"type must be one of track, page, identify, screen, group, alias, got {got!r}"
+            detail = f"type must be one of {', '.join(get_args(CallType))}, got {got!r}"
         else:
             reason = "schema_violation"
             message = first["msg"].removeprefix("Value error, ")

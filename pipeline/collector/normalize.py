@@ -33,15 +33,12 @@ from pipeline.records import DeadLetterReason, stable_id
 from pipeline.settings import Settings
 
 __all__ = [
-    "CALL_TYPES",
     "DeadLetterDecision",
     "NormalizeRules",
     "hash_pii",
     "normalize",
     "parse_time_ms",
 ]
-
-CALL_TYPES = frozenset({"track", "page", "identify", "screen", "group", "alias"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
