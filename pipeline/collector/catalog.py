@@ -11,6 +11,7 @@ detectors ignore them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -82,7 +83,7 @@ class EventSpec:
 
 
 def _req(prop: Prop) -> Prop:
-    return Prop(prop.kind, True, prop.choices, prop.minimum, prop.maximum, prop.pattern)
+    return dataclasses.replace(prop, required=True)
 
 
 def _one_of(*values: str) -> Prop:

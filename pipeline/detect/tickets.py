@@ -84,18 +84,16 @@ class Ticket:
     def fcr(self) -> bool:
         return self.resolved and self.agent_msgs == 1 and not self.reopened
 
-    def note_survey(self, kind: str, score: float, t_ms: int) -> bool:
-        """Keep a ``kind`` answer at ``t_ms`` if it is the latest in event time; True if kept.
+    def note_survey(self, kind: str, score: float, t_ms: int) -> None:
+        """Keep a ``kind`` answer at ``t_ms`` if it is the latest in event time.
 
         An answer at the same millisecond as the kept one replaces it (the
         later in the stream wins; a replay keeps the same one).
         """
         kept_ms = getattr(self, kind + "_ms")
-        if kept_ms is not None and t_ms < kept_ms:
-            return False
-        setattr(self, kind, score)
-        setattr(self, kind + "_ms", t_ms)
-        return True
+        if kept_ms is None or t_ms >= kept_ms:
+            setattr(self, kind, score)
+            setattr(self, kind + "_ms", t_ms)
 
 
 _OPTIONAL = (
