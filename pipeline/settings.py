@@ -29,14 +29,14 @@ MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 
-# The friction signals of CONTRACT.md section 5 (friction_daily.signal).
+# The friction signals (friction_daily.signal; docs/detection.md).
 FRICTION_SIGNALS = (
     "rage_click", "dead_click", "error_click", "payment_failed",
     "zero_result_search", "slow_page", "u_turn", "checkout_loop",
 )  # fmt: skip
-# Points per occurrence in the session friction score (capped at 100); README
-# "Friction" explains the choice: the nearer a signal is to a lost payment,
-# the heavier it weighs.
+# Points per occurrence in the session friction score (capped at 100);
+# docs/detection.md explains the choice: the nearer a signal is to a lost
+# payment, the heavier it weighs.
 DEFAULT_FRICTION_WEIGHTS = (
     "payment_failed=30,error_click=20,rage_click=20,checkout_loop=20,"
     "dead_click=10,u_turn=10,zero_result_search=10,slow_page=5"
@@ -168,62 +168,104 @@ class Settings(BaseSettings):
 
     # --- components -------------------------------------------------------
     kafka_bootstrap: str = Field(
-        "", description="Kafka bootstrap servers; empty starts the embedded broker"
+        "", description="Kafka bootstrap servers (host:port,...); empty starts the embedded broker (memory only)"
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: str = ""
-    kafka_ssl_cafile: str = ""
-    kafka_partitions: int = Field(4, ge=1, le=1024, description="partitions of topics cxstream creates")
-    kafka_replication: int = Field(1, ge=1, le=16)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="security protocol of every Kafka client"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism, used when the protocol is SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name")
+    kafka_sasl_password: str = Field("", description="SASL password")
+    kafka_ssl_cafile: str = Field(
+        "", description="CA file that signs the brokers' TLS certificates; empty: the Kafka clients' default trust store"
+    )
+    kafka_partitions: int = Field(
+        4, ge=1, le=1024, description="partitions of the topics cxstream creates (an existing topic keeps its own)"
+    )
+    kafka_replication: int = Field(1, ge=1, le=16, description="replication factor of the topics cxstream creates")
 
     clickhouse_url: str = Field(
-        "", description="chdb:///path or clickhouse://user:password@host:9000/db; empty: chdb in CX_DATA_DIR"
+        "",
+        description="chdb:///path (embedded), clickhouse://user:password@host:9000/db (a server, native protocol) "
+        "or clickhouses://user:password@host:9440/db (the same over TLS; query-string options such as "
+        "?verify=false or ?ca_certs=/path go to clickhouse-driver); empty: chdb in CX_DATA_DIR/clickhouse. "
+        "The /db part is only the connection's default database (it must exist; default does): every table "
+        "and view is in the database cx, which cxstream creates",
     )
-    data_dir: Path = Path(".cxdata")
+    data_dir: Path = Field(Path(".cxdata"), description="directory of the embedded store, logs and run.json")
 
-    collector_host: str = "127.0.0.1"
-    collector_port: int = Field(8088, ge=0, le=65535)
+    collector_host: str = Field("127.0.0.1", description="address the collector listens on")
+    collector_port: int = Field(
+        8088, ge=0, le=65535, description="port the collector listens on; 0: cxstream up picks a free port and prints the URL"
+    )
     collector_max_inflight_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="request bytes the collector holds at once; past it: 503 + Retry-After"
     )
-    write_keys: str = Field("demo_write_key=demo-shop", description="key=tenant,key2=tenant2")
-    worker_web_port: int = Field(6066, ge=0, le=65535)
-    worker_group: str = Field("cxstream", min_length=1, description="Faust app id = Kafka consumer group")
-    worker_session_timeout_s: float = Field(10.0, gt=0)
+    write_keys: str = Field(
+        "demo_write_key=demo-shop", description="key=tenant,key2=tenant2: each write key names one storefront (tenant)"
+    )
+    worker_web_port: int = Field(
+        6066,
+        ge=0,
+        le=65535,
+        description="the worker's loopback endpoint (/cx/query, /cx/stats). cxstream up and cxstream demo replace "
+        "6066 (and 0) with a free port, recorded in CX_DATA_DIR/run.json where cxstream query finds it; any other "
+        "value is used as is, as by cxstream worker run alone",
+    )
+    worker_group: str = Field(
+        "cxstream", min_length=1, description="Faust app id, i.e. the Kafka consumer group of the workers"
+    )
+    worker_session_timeout_s: float = Field(
+        10.0, gt=0, description="consumer-group session timeout: how soon a dead worker's partitions move to another"
+    )
     # How long a worker's fetch may wait at the broker for data. A Kafka broker
     # answers as soon as data arrives; the embedded broker only when this runs
     # out, so it bounds the latency there (faust-streaming fixes it at 1,500).
-    kafka_fetch_wait_ms: int = Field(100, ge=1, le=60_000)
+    kafka_fetch_wait_ms: int = Field(
+        100, ge=1, le=60_000, description="longest a worker's fetch waits at the broker for data (faust-streaming's own: 1,500)"
+    )
 
     # --- topics -----------------------------------------------------------
-    topic_events: str = "cx.events"
-    topic_triggers: str = "cx.triggers"
-    topic_deadletter: str = "cx.deadletter"
-    trigger_format: Literal["json", "avro"] = "json"
+    topic_events: str = Field("cx.events", description="topic of accepted events (the collector writes, workers read)")
+    topic_triggers: str = Field("cx.triggers", description="topic of triggers for marketing automation")
+    topic_deadletter: str = Field("cx.deadletter", description="topic of dead letters: rejected input with its reason")
+    trigger_format: Literal["json", "avro"] = Field(
+        "json", description="encoding of trigger records: JSON, or the Avro binary of schemas/trigger.avsc"
+    )
 
     # --- event-time rules -------------------------------------------------
-    abandon_after_ms: int = Field(30 * MINUTE_MS, gt=0)
-    session_gap_ms: int = Field(30 * MINUTE_MS, gt=0)
-    allowed_lateness_ms: int = Field(1_000, ge=0)
+    abandon_after_ms: int = Field(
+        30 * MINUTE_MS, gt=0, description="cart inactivity (event time) after which a cart with items is abandoned"
+    )
+    session_gap_ms: int = Field(30 * MINUTE_MS, gt=0, description="inactivity (event time) that ends a session")
+    allowed_lateness_ms: int = Field(
+        1_000, ge=0, description="how far behind the newest event of its partition an event may arrive and still count"
+    )
     idle_partition_ms: int = Field(
         1_000, gt=0, description="wall time a caught-up partition may stay silent before its watermark follows the clock"
     )
-    max_event_age_ms: int = Field(7 * DAY_MS, gt=0)
-    max_event_future_ms: int = Field(HOUR_MS, ge=0)
+    max_event_age_ms: int = Field(
+        7 * DAY_MS, gt=0, description="oldest accepted event time, after clock-skew correction; older: too_old dead letter"
+    )
+    max_event_future_ms: int = Field(
+        HOUR_MS, ge=0, description="how far ahead of receipt an event time may be; later: too_far_future dead letter"
+    )
 
     # --- offers -----------------------------------------------------------
-    experiment: str = "default"
-    holdout_pct: float = Field(10.0, ge=0, le=100)
-    offer_cap_ms: int = Field(DAY_MS, ge=0)
-    offer_valid_ms: int = Field(2 * DAY_MS, gt=0)
+    experiment: str = Field("default", description="experiment name on triggers; part of the holdout hash")
+    holdout_pct: float = Field(
+        10.0, ge=0, le=100, description="holdout share (percent) of experiments without their own in CX_EXPERIMENT_HOLDOUTS"
+    )
+    offer_cap_ms: int = Field(DAY_MS, ge=0, description="at most one offer or assist per visitor state in this time")
+    offer_valid_ms: int = Field(2 * DAY_MS, gt=0, description="offer validity: expires_at = trigger time + this")
     offer_discount_pct: int = Field(10, ge=0, le=100, description="discount of a cart below the first tier")
     offer_discount_tiers: str = Field(
         "100=15,250=20",
         description="value=pct,...: a cart worth at least value gets pct off (the highest tier reached); empty: none",
     )
-    offer_channel: Literal["email", "sms", "onsite"] = "email"
+    offer_channel: Literal["email", "sms", "onsite"] = Field("email", description="channel named in offers")
     experiment_holdouts: str = Field(
         "", description="name=pct,...: holdout share of named experiments; others use holdout_pct"
     )
@@ -238,7 +280,7 @@ class Settings(BaseSettings):
         7 * DAY_MS, gt=0, description="an order this long after an abandonment trigger, or less, recovers it"
     )
 
-    # --- friction (CONTRACT.md section 5; README "Friction") --------------
+    # --- friction (docs/detection.md) -------------------------------------
     friction_rage_clicks: int = Field(
         3, ge=2, le=16, description="clicks on one selector that make a rage click (PostHog's default: 3)"
     )
@@ -279,7 +321,9 @@ class Settings(BaseSettings):
     pii_salt: str = Field("change-me", min_length=1, description="salt for email and ip hashes")
 
     # --- ClickHouse writes ------------------------------------------------
-    sink_max_interval_ms: int = Field(1_000, gt=0)
+    sink_max_interval_ms: int = Field(
+        1_000, gt=0, description="longest a worker waits to fill a batch before it processes and writes it"
+    )
     # Most Kafka records one worker batch takes (a collector record holds one
     # request's events of one partition). Each batch costs one insert per table
     # and two changelog round trips: measured with `cxstream bench`, 250 made
