@@ -1,8 +1,8 @@
-"""Trigger records on ``cx.triggers``: the contract's field names, JSON or Avro.
+"""Trigger records on ``cx.triggers`` (docs/events.md): their public field names, JSON or Avro.
 
 Inside the pipeline a trigger is a dict with millisecond fields
 (``event_time_ms``, ``emitted_at_ms``, ``offer.expires_at_ms``) plus the
-internal ``cart_key``. On Kafka it is the contract record of
+internal ``cart_key``. On Kafka it is the public record of
 ``schemas/trigger.avsc``: times are epoch milliseconds named ``event_time``,
 ``emitted_at`` and ``offer.expires_at`` (Avro logical type timestamp-millis).
 """
@@ -23,7 +23,7 @@ _INTERNAL = ("cart_key",)
 
 
 def to_record(trigger: dict) -> dict:
-    """The contract record for an internal trigger dict."""
+    """The public record (docs/events.md) for an internal trigger dict."""
     rec = {k: v for k, v in trigger.items() if k not in _INTERNAL}
     rec["event_time"] = rec.pop("event_time_ms")
     rec["emitted_at"] = rec.pop("emitted_at_ms")
@@ -36,7 +36,7 @@ def to_record(trigger: dict) -> dict:
 
 
 def trigger_key(trigger: dict) -> bytes:
-    """Record key: the customer id, else the anonymous id (contract section 3)."""
+    """Record key: the customer id, else the anonymous id (docs/events.md)."""
     return (trigger.get("customer_id") or trigger.get("anonymous_id") or "").encode()
 
 

@@ -5,7 +5,7 @@ these functions are plain and allocation-light. Values follow the portable
 schema: absent strings are ``''``, absent numbers ``0``, ``day`` is the UTC
 date of the record's time, ``DateTime`` cells are epoch seconds.
 
-Privacy (contract): free text never reaches ClickHouse. Keys named in
+Privacy (docs/privacy.md): free text never reaches ClickHouse. Keys named in
 ``PRIVATE_KEYS`` (support message ``text``, survey ``comment``, ``email``,
 ``phone``, ``ip``; any depth, any case) are dropped from the JSON stored in
 ``events.properties`` and ``deadletters.payload``. A dead-letter payload also
@@ -156,7 +156,7 @@ def event_row(ev: dict) -> tuple:
     t_ms = ev["event_time_ms"]
     revenue = 0.0
     if name == ORDER_COMPLETED:
-        # Contract: revenue is `revenue` when sent, else `total`.
+        # Revenue is `revenue` when sent, else `total` (docs/clickhouse.md, kpi_daily).
         sent = prop("revenue")
         revenue = _amount(sent if sent is not None else prop("total"))
     page_path = get("page_path") or (_text(prop("path")) if get("type") == "page" else "")

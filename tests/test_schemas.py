@@ -88,7 +88,7 @@ def test_event_batch_roundtrips_through_avro() -> None:
     assert roundtrip("event_batch", batch) == batch
 
 
-# TRIGGER_INTERNAL as the contract's record: cart_key dropped, *_ms fields renamed.
+# TRIGGER_INTERNAL as the public record (docs/events.md): cart_key dropped, *_ms fields renamed.
 TRIGGER_RECORD = {
     "trigger_id": "f" * 32,
     "kind": "cart_abandoned",

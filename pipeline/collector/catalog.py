@@ -1,4 +1,4 @@
-"""The event catalog (CONTRACT.md section 2) as data, and the property checks.
+"""The event catalog (docs/events.md) as data, and the property checks.
 
 Pure: no I/O. ``check_properties`` runs once per catalog event in the
 collector's request handler; it returns the properties to store (numeric

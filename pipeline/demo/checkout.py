@@ -1,6 +1,6 @@
 """Cart and checkout: adds, removes, the three checkout steps, payment, the order.
 
-Every event the contract calls cart or checkout activity is recorded on the
+Every event docs/detection.md calls cart or checkout activity is recorded on the
 cart's trace when emitted (``_activity``); the order closes the cart.
 Amounts are integer cents; French prices include VAT, so ``tax`` is the VAT
 share of ``revenue`` (goods after discount) and ``total`` adds shipping.

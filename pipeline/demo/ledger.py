@@ -53,7 +53,7 @@ class Expected:
     revenue: float  # EUR, sum of `revenue` when sent, else `total`
     settle_ms: int | None
     tickets: int
-    fcr_tickets: int  # resolved with one agent reply, the customer not back (contract KPI)
+    fcr_tickets: int  # resolved with one agent reply, the customer not back (FCR, docs/detection.md)
     reopened_tickets: int  # resolved a second time after the customer came back
     surveys: dict[str, int]  # valid answers per survey kind
     friction: dict[str, int]  # planned occurrences, see storefront's docstring

@@ -6,7 +6,7 @@ visitor, whichever cart it was made for: the customer bought.
 Both build the trigger dicts of ``schemas/trigger.avsc`` with millisecond
 field names (``event_time_ms``, ``emitted_at_ms``, ``offer.expires_at_ms``)
 plus the internal ``cart_key``; ``pipeline.triggers`` turns them into the
-contract record. Ids depend on the events only, never on the wall clock.
+public record (docs/events.md). Ids depend on the events only, never on the wall clock.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Carts (contract section 5): which cart an event is about, and what it does to it.
+"""Carts (docs/detection.md): which cart an event is about, and what it does to it.
 
 - A cart is identified by ``cart_id`` when sent, else it is the visitor's one
   open cart; it is created by its first ``Product Added`` (other activity on

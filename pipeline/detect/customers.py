@@ -63,7 +63,7 @@ def _number(value: object) -> float | None:
 
 
 def order_revenue(props: dict) -> float:
-    """Contract: revenue is ``revenue`` when sent, else ``total``."""
+    """Revenue of an order: ``revenue`` when sent, else ``total`` (as kpi_daily counts it)."""
     revenue = _number(props.get("revenue"))
     if revenue is None:
         revenue = _number(props.get("total"))

@@ -1,4 +1,4 @@
-"""Friction signals (CONTRACT.md section 5), the session friction score and assist triggers; pure.
+"""Friction signals (docs/detection.md), the session friction score and assist triggers; pure.
 
 ``observe`` runs for the events in ``FRICTION_EVENTS`` and for page views,
 after the event was placed in its session; every other event costs one set
@@ -115,7 +115,7 @@ def reasons(counts: dict[str, int], rules: Rules) -> list[str]:
     """What made the score, heaviest first: ``rage_click``, ``payment_failed_x2`` (two occurrences), ..."""
     weights = dict(rules.friction_weights)
     present = [(s, n) for s in FRICTION_SIGNALS if (n := counts.get(s, 0)) and weights.get(s, 0)]
-    present.sort(key=lambda sn: -weights[sn[0]] * sn[1])  # stable: ties keep the contract's order
+    present.sort(key=lambda sn: -weights[sn[0]] * sn[1])  # stable: ties keep FRICTION_SIGNALS' order
     return [s if n == 1 else f"{s}_x{n}" for s, n in present]
 
 

@@ -1,4 +1,4 @@
-"""Offer decision for a trigger (contract section 3 guardrails); pure, for any trigger kind.
+"""Offer decision for a trigger (guardrails of docs/offers.md); pure, for any trigger kind.
 
 In this order:
 

@@ -54,7 +54,7 @@ _FROM_SETTINGS = (
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What the detectors decide with; defaults are the contract's guardrails."""
+    """What the detectors decide with; the defaults are the guardrails of docs/offers.md and docs/detection.md."""
 
     abandon_after_ms: int = 30 * MINUTE_MS
     session_gap_ms: int = 30 * MINUTE_MS

@@ -1,4 +1,4 @@
-"""Sessions (contract section 5): 30 minutes without events ends one, unless the SDK names it.
+"""Sessions (docs/detection.md): 30 minutes without events ends one, unless the SDK names it.
 
 - With ``session_hint`` (context.session_id), the hint names the session:
   its id is ``stable_id('session', tenant, visitor, 'sdk', hint)`` (20

@@ -1,9 +1,9 @@
-"""An independent reading of a message stream by the letter of CONTRACT.md (sections 2 and 5).
+"""An independent reading of a message stream by the letter of docs/events.md and docs/detection.md.
 
 The generator keeps its ground truth from its own plan; this module derives
-the same numbers from the messages alone, the way the contract defines
+the same numbers from the messages alone, the way those pages define
 them. Tests compare the two: when both agree on thousands of journeys, the
-ground truth is exact. Written from the contract, not from the generator.
+ground truth is exact. Written from the documented definitions, not from the generator.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cart abandonment in event time: deadline = last cart activity + 30 min (contract sections 3 and 5)."""
+"""Cart abandonment in event time: deadline = last cart activity + 30 min (docs/detection.md)."""
 
 from __future__ import annotations
 

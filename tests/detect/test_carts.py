@@ -1,4 +1,4 @@
-"""Which cart an event belongs to, and what it does to it (contract section 5)."""
+"""Which cart an event belongs to, and what it does to it (docs/detection.md)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ def test_the_chaining_click_arriving_late_but_before_the_second_burst_completes_
 def test_the_chaining_click_arriving_after_both_bursts_were_counted_leaves_both_rows() -> None:
     # lateness 3 s. Arrival 0, 400, 800 (rage), 1900, 2300, 2700 (a second rage: nothing links it
     # to the first yet), then 1350 (1350 ms late). In event time that is one burst, but a row
-    # written is never taken back: two rows, one more than in order (README, "Late events")
+    # written is never taken back: two rows, one more than in order (docs/detection.md, "Late events")
     order = (0, 400, 800, 1_900, 2_300, 2_700, 1_350)
     assert [s[:2] for s in signals(run(*(click(t) for t in order), rules=LATE_3S))] == [
         ("rage_click", 800),
@@ -367,7 +367,7 @@ def test_score_is_the_weighted_sum_capped_at_100() -> None:
 
 def test_reasons_list_each_signal_once_with_its_count_heaviest_first() -> None:
     counts = {"slow_page": 1, "payment_failed": 2, "rage_click": 1, "u_turn": 2}
-    # contributions: payment_failed 60, rage_click 20, u_turn 20 (contract order breaks the tie), slow_page 5
+    # contributions: payment_failed 60, rage_click 20, u_turn 20 (FRICTION_SIGNALS' order breaks the tie), slow_page 5
     assert reasons(counts, EXACT) == ["payment_failed_x2", "rage_click", "u_turn_x2", "slow_page"]
 
 
@@ -443,7 +443,7 @@ def test_a_late_reload_does_not_count_a_u_turn_twice() -> None:
 
 def test_a_u_turn_counted_stays_when_a_late_page_lands_before_the_return() -> None:
     # / 0, /p/1 5000, / 5500: u-turn counted. /c/x from 5200 arrives late: in event time
-    # /p/1 -> /c/x -> / is no u-turn, but a row written is never taken back (README)
+    # /p/1 -> /c/x -> / is no u-turn, but a row written is never taken back (docs/detection.md)
     h = run(visit(0, "/"), visit(5_000, "/p/1"), visit(5_500, "/"), visit(5_200, "/c/x"), rules=LATE_OK)
     assert signals(h) == [("u_turn", 5_500, "/p/1", "")]
 

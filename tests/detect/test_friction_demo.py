@@ -32,5 +32,5 @@ def detected(seed: int, visitors: int) -> tuple[Counter, dict[str, int], int]:
 
 def test_every_planned_friction_is_detected_and_nothing_else() -> None:
     found, planned, _ = detected(seed=7, visitors=1_500)
-    assert set(found) == set(FRICTION_SIGNALS)  # the demo produces every signal of the contract
+    assert set(found) == set(FRICTION_SIGNALS)  # the demo produces every documented signal
     assert {s: found[s] for s in FRICTION_SIGNALS} == {s: planned[s] for s in FRICTION_SIGNALS}

@@ -1,4 +1,4 @@
-"""The operator's commands (contract section 6), run as a shop would run them: as processes.
+"""The operator's commands (docs/operations.md), run as a shop would run them: as processes.
 
 ``cxstream up`` on the embedded defaults (its own broker, chdb in the data
 directory), ``cxstream query`` from another process while it runs and after
