@@ -1,4 +1,4 @@
-"""Analyst queries about offers, kept as code so that tests run exactly what the README shows."""
+"""Analyst queries about offers, kept as code so that tests run exactly what docs/offers.md shows."""
 
 from __future__ import annotations
 

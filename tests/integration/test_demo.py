@@ -1,4 +1,4 @@
-"""``cxstream demo`` as the README runs it, shortened: 60 visitors sent at 200 messages per second.
+"""``cxstream demo`` as docs/demo.md runs it, shortened: 60 visitors sent at 200 messages per second.
 
 It starts its own embedded broker and a chdb store in a temporary
 directory, sends a generated day through the collector with the Segment

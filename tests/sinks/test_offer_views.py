@@ -1,4 +1,4 @@
-"""offers_daily, customers and the README's uplift query on both backends, against hand-computed numbers."""
+"""offers_daily, customers and the uplift query of docs/offers.md on both backends, against hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -213,8 +213,8 @@ def test_customers_view_matches_hand_computed_values(ch_backend: ClickHouse) -> 
     assert customers(ch_backend) == got
 
 
-def test_readme_section_shows_the_tested_uplift_query() -> None:
+def test_offers_page_shows_the_tested_uplift_query() -> None:
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "offers.md").read_text(encoding="utf-8")
     assert "```sql\n" + UPLIFT_SQL + "\n```" in doc

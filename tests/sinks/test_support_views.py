@@ -226,10 +226,11 @@ def test_a_day_with_only_surveys_has_zero_tickets_and_its_scores(ch_backend: Cli
     assert got[("shop-c", date(2024, 3, 12))]["first_response_s_p90"] == 0.0
 
 
-def test_readme_example_queries_run_and_read_the_data(ch_backend: ClickHouse) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    start = readme.index("\n## Support experience")
-    doc = readme[start : readme.index("\n## ", start + 1)]
+def test_documented_example_queries_run_and_read_the_data(ch_backend: ClickHouse) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "detection.md").read_text(encoding="utf-8")
+    start = page.index("\n## Support\n")
+    end = page.find("\n## ", start + 1)
+    doc = page[start : end if end != -1 else len(page)]
     queries = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
     assert len(queries) == 4
     write(ch_backend, TICKETS, MESSAGES, SURVEYS)
