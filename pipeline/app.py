@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ssl
+from typing import Collection, Mapping
 
+import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -12,6 +14,32 @@ from pipeline.settings import Settings
 __all__ = ["create_app", "STATE_TABLE"]
 
 STATE_TABLE = "visitors"
+
+
+async def seek_to_committed_or_earliest(
+    consumer: aiokafka.AIOKafkaConsumer, skip_topics: Collection[str]
+) -> Mapping[aiokafka.TopicPartition, int | None]:
+    """Seek every assigned partition back to its committed offset, or to its earliest one if it has none.
+
+    faust-streaming drops records it fetched while its flow is stopped (a
+    rebalance, a table recovery) and then calls this "seek back to
+    committed". aiokafka's ``seek_to_committed`` seeks only partitions with a
+    committed offset above 0: a partition the group never committed stayed
+    where the dropped records had moved it, and its first records were never
+    handed to an agent. Seen on the embedded broker when a second worker
+    joined before the first committed anything: the new owner of a partition
+    got offset 9 first (``SkippedRecords``: exit 75 and a restart), or, when
+    the dropped records were the partition's last ones, nothing at all, and
+    the partition's lag stayed until the next record. Such partitions now go
+    back to their earliest offset, as ``auto_offset_reset="earliest"`` says.
+    ``skip_topics`` (the tables' changelogs) are left where table recovery
+    put them.
+    """
+    committed = await consumer.seek_to_committed()
+    never = [tp for tp, offset in committed.items() if (offset is None or offset <= 0) and tp.topic not in skip_topics]
+    if never:
+        await consumer.seek_to_beginning(*never)
+    return committed
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -25,6 +53,12 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_wait_ms
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[aiokafka.TopicPartition, int | None]:
+        """Faust's seek back after dropping records; see ``seek_to_committed_or_earliest``."""
+        consumer = self._ensure_consumer()
+        changelogs = set(self.app.tables.changelog_topics)
+        return await self.call_thread(seek_to_committed_or_earliest, consumer, changelogs)
 
 
 class _Consumer(faust_aiokafka.Consumer):
