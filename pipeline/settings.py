@@ -190,6 +190,12 @@ class Settings(BaseSettings):
     )
     write_keys: str = Field("demo_write_key=demo-shop", description="key=tenant,key2=tenant2")
     worker_web_port: int = Field(6066, ge=0, le=65535)
+    worker_web_bind: str = Field(
+        "127.0.0.1", min_length=1, description="address the worker's web port listens on (token required on every request)"
+    )
+    query_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest run of one analyst query (/cx/query)")
+    query_max_memory_mb: int = Field(1000, gt=0, description="memory one analyst query may use")
+    query_max_result_rows: int = Field(100_000, gt=0, description="rows one analyst query may return")
     worker_group: str = Field("cxstream", min_length=1, description="Faust app id = Kafka consumer group")
     worker_session_timeout_s: float = Field(10.0, gt=0)
     # How long a worker's fetch may wait at the broker for data. A Kafka broker
