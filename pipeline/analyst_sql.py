@@ -21,7 +21,9 @@ decided by the engine, not by patterns over the text:
   not govern) and no ``FORMAT`` (the endpoint chooses it), and use no table
   function outside ``SAFE_TABLE_FUNCTIONS`` (``DESCRIBE file(...)`` /
   ``DESCRIBE url(...)`` read the file or fetch the URL to infer a schema even
-  under readonly=1).
+  under readonly=1), and none of the ordinary functions that readonly=1
+  leaves free to reach outside (``UNSAFE_FUNCTIONS``: ``file(path)`` returns
+  any file's text in chdb; the ``ai*`` functions call a given endpoint).
 * **Limits** (``QueryLimits``): time, memory, result rows, one thread.
 * **Nothing shared with ingestion.** The connection is not the worker's, so
   an analyst query never waits for, or holds, the lock the inserts take
@@ -48,6 +50,7 @@ from sinks.client import ClickHouse, ClickHouseError
 __all__ = [
     "READING_STATEMENTS",
     "SAFE_TABLE_FUNCTIONS",
+    "UNSAFE_FUNCTIONS",
     "AnalystQueryRefused",
     "QueryLimits",
     "ast_refusal",
@@ -73,6 +76,12 @@ READING_STATEMENTS = {
 _FORMAT_AS_IDENTIFIER = {"SelectWithUnionQuery", "DescribeQuery", "Explain"}
 # Table functions that generate rows and reach nothing outside the engine.
 SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "values"})
+# Ordinary functions that readonly=1 lets run in chdb and that reach outside
+# the store: file(path) reads any file (chdb ignores user_files_path), the
+# ai* functions call the HTTP endpoint given in their arguments. Names
+# compared in lower case.
+UNSAFE_FUNCTIONS = frozenset({"file"})
+UNSAFE_FUNCTION_PREFIXES = ("ai",)
 
 
 class AnalystQueryRefused(ValueError):
@@ -141,7 +150,14 @@ def ast_refusal(explain_ast: str) -> str | None:
             name = text.split()[1]
             if name.lower() not in SAFE_TABLE_FUNCTIONS:
                 return f"table function {name}() is not allowed (allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))})"
+        elif kind == "Function" and _reaches_outside(text.split()[1]):
+            return f"function {text.split()[1]}() is not allowed: it reads files or calls other services"
     return None
+
+
+def _reaches_outside(function: str) -> bool:
+    name = function.lower()
+    return name in UNSAFE_FUNCTIONS or name.startswith(UNSAFE_FUNCTION_PREFIXES)
 
 
 def run_analyst_query(ch: ClickHouse, sql: str, limits: QueryLimits) -> tuple[list[str], list[tuple]]:
