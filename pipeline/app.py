@@ -1,4 +1,12 @@
-"""Build the Faust application from a Settings object; nothing else happens here."""
+"""Build the Faust application from a Settings object; nothing else happens here.
+
+The worker's web port (``/cx/query``, ``/cx/stats``) listens on
+``CX_WORKER_WEB_BIND`` (loopback by default) and answers only requests that
+carry the data directory's token (``pipeline.webtoken``). Faust's own pages
+(``/router``, ``/table``, ``/graph``, statistics, ``/performance``) are
+switched off; what Faust still mounts (its index page at ``/``) is behind
+the token like everything else on the port.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline.settings import Settings
+from pipeline.webtoken import token_middleware
 
 __all__ = ["create_app", "STATE_TABLE"]
 
@@ -92,12 +101,13 @@ def _credentials(settings: Settings) -> faust.auth.Credentials | None:
     )
 
 
-def create_app(settings: Settings, bootstrap: str) -> faust.App:
+def create_app(settings: Settings, bootstrap: str, web_token: str | None = None) -> faust.App:
     """A Faust app wired to ``bootstrap``; agents are added by ``pipeline.worker``.
 
     Session timeout and heartbeat are short so that a replacement worker
     takes over a crashed one's partitions in seconds, not the minute a
-    default session takes to expire.
+    default session takes to expire. Without ``web_token`` the app has no
+    web port at all.
     """
     brokers = [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
     app = _App(
@@ -113,9 +123,16 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_commit_interval=1.0,
         producer_acks=-1,
         producer_compression_type=None,
-        web_enabled=True,
-        web_host="127.0.0.1",
+        web_enabled=web_token is not None,
+        web_bind=settings.worker_web_bind,
+        web_host=settings.worker_web_bind,
         web_port=settings.worker_web_port,
+        web_application_options={"middlewares": [token_middleware(web_token)]} if web_token else None,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         datadir=str(settings.data_dir / "faust"),
         autodiscover=False,
     )

@@ -54,6 +54,7 @@ from pipeline.demo.storefront import Expected, generate
 from pipeline.records import decode_batch
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
+from pipeline.webtoken import new_token, worker_headers
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
 
@@ -337,8 +338,9 @@ def peak_rss_mb(pid: int) -> float:
 STEPS = ("process", "emit", "clickhouse", "triggers", "changelog")
 
 
-def worker_stats(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/cx/stats", timeout=5) as resp:
+def worker_stats(port: int, token: str) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/cx/stats", headers=worker_headers(token))
+    with urllib.request.urlopen(req, timeout=5) as resp:
         return orjson.loads(resp.read())
 
 
@@ -396,11 +398,12 @@ def run_workers(
     ch.execute("DROP DATABASE IF EXISTS cx")
     migrate(ch)
     procs: list[tuple[subprocess.Popen, int]] = []
+    tokens: dict[int, str] = {}  # web port -> the token of that worker's data dir
     try:
         for i in range(n):
             port = free_port()
             data_dir = log_dir / f"w{n}-{i}"
-            data_dir.mkdir(parents=True, exist_ok=True)
+            tokens[port] = new_token(data_dir)
             env = child_env(settings, bootstrap, worker_group=group, worker_web_port=str(port), data_dir=str(data_dir))
             procs.append((spawn("worker", env, log_dir / f"worker-{n}-{i}.log"), port))
         for proc, port in procs:
@@ -428,7 +431,7 @@ def run_workers(
             time.sleep(0.2)
         else:
             raise BenchError(f"{n} worker(s): ClickHouse counts {counts} never matched the ledger in {timeout_s:.0f}s")
-        stats = [worker_stats(port) for _, port in procs]
+        stats = [worker_stats(port, tokens[port]) for _, port in procs]
         # Timed from the first record any worker took (start-up and group join
         # excluded) to the poll that saw every row; polls are 0.2 s apart.
         firsts = [s["first_record_wall_ms"] for s in stats if s.get("first_record_wall_ms")]

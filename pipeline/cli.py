@@ -114,12 +114,14 @@ def _print_result(columns: list[str], rows: list, fmt: str) -> None:
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list]:
     """Run SQL on the configured ClickHouse, through the running worker if it owns chdb."""
+    from pipeline.webtoken import read_token
     from pipeline.runner import query_running_worker, read_run_file
 
     url = settings.resolved_clickhouse_url
     info = read_run_file(settings)
     if url.startswith("chdb://") and info:
-        return query_running_worker(info["worker_port"], sql)
+        token = read_token(settings.data_dir)
+        return query_running_worker(info["worker_port"], sql, token, host=info.get("worker_host", "127.0.0.1"))
     from sinks.client import connect
 
     ch = connect(url)

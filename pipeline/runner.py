@@ -28,6 +28,7 @@ from infra.ports import free_port, stop_process, wait_for_port
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
+from pipeline.webtoken import new_token, worker_headers
 
 __all__ = ["Pipeline", "RUN_FILE", "query_running_worker", "read_run_file"]
 
@@ -47,12 +48,14 @@ def read_run_file(settings: Settings) -> dict | None:
     return info
 
 
-def query_running_worker(port: int, sql: str, timeout_s: float = 60.0) -> tuple[list[str], list[list]]:
+def query_running_worker(
+    port: int, sql: str, token: str, timeout_s: float = 120.0, host: str = "127.0.0.1"
+) -> tuple[list[str], list[list]]:
     """Run SQL through a running worker's ``/cx/query`` (it owns the chdb directory)."""
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/cx/query",
+        f"http://{host}:{port}/cx/query",
         data=orjson.dumps({"sql": sql}),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **worker_headers(token)},
         method="POST",
     )
     try:
@@ -75,7 +78,18 @@ class Pipeline:
     worker_port: int = 0
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    token: str = ""  # required by the workers' web ports (pipeline.webtoken), new at each start
     restarts: int = 0  # workers started again by restart_exited_workers
+
+    @property
+    def worker_host(self) -> str:
+        """Where to reach the workers' web ports (their bind address; loopback for a wildcard)."""
+        bind = self.settings.worker_web_bind
+        return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
+
+    @property
+    def worker_headers(self) -> dict[str, str]:
+        return worker_headers(self.token)
 
     @property
     def collector_url(self) -> str:
@@ -111,6 +125,7 @@ class Pipeline:
             "CX_DATA_DIR": str(s.data_dir.resolve()),
         }
         self._log_dir = log_dir
+        self.token = new_token(s.data_dir)
         self._spawn("worker")
         self._spawn("collector")
         wait_for_port(self.collector_port, s.collector_host, 60, alive=lambda: self.procs["collector"].poll() is None)
@@ -122,6 +137,7 @@ class Pipeline:
                     "bootstrap": self.bootstrap,
                     "collector_url": self.collector_url,
                     "worker_port": self.worker_port,
+                    "worker_host": self.worker_host,
                 }
             )
         )
@@ -141,7 +157,7 @@ class Pipeline:
 
     def _wait_worker(self, name: str = "worker", port: int | None = None) -> None:
         proc = self.procs[name]
-        wait_for_port(port or self.worker_port, "127.0.0.1", 90, alive=lambda: proc.poll() is None)
+        wait_for_port(port or self.worker_port, self.worker_host, 90, alive=lambda: proc.poll() is None)
 
     def kill_worker(self, name: str = "worker") -> None:
         """``kill -9`` a worker process (fault injection): no shutdown, no final commit."""
@@ -189,7 +205,7 @@ class Pipeline:
         self._stop_proc(name)
 
     def query(self, sql: str) -> tuple[list[str], list[list]]:
-        return query_running_worker(self.worker_port, sql)
+        return query_running_worker(self.worker_port, sql, self.token, host=self.worker_host)
 
     def lag(self) -> int:
         """Records on the events and dead-letter topics not yet committed by the worker."""

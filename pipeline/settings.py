@@ -214,6 +214,12 @@ class Settings(BaseSettings):
         "6066 (and 0) with a free port, recorded in CX_DATA_DIR/run.json where cxstream query finds it; any other "
         "value is used as is, as by cxstream worker run alone",
     )
+    worker_web_bind: str = Field(
+        "127.0.0.1", min_length=1, description="address the worker's web port listens on (token required on every request)"
+    )
+    query_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest run of one analyst query (/cx/query)")
+    query_max_memory_mb: int = Field(1000, gt=0, description="memory one analyst query may use")
+    query_max_result_rows: int = Field(100_000, gt=0, description="rows one analyst query may return")
     worker_group: str = Field(
         "cxstream", min_length=1, description="Faust app id, i.e. the Kafka consumer group of the workers"
     )

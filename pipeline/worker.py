@@ -37,7 +37,7 @@ import faust
 import orjson
 from faust.types import TP
 
-from pipeline.analyst_sql import read_only_refusal
+from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.app import STATE_TABLE, create_app
 from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
@@ -48,6 +48,7 @@ from pipeline.offsets import CommittedOffsets, SkippedRecords
 from pipeline.records import BadRecord, decode_batch_checked, dead_letter
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
+from pipeline.webtoken import ensure_token
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
 from sinks.sink import ClickHouseSink, SinkError
@@ -58,6 +59,7 @@ log = logging.getLogger("cxstream.worker")
 
 TICK_INTERVAL_S = 0.5
 MAX_BACKOFF_S = 30.0
+ANALYST_QUERIES_AT_ONCE = 2
 
 
 async def flush_with_retry(sink: ClickHouseSink, what: str, stopping: Callable[[], bool]) -> None:
@@ -357,9 +359,10 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
 
     Runs in the worker process: with the embedded store this process owns
     the chdb directory, and serves ``POST /cx/query`` so that ``cxstream
-    query`` can read it while the pipeline runs.
+    query`` can read it while the pipeline runs. The web port answers only
+    requests with the data dir's token (``pipeline.webtoken``).
     """
-    app = create_app(settings, bootstrap)
+    app = create_app(settings, bootstrap, web_token=ensure_token(settings.data_dir))
     if ch is None:
         ch = connect(settings.resolved_clickhouse_url)
     migrate(ch)
@@ -392,21 +395,31 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     async def on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ANN001
         worker.stats["events_partitions"] = sum(tp.topic == settings.topic_events for tp in assigned)
 
+    limits = QueryLimits.from_settings(settings)
+    # Analyst queries at once; more wait their turn (each runs with max_threads=1).
+    analysts = asyncio.Semaphore(ANALYST_QUERIES_AT_ONCE)
+
     @app.page("/cx/query")
     class QueryView(faust.web.View):
+        """``POST {"sql": ...}``: an analyst's reading statement (``pipeline.analyst_sql``)."""
+
         async def post(self, request):  # noqa: ANN001
-            body = await request.json()
-            refusal = read_only_refusal(str(body.get("sql", "")))
-            if refusal is not None:
-                return self.bytes(orjson.dumps({"error": refusal}), status=400, content_type="application/json")
-            loop = asyncio.get_running_loop()
+            def answer(body: dict, status: int = 200):  # noqa: ANN202
+                return self.bytes(orjson.dumps(body, default=str), status=status, content_type="application/json")
+
             try:
-                columns, rows = await loop.run_in_executor(None, ch.query, body["sql"])
-            except Exception as exc:  # an analyst's SQL error is an answer, not a crash
-                return self.bytes(orjson.dumps({"error": str(exc)}), status=400, content_type="application/json")
-            return self.bytes(
-                orjson.dumps({"columns": columns, "rows": rows}, default=str), content_type="application/json"
-            )
+                body = await request.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
+                return answer({"error": 'expected a JSON object {"sql": "..."}'}, 400)
+            loop = asyncio.get_running_loop()
+            async with analysts:
+                try:
+                    columns, rows = await loop.run_in_executor(None, run_analyst_query, ch, body["sql"], limits)
+                except Exception as exc:  # noqa: BLE001 - an analyst's SQL error is an answer, not a crash
+                    return answer({"error": str(exc)}, 400)
+            return answer({"columns": columns, "rows": rows})
 
     @app.page("/cx/stats")
     class StatsView(faust.web.View):

@@ -24,12 +24,13 @@ from chdb.session import Session
 from sinks.chtypes import arrow_type, decoder, split_type, to_epoch_s
 from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
 
-__all__ = ["ChdbClickHouse", "arrow_stream", "bind_params"]
+__all__ = ["ChdbClickHouse", "ReadOnlySession", "arrow_stream", "bind_params"]
 
 _RESULT_FORMAT = "JSONCompactEachRowWithNamesAndTypes"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 # Statements after which cached column types may be stale.
 _READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE)
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 
 
@@ -114,6 +115,61 @@ def arrow_stream(columns: list[str], types: dict[str, str], rows: list[tuple]) -
     return sink.getvalue().to_pybytes()
 
 
+def _setting_literal(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"unsupported setting value {value!r}")
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value)
+
+
+class ReadOnlySession:
+    """A chdb connection of its own on the store, for one analyst query (``ChdbClickHouse.read_only_session``).
+
+    It shares nothing with the writer's connection but the engine: no lock,
+    no session settings, no leftover output. Its settings are set in order
+    (``readonly=1`` last, which then forbids changing any, in ``SET`` or in a
+    query's ``SETTINGS``).
+    """
+
+    def __init__(self, conn_str: str, settings: dict[str, Any]) -> None:
+        self._session: Session | None = Session(conn_str)
+        try:
+            for name, value in settings.items():
+                if not _SETTING_NAME.match(name):
+                    raise ValueError(f"not a setting name: {name!r}")
+                self._session.query(f"SET {name} = {_setting_literal(value)}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _raw(self, sql: str, fmt: str, params: dict[str, str] | None = None) -> bytes:
+        if self._session is None:
+            raise ClickHouseError("connection is closed")
+        try:
+            return self._session.query(sql, fmt, params=params).bytes()
+        except Exception as exc:
+            raise ClickHouseError(str(exc).strip()) from exc
+
+    def explain_ast(self, sql: str) -> str:
+        """ClickHouse's tree of ``sql``; ClickHouseError unless it parses as exactly one statement.
+
+        The parse that counts statements is ``formatQuerySingleLine`` on the
+        text passed as a bound parameter, so no part of it can run; only then
+        is ``EXPLAIN AST`` (a parse, nothing runs) prefixed to it.
+        """
+        self._raw("SELECT formatQuerySingleLine({q:String})", "TabSeparatedRaw", {"q": _escape(sql)})
+        return self._raw(f"EXPLAIN AST {sql}", "TabSeparatedRaw").decode()
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        return _decode_result(self._raw(sql, _RESULT_FORMAT))
+
+    def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+
 class ChdbClickHouse:
     """A chdb session on one data directory, in UTC. Use ``connect('chdb:///path')``."""
 
@@ -162,6 +218,20 @@ class ChdbClickHouse:
     def query(self, sql: str, params: Params | None = None) -> tuple[list[str], list[tuple]]:
         with self._lock:
             return self._run(sql, params)
+
+    def read_only_session(self, settings: dict[str, Any]) -> ReadOnlySession:
+        """A fresh connection on this store with ``settings`` (``readonly=1`` last) for one analyst query.
+
+        It does not take this connection's lock: an analyst query runs while
+        the worker inserts (chdb runs different connections' queries at the
+        same time). Close it after the query.
+        """
+        if self._session is None:
+            raise ClickHouseError("connection is closed")
+        try:
+            return ReadOnlySession(f"{self.path}?session_timezone=UTC", settings)
+        except Exception as exc:
+            raise ClickHouseError(f"cannot open a read-only connection: {str(exc).strip()}") from exc
 
     def _column_types(self, table: str) -> dict[str, str]:
         types = self._types.get(table)

@@ -10,6 +10,7 @@ retries (the worker does, with backoff) rides out a server restart.
 from __future__ import annotations
 
 import threading
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clickhouse_driver import Client
@@ -38,9 +39,12 @@ def _with_default_timeouts(url: str) -> str:
 class ServerClickHouse:
     """One native-protocol connection. Use ``connect('clickhouse://user:pw@host:9000/db')``."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, url: str = "") -> None:
         self._client: Client | None = client
         self._lock = threading.Lock()
+        self._url = url  # for the analysts' connection (read_only_query)
+        self._reader: "ServerClickHouse | None" = None
+        self._reader_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> "ServerClickHouse":
@@ -49,7 +53,7 @@ class ServerClickHouse:
             client = Client.from_url(_with_default_timeouts(url))
         except Exception as exc:
             raise ClickHouseError(f"bad ClickHouse URL: {exc}") from exc
-        return cls(client)
+        return cls(client, url)
 
     def _call(self, what: str, sql: str, params, **kwargs):  # noqa: ANN001 - driver's loose types
         with self._lock:
@@ -75,6 +79,24 @@ class ServerClickHouse:
         rows, columns = self._call("query", sql, check_params(params), with_column_types=True)
         return [name for name, _ in columns], [tuple(row) for row in rows]
 
+    def read_only_query(self, sql: str, settings: dict[str, Any]) -> tuple[list[str], list[tuple]]:
+        """One analyst query on a connection of its own, with ``settings`` (``readonly=1``) sent with it.
+
+        The analysts' connection is not the one the worker inserts on, so a
+        slow query never holds the inserts' lock. The server refuses a
+        second statement (its parser), writes no ``INTO OUTFILE`` over TCP,
+        and with readonly=1 refuses writes, DDL, ``SET``/``SETTINGS`` and
+        (18.16) every table function.
+        """
+        if self._client is None:
+            raise ClickHouseError("connection is closed")
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = ServerClickHouse.from_url(self._url)
+            reader = self._reader
+        rows, columns = reader._call("query", sql, None, with_column_types=True, settings=dict(settings))
+        return [name for name, _ in columns], [tuple(row) for row in rows]
+
     def insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
         """One native INSERT block from the row tuples (the driver's fastest row path).
 
@@ -92,6 +114,10 @@ class ServerClickHouse:
         return parse_version(self.execute("SELECT version()")[0][0])
 
     def close(self) -> None:
+        with self._reader_lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         with self._lock:
             client, self._client = self._client, None
             if client is not None:

@@ -68,7 +68,9 @@ def post(pipeline: Pipeline, messages: list[dict], write_key: str = "wk_chaos") 
 def worker_stats(pipeline: Pipeline, port: int | None = None) -> dict:
     """The worker's /cx/stats; first restarts a worker that exited to replay an unfinished batch."""
     pipeline.restart_exited_workers()
-    resp = requests.get(f"http://127.0.0.1:{port or pipeline.worker_port}/cx/stats", timeout=10)
+    resp = requests.get(
+        f"http://127.0.0.1:{port or pipeline.worker_port}/cx/stats", headers=pipeline.worker_headers, timeout=10
+    )
     return resp.json()
 
 
@@ -91,7 +93,7 @@ def wait_caught_up(pipeline: Pipeline, what: str, ports: dict[str, int], timeout
             proc = pipeline.procs.get(name)
             lines.append(f"{name}: exit code {None if proc is None else proc.poll()}")
             try:
-                lines.append(f"{name} stats: {requests.get(f'http://127.0.0.1:{port}/cx/stats', timeout=5).json()}")
+                lines.append(f"{name} stats: {requests.get(f'http://127.0.0.1:{port}/cx/stats', headers=pipeline.worker_headers, timeout=5).json()}")
             except requests.RequestException as err:
                 lines.append(f"{name} stats: unavailable ({err})")
             log = pipeline.log_path(name)

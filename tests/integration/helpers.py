@@ -105,7 +105,9 @@ def read_triggers(pipeline: Pipeline, expected: int, timeout_s: float = 30.0) ->
 
 def worker_stats(pipeline: Pipeline) -> dict:
     """The running worker's ``/cx/stats`` (records, events, batches, seconds per step)."""
-    return requests.get(f"http://127.0.0.1:{pipeline.worker_port}/cx/stats", timeout=10).json()
+    return requests.get(
+        f"http://127.0.0.1:{pipeline.worker_port}/cx/stats", headers=pipeline.worker_headers, timeout=10
+    ).json()
 
 
 def embedded_settings(settings: Settings, kafka: str, tmp_path: Path, write_key: str, **overrides: object) -> Settings:
