@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what cxstream needs into ./.venv (idempotent; quick when nothing changed).
 #   bash infra/setup.sh                      Python packages (Kafka broker and chdb ship as wheels)
-#   bash infra/setup.sh --clickhouse-server  also Debian's clickhouse-server, used by the tests
+#   bash infra/setup.sh --clickhouse-server  also what the tests use: Debian's clickhouse-server and
+#                                            chromium, and the pinned npm SDKs (tests/browser/package-lock.json)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -73,4 +74,29 @@ fi
 if [ "${1:-}" = "--clickhouse-server" ] && ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/bin/clickhouse ]; then
   echo "installing Debian's clickhouse-server (for the server-mode tests)"
   apt_install clickhouse-server
+fi
+
+# The SDK tests (tests/browser): Debian's chromium, driven by puppeteer-core, and the npm
+# packages pinned by tests/browser/package-lock.json, installed by `npm ci` once per lock file.
+if [ "${1:-}" = "--clickhouse-server" ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Debian's chromium (for the browser SDK tests)"
+    apt_install chromium
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing Debian's nodejs and npm (for the SDK tests)"
+    apt_install nodejs npm
+  fi
+  sdk_dir=tests/browser
+  sdk_stamp="$sdk_dir/node_modules/.cxstream-installed"
+  sdk_want="$(sha256sum "$sdk_dir/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -f "$sdk_stamp" ] || [ "$(cat "$sdk_stamp")" != "$sdk_want" ]; then
+    echo "installing the pinned npm SDKs into $sdk_dir/node_modules (log: $sdk_dir/npm.log)"
+    if ! (cd "$sdk_dir" && npm ci --no-audit --no-fund) > "$sdk_dir/npm.log" 2>&1; then
+      tail -n 40 "$sdk_dir/npm.log" >&2
+      echo "npm ci failed; the whole log is in $sdk_dir/npm.log" >&2
+      exit 1
+    fi
+    echo "$sdk_want" > "$sdk_stamp"
+  fi
 fi

@@ -95,6 +95,7 @@ class Event(_Record):
     ip_hash: str | None = None
     properties: str = "{}"
     traits: str = "{}"
+    context: str = "{}"
 
 
 class TriggerItem(_Record):

@@ -19,6 +19,7 @@ __all__ = [
     "SettingsError",
     "parse_friction_weights",
     "parse_holdouts",
+    "parse_origins",
     "parse_pairs",
     "parse_selectors",
     "parse_tiers",
@@ -137,6 +138,29 @@ def parse_tiers(raw: str) -> tuple[tuple[float, int], ...]:
     return tuple(tiers)
 
 
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """Parse ``*`` (any origin) into ``()``, or ``https://a.example,https://b.example`` into its origins.
+
+    An origin is ``scheme://host[:port]``, as browsers send it in ``Origin``:
+    no path, no trailing slash.
+    """
+    raw = raw.strip()
+    if raw == "*":
+        return ()
+    origins = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        scheme, sep, rest = item.partition("://")
+        if item == "*" or not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+            raise ValueError(f"expected '*' or origins such as https://shop.example (no path), got {item!r}")
+        origins.append(item.lower())
+    if not origins:
+        raise ValueError("expected '*' or at least one origin")
+    return tuple(origins)
+
+
 def parse_holdouts(raw: str) -> tuple[tuple[str, float], ...]:
     """Parse ``spring=20,friction-v1=5`` into ``(("spring", 20.0), ("friction-v1", 5.0))``."""
     out = []
@@ -154,6 +178,7 @@ def parse_holdouts(raw: str) -> tuple[tuple[str, float], ...]:
 # The parser each text-valued setting must pass (see Settings._check_parsed).
 _PARSERS: dict[str, Callable[[str], object]] = {
     "write_keys": parse_write_keys,
+    "collector_allowed_origins": parse_origins,
     "friction_weights": parse_friction_weights,
     "offer_discount_tiers": parse_tiers,
     "experiment_holdouts": parse_holdouts,
@@ -202,6 +227,14 @@ class Settings(BaseSettings):
     )
     collector_max_inflight_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="request bytes the collector holds at once; past it: 503 + Retry-After"
+    )
+    collector_allowed_origins: str = Field(
+        "*",
+        description=(
+            "web origins browsers may send events from: '*' (any origin, no credentials) or a comma-separated "
+            "list such as https://shop.example,https://www.shop.example (only those; credentials allowed; a "
+            "browser request from any other origin is refused with 403)"
+        ),
     )
     write_keys: str = Field(
         "demo_write_key=demo-shop", description="key=tenant,key2=tenant2: each write key names one storefront (tenant)"
@@ -338,7 +371,14 @@ class Settings(BaseSettings):
     # 48-event records then fills 100k-event batches (RSS, insert size).
     batch_max_records: int = Field(2_000, gt=0, description="most Kafka records one worker batch takes")
 
-    @field_validator("write_keys", "friction_weights", "offer_discount_tiers", "experiment_holdouts", "experiment_by_kind")
+    @field_validator(
+        "write_keys",
+        "collector_allowed_origins",
+        "friction_weights",
+        "offer_discount_tiers",
+        "experiment_holdouts",
+        "experiment_by_kind",
+    )
     @classmethod
     def _check_parsed(cls, value: str, info: ValidationInfo) -> str:
         """These settings are kept as text (child processes get them as env vars) but must parse."""
@@ -355,6 +395,11 @@ class Settings(BaseSettings):
     @cached_property
     def write_key_map(self) -> dict[str, str]:
         return parse_write_keys(self.write_keys)
+
+    @cached_property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """The origins of ``collector_allowed_origins``; empty for ``*`` (any)."""
+        return parse_origins(self.collector_allowed_origins)
 
     @property
     def embedded_kafka(self) -> bool:

@@ -4,7 +4,8 @@ Each file is a list of statements separated by ``;`` at the end of a line,
 written in the portable subset described in ``sinks/__init__``. Applied
 versions are recorded in ``cx.schema_migrations`` with the file's checksum.
 Every statement uses ``IF NOT EXISTS`` (or ``DROP ... IF EXISTS`` before a
-re-create), so two workers migrating the same server at once both succeed:
+re-create, or is an ``ADD COLUMN``: ClickHouse 18.16 has no ``ADD COLUMN IF
+NOT EXISTS``, so a column that already exists counts as added), so two workers migrating the same server at once both succeed:
 they may both run a file, which changes nothing the second time, and the
 table keeps one row per version (ReplacingMergeTree).
 
@@ -94,7 +95,8 @@ def _run(ch: ClickHouse, statement: str) -> None:
     except ClickHouseError as exc:
         # Two workers racing on CREATE ... IF NOT EXISTS: the loser may still
         # see "already exists" from older servers. The object is there: done.
-        if "IF NOT EXISTS" in statement.upper() and "already exists" in str(exc):
+        upper = statement.upper()
+        if ("IF NOT EXISTS" in upper or " ADD COLUMN " in upper) and "already exists" in str(exc):
             return
         raise
 

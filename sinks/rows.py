@@ -54,7 +54,7 @@ ORDER_COMPLETED = "Order Completed"
 EVENT_COLUMNS = (
     "tenant", "event_id", "day", "event_time", "event_time_ms", "received_at", "type", "event",
     "anonymous_id", "user_id", "session_id", "cart_key", "order_id", "checkout_id", "product_id",
-    "revenue", "currency", "page_path", "properties", "email_hash", "ip_hash",
+    "revenue", "currency", "page_path", "properties", "email_hash", "ip_hash", "context",
 )  # fmt: skip
 TRIGGER_COLUMNS = (
     "tenant", "trigger_id", "kind", "day", "event_time", "event_time_ms", "emitted_at",
@@ -115,6 +115,15 @@ def _scrubbed_json(value: Any) -> str:
     if _PRIVATE_QUOTED.search(data.lower()) is not None:
         data = orjson.dumps(scrub(value))
     return data.decode()
+
+
+def _scrubbed_text(json_text: str | None) -> str:
+    """``_scrubbed_json`` for a value that is JSON text already (an event's ``context``)."""
+    if not json_text:
+        return "{}"
+    if _PRIVATE_QUOTED.search(json_text.lower().encode()) is None:
+        return json_text
+    return _scrubbed_json(orjson.loads(json_text))
 
 
 def _text(value: Any) -> str:
@@ -182,6 +191,7 @@ def event_row(ev: dict) -> tuple:
         _scrubbed_json(props),
         _email_hash(get("traits")),
         get("ip_hash") or "",
+        _scrubbed_text(get("context")),  # the SDK's app/device/os/... (0007_events_context.sql)
     )
 
 

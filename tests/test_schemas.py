@@ -34,6 +34,7 @@ EVENT = {
     "ip_hash": "ab12",
     "properties": '{"product_id":"sku-1","price":49.9}',
     "traits": "{}",
+    "context": '{"os":{"name":"iOS","version":"17.4"}}',
 }
 
 TRIGGER_INTERNAL = {

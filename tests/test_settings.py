@@ -48,3 +48,19 @@ def test_sasl_settings_become_librdkafka_options() -> None:
         "sasl.username": "u",
         "sasl.password": "p",
     }
+
+
+def test_allowed_origins_default_to_any() -> None:
+    assert Settings(_env_file=None).allowed_origins == ()
+
+
+def test_allowed_origins_parse_a_list_lowercased() -> None:
+    s = Settings(_env_file=None, collector_allowed_origins="https://Shop.example, http://127.0.0.1:8000")
+    assert s.allowed_origins == ("https://shop.example", "http://127.0.0.1:8000")
+
+
+@pytest.mark.parametrize("raw", ["shop.example", "https://shop.example/", "ftp://x", "*,https://a.example", " , "])
+def test_malformed_allowed_origins_name_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("CX_COLLECTOR_ALLOWED_ORIGINS", raw)
+    with pytest.raises(SettingsError, match="CX_COLLECTOR_ALLOWED_ORIGINS"):
+        Settings.load(_env_file=None)

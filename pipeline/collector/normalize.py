@@ -15,6 +15,12 @@ Privacy: ``context.ip`` becomes ``ip_hash``; an ``email`` in traits (the
 call's and ``context.traits``) or in top-level properties becomes
 ``email_hash``. Hashes are sha256 hex of salt + the lower-cased, stripped
 value, so the same address gives the same hash across events.
+
+What the SDK says about where an event came from is kept in ``context``
+(JSON text): the parts named in ``CONTEXT_KEPT`` (``app``, ``device``,
+``os``, ``network``, ``library``, ``screen``, ``timezone``, ``campaign``),
+as mobile and browser SDKs send them, for analysts. ``device.advertisingId``
+is dropped: it is a cross-app identifier of the person, not of the device.
 """
 
 from __future__ import annotations
@@ -117,6 +123,23 @@ def _text(value: object) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+# Context parts kept in the event's ``context`` (Segment's and RudderStack's
+# names): the SDK's own description of the app, device and connection.
+CONTEXT_KEPT = ("app", "device", "os", "network", "library", "screen", "timezone", "campaign")
+_DROPPED_DEVICE_KEYS = ("advertisingId",)
+
+
+def _kept_context(context: dict) -> str:
+    """The ``CONTEXT_KEPT`` parts of ``context`` as JSON text (``{}`` when it has none)."""
+    kept = {key: context[key] for key in CONTEXT_KEPT if context.get(key) not in (None, "", {}, [])}
+    if not kept:
+        return "{}"
+    device = kept.get("device")
+    if isinstance(device, dict) and any(key in device for key in _DROPPED_DEVICE_KEYS):
+        kept["device"] = {k: v for k, v in device.items() if k not in _DROPPED_DEVICE_KEYS}
+    return orjson.dumps(kept).decode()
 
 
 def _hash_email(obj: dict, salt: str) -> dict:
@@ -236,6 +259,7 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
         "ip_hash": hash_pii(ip, salt) if ip else None,
         "properties": orjson.dumps(_hash_email(props, salt)).decode(),
         "traits": orjson.dumps(_hash_email(traits, salt)).decode(),
+        "context": _kept_context(context),
     }
 
 

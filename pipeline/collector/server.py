@@ -1,6 +1,7 @@
 """The Segment-compatible HTTP API (aiohttp): authenticate, validate, pack, produce, answer.
 
-Per request, in order: basic-auth write key (else ``writeKey`` in the body)
+Per request, in order: the origin (``pipeline.collector.cors``) -> the
+write key from basic auth or ``?writeKey=`` (else ``writeKey`` in the body)
 -> body read under Segment's limits (gzip too) -> JSON -> each message
 normalized on its own -> events packed into one record per partition, dead
 letters beside them -> ``200 {"success": true}`` only once Kafka has
@@ -8,6 +9,13 @@ acknowledged every record. When the broker does not acknowledge, or the
 collector holds too many bytes already, the answer is 503 with
 ``Retry-After`` and the SDK retries: the collector buffers nothing it could
 lose.
+
+Routes: Segment's ``/v1/batch`` and single calls, which are RudderStack's
+HTTP API too (same paths, same basic auth; RudderStack's extra headers are
+allowed by the CORS rules), and RudderStack's ``/beacon/v1/batch`` (and
+single calls) that ``navigator.sendBeacon`` posts as ``text/plain`` with
+the write key in the query string (a beacon cannot set headers). The
+content type is never read: every body is parsed as JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from aiohttp import hdrs, web
 from confluent_kafka import KafkaException
 
 from pipeline.collector.auth import WriteKeys, basic_auth_user
+from pipeline.collector.cors import CorsPolicy
 from pipeline.collector.body import MAX_BATCH_BYTES, MAX_EVENT_BYTES, BadBody, BodyTooLarge, decode_json, read_limited
 from pipeline.collector.ingest import RequestError, ingest, messages_of
 from pipeline.collector.normalize import NormalizeRules
@@ -33,7 +42,7 @@ from pipeline.records import DeadLetterReason, dead_letter
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 
-__all__ = ["CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "run_collector", "wall_ms"]
+__all__ = ["BEACON_PREFIX", "CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "run_collector", "wall_ms"]
 
 log = logging.getLogger("cxstream.collector")
 
@@ -52,14 +61,8 @@ CALL_PATHS = {
     "alias": "alias", "a": "alias",
 }  # fmt: skip
 BATCH_PATHS = ("batch", "b")
-
-# Browsers post cross-origin (analytics.js); without these the fetch fails and the SDK retries forever.
-_CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
-    "Access-Control-Max-Age": "86400",
-}
+# RudderStack's beacon transport posts to /beacon/v1/batch?writeKey=...
+BEACON_PREFIX = "/beacon"
 
 
 def wall_ms() -> int:
@@ -89,6 +92,7 @@ class _Collector:
     settings: Settings
     producer: EventProducer
     keys: WriteKeys
+    cors: CorsPolicy
     rules: NormalizeRules
     budget: InflightBudget
     now_ms: Callable[[], int]
@@ -120,7 +124,7 @@ STATE = web.AppKey("cx_collector", _Collector)
 
 def _answer(status: int, body: dict, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json", headers={**_CORS, **(headers or {})}
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
     )
 
 
@@ -196,13 +200,28 @@ def _body_reservation(request: web.Request) -> int:
     return min(length, MAX_BATCH_BYTES)
 
 
+def write_key_outside_body(request: web.Request) -> str | None:
+    """The write key where the SDK put it outside the body, read before the body.
+
+    ``Authorization: Basic`` with the key as user (Segment's and
+    RudderStack's SDKs), else ``?writeKey=`` (RudderStack's beacons: a
+    beacon cannot set headers). ``""`` for an ``Authorization`` header that
+    is not readable basic auth (refused), None when neither is given: the
+    key is then the body's ``writeKey``.
+    """
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header:
+        return basic_auth_user(header) or ""
+    return request.query.get("writeKey")
+
+
 async def _handle(request: web.Request, call: str | None) -> web.Response:
     cx = request.app[STATE]
     received_at_ms = cx.now_ms()
     tenant = None
-    header = request.headers.get(hdrs.AUTHORIZATION)
-    if header:
-        tenant = cx.keys.tenant_for(basic_auth_user(header))
+    key = write_key_outside_body(request)
+    if key is not None:
+        tenant = cx.keys.tenant_for(key)
         if tenant is None:
             return _error(401, "unauthorized", "unknown write key")
     # Reserve before reading, so concurrent uploads cannot together pass the budget.
@@ -237,12 +256,33 @@ async def _call(request: web.Request) -> web.Response:
         return await _handle(request, None)
     call = CALL_PATHS.get(name)
     if call is None:
-        return _error(404, "not_found", f"no endpoint /v1/{name}")
+        return _error(404, "not_found", f"no endpoint {request.path}")
     return await _handle(request, call)
 
 
 async def _preflight(request: web.Request) -> web.Response:
-    return web.Response(status=204, headers=_CORS)
+    status, headers, refusal = request.app[STATE].cors.preflight(request.headers)
+    if refusal is not None:
+        return _error(status, "forbidden", refusal, headers)
+    return web.Response(status=status, headers=headers)
+
+
+@web.middleware
+async def _cors(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """CORS headers on every answer; a browser POST from an origin not allowed is 403 before its body."""
+    cors = request.app[STATE].cors
+    if request.method == hdrs.METH_OPTIONS:
+        return await handler(request)  # _preflight answers with its own headers
+    origin = request.headers.get(hdrs.ORIGIN)
+    if not cors.origin_allowed(origin):
+        return _error(403, "forbidden", f"origin {origin!r} is not in CX_COLLECTOR_ALLOWED_ORIGINS", cors.headers(origin))
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own 404/405
+        exc.headers.update(cors.headers(origin))
+        raise
+    resp.headers.update(cors.headers(origin))
+    return resp
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -254,17 +294,21 @@ async def _health(request: web.Request) -> web.Response:
 def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[], int] = wall_ms) -> web.Application:
     """The collector's aiohttp application; ``now_ms`` is the receive clock (tests pass a fake)."""
     # aiohttp would inflate gzip bodies itself, without our output cap; read_limited does it instead.
-    app = web.Application(client_max_size=MAX_BATCH_BYTES, handler_args={"auto_decompress": False})
+    app = web.Application(
+        client_max_size=MAX_BATCH_BYTES, handler_args={"auto_decompress": False}, middlewares=[_cors]
+    )
     app[STATE] = _Collector(
         settings=settings,
         producer=producer,
         keys=WriteKeys.from_settings(settings),
+        cors=CorsPolicy(settings.allowed_origins),
         rules=NormalizeRules.from_settings(settings),
         budget=InflightBudget(settings.collector_max_inflight_bytes),
         now_ms=now_ms,
     )
-    app.router.add_post("/v1/{call}", _call)
-    app.router.add_route("OPTIONS", "/v1/{call}", _preflight)
+    for prefix in ("", BEACON_PREFIX):
+        app.router.add_post(prefix + "/v1/{call}", _call)
+        app.router.add_route("OPTIONS", prefix + "/v1/{call}", _preflight)
     app.router.add_get("/health", _health)
     return app
 
