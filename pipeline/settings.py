@@ -197,6 +197,20 @@ class Settings(BaseSettings):
     # out, so it bounds the latency there (faust-streaming fixes it at 1,500).
     kafka_fetch_wait_ms: int = Field(100, ge=1, le=60_000)
 
+    # --- supervision (cxstream up restarts its collector and workers) -----
+    restart_budget: int = Field(
+        5, ge=0, le=1000,
+        description="restarts of one component that may fail in a row; one more failure stops cxstream up (exit 70)",
+    )
+    restart_backoff_s: float = Field(
+        1.0, gt=0, le=60,
+        description="wait before the first restart; doubled after each failed one, at most 30 s",
+    )
+    restart_stable_s: float = Field(
+        30.0, gt=0,
+        description="a component up this long after a (re)start counts as started: its failures in a row go back to 0",
+    )
+
     # --- topics -----------------------------------------------------------
     topic_events: str = "cx.events"
     topic_triggers: str = "cx.triggers"
