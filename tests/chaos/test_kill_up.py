@@ -101,3 +101,50 @@ def test_a_worker_that_keeps_failing_stops_up_with_the_reason_after_the_budget(t
         assert [p for p in seen if alive(p)] == [], "processes left after up gave up"
     finally:
         stop_process_tree(up, also=seen)
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_of_up_on_your_own_kafka_stores_every_acknowledged_event_once(kafka: str, fresh_settings, tmp_path: Path) -> None:
+    """10 kills while the worker processes a day of traffic; the last ``up`` must store exactly the crash-free figures."""
+    import json
+    import random
+
+    from pipeline.runner import Pipeline
+    from tests.chaos.common import day_of_traffic, post, settle_and_check
+    from tests.integration.helpers import wait_until
+
+    kills = 10
+    tenant = f"shop-{fresh_settings.worker_group}"
+    settings = fresh_settings.model_copy(
+        update={"kafka_bootstrap": kafka, "write_keys": f"wk_chaos={tenant}", "collector_port": free_port(),
+                "worker_web_port": 0, "batch_max_records": 200, "sink_max_interval_ms": 200}
+    )
+    env = {**_env(settings.data_dir), **settings.to_env(), "CX_CLICKHOUSE_URL": ""}
+    view = Pipeline(settings)  # reads the running up's Kafka offsets and queries its worker
+    view.bootstrap, view.collector_port, view.tenant = kafka, settings.collector_port, tenant
+    day = day_of_traffic(view, seed=41, visitors=60)
+    per_round = -(-len(day.messages) // kills)
+    rng = random.Random(kills)
+    seen: set[Proc] = set()
+    up = None
+    try:
+        for i in range(kills + 1):
+            up = _up(env)
+            _wait_started(up)
+            seen |= descendants(up.pid)
+            view.worker_port = json.loads((settings.data_dir / "run.json").read_text())["worker_port"]
+            part = day.messages[i * per_round : (i + 1) * per_round]
+            for j in range(0, len(part), 50):
+                post(view, part[j : j + 50])
+            if i == kills:
+                break
+            time.sleep(rng.uniform(0.0, 1.0))
+            children = descendants(up.pid)
+            up.kill()
+            up.wait(timeout=10)
+            wait_until(lambda: not any(alive(p) for p in children), timeout_s=5, what=f"round {i + 1}: old run gone")
+        figures = settle_and_check(view, day, f"after {kills} kills of up")
+        print(f"\nkill -9 of up on your own Kafka: {kills} kills, {figures}")
+    finally:
+        if up is not None:
+            stop_process_tree(up, also=seen)
