@@ -3,6 +3,10 @@
 tansu speaks the Kafka wire protocol and keeps its log in memory: a restart
 loses every topic. It is the default for the demo and the tests; in
 production point ``CX_KAFKA_BOOTSTRAP`` at your own Kafka.
+
+The broker process dies with the thread that started it, whatever ends that
+thread's process (``infra.lifeline``): a ``kill -9`` of ``cxstream up`` leaves
+no broker behind.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.lifeline import die_with_parent
 from infra.ports import free_port, stop_process, wait_for_port
 
 __all__ = ["EmbeddedBroker", "tansu_binary"]
@@ -57,6 +62,7 @@ class EmbeddedBroker:
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         wait_for_port(self.port, timeout_s=20, alive=lambda: self._proc.poll() is None)
         return self
@@ -67,6 +73,15 @@ class EmbeddedBroker:
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The broker's exit code once it ended on its own (negative: the signal that ended it)."""
+        return None if self._proc is None else self._proc.poll()
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()

@@ -40,14 +40,17 @@ def _require_bootstrap(settings: Settings) -> str:
 
 @cli.command()
 def up() -> None:
-    """Run the pipeline in the foreground until SIGINT or SIGTERM."""
-    from pipeline.runner import Pipeline
+    """Run the pipeline in the foreground until SIGINT, SIGTERM or SIGHUP; restart what exits (docs/supervision.md)."""
+    from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_GAVE_UP
+    from pipeline.runner import DataDirInUse, Pipeline, SupervisionError
 
     settings = load_settings()
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
-    pipeline = Pipeline(settings)
+    errors = Console(stderr=True, soft_wrap=True)
+    pipeline = Pipeline(settings, on_note=lambda note: console.print(note, soft_wrap=True, highlight=False))
+    code = 0
     try:
         pipeline.start()
         console.print(f"collector   {pipeline.collector_url}")
@@ -56,11 +59,17 @@ def up() -> None:
         console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
         console.print("Ctrl-C stops everything cleanly.")
         while not stop.wait(1.0):
-            for name in pipeline.restart_exited_workers():
-                console.print(f"{name} exited without finishing a batch; started again (it replays from its last commit)")
+            pipeline.supervise()  # children are (re)started from this, the main thread: they die with it
         console.print("stopping: collector, then worker once drained, then broker")
+    except DataDirInUse as exc:
+        errors.print(f"cxstream up: {exc}", markup=False, highlight=False)
+        code = EXIT_DATA_DIR_IN_USE
+    except SupervisionError as exc:
+        errors.print(f"cxstream up: stopping: {exc}", markup=False, highlight=False)
+        code = EXIT_GAVE_UP
     finally:
         pipeline.stop()
+    raise typer.Exit(code)
 
 
 @cli.command()
@@ -161,10 +170,19 @@ def demo(
     """Run the pipeline on the embedded defaults with the demo storefront, then show KPIs and triggers."""
     from pipeline.demo.run import run_demo
 
+    from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE
+    from pipeline.runner import DataDirInUse, data_dir_owner
+
     settings = load_settings()
-    code = run_demo(
-        settings, seconds=seconds, rate=rate, visitors=visitors, seed=seed, data_dir=data_dir, console=console
-    )
+    try:
+        if (owner := data_dir_owner(data_dir)) is not None:  # checked before the demo empties the directory
+            raise DataDirInUse(f"{data_dir.resolve()} is in use by a running pipeline (pid {owner}): stop it first, or pass another --data-dir")
+        code = run_demo(
+            settings, seconds=seconds, rate=rate, visitors=visitors, seed=seed, data_dir=data_dir, console=console
+        )
+    except DataDirInUse as exc:
+        Console(stderr=True, soft_wrap=True).print(f"cxstream demo: {exc}", markup=False, highlight=False)
+        code = EXIT_DATA_DIR_IN_USE
     raise typer.Exit(code)
 
 

@@ -6,17 +6,31 @@ worker's stream processing do not share one GIL). Shutdown order is what
 makes "nothing acknowledged is lost" true with the memory-only embedded
 broker: stop the collector (no new acknowledgements), wait until the worker
 has committed every record, stop the worker, then the broker.
+
+Supervision (docs/supervision.md): every child dies with the pipeline's
+process, whatever kills it (``infra.lifeline``); one pipeline at a time owns
+a data directory (an ``flock`` on ``up.lock``, which also records the
+children so that the next owner stops any a dead one left behind); and
+``supervise`` starts again a collector or worker that exited, with
+exponential backoff, until one fails more than ``restart_budget`` times in
+a row.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import orjson
 import urllib.request
@@ -24,26 +38,77 @@ import urllib.request
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from infra.broker import EmbeddedBroker
+from infra.lifeline import die_with_parent, process_start
 from infra.ports import free_port, stop_process, wait_for_port
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
 from pipeline.webtoken import new_token, worker_headers
 
-__all__ = ["Pipeline", "RUN_FILE", "query_running_worker", "read_run_file"]
+__all__ = [
+    "DataDirInUse",
+    "LOCK_FILE",
+    "Pipeline",
+    "RESTART_BACKOFF_MAX_S",
+    "RUN_FILE",
+    "SupervisionError",
+    "data_dir_owner",
+    "describe_exit",
+    "query_running_worker",
+    "read_run_file",
+]
 
-RUN_FILE = "run.json"
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"  # the running pipeline's addresses, written once it serves
+LOCK_FILE = "up.lock"  # flock'ed while a pipeline runs on the data dir; records its processes
+RESTART_BACKOFF_MAX_S = 30.0  # the longest wait before a restart
+READY_TIMEOUT_S = 90.0  # a (re)started collector or worker listens within this, or start-up fails
+LEFTOVER_STOP_S = 10.0  # wait for the processes a dead pipeline left to end after SIGKILL
+
+
+class DataDirInUse(RuntimeError):
+    """Another running pipeline owns this data directory; nothing was started."""
+
+
+class SupervisionError(RuntimeError):
+    """A component failed more restarts in a row than the budget allows (or the embedded broker ended)."""
+
+    def __init__(self, reason: str, name: str, code: int | None, log_path: Path | None) -> None:
+        super().__init__(reason)
+        self.name, self.code, self.log_path = name, code, log_path
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 75`` or ``killed by SIGKILL`` for a ``Popen.returncode``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def read_run_file(settings: Settings) -> dict | None:
-    """The running pipeline's addresses, if ``cxstream up`` runs on this data dir."""
+    """The running pipeline's addresses, if ``cxstream up`` runs on this data dir.
+
+    None when no file is there or when the process that wrote it has ended
+    (a ``kill -9`` leaves the file): the pid must be alive and, where /proc
+    tells, have the start time the file recorded (a reused pid is another process).
+    """
     path = settings.data_dir / RUN_FILE
     if not path.exists():
         return None
-    info = json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except ValueError:  # half written by a process killed while writing it
+        return None
     try:
         os.kill(info["pid"], 0)
     except OSError:
+        return None
+    start = process_start(info["pid"])
+    if info.get("start") is not None and start is not None and start != info["start"]:
         return None
     return info
 
@@ -67,6 +132,14 @@ def query_running_worker(
     return body["columns"], body["rows"]
 
 
+def _listens(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 @dataclass
 class Pipeline:
     """The running components of one ``cxstream up``."""
@@ -79,7 +152,13 @@ class Pipeline:
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     token: str = ""  # required by the workers' web ports (pipeline.webtoken), new at each start
-    restarts: int = 0  # workers started again by restart_exited_workers
+    restarts: int = 0  # collector and workers started again (restart_exited_workers, supervise)
+    on_note: Callable[[str], None] | None = None  # told of each exit and restart (cxstream up prints them)
+    _lock_fd: int | None = field(default=None, repr=False)
+    _envs: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)  # extra env of each child
+    _started: dict[str, float] = field(default_factory=dict, repr=False)  # monotonic time of each (re)start
+    _failures: dict[str, int] = field(default_factory=dict, repr=False)  # exits in a row, each soon after a start
+    _due: dict[str, float] = field(default_factory=dict, repr=False)  # exited children: when to start them again
 
     @property
     def worker_host(self) -> str:
@@ -96,7 +175,12 @@ class Pipeline:
         return f"http://{self.settings.collector_host}:{self.collector_port}"
 
     def start(self) -> "Pipeline":
-        """Start broker (if embedded), topics, worker and collector; on any failure stop what started."""
+        """Start broker (if embedded), topics, worker and collector; on any failure stop what started.
+
+        Raises ``DataDirInUse`` when another pipeline runs on the data dir,
+        ``SupervisionError`` when the collector or worker fails to start
+        more times in a row than ``restart_budget`` allows.
+        """
         try:
             return self._start()
         except BaseException:
@@ -106,11 +190,14 @@ class Pipeline:
     def _start(self) -> "Pipeline":
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_data_dir()
         log_dir = self.log_dir or (s.data_dir / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_dir = log_dir
         if s.embedded_kafka:
             self.broker = EmbeddedBroker(log_path=log_dir / "broker.log").start()
             self.bootstrap = self.broker.bootstrap
+            self._record()
         else:
             self.bootstrap = s.kafka_bootstrap
         ensure_topics(s, self.bootstrap)
@@ -124,16 +211,15 @@ class Pipeline:
             "CX_WORKER_WEB_PORT": str(self.worker_port),
             "CX_DATA_DIR": str(s.data_dir.resolve()),
         }
-        self._log_dir = log_dir
         self.token = new_token(s.data_dir)
         self._spawn("worker")
         self._spawn("collector")
-        wait_for_port(self.collector_port, s.collector_host, 60, alive=lambda: self.procs["collector"].poll() is None)
-        self._wait_worker()
+        self._wait_ready({"collector": (s.collector_host, self.collector_port), "worker": (self.worker_host, self.worker_port)})
         (s.data_dir / RUN_FILE).write_text(
             json.dumps(
                 {
                     "pid": os.getpid(),
+                    "start": process_start(os.getpid()),
                     "bootstrap": self.bootstrap,
                     "collector_url": self.collector_url,
                     "worker_port": self.worker_port,
@@ -143,17 +229,177 @@ class Pipeline:
         )
         return self
 
+    # --- one pipeline per data dir ------------------------------------------
+
+    def _take_data_dir(self) -> None:
+        """Lock the data dir for this process (the kernel drops the lock when it ends, however it ends).
+
+        Then stop whatever a pipeline that died here left running (a child
+        that outlived it where the kernel offers no parent-death signal, or
+        one still in its last milliseconds) and remove its run file.
+        """
+        data_dir = self.settings.data_dir
+        path = data_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = _read_record(path).get("pid", "unknown")
+            raise DataDirInUse(
+                f"{data_dir.resolve()} is in use by a running pipeline (pid {holder}): "
+                "stop it first, or give this one another CX_DATA_DIR"
+            ) from None
+        self._lock_fd = fd
+        left = self._stop_leftovers(_read_record(path))
+        if left:
+            self._note("stopped processes a previous run on this data dir left: " + ", ".join(left))
+        (data_dir / RUN_FILE).unlink(missing_ok=True)
+        self._record()
+
+    def _stop_leftovers(self, record: dict) -> list[str]:
+        """SIGKILL the recorded children of a dead pipeline still alive (same pid and start time)."""
+        left = []
+        for name, (pid, start) in record.get("children", {}).items():
+            if start is not None and process_start(pid) == start:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                left.append((name, pid, start))
+        deadline = time.monotonic() + LEFTOVER_STOP_S
+        while any(process_start(pid) == start for _, pid, start in left) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [f"{name} (pid {pid})" for name, pid, _ in left]
+
+    def _record(self) -> None:
+        """Write this pipeline's pid and its children's (pid, start time) into the lock file."""
+        if self._lock_fd is None:
+            return
+        children = {name: (proc.pid, process_start(proc.pid)) for name, proc in self.procs.items()}
+        if self.broker is not None and self.broker.pid is not None:
+            children["broker"] = (self.broker.pid, process_start(self.broker.pid))
+        data = json.dumps({"pid": os.getpid(), "start": process_start(os.getpid()), "children": children}).encode()
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, data, 0)
+
+    def _release_data_dir(self) -> None:
+        if self._lock_fd is None:
+            return
+        (self.settings.data_dir / RUN_FILE).unlink(missing_ok=True)
+        os.ftruncate(self._lock_fd, 0)  # nothing left to stop
+        os.close(self._lock_fd)  # drops the flock
+        self._lock_fd = None
+
+    # --- children -----------------------------------------------------------
+
     def _spawn(self, name: str, env: dict[str, str] | None = None) -> None:
+        """Start a collector or worker process that dies with this one.
+
+        The parent-death signal is tied to the thread that forks: only the
+        main thread (which lives as long as the process) asks for it.
+        """
         log = open(self._log_dir / f"{name}.log", "ab")
         command = "worker" if name.startswith("worker") else name
+        if env is not None:
+            self._envs[name] = env
+        in_main = threading.current_thread() is threading.main_thread()
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", command],
-            env={**self._env, **(env or {})},
+            env={**self._env, **self._envs.get(name, {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent() if in_main else None,
         )
         log.close()  # the child holds its own descriptor
+        self._started[name] = time.monotonic()
+        self._record()
+
+    def _wait_ready(self, addresses: dict[str, tuple[str, int]]) -> None:
+        """Wait until each child listens, starting again those that exit (``supervise``)."""
+        waiting = dict(addresses)
+        while waiting:
+            self.supervise()
+            now = time.monotonic()
+            for name, (host, port) in list(waiting.items()):
+                if name not in self.procs:
+                    continue  # exited: supervise starts it again after its backoff
+                if _listens(host, port):
+                    del waiting[name]
+                elif now - self._started[name] > READY_TIMEOUT_S:
+                    raise TimeoutError(
+                        f"{name} did not listen on {host}:{port} within {READY_TIMEOUT_S:.0f} s; see {self.log_path(name)}"
+                    )
+            time.sleep(0.05)
+
+    def supervise(self) -> list[str]:
+        """Start again the collector and workers that exited; call it often (``cxstream up``: every second).
+
+        A child that exits is started again after a backoff:
+        ``restart_backoff_s`` doubled for each failure in a row, at most
+        ``RESTART_BACKOFF_MAX_S``. An exit less than ``restart_stable_s``
+        after the child's (re)start is one more failure in a row; a child
+        that stays up that long counts as started, and its count goes back
+        to 0. Once a child fails ``restart_budget + 1`` times in a row (its
+        first start and ``restart_budget`` restarts), raises
+        ``SupervisionError`` naming it, its exit and its log file. Any exit
+        counts: 75 (a batch the worker refused: it replays from its last
+        commit), a crash, a signal. The embedded broker is not started
+        again: its records were in its memory and are gone, so its exit
+        raises ``SupervisionError`` at once.
+
+        Returns what happened, one line each (also given to ``on_note``).
+        """
+        s = self.settings
+        notes: list[str] = []
+        now = time.monotonic()
+        if self.broker is not None and self.broker.returncode is not None:
+            code = self.broker.returncode
+            path = self._log_dir / "broker.log"
+            raise SupervisionError(
+                f"the embedded broker ended ({describe_exit(code)}); its records were in memory only. "
+                f"See {path}",
+                "broker", code, path,
+            )
+        for name, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                if name in self._failures and now - self._started[name] >= s.restart_stable_s:
+                    del self._failures[name]  # stayed up: the last restart worked
+                continue
+            del self.procs[name]
+            up_s = now - self._started.pop(name, now)
+            failures = 1 if up_s >= s.restart_stable_s else self._failures.get(name, 0) + 1
+            self._failures[name] = failures
+            self._record()
+            path = self.log_path(name)
+            if failures > s.restart_budget:
+                raise SupervisionError(
+                    f"{name} failed {failures} times in a row (last: {describe_exit(code)} after {up_s:.1f} s; "
+                    f"CX_RESTART_BUDGET={s.restart_budget} restarts spent); see {path}",
+                    name, code, path,
+                )
+            delay = min(s.restart_backoff_s * 2 ** (failures - 1), RESTART_BACKOFF_MAX_S)
+            self._due[name] = now + delay
+            notes.append(
+                f"{name} ended ({describe_exit(code)}) after {up_s:.1f} s; starting it again in {delay:.1f} s "
+                f"(failure {failures} in a row, {s.restart_budget} restarts allowed); see {path}"
+            )
+        for name, due in sorted(self._due.items(), key=lambda item: item[1]):
+            if due > now:
+                continue
+            del self._due[name]
+            self._spawn(name)
+            self.restarts += 1
+            notes.append(f"{name} started again (pid {self.procs[name].pid})")
+        for note in notes:
+            self._note(note)
+        return notes
+
+    def _note(self, text: str) -> None:
+        if self.on_note is not None:
+            self.on_note(text)
 
     def _wait_worker(self, name: str = "worker", port: int | None = None) -> None:
         proc = self.procs[name]
@@ -164,6 +410,7 @@ class Pipeline:
         proc = self.procs.pop(name)
         proc.kill()
         proc.wait(timeout=30)
+        self._started.pop(name, None)
 
     def start_worker(self, name: str = "worker") -> int:
         """Start a worker process (again, or one more); returns its web port once it serves.
@@ -292,22 +539,53 @@ class Pipeline:
 
     def _stop_proc(self, name: str, timeout_s: float = 30.0) -> None:
         stop_process(self.procs.pop(name, None), timeout_s)
+        self._started.pop(name, None)
 
     def stop(self) -> None:
-        """Stop in the order that loses nothing acknowledged (module docstring)."""
+        """Stop in the order that loses nothing acknowledged (module docstring).
+
+        The drain is skipped when it cannot happen (no worker, or the
+        embedded broker already ended) and given up when Kafka does not
+        answer; the processes are stopped in any case.
+        """
+        self._due.clear()  # nothing is started again from here on
         self._stop_proc("collector")
-        if "worker" in self.procs:
-            self.wait_drained()
+        if "worker" in self.procs and (self.broker is None or self.broker.running()):
+            try:
+                self.wait_drained()
+            except Exception as exc:  # Kafka unreachable: stop anyway, the worker replays from its last commit
+                log.warning("stopping without waiting for the worker to drain: %s", exc)
         for name in [n for n in self.procs if n.startswith("worker")]:
+            self._stop_proc(name)
+        for name in list(self.procs):
             self._stop_proc(name)
         if self.broker is not None:
             self.broker.stop()
-        run_file = self.settings.data_dir / RUN_FILE
-        if run_file.exists():
-            run_file.unlink()
+        self._release_data_dir()
 
     def __enter__(self) -> "Pipeline":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def data_dir_owner(data_dir: Path) -> int | None:
+    """The pid of the pipeline running on ``data_dir`` as its lock file records it, or None.
+
+    Reads the record only (it takes no lock): for a check before touching
+    the directory, as ``cxstream demo`` does before it empties its own.
+    """
+    record = _read_record(data_dir / LOCK_FILE)
+    pid, start = record.get("pid"), record.get("start")
+    if pid is None or start is None or process_start(pid) != start:
+        return None
+    return pid
+
+
+def _read_record(path: Path) -> dict:
+    """The lock file's record of a pipeline's processes ({} if empty or half written)."""
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}

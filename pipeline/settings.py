@@ -266,6 +266,20 @@ class Settings(BaseSettings):
         100, ge=1, le=60_000, description="longest a worker's fetch waits at the broker for data (faust-streaming's own: 1,500)"
     )
 
+    # --- supervision (cxstream up restarts its collector and workers) -----
+    restart_budget: int = Field(
+        5, ge=0, le=1000,
+        description="restarts of one component that may fail in a row; one more failure stops cxstream up (exit 70)",
+    )
+    restart_backoff_s: float = Field(
+        1.0, gt=0, le=60,
+        description="wait before the first restart; doubled after each failed one, at most 30 s",
+    )
+    restart_stable_s: float = Field(
+        30.0, gt=0,
+        description="a component up this long after a (re)start counts as started: its failures in a row go back to 0",
+    )
+
     # --- topics -----------------------------------------------------------
     topic_events: str = Field("cx.events", description="topic of accepted events (the collector writes, workers read)")
     topic_triggers: str = Field("cx.triggers", description="topic of triggers for marketing automation")
