@@ -110,6 +110,7 @@ def test_kill_9_of_up_on_your_own_kafka_stores_every_acknowledged_event_once(kaf
     import random
 
     from pipeline.runner import Pipeline
+    from pipeline.webtoken import read_token
     from tests.chaos.common import day_of_traffic, post, settle_and_check
     from tests.integration.helpers import wait_until
 
@@ -133,6 +134,7 @@ def test_kill_9_of_up_on_your_own_kafka_stores_every_acknowledged_event_once(kaf
             _wait_started(up)
             seen |= descendants(up.pid)
             view.worker_port = json.loads((settings.data_dir / "run.json").read_text())["worker_port"]
+            view.token = read_token(settings.data_dir)  # each up writes a new one
             part = day.messages[i * per_round : (i + 1) * per_round]
             for j in range(0, len(part), 50):
                 post(view, part[j : j + 50])
