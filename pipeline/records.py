@@ -31,7 +31,13 @@ __all__ = [
     "decode_batch",
     "decode_batch_checked",
     "BadRecord",
+    "MAX_JSON_DEPTH",
+    "TooDeep",
+    "json_depth_exceeds",
+    "parse_bounded",
+    "processing_error",
     "stable_id",
+    "truncate_depth",
     "visitor_key",
 ]
 
@@ -51,7 +57,96 @@ DeadLetterReason = Literal[
     "too_old",  # event time more than max_event_age before receipt
     "too_far_future",  # event time more than max_event_future after receipt
     "processing_error",  # the worker could not process it (a bug, reported, not lost)
+    "store_rejected",  # ClickHouse refused the row for good (a value its column cannot hold)
 ]
+
+
+# The deepest nesting of JSON containers (objects and arrays) the pipeline
+# accepts in one message, one event's properties or traits, and one
+# dead-letter payload it stores: ``{"a": [1]}`` is 2 deep. Deeper input is a
+# dead letter, checked where it enters (the collector's ``ingest``, the
+# worker's property parsing, ``sinks.rows``), so that no recursive code of
+# the pipeline or its libraries (orjson writes at most 254 levels, Python's
+# own recursion stops near 1000) meets more.
+MAX_JSON_DEPTH = 250
+
+
+class TooDeep(ValueError):
+    """A JSON value nested deeper than ``MAX_JSON_DEPTH``."""
+
+    def __init__(self, limit: int = MAX_JSON_DEPTH) -> None:
+        super().__init__(f"JSON nested deeper than {limit} levels")
+
+
+def json_depth_exceeds(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if ``value`` (parsed JSON) nests containers deeper than ``limit``; iterative, stops early."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                push((child, depth + 1))
+    return False
+
+
+def parse_bounded(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> object:
+    """``orjson.loads`` that raises TooDeep past ``limit`` (JSONDecodeError for text that is not JSON).
+
+    Text with at most ``limit`` opening brackets cannot nest deeper: two C
+    counts spare the walk for almost every value.
+    """
+    value = orjson.loads(text)
+    if isinstance(value, (dict, list)):
+        if isinstance(text, str):
+            opened = text.count("{") + text.count("[")
+        else:
+            opened = text.count(b"{") + text.count(b"[")
+        if opened > limit and json_depth_exceeds(value, limit):
+            raise TooDeep(limit)
+    return value
+
+
+def truncate_depth(value: object, limit: int = MAX_JSON_DEPTH) -> object:
+    """A copy of ``value`` whose containers below ``limit`` levels are replaced by a short text.
+
+    For a dead letter's payload: the input as far as it can be written, and
+    where it was cut.
+    """
+    cut = f"<nested deeper than {limit} levels>"
+    if not json_depth_exceeds(value, limit):
+        return value
+    return _truncate_iter(value, limit, cut)
+
+
+def _truncate_iter(value: object, limit: int, cut: str) -> object:
+    # Iterative copy: the input may be nested past Python's recursion limit.
+    def shell(node: object) -> object:
+        return {} if isinstance(node, dict) else []
+
+    root = shell(value)
+    stack = [(value, root, 1)]
+    while stack:
+        node, out, depth = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            if isinstance(v, (dict, list)):
+                if depth + 1 > limit:
+                    child: object = cut
+                else:
+                    child = shell(v)
+                    stack.append((v, child, depth + 1))
+            else:
+                child = v
+            if isinstance(out, dict):
+                out[k] = child
+            else:
+                out.append(child)
+    return root
 
 
 def stable_id(*parts: object) -> str:

@@ -41,17 +41,19 @@ from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.app import STATE_TABLE, create_app
 from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
-from pipeline.detect.processor import PartitionProcessor
+from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
+from pipeline.detect.processor import Output, PartitionProcessor
 from pipeline.detect.rules import Rules
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.offsets import CommittedOffsets, SkippedRecords
-from pipeline.records import BadRecord, decode_batch_checked, dead_letter
+from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, truncate_depth
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
 from pipeline.webtoken import ensure_token
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
-from sinks.sink import ClickHouseSink, SinkError
+from sinks.rows import DEADLETTER_COLUMNS, FACT_TABLES, deadletter_row, event_row, trigger_row
+from sinks.sink import ClickHouseSink, RejectedRow, SinkError
 
 __all__ = ["Worker", "build_worker", "tune_gc"]
 
@@ -62,19 +64,21 @@ MAX_BACKOFF_S = 30.0
 ANALYST_QUERIES_AT_ONCE = 2
 
 
-async def flush_with_retry(sink: ClickHouseSink, what: str, stopping: Callable[[], bool]) -> None:
+async def flush_with_retry(sink: ClickHouseSink, what: str, stopping: Callable[[], bool]) -> list[RejectedRow]:
     """Flush ``sink`` in a thread, retrying with exponential backoff until it succeeds.
 
     While ClickHouse is down this blocks the agent, which then stops taking
     records from Kafka; nothing is acknowledged, memory stays bounded by the
-    take buffer. The sink keeps its rows until a flush succeeds.
+    take buffer. The sink keeps its rows until a flush succeeds. Rows
+    ClickHouse refuses for good (``sinks.sink``: permanent errors) are not
+    retried: they are returned, for the caller to dead-letter.
     """
     delay = 0.25
     loop = asyncio.get_running_loop()
     while True:
         try:
             await loop.run_in_executor(None, sink.flush)
-            return
+            return sink.take_rejected()
         except SinkError as exc:
             if stopping():
                 raise
@@ -104,7 +108,7 @@ class Worker:
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.sink = ClickHouseSink(ch)
         self.dl_sink = ClickHouseSink(ch)
-        self.processors: dict[int, PartitionProcessor] = {}
+        self.processors: dict[int, IsolatedPartition] = {}
         self.next_offset: dict[int, int] = {}
         self.dl_next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
@@ -119,6 +123,10 @@ class Worker:
             "triggers": 0,
             "deadletters": 0,
             "bad_records": 0,  # records on the events topic that were not EventBatches
+            "processing_errors": 0,  # events (or records) that raised while processed: dead letters
+            "rebuilds": 0,  # partition processors rebuilt from stored states after one
+            "store_rejected": 0,  # rows ClickHouse refused for good: dead letters
+            "foreign_deadletters": 0,  # records on the dead-letter topic that were not dead letters
             "event_inserts": 0,
             "event_rows": 0,
             "first_record_wall_ms": 0,
@@ -137,19 +145,49 @@ class Worker:
     def _load_state(self, key: str) -> bytes | None:
         return self.table.data.get(key.encode())
 
-    def processor(self, partition: int) -> PartitionProcessor:
+    def processor(self, partition: int) -> IsolatedPartition:
         """The partition's processor; built on first use from the recovered table."""
         proc = self.processors.get(partition)
         if proc is None:
-            proc = PartitionProcessor(self.rules, load_state=self._load_state)
-            n = self.settings.kafka_partitions
-            proc.restore(
-                (k.decode(), v)
-                for k, v in list(self.table.data.items())
-                if v is not None and partition_for_key(k, n) == partition
-            )
+            proc = IsolatedPartition(lambda: self._build_processor(partition), self._prepare)
             self.processors[partition] = proc
         return proc
+
+    def _build_processor(self, partition: int) -> PartitionProcessor:
+        """A processor for ``partition`` from the table: the states stored at the last batch's end."""
+        proc = PartitionProcessor(self.rules, load_state=self._load_state)
+        n = self.settings.kafka_partitions
+        proc.restore(
+            (k.decode(), v)
+            for k, v in list(self.table.data.items())
+            if v is not None and partition_for_key(k, n) == partition
+        )
+        return proc
+
+    def _prepare(self, out: Output, mark: Mark) -> None:
+        """Build the ClickHouse rows of what one record (or tick) added to ``out``, in place.
+
+        Runs per record, so a row that cannot be built fails its record
+        (``pipeline.detect.isolation``) before any of its states is stored.
+        Triggers stay dicts (they also go to Kafka); their row and record
+        are built here once to prove they can be.
+        """
+        rows_from, triggers_from, facts_from = mark
+        rows = out.rows
+        for i in range(rows_from, len(rows)):
+            row = rows[i]
+            try:
+                rows[i] = event_row(row)
+            except Exception as exc:
+                raise RowFailed(row.get("event_id"), exc) from exc
+        for table, facts in out.facts.items():
+            start = facts_from.get(table, 0)
+            if start < len(facts):
+                to_row = FACT_TABLES[table][1]
+                facts[start:] = [f if isinstance(f, tuple) else to_row(f) for f in facts[start:]]
+        for trigger in out.triggers[triggers_from:]:
+            trigger_row(trigger)
+            encode_trigger(trigger, self.settings)
 
     async def on_revoked(self, revoked: set[TP]) -> None:
         """Rebalance: forget processors of partitions this worker no longer owns.
@@ -179,26 +217,74 @@ class Worker:
             for event in events:
                 msg = event.message
                 await self._check_offset(self.next_offset, self.settings.topic_events, msg.partition, msg.offset)
+                self.next_offset[msg.partition] = msg.offset + 1
                 try:
                     batch = decode_batch_checked(msg.value)
                 except BadRecord as exc:
                     bad.append(self._bad_record(msg, exc))
-                    self.next_offset[msg.partition] = msg.offset + 1
                     continue
-                self.processor(msg.partition).process(msg.offset, batch, now)
-                self.next_offset[msg.partition] = msg.offset + 1
+                except Exception as exc:  # decoding is not supposed to raise anything else
+                    bad.append(self._processing_error(msg, None, Rejected(msg.offset, None, exc)))
+                    continue
+                proc = self.processor(msg.partition)
+                rebuilds = proc.rebuilds
+                for rejected in proc.process(msg.offset, batch, now):
+                    bad.append(self._processing_error(msg, batch, rejected))
+                self.stats["rebuilds"] += proc.rebuilds - rebuilds
                 self.stats["records"] += 1
                 self.stats["events"] += len(batch)
             self.stats["batches"] += 1
             self.stats["process_s"] += time.perf_counter() - started
             if bad:
-                # On the dead-letter topic before these offsets can be
-                # committed; its agent stores them (ids are stable on replay).
-                for value in bad:
-                    await self.deadletter_topic.send(value=value)
-                await self.app.producer.flush()
-                self.stats["bad_records"] += len(bad)
+                await self._send_deadletters(bad)
             await self._emit()
+
+    async def _send_deadletters(self, values: list[bytes]) -> None:
+        """Put dead letters on the dead-letter topic before these offsets can be committed.
+
+        Its agent stores them (ids are stable on replay).
+        """
+        for value in values:
+            await self.deadletter_topic.send(value=value)
+        await self.app.producer.flush()
+        self.stats["bad_records"] += len(values)
+
+    def _processing_error(self, msg: faust.types.Message, batch: list[dict] | None, rejected: Rejected) -> bytes:
+        """A ``processing_error`` dead letter for one event of a record, or for the whole record."""
+        topic = self.settings.topic_events
+        error = rejected.error
+        where = f"{topic}[{msg.partition}]@{msg.offset}"
+        payload: bytes = msg.value or b""
+        tenant = None
+        id_parts: tuple = (topic, msg.partition, msg.offset)
+        if batch is not None and rejected.index is not None:
+            event = batch[rejected.index]
+            where += f" event {rejected.index}"
+            id_parts = (*id_parts, rejected.index)
+            tenant = event.get("tenant") if isinstance(event, dict) else None
+            try:
+                payload = orjson.dumps(truncate_depth(event))
+            except Exception:  # noqa: BLE001 - then the whole record is the payload
+                pass
+        elif batch:
+            first = batch[0].get("tenant") if isinstance(batch[0], dict) else None
+            if all(isinstance(e, dict) and e.get("tenant") == first for e in batch):
+                tenant = first
+        if not isinstance(tenant, str):
+            tenant = None
+        self.stats["processing_errors"] += 1
+        log.error("%s could not be processed (%s: %s); sent to %s", where, type(error).__name__, error,
+                  self.settings.topic_deadletter)
+        dl = dead_letter(
+            tenant=tenant,
+            reason="processing_error",
+            detail=f"{where}: {type(error).__name__}: {error}",
+            payload=payload,
+            received_at_ms=round(msg.timestamp * 1000),  # the record's time: the same id on a replay
+            source="worker",
+            id_parts=id_parts,
+        )
+        return dl.model_dump_json().encode()
 
     def _bad_record(self, msg: faust.types.Message, exc: BadRecord) -> bytes:
         """A dead letter (JSON, as the collector writes them) for a record that is not an EventBatch."""
@@ -251,7 +337,13 @@ class Worker:
             for partition, proc in list(self.processors.items()):
                 highwater = consumer.highwater(TP(self.settings.topic_events, partition))
                 caught_up = highwater is not None and self.next_offset.get(partition, 0) >= highwater
-                proc.tick(now, caught_up)
+                error = proc.tick(now, caught_up)
+                if error is not None:
+                    # The processor was rebuilt from the stored states; the
+                    # next tick or record fires the same deadlines again.
+                    self.stats["rebuilds"] += 1
+                    log.error("partition %d: an idle tick raised (%s: %s); processor rebuilt", partition,
+                              type(error).__name__, error)
             await self._emit()
 
     async def _emit(self) -> None:
@@ -277,7 +369,7 @@ class Worker:
         # thread); both must be acknowledged before the states are written.
         steps = []
         if self.sink.pending():
-            steps.append(self._timed("clickhouse_s", flush_with_retry(self.sink, "events", stopping)))
+            steps.append(self._timed("clickhouse_s", self._flush_events(stopping)))
         if triggers:
             steps.append(self._timed("triggers_s", self._send_triggers(triggers)))
         await asyncio.gather(*steps)
@@ -297,6 +389,29 @@ class Worker:
             await self.changelog.write(records, lambda: self.app.should_stop)
         self.stats["changelog_s"] += time.perf_counter() - sent
 
+    async def _flush_events(self, stopping: Callable[[], bool]) -> None:
+        """Write the sink; rows ClickHouse refuses for good become ``store_rejected`` dead letters."""
+        rejected = await flush_with_retry(self.sink, "events", stopping)
+        if rejected:
+            await self._send_deadletters([self._store_rejected(r).model_dump_json().encode() for r in rejected])
+
+    def _store_rejected(self, rejected: RejectedRow) -> DeadLetter:
+        """A ``store_rejected`` dead letter for one row (its id from table and row: the same on a replay)."""
+        self.stats["store_rejected"] += 1
+        row = dict(zip(rejected.columns, rejected.row))
+        tenant = row.get("tenant")
+        payload = orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS)
+        log.error("ClickHouse refused a row of %s for good (%s); dead-lettered", rejected.table, rejected.error)
+        return dead_letter(
+            tenant=tenant if isinstance(tenant, str) and tenant else None,
+            reason="store_rejected",
+            detail=f"{rejected.table}: {rejected.error}",
+            payload=payload,
+            received_at_ms=self.wall_ms(),
+            source="worker",
+            id_parts=(rejected.table, payload),
+        )
+
     async def _timed(self, stat: str, step: Awaitable[None]) -> None:
         started = time.perf_counter()
         await step
@@ -309,14 +424,73 @@ class Worker:
         self.stats["triggers"] += len(triggers)
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
-        """Store dead letters from the collector in ClickHouse."""
+        """Store dead letters from the collector and the worker in ClickHouse.
+
+        A record that is not a dead letter (another producer's, a corrupted
+        one) is stored as a ``processing_error`` dead letter of its own with
+        what can be read of it; a row ClickHouse refuses for good is stored
+        as a ``store_rejected`` one without its payload.
+        """
+        rows = []
         for event in events:
             msg = event.message
             await self._check_offset(self.dl_next_offset, self.settings.topic_deadletter, msg.partition, msg.offset)
             self.dl_next_offset[msg.partition] = msg.offset + 1
-        self.dl_sink.add_deadletters([orjson.loads(e.message.value) for e in events])
-        await flush_with_retry(self.dl_sink, "dead letters", lambda: self.app.should_stop)
+            rows.append(self._deadletter_row(msg))
+        self.dl_sink.add_deadletters(rows)
+        rejected = await flush_with_retry(self.dl_sink, "dead letters", lambda: self.app.should_stop)
+        if rejected:
+            # Without the payload and detail, whose text is the likely cause.
+            self.dl_sink.add_deadletters([self._bare_deadletter_row(r) for r in rejected])
+            again = await flush_with_retry(self.dl_sink, "dead letters", lambda: self.app.should_stop)
+            for r in again:
+                log.critical("ClickHouse refused dead letter %r of %s: %s; not stored", r.row[:2], r.table, r.error)
         self.stats["deadletters"] += len(events)
+
+    def _deadletter_row(self, msg: faust.types.Message) -> tuple:
+        value = msg.value or b""
+        try:
+            return deadletter_row(DeadLetter.model_validate_json(value).model_dump())
+        except Exception as exc:  # noqa: BLE001 - any record must become a row
+            self.stats["foreign_deadletters"] += 1
+            topic = self.settings.topic_deadletter
+            where = f"{topic}[{msg.partition}]@{msg.offset}"
+            log.error("%s is not a dead letter (%s); stored as one", where, type(exc).__name__)
+            dl = dead_letter(
+                tenant=_tenant_of(value),
+                reason="processing_error",
+                detail=f"{where} is not a dead letter: {type(exc).__name__}: {exc}",
+                payload=value,
+                received_at_ms=round(msg.timestamp * 1000),
+                source="worker",
+                id_parts=(topic, msg.partition, msg.offset),
+            )
+            return deadletter_row(dl.model_dump())
+
+    def _bare_deadletter_row(self, rejected: RejectedRow) -> tuple:
+        self.stats["store_rejected"] += 1
+        row = dict(zip(DEADLETTER_COLUMNS, rejected.row))
+        dl_id = row.get("dl_id") if isinstance(row.get("dl_id"), str) else None
+        dl = dead_letter(
+            tenant=None,
+            reason="store_rejected",
+            detail=f"{rejected.table}: {rejected.error}"[:1000],
+            payload="",
+            received_at_ms=self.wall_ms(),
+            source="worker",
+            id_parts=(rejected.table, dl_id or repr(rejected.row)),
+        )
+        return deadletter_row(dl.model_dump())
+
+
+def _tenant_of(value: bytes) -> str | None:
+    """The ``tenant`` of a JSON object record, if it has a string one."""
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    tenant = parsed.get("tenant") if isinstance(parsed, dict) else None
+    return tenant if isinstance(tenant, str) and tenant else None
 
 
 GC_GEN0_THRESHOLD = 50_000

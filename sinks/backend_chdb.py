@@ -22,7 +22,7 @@ import pyarrow as pa
 from chdb.session import Session
 
 from sinks.chtypes import arrow_type, decoder, split_type, to_epoch_s
-from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
+from sinks.client import ClickHouseError, Params, check_identifiers, check_params, error_code, parse_version
 
 __all__ = ["ChdbClickHouse", "ReadOnlySession", "arrow_stream", "bind_params"]
 
@@ -206,7 +206,7 @@ class ChdbClickHouse:
         try:
             result = self._session.query(bound_sql, _RESULT_FORMAT, params=bound or None)
         except Exception as exc:
-            raise ClickHouseError(str(exc).strip()) from exc
+            raise ClickHouseError(str(exc).strip(), error_code(str(exc))) from exc
         if not _READ_ONLY.match(sql):
             self._types.clear()
         return _decode_result(result.bytes())
@@ -266,7 +266,7 @@ class ChdbClickHouse:
                     ins.finish()
             except Exception as exc:
                 self._types.pop(table, None)
-                raise ClickHouseError(f"insert into {table} failed: {str(exc).strip()}") from exc
+                raise ClickHouseError(f"insert into {table} failed: {str(exc).strip()}", error_code(str(exc))) from exc
 
     def server_version(self) -> tuple[int, ...]:
         return parse_version(self.execute("SELECT version()")[0][0])

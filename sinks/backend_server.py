@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as DriverError
-from clickhouse_driver.errors import TypeMismatchError
+from clickhouse_driver.errors import ServerException, TypeMismatchError
 
 from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
 
@@ -70,7 +70,10 @@ class ServerClickHouse:
                 message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
                 # Old servers append a native stack trace: noise for the reader.
                 message = message.split("Stack trace:")[0].strip()
-                raise ClickHouseError(f"{what} failed: {message}") from exc
+                # A server's own error carries its code; the driver's network
+                # errors (209 SOCKET_TIMEOUT, 210 NETWORK_ERROR, ...) are transient.
+                code = exc.code if isinstance(exc, ServerException) else None
+                raise ClickHouseError(f"{what} failed: {message}", code) from exc
 
     def execute(self, sql: str, params: Params | None = None) -> list[tuple]:
         return [tuple(row) for row in self._call("statement", sql, check_params(params))]

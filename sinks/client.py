@@ -21,6 +21,8 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 __all__ = [
     "ClickHouse",
     "ClickHouseError",
+    "PERMANENT_CODES",
+    "error_code",
     "Params",
     "check_identifiers",
     "check_params",
@@ -31,8 +33,55 @@ __all__ = [
 Params = Mapping[str, Any]
 
 
+# ClickHouse error codes that mean "this data will never be accepted": the
+# rows are wrong for their columns, so a retry cannot help. Every other code
+# (and an error without one: a refused connection, a timeout, a server going
+# away, too many parts, a memory limit, a table not yet created) is treated
+# as transient and retried. Names from ClickHouse's ErrorCodes.
+PERMANENT_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    26,  # CANNOT_PARSE_QUOTED_STRING
+    27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,  # CANNOT_PARSE_DATE
+    41,  # CANNOT_PARSE_DATETIME
+    43,  # ILLEGAL_TYPE_OF_ARGUMENT
+    53,  # TYPE_MISMATCH
+    69,  # ARGUMENT_OUT_OF_BOUND
+    70,  # CANNOT_CONVERT_TYPE
+    72,  # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    469,  # VIOLATED_CONSTRAINT
+    1001,  # STD_EXCEPTION (chdb: a value Arrow/ClickHouse cannot convert)
+})  # fmt: skip
+
+
 class ClickHouseError(RuntimeError):
-    """A statement failed or ClickHouse could not be reached; the message says which."""
+    """A statement failed or ClickHouse could not be reached; the message says which.
+
+    ``code`` is ClickHouse's error code when the failure came from the
+    engine (None for a connection that could not be made or broke);
+    ``permanent`` says a retry of the same rows cannot succeed.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        return self.code in PERMANENT_CODES
+
+
+_CODE = re.compile(r"\bCode: (\d+)")
+
+
+def error_code(message: str) -> int | None:
+    """The ClickHouse error code in an exception's text (``Code: 53. DB::Exception: ...``), if any."""
+    match = _CODE.search(message)
+    return int(match.group(1)) if match else None
 
 
 @runtime_checkable

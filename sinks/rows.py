@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import orjson
 
+from pipeline.records import MAX_JSON_DEPTH, TooDeep, parse_bounded
+
 __all__ = [
     "DEADLETTER_COLUMNS",
     "DEADLETTER_PRIVATE_KEYS",
@@ -86,12 +88,18 @@ def _date_of_day(days: int) -> date:
     return _EPOCH + timedelta(days=days)
 
 
-def scrub(value: Any, keys: frozenset[str] = PRIVATE_KEYS) -> Any:
-    """A copy of a parsed JSON value without ``keys`` (any case) at any depth."""
+def scrub(value: Any, keys: frozenset[str] = PRIVATE_KEYS, _depth: int = 0) -> Any:
+    """A copy of a parsed JSON value without ``keys`` (any case) at any depth.
+
+    Raises TooDeep past ``MAX_JSON_DEPTH`` levels (input is checked before
+    it gets here; this bound keeps the recursion finite whatever comes).
+    """
+    if _depth >= MAX_JSON_DEPTH and isinstance(value, (dict, list)):
+        raise TooDeep()
     if isinstance(value, dict):
-        return {k: scrub(v, keys) for k, v in value.items() if k.lower() not in keys}
+        return {k: scrub(v, keys, _depth + 1) for k, v in value.items() if k.lower() not in keys}
     if isinstance(value, list):
-        return [scrub(v, keys) for v in value]
+        return [scrub(v, keys, _depth + 1) for v in value]
     return value
 
 
@@ -235,9 +243,11 @@ def trigger_row(tr: dict) -> tuple:
 
 
 def _scrubbed_payload(payload: str) -> str:
+    # Past MAX_JSON_DEPTH a payload is like one that is not JSON: only its
+    # size is stored (scrub and orjson.dumps would have to recurse that deep).
     try:
-        parsed = orjson.loads(payload)
-    except orjson.JSONDecodeError:
+        parsed = parse_bounded(payload)
+    except (orjson.JSONDecodeError, TooDeep):
         return ""
     if not isinstance(parsed, (dict, list)):
         return ""

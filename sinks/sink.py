@@ -5,17 +5,27 @@ writes at the checkpoint. The worker calls ``flush()`` after each consumed
 batch and commits Kafka offsets only after it returned, so a row is never
 acknowledged before it is stored.
 
-Failure: ``flush`` raises ``SinkError`` and keeps the rows of every table
-whose insert did not succeed (tables already written are cleared). The
-caller may retry ``flush()`` in place (the worker does, with backoff, while
-ClickHouse is down) or drop them with ``clear()`` and replay from its last
-committed offset, Quix style. Either way nothing is double counted: every
-table is keyed by a deterministic record id and read with ``FINAL``, so a
-row written twice is one row.
+Failure: a transient one (ClickHouse down, a timeout, too many parts; see
+``sinks.client.PERMANENT_CODES`` for the other kind) makes ``flush`` raise
+``SinkError`` and keep the rows of every table whose insert did not succeed
+(tables already written are cleared). The caller may retry ``flush()`` in
+place (the worker does, with backoff, while ClickHouse is down) or drop them
+with ``clear()`` and replay from its last committed offset, Quix style.
+Either way nothing is double counted: every table is keyed by a
+deterministic record id and read with ``FINAL``, so a row written twice is
+one row.
+
+A permanent failure (ClickHouse refuses the data itself: a type mismatch, a
+value out of range, a row the client library cannot encode) is not retried
+as is: the table's rows are bisected, halves inserted apart, down to the
+single rows that fail; those are set aside (``take_rejected``) and every
+other row is written. One bad row among n costs about 2 log2(n) inserts.
 """
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from sinks.client import ClickHouse, ClickHouseError
@@ -29,7 +39,7 @@ from sinks.rows import (
     trigger_row,
 )
 
-__all__ = ["ClickHouseSink", "SinkError", "EVENTS_TABLE", "TRIGGERS_TABLE", "DEADLETTERS_TABLE"]
+__all__ = ["ClickHouseSink", "RejectedRow", "SinkError", "is_permanent", "EVENTS_TABLE", "TRIGGERS_TABLE", "DEADLETTERS_TABLE"]
 
 EVENTS_TABLE = "cx.events"
 TRIGGERS_TABLE = "cx.triggers"
@@ -43,6 +53,33 @@ class SinkError(RuntimeError):
 
     The unwritten rows are still buffered (see the module docstring).
     """
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """One row ClickHouse refused for good, with the reason it gave."""
+
+    table: str
+    columns: tuple[str, ...]
+    row: tuple
+    error: str
+
+
+# Raised while rows are encoded for the wire (Arrow, clickhouse-driver):
+# the row does not fit its column, and never will.
+_ENCODING_ERRORS = (TypeError, ValueError, OverflowError, struct.error)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True if inserting the same rows again cannot succeed (see ``sinks.client.PERMANENT_CODES``)."""
+    if isinstance(exc, ClickHouseError):
+        return exc.permanent
+    return isinstance(exc, _ENCODING_ERRORS)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).split("Stack trace:")[0].strip()
+    return f"{type(exc).__name__}: {text}"[:500]
 
 
 class _Buffer:
@@ -69,6 +106,7 @@ class ClickHouseSink:
         self._deadletters = _Buffer(DEADLETTERS_TABLE, DEADLETTER_COLUMNS, deadletter_row)
         self._facts: dict[str, _Buffer] = {}
         self._buffers: tuple[_Buffer, ...] = (self._events, self._triggers, self._deadletters)
+        self._rejected: list[RejectedRow] = []
 
     def add_events(self, rows: Iterable[Row]) -> None:
         """Buffer stored events: worker event dicts (mapped by ``event_row``) or ready row tuples."""
@@ -103,13 +141,18 @@ class ClickHouseSink:
         for buffer in self._buffers:
             buffer.rows = []
 
+    def take_rejected(self) -> list[RejectedRow]:
+        """The rows ClickHouse refused for good since the last call (then forgotten here)."""
+        rejected, self._rejected = self._rejected, []
+        return rejected
+
     def flush(self) -> int:
         """Write each non-empty buffer with one insert; return the number of rows written.
 
         Runs after each consumed batch, before offsets are committed. Raises
-        SinkError when ClickHouse fails: the tables not written keep their
-        rows. TypeError/ValueError mean rows that do not fit their table (a
-        bug; retrying cannot help).
+        SinkError when ClickHouse fails transiently: the tables not written
+        keep their rows. Rows refused for good are isolated and set aside
+        (``take_rejected``); the rest is written.
         """
         written = 0
         for buffer in self._buffers:
@@ -117,8 +160,45 @@ class ClickHouseSink:
                 continue
             try:
                 self.ch.insert(buffer.table, buffer.columns, buffer.rows)
-            except ClickHouseError as exc:
-                raise SinkError(f"writing {len(buffer.rows)} rows to {buffer.table} failed: {exc}") from exc
+            except Exception as exc:
+                if not is_permanent(exc):
+                    if isinstance(exc, ClickHouseError):
+                        raise SinkError(f"writing {len(buffer.rows)} rows to {buffer.table} failed: {exc}") from exc
+                    raise
+                rejected = self._bisect(buffer, exc)
+                self._rejected.extend(rejected)
+                written -= len(rejected)
             written += len(buffer.rows)
             buffer.rows = []
         return written
+
+    def _bisect(self, buffer: _Buffer, error: BaseException) -> list[RejectedRow]:
+        """Insert ``buffer``'s rows in halves down to the single rows ClickHouse refuses; return those.
+
+        ``error`` is the permanent failure of the whole buffer. A transient
+        failure on the way raises SinkError with every row still buffered
+        (the halves already written are written again on the retry:
+        harmless, see the module docstring).
+        """
+        table, columns = buffer.table, tuple(buffer.columns)
+        rows = buffer.rows
+        if len(rows) == 1:
+            return [RejectedRow(table, columns, rows[0], _describe(error))]
+        rejected: list[RejectedRow] = []
+        mid = len(rows) // 2
+        pending = [rows[mid:], rows[:mid]]  # a stack: the first half is inserted first
+        while pending:
+            rows = pending.pop()
+            try:
+                self.ch.insert(table, buffer.columns, rows)
+            except Exception as exc:
+                if not is_permanent(exc):
+                    if isinstance(exc, ClickHouseError):
+                        raise SinkError(f"writing rows to {table} failed: {exc}") from exc
+                    raise
+                if len(rows) == 1:
+                    rejected.append(RejectedRow(table, columns, rows[0], _describe(exc)))
+                else:
+                    mid = len(rows) // 2
+                    pending += [rows[mid:], rows[:mid]]
+        return rejected

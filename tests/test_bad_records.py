@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+import requests
 from confluent_kafka import Producer
 
 from pipeline.records import BadRecord, decode_batch_checked
@@ -64,3 +65,31 @@ def test_foreign_records_on_the_events_topic_are_dead_lettered_and_later_events_
         assert [tuple(r) for r in rows] == [("bad_json", settings.kafka_partitions), ("schema_violation", 1)]
         assert scalar(running, f"SELECT count() FROM cx.events FINAL WHERE tenant = '{tenant}'") == 1
         assert running.procs["worker"].poll() is None
+
+
+@pytest.mark.integration
+def test_poison_records_become_dead_letters_and_the_same_worker_stores_the_next_event(
+    kafka: str, fresh_settings: Settings, tmp_path
+) -> None:
+    tenant = f"shop-{fresh_settings.worker_group}"
+    settings = embedded_settings(fresh_settings, kafka, tmp_path, "wk_poison")
+    day = day_d()
+    page = {"type": "page", "anonymousId": "a-1", "messageId": "m-1", "properties": {"path": "/"}, "timestamp": _ts(day, 0)}
+    list_event = {**GOOD, "event_id": "p1", "type": "track", "event": ["x"]}
+    with Pipeline(settings) as running:
+        pid = running.procs["worker"].pid
+        producer = Producer({"bootstrap.servers": running.bootstrap})
+        producer.produce(settings.topic_events, orjson.dumps({"events": [list_event]}), partition=0)
+        producer.produce(settings.topic_deadletter, b'{"not": "a dead letter"}', partition=0)
+        producer.flush(10)
+        deep = ("[" * 260 + "1" + "]" * 260).encode()
+        answer = requests.post(f"{running.collector_url}/v1/batch", data=deep, auth=("wk_poison", ""), timeout=30)
+        assert answer.status_code == 400
+        assert post_batch(running.collector_url, "wk_poison", [page]).status_code == 200
+        assert running.wait_drained(90)
+        wait_until(lambda: scalar(running, f"SELECT count() FROM cx.events FINAL WHERE tenant = '{tenant}'") == 1,
+                   what="the event sent after the poison stored")
+        wait_until(lambda: scalar(running, "SELECT count() FROM cx.deadletters FINAL") == 3, what="3 dead letters")
+        _, rows = running.query("SELECT reason, count() FROM cx.deadletters FINAL GROUP BY reason ORDER BY reason")
+        assert [tuple(r) for r in rows] == [("bad_json", 1), ("processing_error", 2)]
+        assert running.procs["worker"].poll() is None and running.procs["worker"].pid == pid

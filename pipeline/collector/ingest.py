@@ -1,8 +1,10 @@
 """A decoded request body -> normalized events and dead letters (pure, no I/O).
 
 Runs in the request handler after authentication. Each message is checked
-on its own: an invalid one becomes a dead letter and the others go on. An
-event over Segment's 32 KB limit is different: the whole request is
+on its own: an invalid one becomes a dead letter and the others go on. A
+message nested deeper than ``MAX_JSON_DEPTH`` is a ``bad_json`` dead letter
+(its payload cut at that depth) like any other invalid one. An event over
+Segment's 32 KB limit is different: the whole request is
 refused with 400 (as Segment does), so ``oversize`` is reported apart and
 the caller produces nothing but those dead letters.
 """
@@ -15,7 +17,7 @@ import orjson
 
 from pipeline.collector.body import MAX_EVENT_BYTES
 from pipeline.collector.normalize import DeadLetterDecision, NormalizeRules, normalize
-from pipeline.records import DeadLetter, dead_letter
+from pipeline.records import MAX_JSON_DEPTH, DeadLetter, dead_letter, json_depth_exceeds, truncate_depth
 
 __all__ = ["Ingested", "RequestError", "ingest", "messages_of"]
 
@@ -71,7 +73,23 @@ def ingest(
     """Normalize each message; invalid ones become dead letters with their original JSON."""
     out = Ingested()
     for msg in messages:
-        raw = orjson.dumps(msg)
+        try:
+            raw = orjson.dumps(msg)
+        except TypeError:  # orjson writes at most 254 levels
+            raw = None
+        if raw is None or (
+            raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and json_depth_exceeds(msg, MAX_JSON_DEPTH)
+        ):
+            out.dead_letters.append(
+                dead_letter(
+                    tenant=tenant,
+                    reason="bad_json",
+                    detail=f"message nested deeper than {MAX_JSON_DEPTH} levels",
+                    payload=orjson.dumps(truncate_depth(msg)),
+                    received_at_ms=received_at_ms,
+                )
+            )
+            continue
         if len(raw) > MAX_EVENT_BYTES:
             out.oversize.append(
                 dead_letter(
@@ -83,7 +101,12 @@ def ingest(
                 )
             )
             continue
-        result = normalize(msg, tenant=tenant, received_at_ms=received_at_ms, batch_sent_at=batch_sent_at, rules=rules)
+        try:
+            result = normalize(
+                msg, tenant=tenant, received_at_ms=received_at_ms, batch_sent_at=batch_sent_at, rules=rules
+            )
+        except Exception as exc:  # noqa: BLE001 - a message no rule foresaw: kept, never a 500
+            result = DeadLetterDecision("processing_error", f"{type(exc).__name__}: {exc}")
         if isinstance(result, DeadLetterDecision):
             out.dead_letters.append(
                 dead_letter(

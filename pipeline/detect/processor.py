@@ -32,6 +32,7 @@ deadline. Events within the allowed lateness behave the same in both runs.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -59,9 +60,9 @@ from pipeline.detect.state import Cart, VisitorState, decode_state, encode_state
 from pipeline.detect.support import SUPPORT_EVENTS, apply_support
 from pipeline.detect.support import note_order as note_support_order
 from pipeline.detect.watermark import Watermark
-from pipeline.records import visitor_key
+from pipeline.records import TooDeep, json_depth_exceeds, parse_bounded, visitor_key
 
-__all__ = ["Output", "PartitionProcessor", "LoadState"]
+__all__ = ["EventFailed", "Output", "PartitionProcessor", "LoadState"]
 
 LoadState = Callable[[str], "bytes | None"]
 _CART_RELATED = CART_EVENTS | CHECKOUT_EVENTS | {ORDER_COMPLETED}
@@ -87,15 +88,31 @@ class Output:
         self.facts.setdefault(table, []).append(row)
 
 
+class EventFailed(Exception):
+    """``process`` raised while applying the event at ``index`` of the record (None: before any event).
+
+    The processor is then half-way through the record and must be rebuilt
+    (``pipeline.detect.isolation`` does).
+    """
+
+    def __init__(self, index: int | None, error: BaseException) -> None:
+        super().__init__(f"event {index}: {type(error).__name__}: {error}")
+        self.index = index
+        self.error = error
+
+
 def _json_object(value: object) -> dict:
     # The collector validated events; a malformed field still must not stop
-    # the partition (the raw text stays in the stored row).
+    # the partition (the raw text stays in the stored row). Nesting past
+    # MAX_JSON_DEPTH raises TooDeep: the event becomes a dead letter.
     if isinstance(value, dict):
+        if json_depth_exceeds(value):
+            raise TooDeep()
         return value
     if not value:
         return {}
     try:
-        parsed = orjson.loads(value)  # type: ignore[arg-type]
+        parsed = parse_bounded(value)  # type: ignore[arg-type]
     except orjson.JSONDecodeError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
@@ -143,33 +160,39 @@ class PartitionProcessor:
     def process(self, offset: int, events: list[dict], wall_ms: int) -> None:
         """Apply one Kafka record's events, in order; call in offset order.
 
-        An exception here is a bug (events were validated upstream) and
-        leaves this processor half-way through a record: discard it and build
-        a new one from the table; the replay then redoes the record.
+        An exception here is a bug, or input no validation foresaw, and
+        leaves this processor half-way through a record: it is raised as
+        ``EventFailed`` naming the event, and the processor must be discarded
+        (``pipeline.detect.isolation`` rebuilds one from the stored states).
         """
         applying: dict[str, bool] = {}  # per visitor: apply this record, or skip it as replayed
         # Bound methods fetched once: this loop runs for every event.
         observe, index, get = self._watermark.observe, self._index, self._get
-        for event in events:
-            t_ms = event["event_time_ms"]
-            watermark_ms = observe(t_ms, wall_ms)
-            if index.due(watermark_ms):
-                self._fire_due(watermark_ms, wall_ms)
-            anonymous_id = event.get("anonymous_id")
-            key = visitor_key(event["tenant"], anonymous_id, event.get("user_id"))
-            state = get(key)
-            if state is None:
-                state = VisitorState(tenant=event["tenant"], anonymous_id=anonymous_id or None)
-                self._remember(key, state)
-            apply = applying.get(key)
-            if apply is None:
-                apply = applying[key] = state.last_offset < offset
-            if not apply:
-                continue
-            h = event_hash(event["event_id"])
-            if h in state.recent_ids:
-                continue  # a duplicate: no row, no state change
-            self._apply(key, state, offset, event, h, wall_ms)
+        event = None
+        try:  # free unless something raises
+            for event in events:
+                t_ms = event["event_time_ms"]
+                watermark_ms = observe(t_ms, wall_ms)
+                if index.due(watermark_ms):
+                    self._fire_due(watermark_ms, wall_ms)
+                anonymous_id = event.get("anonymous_id")
+                key = visitor_key(event["tenant"], anonymous_id, event.get("user_id"))
+                state = get(key)
+                if state is None:
+                    state = VisitorState(tenant=event["tenant"], anonymous_id=anonymous_id or None)
+                    self._remember(key, state)
+                apply = applying.get(key)
+                if apply is None:
+                    apply = applying[key] = state.last_offset < offset
+                if not apply:
+                    continue
+                h = event_hash(event["event_id"])
+                if h in state.recent_ids:
+                    continue  # a duplicate: no row, no state change
+                self._apply(key, state, offset, event, h, wall_ms)
+        except Exception as exc:
+            failed = next((i for i, e in enumerate(events) if e is event), None)
+            raise EventFailed(failed, exc) from exc
 
     def tick(self, wall_ms: int, caught_up: bool) -> None:
         """Idle call: a caught-up partition silent for ``idle_partition_ms`` follows the wall clock.
@@ -180,6 +203,19 @@ class PartitionProcessor:
         if caught_up and self._watermark.follow_wall_clock(wall_ms):
             assert self._watermark.value is not None
             self._fire_due(self._watermark.value, wall_ms)
+
+    @property
+    def pending(self) -> Output:
+        """What accumulated since the last drain (``drain`` returns this object)."""
+        return self._out
+
+    def watermark_copy(self) -> Watermark:
+        """A copy of the partition's watermark (``pipeline.detect.isolation`` rebuilds with it)."""
+        return copy.copy(self._watermark)
+
+    def resume_watermark(self, watermark: Watermark) -> None:
+        """Continue from a watermark copied earlier (a rebuilt processor; before any ``process``)."""
+        self._watermark = copy.copy(watermark)
 
     def drain(self) -> Output:
         """Return and clear what accumulated since the last drain."""

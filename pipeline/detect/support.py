@@ -262,7 +262,12 @@ def _survey(
 ) -> None:
     t_ms = event["event_time_ms"]
     kind = _text(props.get("survey"))
-    value = float(props["score"])
+    raw_score = props.get("score")
+    if isinstance(raw_score, bool) or not isinstance(raw_score, (int, float)) or raw_score != raw_score:
+        # The collector's catalog requires a numeric score; a record from
+        # elsewhere without one is stored as an event, with no survey row.
+        return
+    value = float(raw_score)
     order_id = _text(props.get("order_id"))
     row = {
         "tenant": state.tenant,

@@ -1,0 +1,29 @@
+"""A row ClickHouse refuses for good is set aside, every other row of its batch written (both backends)."""
+
+from __future__ import annotations
+
+from sinks.client import ClickHouse, ClickHouseError
+from sinks.rows import event_row
+from sinks.sink import ClickHouseSink, is_permanent
+from tests.sinks.records import event
+
+
+def test_transient_and_permanent_errors_are_told_apart_by_code() -> None:
+    assert is_permanent(ClickHouseError("Code: 53. DB::Exception: Type mismatch", 53))
+    assert not is_permanent(ClickHouseError("Code: 252. Too many parts", 252))
+    assert not is_permanent(ClickHouseError("Connection refused"))
+    assert is_permanent(TypeError("an int where a string belongs"))
+
+
+def test_a_refused_row_is_bisected_out_and_the_others_are_stored(ch_backend: ClickHouse) -> None:
+    rows = [event_row(event("t", f"e{i}", "2026-01-05T10:00:00Z", "Product Viewed", "s1")) for i in range(7)]
+    bad = list(rows[4])
+    bad[15] = "not a number"  # revenue is Float64
+    rows[4] = tuple(bad)
+    sink = ClickHouseSink(ch_backend)
+    sink.add_events(rows)
+    assert sink.flush() == 6
+    rejected = sink.take_rejected()
+    assert [(r.table, r.row[1]) for r in rejected] == [("cx.events", "e4")]
+    assert ch_backend.execute("SELECT count() FROM cx.events FINAL")[0][0] == 6
+    assert sink.pending() == 0 and sink.take_rejected() == []
