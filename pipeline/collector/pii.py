@@ -59,7 +59,7 @@ _NINE_DIGITS = re.compile(r"(?:\d[^\d]{0,3}){8}\d")  # nine digits, few characte
 _DATE = re.compile(r"(?:19|20)\d\d[ ./-](?:0?[1-9]|1[0-2])[ ./-]\d\d")
 _QUERY_PARAM = re.compile(r"([?&;])([^=&#;?]+)=([^&#;]*)")
 _WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-_SHORT_WORD = "{}(?:s|v[46])?"
+_SHORT_WORD = "{}(?:s|v[46]?)?"  # ipv4 splits as "ipv", "4"
 
 
 class TooDeep(ValueError):
