@@ -112,3 +112,46 @@ def test_the_issue_fields_never_leave_in_clear() -> None:
 def test_dead_letter_payload_is_scrubbed_even_when_not_json() -> None:
     assert S.payload(b'{"batch": [{"email": "x@y.fr"') == f'{{"batch": [{{"email_hash":"{h("x@y.fr")}"'
     assert "x@y.fr" not in S.payload(b'{"userId": 1, "properties": {"email": "x@y.fr"}}')
+
+
+@pytest.mark.integration
+def test_planted_personal_values_never_reach_kafka_in_clear() -> None:
+    """End to end through a running collector: the raw bytes on cx.events and cx.deadletter hold none of them."""
+    import requests
+
+    from infra.broker import EmbeddedBroker
+    from infra.ports import free_port
+    from pipeline.settings import Settings
+    from pipeline.topics import ensure_topics
+    from tests.collector.conftest import basic
+    from tests.collector.test_integration import CollectorThread, read_topic
+
+    planted = [b"planted@example.com", b"+33699887766", b"192.0.2.77", b"deep@example.org", b"url%40example.net"]
+    batch = [
+        {"type": "identify", "userId": "u-9", "messageId": "p-1",
+         "traits": {"phone": "+33699887766", "address": {"email": "deep@example.org"}}, "context": {"ip": "192.0.2.77"}},
+        {"type": "page", "anonymousId": "a-9", "messageId": "p-2",
+         "properties": {"url": "https://s.test/?email=url%40example.net", "customer": {"email": "planted@example.com"}}},
+        {"type": "track", "event": "Product Added", "anonymousId": "a-9", "messageId": "p-3",
+         "properties": {"contact": "write to planted@example.com"}},  # a dead letter: no product_id
+    ]  # fmt: skip
+    with EmbeddedBroker() as broker:
+        settings = Settings(
+            _env_file=None, kafka_bootstrap=broker.bootstrap, kafka_partitions=1, collector_port=free_port(),
+            topic_events="pii.events", topic_deadletter="pii.deadletter", topic_triggers="pii.triggers",
+            write_keys="wk_pii=shop-pii", pii_salt="pii-e2e-salt",
+        )  # fmt: skip
+        ensure_topics(settings, broker.bootstrap)
+        collector = CollectorThread(settings, broker.bootstrap).start()
+        try:
+            resp = requests.post(f"{collector.url}/v1/batch", json={"batch": batch}, headers=basic("wk_pii"), timeout=10)
+            assert resp.status_code == 200
+            events = read_topic(broker.bootstrap, "pii.events", lambda r: len(r) >= 1, timeout_s=10)
+            dead = read_topic(broker.bootstrap, "pii.deadletter", lambda r: len(r) >= 1, timeout_s=10)
+        finally:
+            collector.stop()
+    raw = b"".join(m.value() for m in events + dead).lower()
+    assert events and dead
+    assert b"p-2" in raw and b"missing_property" in raw  # the records are there...
+    for value in planted:
+        assert value.lower() not in raw  # ...without the planted values
