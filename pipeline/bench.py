@@ -554,7 +554,7 @@ def run_bench(
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cx-bench-")))
         work_dir.mkdir(parents=True, exist_ok=True)
         run_id = f"bench-{os.getpid()}-{int(time.time())}"
-        settings = settings.model_copy(
+        settings = settings.with_run_salt().model_copy(
             update={
                 "topic_events": f"{run_id}.events",
                 "topic_triggers": f"{run_id}.triggers",

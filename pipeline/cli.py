@@ -31,6 +31,14 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _require_salt(settings: Settings) -> None:
+    try:
+        settings.require_pii_salt()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
 def _require_bootstrap(settings: Settings) -> str:
     if not settings.kafka_bootstrap:
         console.print("[red]CX_KAFKA_BOOTSTRAP: needed here (cxstream up starts the embedded broker)[/red]")
@@ -45,6 +53,7 @@ def up() -> None:
     from pipeline.runner import DataDirInUse, Pipeline, SupervisionError
 
     settings = load_settings()
+    _require_salt(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
@@ -102,6 +111,7 @@ def collector() -> None:
     from pipeline.collector.server import run_collector
 
     settings = load_settings()
+    _require_salt(settings)
     asyncio.run(run_collector(settings, _require_bootstrap(settings)))
 
 

@@ -189,6 +189,7 @@ class Pipeline:
 
     def _start(self) -> "Pipeline":
         s = self.settings
+        s.require_pii_salt()
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._take_data_dir()
         log_dir = self.log_dir or (s.data_dir / "logs")

@@ -14,12 +14,15 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "DEFAULT_PII_KEYS",
+    "DEFAULT_PII_SALT",
     "FRICTION_SIGNALS",
     "Settings",
     "SettingsError",
     "parse_friction_weights",
     "parse_holdouts",
     "parse_origins",
+    "parse_pii_keys",
     "parse_pairs",
     "parse_selectors",
     "parse_tiers",
@@ -54,6 +57,11 @@ DEFAULT_RAGE_EXCLUDE = (
     "input[type=number];textarea;select;[contenteditable];[role=textbox];[role=spinbutton];[role=combobox];"
     "[class*=stepper];.qty-plus;.qty-minus"
 )
+
+
+# The shipped salt: public, so hashes made with it are reproducible by anyone.
+DEFAULT_PII_SALT = "change-me"
+DEFAULT_PII_KEYS = "email,phone,ip,address"
 
 
 class SettingsError(ValueError):
@@ -98,6 +106,17 @@ def parse_friction_weights(raw: str) -> dict[str, int]:
     if missing:
         raise ValueError(f"missing weights for {', '.join(missing)}")
     return weights
+
+
+def parse_pii_keys(raw: str) -> tuple[str, ...]:
+    """Parse ``email,phone``: lower-case key patterns, letters and digits only, at least one."""
+    patterns = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    for pattern in patterns:
+        if not pattern.isascii() or not pattern.isalnum():
+            raise ValueError(f"a key pattern is letters and digits, got {pattern!r}")
+    if not patterns:
+        raise ValueError("at least one key pattern is needed")
+    return patterns
 
 
 def parse_selectors(raw: str) -> tuple[str, ...]:
@@ -183,6 +202,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "offer_discount_tiers": parse_tiers,
     "experiment_holdouts": parse_holdouts,
     "experiment_by_kind": lambda v: parse_pairs(v, "kind=experiment"),
+    "pii_keys": parse_pii_keys,
 }
 
 
@@ -227,6 +247,16 @@ class Settings(BaseSettings):
     )
     collector_max_inflight_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="request bytes the collector holds at once; past it: 503 + Retry-After"
+    )
+    collector_body_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="time a request's whole body may take to arrive; past it: 408, its reservation freed"
+    )
+    collector_idle_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="time the collector waits for the next bytes of a body; past it: 408"
+    )
+    collector_max_unauthenticated: int = Field(
+        64, ge=1, le=100_000,
+        description="requests read at once before their write key is known (key in the body, at most 64 KB each); past it: 503",
     )
     collector_allowed_origins: str = Field(
         "*",
@@ -371,7 +401,14 @@ class Settings(BaseSettings):
     )
 
     # --- privacy ----------------------------------------------------------
-    pii_salt: str = Field("change-me", min_length=1, description="salt for email and ip hashes")
+    pii_salt: str = Field(
+        DEFAULT_PII_SALT, min_length=1,
+        description="secret salt of every personal-data hash; the collector and `up` refuse to start with the default",
+    )
+    pii_keys: str = Field(
+        DEFAULT_PII_KEYS,
+        description="comma-separated key patterns whose values the collector hashes at any depth (see docs/privacy.md)",
+    )
 
     # --- ClickHouse writes ------------------------------------------------
     sink_max_interval_ms: int = Field(
@@ -392,6 +429,7 @@ class Settings(BaseSettings):
         "offer_discount_tiers",
         "experiment_holdouts",
         "experiment_by_kind",
+        "pii_keys",
     )
     @classmethod
     def _check_parsed(cls, value: str, info: ValidationInfo) -> str:
@@ -414,6 +452,21 @@ class Settings(BaseSettings):
     def allowed_origins(self) -> tuple[str, ...]:
         """The origins of ``collector_allowed_origins``; empty for ``*`` (any)."""
         return parse_origins(self.collector_allowed_origins)
+
+    def with_run_salt(self) -> "Settings":
+        """These settings, with a fresh random ``pii_salt`` if it is the default (the demo and the bench)."""
+        if self.pii_salt != DEFAULT_PII_SALT:
+            return self
+        import secrets
+
+        return self.model_copy(update={"pii_salt": secrets.token_hex(16)})
+
+    def require_pii_salt(self) -> None:
+        """Raise SettingsError unless ``CX_PII_SALT`` is set to something other than the shipped default."""
+        if self.pii_salt == DEFAULT_PII_SALT:
+            raise SettingsError(
+                f"CX_PII_SALT: set a secret salt (the default {DEFAULT_PII_SALT!r} makes personal-data hashes reproducible by anyone)"
+            )
 
     @property
     def embedded_kafka(self) -> bool:

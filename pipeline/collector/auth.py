@@ -13,10 +13,11 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pipeline.settings import Settings
 
-__all__ = ["WriteKeys", "basic_auth_user"]
+__all__ = ["AuthDecision", "WriteKeys", "authenticate", "basic_auth_user"]
 
 
 def _digest(key: str) -> bytes:
@@ -59,3 +60,50 @@ def basic_auth_user(header: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return decoded.partition(":")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDecision:
+    """Who a request writes for, or that its body must be read (a little) to know.
+
+    ``tenant`` is set when a key authenticated the request; ``refused`` when
+    a key was offered and is unknown or unreadable; ``needs_body`` when no
+    key came before the body, so only a ``writeKey`` in the body can
+    authenticate it.
+    """
+
+    tenant: str | None = None
+    refused: bool = False
+    needs_body: bool = False
+
+
+def authenticate(
+    keys: WriteKeys,
+    *,
+    authorization: str | None = None,
+    query_key: str | None = None,
+    body: object = None,
+    body_read: bool = False,
+) -> AuthDecision:
+    """The decision for a request's write key: header first, then the query string, then the body.
+
+    Segment's SDKs send the key as the basic-auth user; RudderStack's
+    beacon sends it as ``?writeKey=``; analytics.js's beacon and keepalive
+    requests (text/plain, no custom headers) put ``writeKey`` in the JSON
+    body. A key offered in the header or the query string decides alone:
+    an unknown one is refused without reading the body. ``body`` is the
+    decoded body, given once ``body_read``; until then a request with no
+    key before its body ``needs_body``.
+    """
+    if authorization:
+        return _decide(keys, basic_auth_user(authorization) or "")
+    if query_key is not None:
+        return _decide(keys, query_key)
+    if not body_read:
+        return AuthDecision(needs_body=True)
+    return _decide(keys, body.get("writeKey") if isinstance(body, dict) else None)
+
+
+def _decide(keys: WriteKeys, key: object) -> AuthDecision:
+    tenant = keys.tenant_for(key)
+    return AuthDecision(tenant=tenant) if tenant is not None else AuthDecision(refused=True)

@@ -107,7 +107,7 @@ def _check_survey(props: dict) -> None:
     low, high = SURVEY_SCALES[props["survey"]]
     score = props["score"]
     if not low <= score <= high:
-        raise PropertyError("wrong_type", f"score {score} outside {props['survey']} scale {low}-{high}")
+        raise PropertyError("wrong_type", f"score outside the {props['survey']} scale {low}-{high}")
 
 
 _STEP = {"checkout_id": ID, "step": _req(COUNT), "shipping_method": STR, "payment_method": STR}
@@ -221,7 +221,7 @@ def _coerce(name: str, prop: Prop, value: object) -> object:
             # Helpdesk integrations differ in case ("Email"); the catalog values are lower case.
             value = value.strip().lower()
         if prop.choices is not None and value not in prop.choices:
-            raise PropertyError("wrong_type", f"{name} must be one of {sorted(prop.choices)}, got {value!r}")
+            raise PropertyError("wrong_type", f"{name} must be one of {sorted(prop.choices)}, got another value")
         if prop.pattern is not None and prop.pattern.fullmatch(value) is None:
             # The detail names the rule, not the value: a free-text topic may hold personal data.
             raise PropertyError(
@@ -246,15 +246,15 @@ def _coerce(name: str, prop: Prop, value: object) -> object:
     if not _is_number(value):
         raise PropertyError("wrong_type", f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value):
-        raise PropertyError("wrong_type", f"{name} must be finite, got {value}")
+        raise PropertyError("wrong_type", f"{name} must be finite")
     if kind == "int":
         if not float(value).is_integer():
-            raise PropertyError("wrong_type", f"{name} must be an integer, got {value}")
+            raise PropertyError("wrong_type", f"{name} must be an integer, got a fraction")
         value = int(value)
     if prop.minimum is not None and value < prop.minimum:
-        raise PropertyError("wrong_type", f"{name} must be >= {prop.minimum:g}, got {value}")
+        raise PropertyError("wrong_type", f"{name} must be >= {prop.minimum:g}")
     if prop.maximum is not None and value > prop.maximum:
-        raise PropertyError("wrong_type", f"{name} must be <= {prop.maximum:g}, got {value}")
+        raise PropertyError("wrong_type", f"{name} must be <= {prop.maximum:g}")
     return value
 
 

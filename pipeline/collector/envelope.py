@@ -81,9 +81,9 @@ def validate_envelope(msg: dict) -> SegmentMessage:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         if where == "type":
-            got = str(msg.get("type"))[:64]
             reason: Literal["unknown_type", "schema_violation"] = "unknown_type"
-            detail = f"type must be one of {', '.join(get_args(CallType))}, got {got!r}"
+            # The rule, never the value sent: a dead-letter detail may not quote personal data.
+            detail = f"type must be one of {', '.join(get_args(CallType))}"
         else:
             reason = "schema_violation"
             message = first["msg"].removeprefix("Value error, ")

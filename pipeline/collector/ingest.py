@@ -70,7 +70,7 @@ def ingest(
     batch_sent_at: object,
     rules: NormalizeRules,
 ) -> Ingested:
-    """Normalize each message; invalid ones become dead letters with their original JSON."""
+    """Normalize each message; invalid ones become dead letters with their JSON, scrubbed of personal data."""
     out = Ingested()
     for msg in messages:
         try:
@@ -96,7 +96,7 @@ def ingest(
                     tenant=tenant,
                     reason="oversize",
                     detail=f"event is {len(raw)} bytes, over the {MAX_EVENT_BYTES // 1024} KB limit",
-                    payload=raw,
+                    payload=rules.scrubber.payload(raw),
                     received_at_ms=received_at_ms,
                 )
             )
@@ -113,7 +113,7 @@ def ingest(
                     tenant=tenant,
                     reason=result.reason,
                     detail=result.detail,
-                    payload=raw,
+                    payload=rules.scrubber.payload(raw),
                     received_at_ms=received_at_ms,
                 )
             )

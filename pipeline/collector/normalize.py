@@ -11,10 +11,16 @@ batch's; without ``sentAt`` the timestamp is taken as is, without
 ``timestamp`` the event time is the receive time. RudderStack SDKs send
 ``originalTimestamp`` instead of ``timestamp``; it is read the same way.
 
-Privacy: ``context.ip`` becomes ``ip_hash``; an ``email`` in traits (the
-call's and ``context.traits``) or in top-level properties becomes
-``email_hash``. Hashes are sha256 hex of salt + the lower-cased, stripped
-value, so the same address gives the same hash across events.
+Privacy: ``context.ip`` becomes ``ip_hash``; properties, traits (the
+call's and ``context.traits``) and the page URL, referrer and path pass
+the scrubber of ``pipeline.collector.pii`` (personal keys at any depth
+hashed, emails and phone numbers in text hashed), so ``email`` becomes
+``email_hash`` wherever it is. A support message's ``text`` and a survey's
+``comment`` leave as their sentiment only (``text_sentiment``,
+``comment_sentiment``: score, label, language), which is all the worker
+reads of them. Hashes are sha256 hex of salt + the lower-cased, stripped
+value, so the same address gives the same hash across events. No
+dead-letter detail quotes a value: it names the field and the rule.
 
 What the SDK says about where an event came from is kept in ``context``
 (JSON text): the parts named in ``CONTEXT_KEPT`` (``app``, ``device``,
@@ -25,9 +31,8 @@ is dropped: it is a cross-app identifier of the person, not of the device.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -35,8 +40,10 @@ import orjson
 
 from pipeline.collector.envelope import EnvelopeError, SegmentMessage, validate_envelope
 from pipeline.collector.catalog import CATALOG, IDENTIFY_TRAITS, PAGE, EventSpec, PropertyError, check_properties
+from pipeline.collector.pii import Scrubber, TooDeep, hash_pii
 from pipeline.records import DeadLetterReason, stable_id
-from pipeline.settings import Settings
+from pipeline.sentiment import lang_of_locale, score
+from pipeline.settings import DEFAULT_PII_KEYS, Settings, parse_pii_keys
 
 __all__ = [
     "DeadLetterDecision",
@@ -68,6 +75,11 @@ class NormalizeRules:
     max_event_age_ms: int
     max_event_future_ms: int
     pii_salt: str
+    pii_keys: tuple[str, ...] = parse_pii_keys(DEFAULT_PII_KEYS)
+    scrubber: Scrubber = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scrubber", Scrubber(self.pii_salt, self.pii_keys))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NormalizeRules:
@@ -75,17 +87,13 @@ class NormalizeRules:
             max_event_age_ms=settings.max_event_age_ms,
             max_event_future_ms=settings.max_event_future_ms,
             pii_salt=settings.pii_salt,
+            pii_keys=parse_pii_keys(settings.pii_keys),
         )
 
 
 class _Reject(Exception):
     def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         self.decision = DeadLetterDecision(reason, detail)
-
-
-def hash_pii(value: object, salt: str) -> str:
-    """Salted sha256 hex of a personal value, lower-cased and stripped first."""
-    return hashlib.sha256((salt + str(value).strip().lower()).encode("utf-8")).hexdigest()
 
 
 def parse_time_ms(text: str) -> int:
@@ -113,7 +121,7 @@ def _time_value(name: str, value: object, parse: Callable[[str], int] = parse_ti
     try:
         return parse(value)
     except (ValueError, OverflowError):
-        raise _Reject("schema_violation", f"{name} is not ISO-8601: {value[:64]!r}") from None
+        raise _Reject("schema_violation", f"{name} is not ISO-8601 ({len(value)} characters)") from None
 
 
 def _text(value: object) -> str | None:
@@ -131,26 +139,35 @@ CONTEXT_KEPT = ("app", "device", "os", "network", "library", "screen", "timezone
 _DROPPED_DEVICE_KEYS = ("advertisingId",)
 
 
-def _kept_context(context: dict) -> str:
-    """The ``CONTEXT_KEPT`` parts of ``context`` as JSON text (``{}`` when it has none)."""
+def _kept_context(context: dict, scrubber: Scrubber) -> str:
+    """The ``CONTEXT_KEPT`` parts of ``context``, scrubbed, as JSON text (``{}`` when it has none)."""
     kept = {key: context[key] for key in CONTEXT_KEPT if context.get(key) not in (None, "", {}, [])}
     if not kept:
         return "{}"
     device = kept.get("device")
     if isinstance(device, dict) and any(key in device for key in _DROPPED_DEVICE_KEYS):
         kept["device"] = {k: v for k, v in device.items() if k not in _DROPPED_DEVICE_KEYS}
-    return orjson.dumps(kept).decode()
+    return orjson.dumps(scrubber.value(kept)).decode()
 
 
-def _hash_email(obj: dict, salt: str) -> dict:
-    """``obj`` with any top-level ``email`` key (any case) replaced by ``email_hash``."""
-    keys = [k for k in obj if k.lower() == "email"]
-    if not keys:
-        return obj
-    out = {k: v for k, v in obj.items() if k not in keys}
-    for key in keys:
-        if obj[key] is not None and obj[key] != "":
-            out["email_hash"] = hash_pii(obj[key], salt)
+# Free text of the support events: what the worker needs of it is its sentiment.
+_FREE_TEXT = {"Support Message Sent": "text", "Survey Answered": "comment"}
+
+
+def _sentiment_only(event: str | None, props: dict, locale: str | None) -> dict:
+    """A support event's properties with its free text replaced by ``<name>_sentiment`` (score, label, lang).
+
+    A ``<name>_sentiment`` the client sent is dropped: only the collector sets it.
+    """
+    name = _FREE_TEXT.get(event or "")
+    if name is None:
+        return props
+    derived = f"{name}_sentiment"
+    text = props.get(name)
+    out = {k: v for k, v in props.items() if k != name and k != derived}
+    if isinstance(text, str) and text.strip():
+        found = score(text, lang_of_locale(locale))
+        out[derived] = {"score": found.score, "label": found.label, "lang": found.lang}
     return out
 
 
@@ -216,9 +233,9 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
     call = env.type
     event_time_ms, sent_at_ms = _event_time(env, received_at_ms, batch_sent_at)
     if event_time_ms < received_at_ms - rules.max_event_age_ms:
-        raise _Reject("too_old", f"event time {event_time_ms} is more than {rules.max_event_age_ms} ms before receipt")
+        raise _Reject("too_old", f"event time is more than {rules.max_event_age_ms} ms before receipt")
     if event_time_ms > received_at_ms + rules.max_event_future_ms:
-        raise _Reject("too_far_future", f"event time {event_time_ms} is more than {rules.max_event_future_ms} ms after receipt")
+        raise _Reject("too_far_future", f"event time is more than {rules.max_event_future_ms} ms after receipt")
 
     context = env.context or {}
     page = context.get("page")
@@ -230,8 +247,16 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
         traits = {**context_traits, **traits}
     if call == "identify":
         traits = _check(IDENTIFY_TRAITS, traits)
-    salt = rules.pii_salt
+    scrubber = rules.scrubber
     ip = _text(context.get("ip"))
+    if call == "track":
+        props = _sentiment_only(env.event, props, _text(context.get("locale")))
+    try:
+        props = scrubber.value(props)
+        traits = scrubber.value(traits)
+        kept_context = _kept_context(context, scrubber)
+    except TooDeep as exc:
+        raise _Reject("schema_violation", f"properties, traits or context {exc}") from None
     if call == "page":
         # A page call's properties describe the page viewed; context.page is the fallback.
         path, url, referrer = props.get("path"), props.get("url"), props.get("referrer")
@@ -251,16 +276,20 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
         "received_at_ms": received_at_ms,
         "sent_at_ms": sent_at_ms,
         "session_hint": _text(session),
-        "page_path": _text(path) or _text(page.get("path")),
-        "page_url": _text(url) or _text(page.get("url")),
-        "page_referrer": _text(referrer) or _text(page.get("referrer")),
+        "page_path": _scrub_text(scrubber, _text(path) or _text(page.get("path"))),
+        "page_url": _scrub_text(scrubber, _text(url) or _text(page.get("url"))),
+        "page_referrer": _scrub_text(scrubber, _text(referrer) or _text(page.get("referrer"))),
         "user_agent": _text(context.get("userAgent")),
         "locale": _text(context.get("locale")),
-        "ip_hash": hash_pii(ip, salt) if ip else None,
-        "properties": orjson.dumps(_hash_email(props, salt)).decode(),
-        "traits": orjson.dumps(_hash_email(traits, salt)).decode(),
-        "context": _kept_context(context),
+        "ip_hash": scrubber.hash(ip) if ip else None,
+        "properties": orjson.dumps(props).decode(),
+        "traits": orjson.dumps(traits).decode(),
+        "context": kept_context,
     }
+
+
+def _scrub_text(scrubber: Scrubber, text: str | None) -> str | None:
+    return None if text is None else scrubber.text(text)
 
 
 def normalize(

@@ -1,14 +1,17 @@
 """The Segment-compatible HTTP API (aiohttp): authenticate, validate, pack, produce, answer.
 
 Per request, in order: the origin (``pipeline.collector.cors``) -> the
-write key from basic auth or ``?writeKey=`` (else ``writeKey`` in the body)
--> body read under Segment's limits (gzip too) -> JSON -> each message
+write key from the basic-auth header or the ``writeKey`` query parameter,
+decided before any body byte is read (else a
+body of at most 64 KB is read for its ``writeKey``, within a separate,
+small allowance of such requests) -> body read under Segment's limits
+(gzip too) and within a time limit -> JSON -> each message
 normalized on its own -> events packed into one record per partition, dead
 letters beside them -> ``200 {"success": true}`` only once Kafka has
 acknowledged every record. When the broker does not acknowledge, or the
 collector holds too many bytes already, the answer is 503 with
 ``Retry-After`` and the SDK retries: the collector buffers nothing it could
-lose.
+lose. The limits are listed in docs/security.md ("Collector").
 
 Routes: Segment's ``/v1/batch`` and single calls, which are RudderStack's
 HTTP API too (same paths, same basic auth; RudderStack's extra headers are
@@ -31,9 +34,18 @@ import orjson
 from aiohttp import hdrs, web
 from confluent_kafka import KafkaException
 
-from pipeline.collector.auth import WriteKeys, basic_auth_user
+from pipeline.collector.auth import AuthDecision, WriteKeys, authenticate
 from pipeline.collector.cors import CorsPolicy
-from pipeline.collector.body import MAX_BATCH_BYTES, MAX_EVENT_BYTES, BadBody, BodyTooLarge, decode_json, read_limited
+from pipeline.collector.body import (
+    BODY_KEY_MAX_BYTES,
+    MAX_BATCH_BYTES,
+    MAX_EVENT_BYTES,
+    BadBody,
+    BodyTimeout,
+    BodyTooLarge,
+    decode_json,
+    read_limited,
+)
 from pipeline.collector.ingest import RequestError, ingest, messages_of
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
@@ -50,6 +62,11 @@ RETRY_AFTER_S = 5
 SHUTDOWN_TIMEOUT_S = 30.0
 WARN_INTERVAL_S = 5.0
 _READ_CHUNK = 64 * 1024
+# Longest request line and header line (name and value) aiohttp accepts; a
+# longer one is answered 400 without reading further (aiohttp's defaults,
+# stated here because the limit is part of the collector's contract).
+MAX_LINE_BYTES = 8190
+MAX_HEADERS = 128
 
 # Path -> Segment call; the one-letter forms are analytics.js's.
 CALL_PATHS = {
@@ -96,6 +113,7 @@ class _Collector:
     rules: NormalizeRules
     budget: InflightBudget
     now_ms: Callable[[], int]
+    unauthenticated: int = 0  # requests being read for a write key in their body
     partitions: int | None = None
     _warned_at: float = float("-inf")
     _unwarned: int = 0
@@ -122,6 +140,51 @@ class _Collector:
 STATE = web.AppKey("cx_collector", _Collector)
 
 
+class _QuietRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, whose answer to an unparsable request quotes none of it.
+
+    aiohttp answers a request line or header over ``MAX_LINE_BYTES`` (or
+    otherwise malformed) with a 400 whose text includes part of the
+    offending bytes; this one says what was wrong, in the collector's JSON.
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, None)
+        self.log_debug("refused an unparsable request from %s: %s", request.remote, type(exc).__name__)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already sent")
+        response = _error(
+            status,
+            "bad_request",
+            f"request line or headers malformed or too large (at most {MAX_HEADERS} headers of {MAX_LINE_BYTES} bytes)",
+        )
+        response.force_close()
+        return response
+
+
+class _QuietServer(web.Server):
+    __slots__ = ()
+
+    def __call__(self) -> web.RequestHandler:
+        return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _CollectorRunner(web.AppRunner):
+    """The app runner whose connections answer unparsable requests without quoting them."""
+
+    __slots__ = ()
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _QuietServer  # same layout; only the handler it makes differs
+        return server
+
+
 def _answer(status: int, body: dict, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
@@ -144,27 +207,40 @@ async def _refuse(
     detail: str,
     payload: bytes,
     received_at_ms: int,
+    *,
+    close: bool = False,
 ) -> web.Response:
     """400 for a request that cannot be read; its payload goes to the dead-letter topic first.
 
     Without a tenant (the write key was in the unreadable body) nothing is
-    produced: unauthenticated input never reaches Kafka.
+    produced: unauthenticated input never reaches Kafka. ``close``: the
+    body was not read to its end, so the connection is closed after the
+    answer rather than drained.
     """
     if tenant is not None:
-        dl = dead_letter(tenant=tenant, reason=reason, detail=detail, payload=payload, received_at_ms=received_at_ms)
+        dl = dead_letter(
+            tenant=tenant, reason=reason, detail=detail, payload=cx.rules.scrubber.payload(payload),
+            received_at_ms=received_at_ms,
+        )
         await cx.producer.send_many(dead_letter_records([dl], topic=cx.settings.topic_deadletter))
-    return _error(400, reason, detail)
+    response = _error(400, reason, detail)
+    if close:
+        response.force_close()
+    return response
 
 
-async def _process(cx: _Collector, body: bytes, call: str | None, tenant: str | None, received_at_ms: int) -> web.Response:
+async def _process(
+    cx: _Collector, body: bytes, call: str | None, decision: AuthDecision, received_at_ms: int
+) -> web.Response:
+    tenant = decision.tenant
     value, bad = decode_json(body)
     if bad is not None:
         detail = "body is not JSON" if bad == "bad_json" else "body is not UTF-8"
         return await _refuse(cx, tenant, bad, detail, body, received_at_ms)
-    if tenant is None:
-        tenant = cx.keys.tenant_for(value.get("writeKey") if isinstance(value, dict) else None)
+    if decision.needs_body:
+        tenant = authenticate(cx.keys, body=value, body_read=True).tenant
         if tenant is None:
-            return _error(401, "unauthorized", "missing or unknown write key")
+            return _unauthorized("missing or unknown write key")
     if not isinstance(value, dict):
         return await _refuse(cx, tenant, "bad_json", "body must be a JSON object", body, received_at_ms)
     try:
@@ -192,62 +268,109 @@ async def _process(cx: _Collector, body: bytes, call: str | None, tenant: str | 
     return _answer(200, {"success": True})
 
 
-def _body_reservation(request: web.Request) -> int:
+def _body_reservation(request: web.Request, limit: int) -> int:
     """Bytes to reserve before reading: the declared length, or the limit when unknown or compressed."""
     length = request.content_length
     if length is None or request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower() not in ("", "identity"):
-        return MAX_BATCH_BYTES
-    return min(length, MAX_BATCH_BYTES)
+        return limit
+    return min(length, limit)
 
 
-def write_key_outside_body(request: web.Request) -> str | None:
-    """The write key where the SDK put it outside the body, read before the body.
+async def _read_body(request: web.Request, cx: _Collector, limit: int) -> bytes:
+    """The request's body under ``limit`` and the time limits (raises BodyTooLarge, BadBody, BodyTimeout)."""
+    return await read_limited(
+        request.content.iter_chunked(_READ_CHUNK),
+        request.headers.get(hdrs.CONTENT_ENCODING, ""),
+        limit,
+        total_s=cx.settings.collector_body_timeout_s,
+        idle_s=cx.settings.collector_idle_timeout_s,
+    )
 
-    ``Authorization: Basic`` with the key as user (Segment's and
-    RudderStack's SDKs), else ``?writeKey=`` (RudderStack's beacons: a
-    beacon cannot set headers). ``""`` for an ``Authorization`` header that
-    is not readable basic auth (refused), None when neither is given: the
-    key is then the body's ``writeKey``.
-    """
-    header = request.headers.get(hdrs.AUTHORIZATION)
-    if header:
-        return basic_auth_user(header) or ""
-    return request.query.get("writeKey")
+
+def _timed_out(exc: BodyTimeout) -> web.Response:
+    response = _error(408, "timeout", str(exc))
+    response.force_close()
+    return response
+
+
+def _unauthorized(message: str) -> web.Response:
+    response = _error(401, "unauthorized", message)
+    response.force_close()  # the body, if any, is not read
+    return response
 
 
 async def _handle(request: web.Request, call: str | None) -> web.Response:
     cx = request.app[STATE]
     received_at_ms = cx.now_ms()
-    tenant = None
-    key = write_key_outside_body(request)
-    if key is not None:
-        tenant = cx.keys.tenant_for(key)
-        if tenant is None:
-            return _error(401, "unauthorized", "unknown write key")
+    decision = authenticate(
+        cx.keys, authorization=request.headers.get(hdrs.AUTHORIZATION), query_key=request.query.get("writeKey")
+    )
+    if decision.refused:
+        return _unauthorized("unknown write key")
+    if decision.needs_body:
+        return await _handle_body_key(request, cx, call, received_at_ms)
+    tenant = decision.tenant
     # Reserve before reading, so concurrent uploads cannot together pass the budget.
-    reserved = _body_reservation(request)
+    reserved = _body_reservation(request, MAX_BATCH_BYTES)
     if not cx.budget.try_acquire(reserved):
         return _unavailable("collector overloaded")
     try:
         try:
-            body = await read_limited(
-                request.content.iter_chunked(_READ_CHUNK),
-                request.headers.get(hdrs.CONTENT_ENCODING, ""),
-                MAX_BATCH_BYTES,
-            )
+            body = await _read_body(request, cx, MAX_BATCH_BYTES)
         except BodyTooLarge as exc:
             detail = f"{exc} (payload: its first {MAX_EVENT_BYTES // 1024} KB)"
-            return await _refuse(cx, tenant, "oversize", detail, exc.prefix[:MAX_EVENT_BYTES], received_at_ms)
+            return await _refuse(cx, tenant, "oversize", detail, exc.prefix[:MAX_EVENT_BYTES], received_at_ms, close=True)
         except BadBody as exc:
-            return await _refuse(cx, tenant, "bad_encoding", str(exc), exc.raw, received_at_ms)
+            return await _refuse(cx, tenant, "bad_encoding", str(exc), exc.raw, received_at_ms, close=True)
+        except BodyTimeout as exc:
+            return _timed_out(exc)
         cx.budget.release(reserved - len(body))  # hold what the body really takes
         reserved = len(body)
-        return await _process(cx, body, call, tenant, received_at_ms)
+        return await _process(cx, body, call, decision, received_at_ms)
     except BrokerUnavailable as exc:
         cx.warn_unavailable(exc)
         return _unavailable("events not acknowledged by Kafka; retry")
     finally:
         cx.budget.release(reserved)
+
+
+async def _handle_body_key(request: web.Request, cx: _Collector, call: str | None, received_at_ms: int) -> web.Response:
+    """A request whose write key can only be in its body: read at most 64 KB, within its own allowance.
+
+    These requests are unauthenticated while they are read, so they never
+    take from the in-flight budget of authenticated ones: at most
+    ``collector_max_unauthenticated`` of them are read at once, each under
+    the same time limits.
+    """
+    length = request.content_length
+    if length is not None and length > BODY_KEY_MAX_BYTES:
+        return _unauthorized(
+            f"missing write key: a body over {BODY_KEY_MAX_BYTES // 1024} KB needs it in the Authorization header"
+        )
+    if cx.unauthenticated >= cx.settings.collector_max_unauthenticated:
+        return _unavailable("too many requests without a write key in their headers")
+    cx.unauthenticated += 1
+    try:
+        body = await _read_body(request, cx, BODY_KEY_MAX_BYTES)
+    except BodyTooLarge:
+        return _unauthorized(
+            f"missing write key: a body over {BODY_KEY_MAX_BYTES // 1024} KB needs it in the Authorization header"
+        )
+    except BadBody as exc:
+        return _error(400, "bad_encoding", str(exc))  # unauthenticated: nothing is produced
+    except BodyTimeout as exc:
+        return _timed_out(exc)
+    finally:
+        cx.unauthenticated -= 1
+    if not cx.budget.try_acquire(len(body)):
+        return _unavailable("collector overloaded")
+    try:
+        return await _process(cx, body, call, AuthDecision(needs_body=True), received_at_ms)
+    except BrokerUnavailable as exc:
+        cx.warn_unavailable(exc)
+        return _unavailable("events not acknowledged by Kafka; retry")
+    finally:
+        cx.budget.release(len(body))
 
 
 async def _call(request: web.Request) -> web.Response:
@@ -294,8 +417,17 @@ async def _health(request: web.Request) -> web.Response:
 def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[], int] = wall_ms) -> web.Application:
     """The collector's aiohttp application; ``now_ms`` is the receive clock (tests pass a fake)."""
     # aiohttp would inflate gzip bodies itself, without our output cap; read_limited does it instead.
+    # lingering_time=0: a body left unread (a refused request) is not drained, the connection is closed.
     app = web.Application(
-        client_max_size=MAX_BATCH_BYTES, handler_args={"auto_decompress": False}, middlewares=[_cors]
+        client_max_size=MAX_BATCH_BYTES,
+        handler_args={
+            "auto_decompress": False,
+            "lingering_time": 0,
+            "max_line_size": MAX_LINE_BYTES,
+            "max_field_size": MAX_LINE_BYTES,
+            "max_headers": MAX_HEADERS,
+        },
+        middlewares=[_cors],
     )
     app[STATE] = _Collector(
         settings=settings,
@@ -320,8 +452,10 @@ async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Ev
     events topic's partition count; a broker that does not answer yet is
     not fatal: requests get 503 until it does. Shutdown: stop accepting,
     let in-flight requests finish (up to 30 s), then flush the producer.
-    ``ready`` is set once the port listens.
+    ``ready`` is set once the port listens. Raises SettingsError when
+    ``CX_PII_SALT`` is the shipped default.
     """
+    settings.require_pii_salt()
     producer = KafkaProducer(settings, bootstrap)
     app = make_app(settings, producer)
     loop = asyncio.get_running_loop()
@@ -331,7 +465,7 @@ async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Ev
     except (BrokerUnavailable, KafkaException) as exc:
         # Serve anyway: requests get 503 (and /health says why) until the broker answers.
         log.warning("starting without the events topic: %s", exc)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = _CollectorRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     stop = asyncio.Event()
     installed = []

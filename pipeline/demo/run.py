@@ -139,7 +139,7 @@ def run_demo(
         raise ValueError("seconds and rate must be > 0")
     _fresh_dir(data_dir)
     write_key, tenant = next(iter(settings.write_key_map.items()))
-    settings = settings.model_copy(
+    settings = settings.with_run_salt().model_copy(  # the demo's data is synthetic: a salt per run
         update={"data_dir": data_dir, "clickhouse_url": "", "collector_port": 0, "worker_web_port": 0}
     )
     now_ms = int(time.time() * 1000)

@@ -44,7 +44,7 @@ from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
 from pipeline.detect.tickets import SURVEY_KINDS, Ticket
 from pipeline.records import stable_id
-from pipeline.sentiment import lang_of_locale, score
+from pipeline.sentiment import Sentiment, lang_of_locale, score
 
 __all__ = [
     "MESSAGE_SENT",
@@ -67,6 +67,7 @@ TICKETS_TABLE = "cx.support_tickets"
 MESSAGES_TABLE = "cx.support_messages"
 SURVEYS_TABLE = "cx.surveys"
 NPS_DETRACTOR_MAX = 6
+_LABELS = ("negative", "neutral", "positive")
 
 
 @dataclass(slots=True)
@@ -202,6 +203,25 @@ def apply_support(
     return out
 
 
+def _sentiment(props: dict, name: str, event: dict) -> Sentiment | None:
+    """The sentiment of a message's ``text`` or a survey's ``comment``; None when there is none.
+
+    The collector sends ``<name>_sentiment`` (score, label, lang) instead of
+    the text; events from before that (a replay of older records) still
+    carry the text, scored here the same way.
+    """
+    found = props.get(f"{name}_sentiment")
+    if isinstance(found, dict):
+        value, label, lang = found.get("score"), found.get("label"), found.get("lang")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and label in _LABELS:
+            return Sentiment(float(value), label, lang if lang in ("fr", "en") else "en")
+        return None
+    text = props.get(name)
+    if isinstance(text, str) and text.strip():
+        return score(text, lang_of_locale(event.get("locale")))
+    return None
+
+
 def _message(
     state: VisitorState,
     event: dict,
@@ -214,7 +234,6 @@ def _message(
 ) -> None:
     t_ms = event["event_time_ms"]
     author = _text(props.get("author"))
-    text = props.get("text")
     row = {
         "tenant": state.tenant,
         "message_id": event["event_id"],
@@ -237,8 +256,8 @@ def _message(
         ticket.waiting = True  # the customer is back: the ticket is open again
         ticket.openings += 1
         ticket.risk_fired = False
-    if isinstance(text, str) and text.strip():
-        sentiment = score(text, lang_of_locale(event.get("locale")))
+    sentiment = _sentiment(props, "text", event)
+    if sentiment is not None:
         row.update(lang=sentiment.lang, sentiment=sentiment.score, sentiment_label=sentiment.label)
         if sentiment.label == "negative":
             ticket.negative_msgs += 1
@@ -282,9 +301,8 @@ def _survey(
         "comment_sentiment": 0.0,
         "comment_label": "",
     }
-    comment = props.get("comment")
-    if isinstance(comment, str) and comment.strip():
-        sentiment = score(comment, lang_of_locale(event.get("locale")))
+    sentiment = _sentiment(props, "comment", event)
+    if sentiment is not None:
         row.update(has_comment=True, comment_sentiment=sentiment.score, comment_label=sentiment.label)
     out.facts.append((SURVEYS_TABLE, row))
     if ticket is not None and kind in SURVEY_KINDS:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import time
 
 import pytest
 
-from pipeline.collector.body import BadBody, BodyTooLarge, decode_json, read_limited
+from pipeline.collector.body import BadBody, BodyTimeout, BodyTooLarge, decode_json, read_limited
 
 
 async def chunks_of(data: bytes, size: int = 1000):
@@ -55,9 +57,75 @@ async def test_truncated_gzip_is_a_bad_body() -> None:
         await read_limited(chunks_of(gzip.compress(b"{}" * 1000)[:-12]), "gzip", limit=10_000)
 
 
-async def test_unsupported_content_encoding_is_a_bad_body() -> None:
-    with pytest.raises(BadBody, match="br"):
-        await read_limited(chunks_of(b"{}"), "br", limit=10)
+async def test_unsupported_content_encoding_is_a_bad_body_that_does_not_quote_the_header() -> None:
+    with pytest.raises(BadBody) as info:
+        await read_limited(chunks_of(b"{}"), "br-secret-value", limit=10)
+    assert str(info.value) == "unsupported Content-Encoding (gzip or identity only)"
+
+
+async def test_every_gzip_member_is_inflated() -> None:
+    # `gzip -c a b`: two members; the second member's bytes are part of the body.
+    body = gzip.compress(b'{"batch": [1,') + gzip.compress(b' 2]}')
+    assert await read_limited(chunks_of(body, 7), "gzip", limit=1000) == b'{"batch": [1, 2]}'
+
+
+async def test_bytes_after_the_last_gzip_member_are_a_bad_body() -> None:
+    with pytest.raises(BadBody, match="inflate"):
+        await read_limited(chunks_of(gzip.compress(b"{}") + b"trailing"), "gzip", limit=1000)
+
+
+async def test_compressed_bytes_past_the_limit_stop_the_read() -> None:
+    # A valid member then 100 MB of trailing bytes: reading stops at the limit of compressed bytes.
+    read = []
+
+    async def feed():
+        yield gzip.compress(b"{}")
+        for _ in range(100 * 16):
+            read.append(1)
+            yield b"\0" * 65_536
+
+    with pytest.raises((BodyTooLarge, BadBody)):
+        await read_limited(feed(), "gzip", limit=500 * 1024)
+    assert len(read) <= 9  # 9 x 64 KB > 500 KB
+
+
+async def test_plain_bytes_past_the_limit_stop_the_read() -> None:
+    read = []
+
+    async def feed():
+        for _ in range(1000):
+            read.append(1)
+            yield b"x" * 65_536
+
+    with pytest.raises(BodyTooLarge):
+        await read_limited(feed(), "", limit=500 * 1024)
+    assert len(read) == 8  # the eighth chunk passes 500 KB
+
+
+async def test_a_body_that_trickles_past_the_total_time_times_out() -> None:
+    async def trickle():
+        while True:
+            await asyncio.sleep(0.02)
+            yield b"x"
+
+    started = time.monotonic()
+    with pytest.raises(BodyTimeout) as info:
+        await read_limited(trickle(), "", limit=10_000, total_s=0.3, idle_s=1.0)
+    assert info.value.idle is False
+    assert 0.3 <= time.monotonic() - started < 1.0
+
+
+async def test_a_body_that_stalls_times_out_after_the_idle_time() -> None:
+    async def stall():
+        yield b"{"
+        await asyncio.sleep(10)
+        yield b"}"
+
+    started = time.monotonic()
+    with pytest.raises(BodyTimeout) as info:
+        await read_limited(stall(), "", limit=10_000, total_s=5.0, idle_s=0.2)
+    assert info.value.idle is True
+    assert 0.2 <= time.monotonic() - started < 1.0
 
 
 def test_decode_json_tells_bad_json_from_bad_encoding() -> None:

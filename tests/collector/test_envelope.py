@@ -39,7 +39,7 @@ def test_a_boolean_id_is_a_schema_violation_naming_the_field() -> None:
 def test_a_type_outside_segments_calls_is_unknown_type() -> None:
     err = refused(track(type="purchase"))
     assert err.reason == "unknown_type"
-    assert err.detail == "type must be one of track, page, identify, screen, group, alias, got 'purchase'"
+    assert err.detail == "type must be one of track, page, identify, screen, group, alias"  # not the value sent
 
 
 def test_a_missing_type_is_unknown_type_even_when_other_fields_are_wrong_too() -> None:

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from infra.ports import free_port
-from pipeline.collector.server import make_app
+from pipeline.collector.server import STATE, make_app
 from pipeline.records import decode_batch
 from pipeline.settings import Settings
 from tests.collector.conftest import RECEIVED, basic, ms
@@ -367,3 +367,61 @@ async def test_shutdown_stops_accepting_and_finishes_the_request_in_flight(setti
         assert (resp.status, await resp.json()) == (200, {"success": True})
         await cleanup
     assert [e["event_id"] for e in producer.events(EVENTS)] == ["m-1"]
+
+
+# -- authentication before the body, limits --------------------------------------
+
+
+async def test_write_key_in_the_query_string_authenticates_its_tenant(client: TestClient, producer: FakeProducer) -> None:
+    resp = await client.post("/v1/batch?writeKey=wk_shop_b", data=orjson.dumps({"batch": [track()]}))
+    assert resp.status == 200
+    assert [e["tenant"] for e in producer.events(EVENTS)] == ["shop-b"]
+
+
+async def test_unknown_query_key_is_401_even_with_a_good_key_in_the_body(client: TestClient, producer: FakeProducer) -> None:
+    body = orjson.dumps({"writeKey": "wk_shop_a", "batch": [track()]})
+    assert (await client.post("/v1/batch?writeKey=nope", data=body)).status == 401
+    assert producer.sent == []
+
+
+async def test_body_key_request_over_64_kb_is_401_unread(client: TestClient, producer: FakeProducer) -> None:
+    body = orjson.dumps({"writeKey": "wk_shop_a", "batch": [track(properties={"product_id": "p", "n": "x" * 70_000})]})
+    resp = await client.post("/v1/batch", data=body)
+    assert resp.status == 401
+    assert "wk_shop_a" not in await resp.text()
+    assert producer.sent == []
+
+
+async def test_body_key_requests_past_their_allowance_get_503(settings: Settings, producer: FakeProducer) -> None:
+    one = settings.model_copy(update={"collector_max_unauthenticated": 1, "collector_body_timeout_s": 2.0})
+    app = make_app(one, producer, now_ms=lambda: ms(RECEIVED))
+    async with TestClient(TestServer(app)) as c:
+        gate = asyncio.Event()
+
+        async def slow():
+            yield b'{"writeKey": "wk_shop_a", '
+            await gate.wait()
+            yield b'"batch": []}'
+
+        first = asyncio.ensure_future(c.post("/v1/batch", data=slow()))
+        await asyncio.sleep(0.2)
+        second = await c.post("/v1/batch", data=orjson.dumps({"writeKey": "wk_shop_a", "batch": []}))
+        assert second.status == 503
+        ok = await c.post("/v1/batch", data=orjson.dumps({"batch": []}), headers=AUTH_A)
+        assert ok.status == 200  # header-authenticated requests do not share that allowance
+        gate.set()
+        assert (await first).status == 200
+
+
+async def test_a_stalled_body_is_408_and_frees_its_reservation(settings: Settings, producer: FakeProducer) -> None:
+    quick = settings.model_copy(update={"collector_idle_timeout_s": 0.2})
+    app = make_app(quick, producer, now_ms=lambda: ms(RECEIVED))
+    async with TestClient(TestServer(app)) as c:
+        async def stall():
+            yield b'{"batch": ['
+            await asyncio.sleep(3)
+            yield b"]}"
+
+        resp = await c.post("/v1/batch", data=stall(), headers=AUTH_A)
+        assert resp.status == 408
+        assert app[STATE].budget.used == 0

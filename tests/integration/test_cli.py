@@ -39,7 +39,15 @@ def _cx(args: list[str], env: dict, timeout: float = 60) -> subprocess.Completed
 
 def _env(data_dir: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
-    env.update({"CX_DATA_DIR": str(data_dir), "CX_COLLECTOR_PORT": "0", "CX_WRITE_KEYS": "wk_cli=shop-cli"}, **extra)
+    env.update(
+        {
+            "CX_DATA_DIR": str(data_dir),
+            "CX_COLLECTOR_PORT": "0",
+            "CX_WRITE_KEYS": "wk_cli=shop-cli",
+            "CX_PII_SALT": "cli-test-salt",
+        },
+        **extra,
+    )
     env["COLUMNS"] = "200"
     return env
 
@@ -105,6 +113,16 @@ def test_up_query_while_running_and_after_a_clean_sigint_stop(tmp_path: Path) ->
     assert not (tmp_path / "data" / "run.json").exists()
     # Stopped: the query opens the chdb directory itself and finds the same rows.
     assert _count(env) == 2
+
+
+@pytest.mark.parametrize("command", ["up", "collector"])
+def test_the_default_salt_stops_start_up_naming_the_variable(tmp_path: Path, command: str) -> None:
+    env = _env(tmp_path / "data", CX_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    del env["CX_PII_SALT"]
+    out = _cx([command], env)
+    assert out.returncode == 2
+    assert "CX_PII_SALT: set a secret salt" in out.stdout + out.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything started
 
 
 def test_a_wrong_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
