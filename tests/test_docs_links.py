@@ -15,9 +15,6 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Built from parts so that this file does not match itself.
 FORBIDDEN = ("CONTRACT" + ".md", "contract " + "section", "../" + "shared")
 
-# Pages written in parallel branches: a link to one of them may point nowhere
-# until those branches are merged. Remove this set once they are.
-PARALLEL_PAGES: set[str] = set()
 
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^```.*?^```", re.S | re.M)
@@ -81,19 +78,10 @@ def test_every_relative_link_points_to_an_existing_file_and_heading(page: Path) 
         path_part, _, anchor = target.partition("#")
         dest = (page.parent / unquote(path_part)).resolve() if path_part else page
         if not dest.exists():
-            if dest.parent == ROOT / "docs" and dest.name in PARALLEL_PAGES:
-                continue  # checked by test_pages_written_in_parallel_branches_exist
             broken.append(f"{target}: no file {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
         elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
     assert not broken, f"broken links in {page.relative_to(ROOT)}:\n" + "\n".join(broken)
-
-
-@pytest.mark.parametrize("name", sorted(PARALLEL_PAGES))
-def test_pages_written_in_parallel_branches_exist(name: str) -> None:
-    if not (ROOT / "docs" / name).exists():
-        pytest.skip(f"docs/{name}: page written in a parallel branch; remove it from PARALLEL_PAGES once merged")
-    assert (ROOT / "docs" / name).stat().st_size > 0
 
 
 def test_readme_front_page_fits_under_300_lines() -> None:
