@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 def _env(data_dir: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
-    env.update({"CX_DATA_DIR": str(data_dir), "CX_COLLECTOR_PORT": "0", "COLUMNS": "200"}, **extra)
+    env.update({"CX_DATA_DIR": str(data_dir), "CX_COLLECTOR_PORT": "0", "CX_PII_SALT": "chaos-test-salt", "COLUMNS": "200"}, **extra)
     return env
 
 
