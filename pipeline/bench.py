@@ -572,7 +572,13 @@ def run_bench(
         if not clickhouse_url:
             from infra.clickhouse_server import ClickHouseServer
 
-            clickhouse_url = stack.enter_context(ClickHouseServer()).url
+            try:
+                clickhouse_url = stack.enter_context(ClickHouseServer()).url
+            except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+                raise BenchError(
+                    f"the bench needs a ClickHouse server for its workers: {exc} "
+                    "(or pass --clickhouse-url clickhouse://user:password@host:9000/cx, a scratch server)"
+                ) from None
         settings = settings.model_copy(update={"kafka_bootstrap": bootstrap, "clickhouse_url": clickhouse_url})
         result = BenchResult(machine=machine(), options=asdict(opts), expected={})
 

@@ -44,3 +44,23 @@ def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, click
     )
     assert result.collector["messages"] > 0 and result.collector["events_per_s"] > 0
     assert any(metric.startswith("1 worker(s): end to end") for metric, _ in report_rows(result))
+
+
+def test_bench_without_a_clickhouse_server_says_how_to_get_one_in_one_line(kafka: str, monkeypatch, tmp_path) -> None:
+    import infra.clickhouse_server
+    from typer.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    def no_server() -> list[str]:
+        raise FileNotFoundError("no clickhouse-server binary found; install it with `bash infra/setup.sh --clickhouse-server`")
+
+    monkeypatch.setattr(infra.clickhouse_server, "server_command", no_server)
+    monkeypatch.setenv("CX_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("CX_DATA_DIR", str(tmp_path))
+    out = CliRunner().invoke(cli, ["bench", "--quick"])
+    assert out.exit_code == 1
+    assert isinstance(out.exception, SystemExit)  # typer's Exit(1), not an error escaping the command
+    text = " ".join(out.output.split())  # the console wraps long lines at its width
+    assert "Traceback" not in text and text.count("bench failed") == 1
+    assert "install it with `bash infra/setup.sh --clickhouse-server`" in text and "--clickhouse-url" in text
