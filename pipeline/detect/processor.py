@@ -137,11 +137,6 @@ class PartitionProcessor:
         """The partition's event-time watermark; None before the first event."""
         return self._watermark.value
 
-    @property
-    def pending_visitors(self) -> int:
-        """Visitors with a cart deadline scheduled."""
-        return len(self._index)
-
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Rebuild the deadline index from stored states; runs on partition assignment.
 
