@@ -258,7 +258,7 @@ def make_app(dash: Dashboard) -> web.Application:
             if token is not None and _same(token_given, token):
                 rest = [(k, v) for k, v in request.query.items() if k != "token"]
                 clean = request.path + (f"?{urlencode(rest)}" if rest else "")
-                response = web.HTTPSeeOther(clean, headers=SECURITY_HEADERS)
+                response = web.Response(status=303, headers={**SECURITY_HEADERS, "Location": clean})
                 response.set_cookie(
                     cookie_name(dash.port), cookie_value(token), httponly=True, samesite="Strict", path="/"
                 )
