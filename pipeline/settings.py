@@ -292,7 +292,8 @@ class Settings(BaseSettings):
         description="port of the dashboard; 0: a free port, printed with its URL by cxstream up and cxstream dashboard",
     )
     dashboard_refresh_s: float = Field(
-        5.0, ge=1, le=3600, description="how often an open dashboard page asks for fresh numbers"
+        10.0, ge=1, le=3600,
+        description="how often an open dashboard page asks for fresh numbers (each time: seven queries over the views)",
     )
     dashboard_days: int = Field(14, ge=1, le=366, description="days the dashboard shows when the page does not choose")
     query_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest run of one analyst query (/cx/query)")

@@ -71,23 +71,25 @@ FUNNEL = Chart(
 SELECT stage, total
 FROM
 (
-    SELECT 1 AS step, 'sessions' AS stage, sum(sessions) AS total
-    FROM cx.kpi_daily
-    WHERE tenant = {tenant} AND day >= {since}
-    UNION ALL
-    SELECT 2 AS step, 'carts' AS stage, sum(carts) AS total
-    FROM cx.kpi_daily
-    WHERE tenant = {tenant} AND day >= {since}
-    UNION ALL
-    SELECT 3 AS step, 'checkouts' AS stage, uniqExact(checkout_id) AS total
-    FROM cx.events FINAL
-    WHERE tenant = {tenant} AND day >= {since} AND event = 'Checkout Started' AND checkout_id != ''
-    UNION ALL
-    SELECT 4 AS step, 'orders' AS stage, sum(orders) AS total
-    FROM cx.kpi_daily
-    WHERE tenant = {tenant} AND day >= {since}
+    SELECT
+        ['sessions', 'carts', 'checkouts', 'orders'] AS stages,
+        [n_sessions, n_carts, n_checkouts, n_orders] AS totals
+    FROM
+    (
+        SELECT
+            sum(sessions) AS n_sessions,
+            sum(carts) AS n_carts,
+            (
+                SELECT uniqExact(checkout_id)
+                FROM cx.events FINAL
+                WHERE tenant = {tenant} AND day >= {since} AND event = 'Checkout Started' AND checkout_id != ''
+            ) AS n_checkouts,
+            sum(orders) AS n_orders
+        FROM cx.kpi_daily
+        WHERE tenant = {tenant} AND day >= {since}
+    )
 )
-ORDER BY step""",
+ARRAY JOIN stages AS stage, totals AS total""",
 )
 
 ABANDONMENT = Chart(

@@ -53,6 +53,7 @@ try {
     const cards = await page.evaluate(() => [...document.querySelectorAll('section.card')].map((card) => ({
       id: card.dataset.chart,
       state: card.dataset.state,
+      ms: Number(card.dataset.ms),
       title: card.querySelector('h2').textContent,
       definition: card.querySelector('p.definition').textContent,
       sql: card.querySelector('pre.sql').textContent,

@@ -213,6 +213,7 @@ def test_each_chart_is_drawn_and_states_its_definition(run: DashboardRun) -> Non
     for chart_id, card in cards.items():
         assert card["definition"] and card["title"], chart_id
         assert card["drawn"] and not card["empty"], chart_id
+    print("query time per chart, ms:", {chart_id: card["ms"] for chart_id, card in cards.items()})
     assert set(cards["support"]["tiles"]) >= {"tickets", "first_response_s_avg", "fcr_rate", "csat", "nps", "ces_avg"}
     offers = cards["offers"]
     [cart_offers] = [row for row in offers["rows"] if row[offers["columns"].index("kind")] == "cart_abandoned"]
