@@ -2,7 +2,8 @@
 
 ``cxstream up`` and ``cxstream demo`` use this. The collector and the worker
 run as child processes (two cores: the collector's HTTP parsing and the
-worker's stream processing do not share one GIL). Shutdown order is what
+worker's stream processing do not share one GIL); under ``up`` the
+analysts' dashboard is one more (``dashboard=True``, docs/dashboard.md). Shutdown order is what
 makes "nothing acknowledged is lost" true with the memory-only embedded
 broker: stop the collector (no new acknowledgements), wait until the worker
 has committed every record, stop the worker, then the broker.
