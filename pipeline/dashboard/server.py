@@ -234,7 +234,10 @@ class Dashboard:
                 },
                 default=str,
             )
-            self._cache[key] = (time.monotonic(), body)
+            now = time.monotonic()
+            for old in [k for k, (at, _) in self._cache.items() if now - at >= CACHE_S]:
+                del self._cache[old]  # the cache holds only what may still be served
+            self._cache[key] = (now, body)
             return body
 
     async def tenants(self) -> list[str]:
