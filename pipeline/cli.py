@@ -46,6 +46,14 @@ def _require_bootstrap(settings: Settings) -> str:
     return settings.kafka_bootstrap
 
 
+def _shown_url(url: str, settings: Settings) -> str:
+    """The dashboard's URL as printed: with its token on a terminal; in a log or a pipe, where the token is."""
+    if sys.stdout.isatty():
+        return url
+    token_file = (settings.data_dir / "worker.token").resolve()
+    return f"{url.split('?', 1)[0]}  (open it once with ?token=<the token in {token_file}>)"
+
+
 @cli.command()
 def up() -> None:
     """Run the pipeline in the foreground until SIGINT, SIGTERM or SIGHUP; restart what exits (docs/supervision.md)."""
@@ -69,7 +77,7 @@ def up() -> None:
         console.print(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
         console.print(f"clickhouse  {settings.resolved_clickhouse_url}")
         if pipeline.dashboard_url:
-            console.print(f"dashboard   {pipeline.dashboard_url}", soft_wrap=True, highlight=False)
+            console.print(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}", soft_wrap=True, highlight=False)
         console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
         console.print("Ctrl-C stops everything cleanly.")
         while not stop.wait(1.0):
@@ -101,7 +109,7 @@ def dashboard(
     chosen = settings.dashboard_port if port is None else port
 
     def ready(url: str) -> None:
-        console.print(f"dashboard   {url}", soft_wrap=True, highlight=False)
+        console.print(f"dashboard   {_shown_url(url, settings)}", soft_wrap=True, highlight=False)
 
     try:
         asyncio.run(run_dashboard(settings, chosen, on_ready=ready))
