@@ -145,7 +145,7 @@ async def test_only_the_shipped_assets_are_served(client) -> None:
     assert (await client.get("/static/..%2Fserver.py", headers=headers)).status == 404
 
 
-def test_the_url_printed_to_a_log_leaves_the_token_out_and_names_its_file(tmp_path: Path, capsys) -> None:
+def test_the_url_printed_to_a_log_leaves_the_token_out_and_names_its_file(tmp_path: Path) -> None:
     from pipeline.cli import _shown_url
 
     shown = _shown_url("http://127.0.0.1:8123/?token=s3cret", Settings(_env_file=None, data_dir=tmp_path))
