@@ -1,4 +1,4 @@
-"""``cxstream`` command line: up, query, demo, backtest, and the worker and collector processes."""
+"""``cxstream`` command line: up, query, dashboard, demo, backtest, and the worker and collector processes."""
 
 from __future__ import annotations
 
@@ -71,6 +71,14 @@ def _require_broker(settings: Settings, command: str) -> str:
     return bootstrap
 
 
+def _shown_url(url: str, settings: Settings) -> str:
+    """The dashboard's URL as printed: with its token on a terminal; in a log or a pipe, where the token is."""
+    if sys.stdout.isatty():
+        return url
+    token_file = (settings.data_dir / "worker.token").resolve()
+    return f"{url.split('?', 1)[0]}  (open it once with ?token=<the token in {token_file}>)"
+
+
 @cli.command()
 def up() -> None:
     """Run the pipeline in the foreground until SIGINT, SIGTERM or SIGHUP; restart what exits (docs/supervision.md)."""
@@ -83,13 +91,18 @@ def up() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     errors = Console(stderr=True, soft_wrap=True)
-    pipeline = Pipeline(settings, on_note=lambda note: console.print(note, soft_wrap=True, highlight=False))
+    pipeline = Pipeline(
+        settings, dashboard=settings.dashboard_enabled,
+        on_note=lambda note: console.print(note, soft_wrap=True, highlight=False),
+    )
     code = 0
     try:
         pipeline.start()
         console.print(f"collector   {pipeline.collector_url}")
         console.print(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
         console.print(f"clickhouse  {settings.resolved_clickhouse_url}")
+        if pipeline.dashboard_url:
+            console.print(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}", soft_wrap=True, highlight=False)
         console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
         console.print("Ctrl-C stops everything cleanly.")
         while not stop.wait(1.0):
@@ -104,6 +117,32 @@ def up() -> None:
     finally:
         pipeline.stop()
     raise typer.Exit(code)
+
+
+@cli.command()
+def dashboard(
+    port: int | None = typer.Option(None, min=0, max=65535, help="port to listen on (default CX_DASHBOARD_PORT; 0: a free one)"),
+) -> None:
+    """Serve the analysts' live dashboard (docs/dashboard.md); prints its URL with the data dir's token."""
+    import asyncio
+
+    from pipeline.dashboard.server import run_dashboard
+    from pipeline.webtoken import ensure_token
+
+    settings = load_settings()
+    ensure_token(settings.data_dir)  # the running pipeline's, or one for a dashboard on a ClickHouse server
+    chosen = settings.dashboard_port if port is None else port
+
+    def ready(url: str) -> None:
+        console.print(f"dashboard   {_shown_url(url, settings)}", soft_wrap=True, highlight=False)
+
+    try:
+        asyncio.run(run_dashboard(settings, chosen, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"cxstream dashboard: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
 
 
 @cli.command()

@@ -2,7 +2,8 @@
 
 ``cxstream up`` and ``cxstream demo`` use this. The collector and the worker
 run as child processes (two cores: the collector's HTTP parsing and the
-worker's stream processing do not share one GIL). Shutdown order is what
+worker's stream processing do not share one GIL); under ``up`` the
+analysts' dashboard is one more (``dashboard=True``, docs/dashboard.md). Shutdown order is what
 makes "nothing acknowledged is lost" true with the memory-only embedded
 broker: stop the collector (no new acknowledgements), wait until the worker
 has committed every record, stop the worker, then the broker.
@@ -152,6 +153,8 @@ class Pipeline:
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     token: str = ""  # required by the workers' web ports (pipeline.webtoken), new at each start
+    dashboard: bool = False  # also run the dashboard as a child (cxstream up, CX_DASHBOARD_ENABLED)
+    dashboard_port: int = 0
     restarts: int = 0  # collector and workers started again (restart_exited_workers, supervise)
     on_note: Callable[[str], None] | None = None  # told of each exit and restart (cxstream up prints them)
     _lock_fd: int | None = field(default=None, repr=False)
@@ -169,6 +172,20 @@ class Pipeline:
     @property
     def worker_headers(self) -> dict[str, str]:
         return worker_headers(self.token)
+
+    @property
+    def dashboard_host(self) -> str:
+        bind = self.settings.dashboard_bind
+        return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's address with ``?token=`` for a browser's first visit; '' without a dashboard."""
+        if not self.dashboard_port:
+            return ""
+        from urllib.parse import urlencode
+
+        return f"http://{self.dashboard_host}:{self.dashboard_port}/?{urlencode({'token': self.token})}"
 
     @property
     def collector_url(self) -> str:
@@ -215,7 +232,13 @@ class Pipeline:
         self.token = new_token(s.data_dir)
         self._spawn("worker")
         self._spawn("collector")
-        self._wait_ready({"collector": (s.collector_host, self.collector_port), "worker": (self.worker_host, self.worker_port)})
+        listeners = {"collector": (s.collector_host, self.collector_port), "worker": (self.worker_host, self.worker_port)}
+        if self.dashboard:
+            self.dashboard_port = s.dashboard_port or free_port()
+            self._env["CX_DASHBOARD_PORT"] = str(self.dashboard_port)
+            self._spawn("dashboard")
+            listeners["dashboard"] = (self.dashboard_host, self.dashboard_port)
+        self._wait_ready(listeners)
         (s.data_dir / RUN_FILE).write_text(
             json.dumps(
                 {
@@ -225,6 +248,7 @@ class Pipeline:
                     "collector_url": self.collector_url,
                     "worker_port": self.worker_port,
                     "worker_host": self.worker_host,
+                    "dashboard_port": self.dashboard_port or None,
                 }
             )
         )

@@ -280,6 +280,22 @@ class Settings(BaseSettings):
     worker_web_bind: str = Field(
         "127.0.0.1", min_length=1, description="address the worker's web port listens on (token required on every request)"
     )
+    dashboard_enabled: bool = Field(
+        True, description="cxstream up also serves the analysts' dashboard (docs/dashboard.md) as a child process"
+    )
+    dashboard_bind: str = Field(
+        "127.0.0.1", min_length=1,
+        description="address the dashboard listens on (the data dir's worker token is required on every request)",
+    )
+    dashboard_port: int = Field(
+        0, ge=0, le=65535,
+        description="port of the dashboard; 0: a free port, printed with its URL by cxstream up and cxstream dashboard",
+    )
+    dashboard_refresh_s: float = Field(
+        10.0, ge=1, le=3600,
+        description="how often an open dashboard page asks for fresh numbers (each time: seven queries over the views)",
+    )
+    dashboard_days: int = Field(14, ge=1, le=366, description="days the dashboard shows when the page does not choose")
     query_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest run of one analyst query (/cx/query)")
     query_max_memory_mb: int = Field(1000, gt=0, description="memory one analyst query may use")
     query_max_result_rows: int = Field(100_000, gt=0, description="rows one analyst query may return")

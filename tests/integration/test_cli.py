@@ -103,8 +103,8 @@ def test_up_query_while_running_and_after_a_clean_sigint_stop(tmp_path: Path) ->
         assert _count(env) == 2
 
         children = descendants(up.pid)
-        # tansu (the embedded broker) and `python -m pipeline.cli worker` / `collector`
-        assert sorted(command_of(pid) for pid, _ in children) == ["collector", "tansu", "worker"]
+        # tansu (the embedded broker) and `python -m pipeline.cli worker` / `collector` / `dashboard`
+        assert sorted(command_of(pid) for pid, _ in children) == ["collector", "dashboard", "tansu", "worker"]
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=90) == 0
         assert [p for p in children if alive(p)] == [], "processes left running after a clean stop"

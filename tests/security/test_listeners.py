@@ -19,7 +19,9 @@ from tests.integration.processes import Proc, command_of, descendants, stop_proc
 pytestmark = pytest.mark.integration
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
-ROLE_OF_PROCESS = {"collector": "collector", "worker": "worker web", "tansu": "embedded broker"}
+ROLE_OF_PROCESS = {
+    "collector": "collector", "worker": "worker web", "dashboard": "dashboard", "tansu": "embedded broker",
+}
 
 
 def doc_table() -> dict[str, tuple[str, str]]:
@@ -83,7 +85,12 @@ def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
         # Credentials: what each port answers without any.
         collector = requests.post(f"{info['collector_url']}/v1/batch", json={"batch": []}, timeout=10)
         worker = requests.get(f"http://127.0.0.1:{info['worker_port']}/cx/stats", timeout=10)
-        measured = {"collector": collector.status_code == 401, "worker web": worker.status_code == 401}
+        dashboard = requests.get(f"http://127.0.0.1:{info['dashboard_port']}/api/meta", timeout=10)
+        measured = {
+            "collector": collector.status_code == 401,
+            "worker web": worker.status_code == 401,
+            "dashboard": dashboard.status_code == 401,
+        }
         documented = doc_table()
         for role, needs in measured.items():
             assert (documented[role][1] == "required") == needs, role
