@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"  # the running pipeline's addresses, written once it serves
 LOCK_FILE = "up.lock"  # flock'ed while a pipeline runs on the data dir; records its processes
 RESTART_BACKOFF_MAX_S = 30.0  # the longest wait before a restart
+# Children that ingestion does not depend on: past the restart budget they stay stopped and `up` goes on.
+SIDE_CHILDREN = frozenset({"dashboard", "deliver"})
 READY_TIMEOUT_S = 90.0  # a (re)started collector or worker listens within this, or start-up fails
 LEFTOVER_STOP_S = 10.0  # wait for the processes a dead pipeline left to end after SIGKILL
 
@@ -157,6 +159,7 @@ class Pipeline:
     dashboard_port: int = 0
     restarts: int = 0  # collector and workers started again (restart_exited_workers, supervise)
     on_note: Callable[[str], None] | None = None  # told of each exit and restart (cxstream up prints them)
+    given_up: set[str] = field(default_factory=set)  # side children past their restart budget, left stopped
     _lock_fd: int | None = field(default=None, repr=False)
     _envs: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)  # extra env of each child
     _started: dict[str, float] = field(default_factory=dict, repr=False)  # monotonic time of each (re)start
@@ -399,6 +402,15 @@ class Pipeline:
             self._failures[name] = failures
             self._record()
             path = self.log_path(name)
+            if failures > s.restart_budget and name in SIDE_CHILDREN:
+                # Ingestion does not depend on it: stop restarting it, keep the pipeline running.
+                notes.append(
+                    f"{name} failed {failures} times in a row (last: {describe_exit(code)} after {up_s:.1f} s; "
+                    f"CX_RESTART_BUDGET={s.restart_budget} restarts spent); not started again, the collector and "
+                    f"workers go on; see {path}"
+                )
+                self.given_up.add(name)
+                continue
             if failures > s.restart_budget:
                 raise SupervisionError(
                     f"{name} failed {failures} times in a row (last: {describe_exit(code)} after {up_s:.1f} s; "
