@@ -159,6 +159,10 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[
     """
     layout = ClusterDDL(cluster) if cluster else None
     _bootstrap(ch, layout)
+    if layout is not None:
+        # This server's copy of the versions table may lag the replica that a
+        # worker just migrated through: fetch what it has applied first.
+        _run(ch, "SYSTEM SYNC REPLICA cx.schema_migrations_local")
     applied = {
         version: checksum
         for version, checksum in ch.execute("SELECT version, checksum FROM cx.schema_migrations FINAL")
