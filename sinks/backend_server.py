@@ -146,4 +146,8 @@ class ServerClickHouse:
 
     def __repr__(self) -> str:
         conn = self._client.connection if self._client else None
-        return f"ServerClickHouse({conn.host}:{conn.port})" if conn else "ServerClickHouse(closed)"
+        if conn is None:
+            return "ServerClickHouse(closed)"
+        # The host it is connected to, or will try first (the driver rotates alt_hosts to the front).
+        host, port = conn.hosts[0]
+        return f"ServerClickHouse({host}:{port})"

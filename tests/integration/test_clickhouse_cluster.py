@@ -1,15 +1,16 @@
 """Cluster mode against a real cluster: ZooKeeper and two clickhouse-server 18.16 replicas of one shard.
 
 The migrations run ON CLUSTER through replica 1 and every table and view
-exists on both; then a running pipeline writes through replica 1 (with
-replica 2 as the driver's alternative host) while replica 1 is stopped and
-started again mid-stream, and at the end each replica, read on its own,
-holds exactly the reference numbers.
+exists on both replicas. A running pipeline writes through replica 1 (with
+replica 2 as the driver's alternative host) while replica 1, then replica
+2, is stopped and started again mid-stream; at the end each replica, read
+on its own, holds exactly the reference numbers.
 """
 
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 import time
 from pathlib import Path
 
@@ -114,3 +115,116 @@ def test_migrations_on_cluster_create_every_table_and_view_on_both_replicas(clic
     finally:
         first.close()
         second.close()
+
+
+def _send(pipeline: Pipeline, messages: list[dict]) -> None:
+    for i in range(0, len(messages), 50):
+        post(pipeline, messages[i : i + 50])
+
+
+def _replica_numbers(ch: ClickHouse, tenant: str) -> dict:
+    """What one replica holds for ``tenant``, read from its own copies (the ``_local`` tables) and its views."""
+    t = {"t": tenant}
+    triggers: dict[str, set[str]] = {}
+    for kind, trigger_id in ch.query("SELECT kind, trigger_id FROM cx.triggers_local FINAL WHERE tenant = %(t)s", t)[1]:
+        triggers.setdefault(kind, set()).add(trigger_id)
+    return {
+        "events": ch.query("SELECT count(), uniqExact(event_id) FROM cx.events_local FINAL WHERE tenant = %(t)s", t)[1][0],
+        "rows": ch.query("SELECT count() FROM cx.events_local WHERE tenant = %(t)s", t)[1][0][0],
+        "deadletters": ch.query("SELECT count() FROM cx.deadletters_local FINAL WHERE tenant = %(t)s", t)[1][0][0],
+        "triggers": triggers,
+        # The views read the Distributed tables; on a replica of the one shard they read its own copy.
+        "kpi_daily": ch.query("SELECT * FROM cx.kpi_daily WHERE tenant = %(t)s ORDER BY day", t)[1],
+    }
+
+
+def _local_events(server, tenant: str) -> int:
+    with closing(connect(server.url)) as ch:
+        return ch.query("SELECT count() FROM cx.events_local FINAL WHERE tenant = %(t)s", {"t": tenant})[1][0][0]
+
+
+def test_pipeline_with_each_replica_stopped_in_turn_mid_stream_is_exact_on_both_replicas(
+    clickhouse_cluster, kafka: str, fresh_settings: Settings
+) -> None:
+    first, second = clickhouse_cluster.replicas
+    tenant = f"shop-{fresh_settings.worker_group}"
+    settings = fresh_settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka,
+            # Replica 1, and replica 2 as the driver's alternative while replica 1 is away.
+            "clickhouse_url": f"{first.url}?alt_hosts=127.0.0.1:{second.tcp_port}",
+            "clickhouse_cluster": CLUSTER,
+            "collector_port": 0,
+            "worker_web_port": 0,
+            "write_keys": f"wk_chaos={tenant}",
+            "worker_session_timeout_s": 3.0,
+            "batch_max_records": 200,
+            "sink_max_interval_ms": 200,
+        }
+    )
+    started = time.monotonic()
+    with Pipeline(settings) as pipeline:
+        pipeline.tenant = tenant
+        day = day_of_traffic(pipeline, seed=53, visitors=60)
+        # In order, in quarters (the reference run sees them in this order).
+        q = len(day.messages) // 4
+        parts = [day.messages[:q], day.messages[q : 2 * q], day.messages[2 * q : 3 * q], day.messages[3 * q :]]
+        stored_on: list[int] = []
+        outages: list[float] = []
+        _send(pipeline, parts[0])
+        wait_caught_up(pipeline, "part 1 stored", {"worker": pipeline.worker_port})
+        # Replica 1 (the URL's host) away: the worker reconnects to replica 2
+        # and writes it; then replica 2 away while replica 1, back, catches up
+        # and takes the writes again. Each replica misses writes once.
+        for part, down, up in ((parts[1], first, second), (parts[2], second, first)):
+            before = _local_events(up, tenant)
+            down.stop()
+            stopped = time.monotonic()
+            try:
+                _send(pipeline, part)
+                # Offsets are committed only for stored rows: this part is on the replica that is up.
+                wait_caught_up(pipeline, f"a part stored with {down.root.name} down", {"worker": pipeline.worker_port})
+                stored_on.append(_local_events(up, tenant) - before)
+            finally:
+                down.start()
+            outages.append(time.monotonic() - stopped)
+        _send(pipeline, parts[3])
+        wait_caught_up(pipeline, "part 4 stored", {"worker": pipeline.worker_port})
+        restarts = pipeline.restarts
+
+    ref, exp = day.reference, day.expected
+    want_events = (ref.events, ref.events)
+    replicas = [connect(url) for url in clickhouse_cluster.urls]
+    try:
+        caught_up = time.monotonic()
+        for ch in replicas:
+            wait_until(
+                lambda: tuple(_replica_numbers(ch, tenant)["events"]) == want_events,
+                timeout_s=60,
+                what=f"{ref.events} events on {ch!r}",
+            )
+        catch_up_s = time.monotonic() - caught_up
+        numbers = [_replica_numbers(ch, tenant) for ch in replicas]
+    finally:
+        for ch in replicas:
+            ch.close()
+
+    # Both outages saw writes go to the other replica.
+    assert min(stored_on) > 0, stored_on
+    for got in numbers:
+        assert tuple(got["events"]) == want_events
+        assert got["deadletters"] == ref.deadletters
+        assert got["triggers"] == ref.trigger_ids
+        kpi = got["kpi_daily"]
+        columns = ["tenant", "day", "sessions", "carts", "orders"]
+        assert [int(sum(row[columns.index(c)] for row in kpi)) for c in ("carts", "orders")] == [exp.carts, exp.orders]
+    assert numbers[0]["kpi_daily"] == numbers[1]["kpi_daily"]
+    assert len(numbers[0]["kpi_daily"]) >= 1
+    print(
+        f"\ncluster 1 shard x 2 replicas: {len(day.messages)} messages, {ref.events} events, "
+        f"{sum(map(len, ref.trigger_ids.values()))} triggers exact on both replicas; replica 1 down {outages[0]:.1f} s "
+        f"({stored_on[0]} events written to replica 2 meanwhile), then replica 2 down {outages[1]:.1f} s "
+        f"({stored_on[1]} to replica 1); both complete {catch_up_s:.1f} s after the pipeline caught up; "
+        f"stored rows before merges {numbers[0]['rows']} / {numbers[1]['rows']}; worker restarts {restarts}; "
+        f"run {time.monotonic() - started:.0f} s"
+    )
