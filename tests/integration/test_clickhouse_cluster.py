@@ -19,7 +19,7 @@ import pytest
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from sinks.client import ClickHouse, connect
-from sinks.migrate import DDL_DIR, migrate
+from sinks.migrate import DDL_DIR, MigrationError, migrate
 from tests.chaos.common import day_of_traffic, post, wait_caught_up
 from tests.integration.helpers import wait_until
 
@@ -95,6 +95,9 @@ def test_migrations_on_cluster_create_every_table_and_view_on_both_replicas(clic
         assert applied[-2:] == ["0098_probe_swap", "0099_probe_drop"]
         # Through the other replica: nothing left to apply (its versions table is synced first).
         assert migrate(second, ddl, cluster=CLUSTER) == []
+        # A worker started without the cluster setting stops before creating anything.
+        with pytest.raises(MigrationError, match="CX_CLICKHOUSE_CLUSTER"):
+            migrate(second, ddl)
 
         for ch in (first, second):
             objects = _objects(ch)
