@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from contextlib import closing
+from datetime import date
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from sinks.client import ClickHouse, connect
+from sinks.cluster import ClusterDDL
 from sinks.migrate import DDL_DIR, MigrationError, migrate
 from tests.chaos.common import day_of_traffic, post, wait_caught_up
 from tests.integration.helpers import wait_until
@@ -231,3 +233,46 @@ def test_pipeline_with_each_replica_stopped_in_turn_mid_stream_is_exact_on_both_
         f"stored rows before merges {numbers[0]['rows']} / {numbers[1]['rows']}; worker restarts {restarts}; "
         f"run {time.monotonic() - started:.0f} s"
     )
+
+
+def test_replicated_dedup_rules_hold_through_either_replica(clickhouse_cluster) -> None:
+    """The rules docs/clickhouse.md states: identical blocks dropped, other repeats collapsed by FINAL, A-B-A keeps B."""
+    layout = ClusterDDL(CLUSTER)
+    first, second = (connect(url) for url in clickhouse_cluster.urls)
+    d = date(2024, 5, 1)
+    try:
+        for sql in [
+            *layout.render("CREATE DATABASE IF NOT EXISTS cx", 0, lambda t: None),
+            *layout.render(
+                "CREATE TABLE IF NOT EXISTS cx.dedup_probe (k String, v String, day Date) "
+                "ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(day) ORDER BY k",
+                1,
+                lambda t: None,
+            ),
+        ]:
+            first.execute(sql)
+        columns = ["k", "v", "day"]
+
+        def both(sql: str) -> list[list[tuple]]:
+            out = []
+            for ch in (first, second):
+                ch.execute("SYSTEM SYNC REPLICA cx.dedup_probe_local")
+                out.append(ch.execute(sql))
+            return out
+
+        first.insert("cx.dedup_probe", columns, [("a", "1", d), ("b", "1", d)])
+        second.insert("cx.dedup_probe", columns, [("a", "1", d), ("b", "1", d)])  # a retried batch: identical block
+        assert both("SELECT count() FROM cx.dedup_probe_local") == [[(2,)], [(2,)]]
+
+        second.insert("cx.dedup_probe", columns, [("b", "1", d), ("c", "1", d)])  # a replay batched differently
+        assert both("SELECT count() FROM cx.dedup_probe_local") == [[(4,)], [(4,)]]
+        assert both("SELECT k FROM cx.dedup_probe FINAL ORDER BY k") == [[("a",), ("b",), ("c",)]] * 2
+
+        for value in ("A", "B", "A"):  # the third block is identical to the first: dropped
+            first.insert("cx.dedup_probe", columns, [("x", value, d)])
+        assert both("SELECT v FROM cx.dedup_probe FINAL WHERE k = 'x'") == [[("B",)], [("B",)]]
+    finally:
+        first.execute("DROP TABLE IF EXISTS cx.dedup_probe ON CLUSTER cx_cluster")
+        first.execute("DROP TABLE IF EXISTS cx.dedup_probe_local ON CLUSTER cx_cluster")
+        first.close()
+        second.close()
