@@ -27,8 +27,10 @@ written twice and a new one needs no special case:
   CLUSTER``; the Distributed tables of every name involved are dropped and
   each new name gets one over its renamed table (a Distributed table names
   its target, so renaming it would point it at the wrong rows).
-* anything else (``INSERT ... SELECT``) runs once, as written, through the
-  Distributed tables.
+* ``INSERT ... SELECT`` (a copy) runs once, as written, through the
+  Distributed tables, after ``SYSTEM SYNC REPLICA`` of every table it names,
+  so that it copies what the other replicas had written.
+* anything else runs once, as written.
 
 A statement this cannot render (another engine, a materialized view) is
 refused with ``ClusterDDLError`` before it runs.
@@ -59,6 +61,7 @@ _RENAME_PAIR = re.compile(rf"^\s*{_TABLE}\s+TO\s+{_TABLE}\s*$", re.I)
 _ORDER_BY = re.compile(r"\bORDER\s+BY\s+(\(.*?\)|[A-Za-z_][A-Za-z0-9_]*)", re.I | re.S)
 _DISTRIBUTED_ENGINE = re.compile(r"ENGINE\s*=\s*(Distributed\(.*\))\s*$", re.I | re.S)
 _OTHER_CREATE = re.compile(r"^\s*CREATE\s", re.I)
+_INSERT = re.compile(r"^\s*INSERT\s", re.I)
 
 
 class ClusterDDLError(ValueError):
@@ -127,6 +130,15 @@ class ClusterDDL:
             ]
         if m := _RENAME.match(statement):
             return self._rename(m.group(1), show_create)
+        if _INSERT.match(statement):
+            # A copy reads this server's replicas: fetch what the others wrote first.
+            names = dict.fromkeys(re.findall(_TABLE, statement))
+            syncs = [
+                f"SYSTEM SYNC REPLICA cx.{name}{LOCAL_SUFFIX}"
+                for name in names
+                if show_create(f"cx.{name}{LOCAL_SUFFIX}") is not None
+            ]
+            return [*syncs, statement]
         return [statement]
 
     def _create_table(self, m: re.Match, version: int) -> list[str]:
