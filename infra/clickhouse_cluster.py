@@ -93,7 +93,12 @@ class ZooKeeperServer:
         return self
 
     def _wait_serving(self) -> None:
-        """Until ZooKeeper's ``srvr`` reports its mode: it listens, and answers ``ruok``, before it serves."""
+        """Until ZooKeeper's ``srvr`` reports its mode: it listens, and answers ``ruok``, before it serves.
+
+        A clickhouse-server 18.16 started before that fails its first
+        ZooKeeper handshake and was seen to crash (SIGSEGV) on its next
+        ``ON CLUSTER`` statement.
+        """
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
@@ -206,7 +211,7 @@ class ClickHouseCluster:
         self.close()
 
 
-if __name__ == "__main__":  # a quick look: python -m infra.clickhouse_cluster
-    with ClickHouseCluster() as c:
-        print("zookeeper", c.zookeeper.port, "replicas", c.urls)
-        time.sleep(float(__import__("os").environ.get("CX_CLUSTER_HOLD_S", "0")))
+if __name__ == "__main__":  # python -m infra.clickhouse_cluster: start one, print its URLs, stop on Enter
+    with ClickHouseCluster() as running:
+        print(f"ZooKeeper 127.0.0.1:{running.zookeeper.port}; cluster {running.name}: {' '.join(running.urls)}")
+        input("Enter stops it. ")
