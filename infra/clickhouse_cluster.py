@@ -5,13 +5,13 @@
 /usr/share/java names its dependencies in its manifest) standalone, on a
 free loopback port with a data directory of its own.
 
-``ClickHouseCluster`` starts that ZooKeeper and ``replicas`` local
-``clickhouse-server`` processes (``infra.clickhouse_server.ClickHouseServer``,
-each with its own ports and directory) that form the cluster ``name``: one
-shard whose replicas are all of them (``internal_replication``: a
-Distributed table writes one replica and replication copies the part), the
-macros ``{shard}`` and ``{replica}`` per server, and the distributed DDL
-queue that ``ON CLUSTER`` statements go through. ``replica(i).stop()`` and
+``ClickHouseCluster`` starts that ZooKeeper and ``shards`` x ``replicas``
+local ``clickhouse-server`` processes (``infra.clickhouse_server.ClickHouseServer``,
+each with its own ports and directory) that form the cluster ``name``
+(``internal_replication``: a Distributed table writes one replica of a
+shard and replication copies the part), the macros ``{shard}`` and
+``{replica}`` per server, and the distributed DDL queue that ``ON
+CLUSTER`` statements go through. ``replica(i).stop()`` and
 ``.start()`` restart one member on the same ports and data.
 """
 
@@ -119,9 +119,13 @@ class ZooKeeperServer:
         stop_process(proc, 15.0)
 
 
-def _replica_config(cluster: str, zk_port: int, members: list[ClickHouseServer], index: int, interserver_port: int) -> str:
-    replicas = "".join(
-        f"<replica><host>127.0.0.1</host><port>{m.tcp_port}</port></replica>" for m in members
+def _server_config(cluster: str, zk_port: int, layout: list[list[ClickHouseServer]], shard: int, replica: int,
+                   interserver_port: int) -> str:
+    shards = "".join(
+        "<shard><internal_replication>true</internal_replication>"
+        + "".join(f"<replica><host>127.0.0.1</host><port>{m.tcp_port}</port></replica>" for m in members)
+        + "</shard>"
+        for members in layout
     )
     return f"""
     <interserver_http_host>127.0.0.1</interserver_http_host>
@@ -131,16 +135,11 @@ def _replica_config(cluster: str, zk_port: int, members: list[ClickHouseServer],
         <session_timeout_ms>6000</session_timeout_ms>
     </zookeeper>
     <remote_servers>
-        <{cluster}>
-            <shard>
-                <internal_replication>true</internal_replication>
-                {replicas}
-            </shard>
-        </{cluster}>
+        <{cluster}>{shards}</{cluster}>
     </remote_servers>
     <macros>
-        <shard>01</shard>
-        <replica>replica-{index + 1}</replica>
+        <shard>{shard + 1:02d}</shard>
+        <replica>replica-{replica + 1}</replica>
     </macros>
     <distributed_ddl>
         <path>/clickhouse/task_queue/ddl</path>
@@ -149,13 +148,21 @@ def _replica_config(cluster: str, zk_port: int, members: list[ClickHouseServer],
 
 
 class ClickHouseCluster:
-    """ZooKeeper and ``replicas`` clickhouse-servers forming cluster ``name`` (one shard). A context manager."""
+    """ZooKeeper and ``shards`` x ``replicas`` clickhouse-servers forming cluster ``name``. A context manager.
 
-    def __init__(self, name: str = "cx_cluster", replicas: int = 2) -> None:
+    ``replicas`` lists every server, shard by shard (``replica(0)`` and
+    ``replica(1)`` are the two replicas of the first shard by default).
+    """
+
+    def __init__(self, name: str = "cx_cluster", replicas: int = 2, shards: int = 1) -> None:
         self.name = name
         self.root = Path(tempfile.mkdtemp(prefix="cx-ch-cluster-"))
         self.zookeeper = ZooKeeperServer(self.root / "zookeeper")
-        self.replicas = [ClickHouseServer(self.root / f"replica-{i + 1}") for i in range(replicas)]
+        self.layout = [
+            [ClickHouseServer(self.root / f"shard-{s + 1}-replica-{r + 1}") for r in range(replicas)]
+            for s in range(shards)
+        ]
+        self.replicas = [member for members in self.layout for member in members]
         self._exit_hook = False
 
     def replica(self, index: int) -> ClickHouseServer:
@@ -173,20 +180,21 @@ class ClickHouseCluster:
             self.zookeeper.start()
             # Every member must know every member's port before any starts.
             taken: set[int] = {self.zookeeper.port}
-            ports = []
-            for _ in self.replicas:
-                trio = []
+            interserver: dict[int, int] = {}
+            for member in self.replicas:
+                trio: list[int] = []
                 while len(trio) < 3:
                     port = free_port()
                     if port not in taken:
                         taken.add(port)
                         trio.append(port)
-                ports.append(trio)
-            for member, (tcp, http, _) in zip(self.replicas, ports):
                 member.root.mkdir(parents=True, exist_ok=True)
-                member.tcp_port, member.http_port = tcp, http
-            for i, member in enumerate(self.replicas):
-                member.cluster_config = _replica_config(self.name, self.zookeeper.port, self.replicas, i, ports[i][2])
+                member.tcp_port, member.http_port, interserver[id(member)] = trio
+            for s, members in enumerate(self.layout):
+                for r, member in enumerate(members):
+                    member.cluster_config = _server_config(
+                        self.name, self.zookeeper.port, self.layout, s, r, interserver[id(member)]
+                    )
             for member in self.replicas:
                 member.start()
         except BaseException:

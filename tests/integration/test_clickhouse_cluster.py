@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.clickhouse_cluster import ClickHouseCluster, zookeeper_command
+from infra.clickhouse_server import server_command
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from sinks.client import ClickHouse, connect
@@ -28,6 +30,7 @@ from tests.integration.helpers import wait_until
 pytestmark = pytest.mark.integration
 
 CLUSTER = "cx_cluster"
+SHARDED = "cx_shards"
 TABLES = (
     "schema_migrations", "events", "triggers", "deadletters", "friction", "support_tickets",
     "support_messages", "surveys", "recoveries", "customer_scores",
@@ -276,3 +279,78 @@ def test_replicated_dedup_rules_hold_through_either_replica(clickhouse_cluster) 
         first.execute("DROP TABLE IF EXISTS cx.dedup_probe_local ON CLUSTER cx_cluster")
         first.close()
         second.close()
+
+
+@pytest.fixture
+def two_shards():
+    """ZooKeeper and two clickhouse-servers, each a shard of its own (no replicas), for one test."""
+    try:
+        server_command()
+        zookeeper_command()
+    except FileNotFoundError as exc:
+        pytest.skip(f"no local ClickHouse cluster can run here: {exc}")
+    with ClickHouseCluster(SHARDED, replicas=1, shards=2) as cluster:
+        yield cluster
+
+
+def test_pipeline_on_two_shards_is_exact_and_a_replay_through_the_other_shard_changes_nothing(
+    two_shards, kafka: str, fresh_settings: Settings
+) -> None:
+    tenant = f"shop-{fresh_settings.worker_group}"
+    settings = fresh_settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka,
+            "clickhouse_url": two_shards.urls[0],
+            "clickhouse_cluster": SHARDED,
+            "collector_port": 0,
+            "worker_web_port": 0,
+            "write_keys": f"wk_chaos={tenant}",
+            "batch_max_records": 200,
+            "sink_max_interval_ms": 200,
+        }
+    )
+    with Pipeline(settings) as pipeline:
+        pipeline.tenant = tenant
+        day = day_of_traffic(pipeline, seed=59, visitors=60)
+        _send(pipeline, day.messages)
+        wait_caught_up(pipeline, "the day stored", {"worker": pipeline.worker_port})
+
+    ref, exp = day.reference, day.expected
+    t = {"t": tenant}
+    servers = [connect(url) for url in two_shards.urls]
+    try:
+        per_shard = [ch.query("SELECT count() FROM cx.events_local FINAL WHERE tenant = %(t)s", t)[1][0][0] for ch in servers]
+        # A replay of every stored event, written through the other shard's server in other batches.
+        columns, rows = servers[0].query("SELECT * FROM cx.events WHERE tenant = %(t)s", t)
+        for i in range(0, len(rows), 97):
+            servers[1].insert("cx.events", columns, list(reversed(rows[i : i + 97])))
+        numbers = []
+        for ch in servers:
+            triggers: dict[str, set[str]] = {}
+            for kind, trigger_id in ch.query("SELECT kind, trigger_id FROM cx.triggers FINAL WHERE tenant = %(t)s", t)[1]:
+                triggers.setdefault(kind, set()).add(trigger_id)
+            numbers.append({
+                "events": ch.query("SELECT count(), uniqExact(event_id) FROM cx.events FINAL WHERE tenant = %(t)s", t)[1][0],
+                "rows": ch.query("SELECT count() FROM cx.events WHERE tenant = %(t)s", t)[1][0][0],
+                "triggers": triggers,
+                "kpi_daily": ch.query("SELECT * FROM cx.kpi_daily WHERE tenant = %(t)s ORDER BY day", t)[1],
+                "customers": ch.query("SELECT * FROM cx.customers WHERE tenant = %(t)s ORDER BY customer_id", t)[1],
+            })
+    finally:
+        for ch in servers:
+            ch.close()
+
+    assert sum(per_shard) == ref.events and min(per_shard) > 0, per_shard  # the rows are spread over both shards
+    for got in numbers:
+        assert tuple(got["events"]) == (ref.events, ref.events)
+        assert got["rows"] == 2 * ref.events  # the replay was stored, and FINAL collapses it on the id's shard
+        assert got["triggers"] == ref.trigger_ids
+        kpi = got["kpi_daily"]
+        assert [int(sum(row[3] for row in kpi)), int(sum(row[4] for row in kpi))] == [exp.carts, exp.orders]
+    assert numbers[0]["kpi_daily"] == numbers[1]["kpi_daily"]
+    assert numbers[0]["customers"] == numbers[1]["customers"]
+    print(
+        f"\ncluster 2 shards x 1 replica: {ref.events} events split {per_shard[0]} / {per_shard[1]}, replayed through "
+        f"the other server: {numbers[0]['rows']} rows stored, {numbers[0]['events'][0]} counted; "
+        f"{sum(map(len, ref.trigger_ids.values()))} triggers and kpi_daily exact, the same from both servers"
+    )
