@@ -185,7 +185,9 @@ def test_pipeline_with_each_replica_stopped_in_turn_mid_stream_is_exact_on_both_
         # and writes it; then replica 2 away while replica 1, back, catches up
         # and takes the writes again. Each replica misses writes once.
         for part, down, up in ((parts[1], first, second), (parts[2], second, first)):
-            before = _local_events(up, tenant)
+            # What the replica going away holds; whatever the other one holds beyond that at
+            # the end of the outage was written there while it was away.
+            before = _local_events(down, tenant)
             down.stop()
             stopped = time.monotonic()
             try:
