@@ -148,28 +148,39 @@ class ClusterDDL:
         order = _ORDER_BY.search(tail)
         if order is None:
             raise ClusterDDLError(f"cx.{name}: no ORDER BY to derive the sharding key from")
-        key = order.group(1).strip()
-        key = key[1:-1] if key.startswith("(") else key
         local = f"{name}{LOCAL_SUFFIX}"
         replicated_args = ", ".join(
             part for part in (f"'{zookeeper_path(local, version)}'", "'{replica}'", args.strip()) if part
         )
-        sharding = f"Distributed({self.name}, cx, {local}, cityHash64({key}))"
         return [
             f"{head}cx.{local}{self.on_cluster}{columns}ENGINE = Replicated{engine}({replicated_args}){tail}",
-            self._distributed(name, sharding),
+            self._distributed(name, self._sharding(name, order)),
         ]
 
     def _distributed(self, name: str, engine: str) -> str:
         return f"CREATE TABLE IF NOT EXISTS cx.{name}{self.on_cluster} AS cx.{name}{LOCAL_SUFFIX} ENGINE = {engine}"
 
     def _distributed_engine(self, name: str, show_create: Callable[[str], str | None]) -> str:
-        """``Distributed(cluster, cx, name_local, key)`` of ``cx.name``, as the server shows it."""
+        """``Distributed(cluster, cx, name_local, key)`` of ``cx.name``, as the server shows it.
+
+        When ``cx.name`` is missing but ``cx.name_local`` is there (a migration
+        that stopped between dropping and creating it again), the key is
+        derived from the local table's ``ORDER BY``, as at creation.
+        """
         text = show_create(f"cx.{name}")
         match = _DISTRIBUTED_ENGINE.search(text or "")
-        if match is None:
+        if match is not None:
+            return match.group(1)
+        local = show_create(f"cx.{name}{LOCAL_SUFFIX}") if text is None else None
+        order = _ORDER_BY.search(local or "")
+        if order is None:
             raise ClusterDDLError(f"cx.{name} is not a Distributed table of cluster mode: {(text or 'missing')[:160]!r}")
-        return match.group(1)
+        return self._sharding(name, order)
+
+    def _sharding(self, name: str, order: re.Match) -> str:
+        key = order.group(1).strip()
+        key = key[1:-1] if key.startswith("(") else key
+        return f"Distributed({self.name}, cx, {name}{LOCAL_SUFFIX}, cityHash64({key}))"
 
     def _rename(self, pairs_text: str, show_create: Callable[[str], str | None]) -> list[str]:
         pairs = []

@@ -133,6 +133,21 @@ def test_statement_without_a_cluster_form_is_refused(statement: str, reason: str
 def test_alter_of_a_table_that_is_not_distributed_is_refused() -> None:
     with pytest.raises(ClusterDDLError, match="not a Distributed table"):
         DDL.render("ALTER TABLE cx.events ADD COLUMN c String", 7, lambda table: None)
+    plain = {"cx.events": "CREATE TABLE cx.events (k String) ENGINE = ReplacingMergeTree ORDER BY k"}
+    with pytest.raises(ClusterDDLError, match="not a Distributed table"):
+        DDL.render("ALTER TABLE cx.events ADD COLUMN c String", 7, plain.get)
+
+
+def test_alter_run_again_after_stopping_between_drop_and_create_derives_the_key_from_the_local_table() -> None:
+    shown = {
+        "cx.events_local": "CREATE TABLE cx.events_local (tenant String, event_id String) ENGINE = "
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/cx/events_local/0001', '{replica}') "
+        "PARTITION BY tuple() ORDER BY (tenant, event_id) SETTINGS index_granularity = 8192"
+    }
+    assert DDL.render("ALTER TABLE cx.events ADD COLUMN c String", 7, shown.get)[-1] == (
+        "CREATE TABLE IF NOT EXISTS cx.events ON CLUSTER main AS cx.events_local "
+        "ENGINE = Distributed(main, cx, events_local, cityHash64(tenant, event_id))"
+    )
 
 
 def test_every_shipped_migration_renders_for_a_cluster() -> None:
