@@ -103,6 +103,15 @@ def test_migrations_on_cluster_create_every_table_and_view_on_both_replicas(clic
         # A worker started without the cluster setting stops before creating anything.
         with pytest.raises(MigrationError, match="CX_CLICKHOUSE_CLUSTER"):
             migrate(second, ddl)
+        # A worker (re)starting with nothing to apply does not wait for a replica that is down.
+        clickhouse_cluster.replica(1).stop()
+        try:
+            restarted = time.monotonic()
+            assert migrate(first, ddl, cluster=CLUSTER) == []
+            restart_s = time.monotonic() - restarted
+        finally:
+            clickhouse_cluster.replica(1).start()
+        assert restart_s < 10, restart_s
 
         for ch in (first, second):
             objects = _objects(ch)
@@ -119,7 +128,10 @@ def test_migrations_on_cluster_create_every_table_and_view_on_both_replicas(clic
         engine = first.execute("SHOW CREATE TABLE cx.events_local")[0][0]
         assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/cx/events_local/0001', '{replica}')" in engine
         assert first.execute("SHOW CREATE TABLE cx.probe_local")[0][0].count("/cx/probe_v2_local/0098") == 1
-        print(f"\ncluster migrations: {len(applied)} applied ON CLUSTER in {took:.1f} s")
+        print(
+            f"\ncluster migrations: {len(applied)} applied ON CLUSTER in {took:.1f} s; "
+            f"up to date with replica 2 down in {restart_s:.2f} s"
+        )
     finally:
         first.close()
         second.close()
