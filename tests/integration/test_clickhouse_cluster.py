@@ -19,6 +19,7 @@ import pytest
 
 from infra.clickhouse_cluster import ClickHouseCluster, zookeeper_command
 from infra.clickhouse_server import server_command
+from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from sinks.client import ClickHouse, connect
@@ -349,10 +350,19 @@ def test_pipeline_on_two_shards_is_exact_and_a_replay_through_the_other_shard_ch
                 "kpi_daily": ch.query("SELECT * FROM cx.kpi_daily WHERE tenant = %(t)s ORDER BY day", t)[1],
                 "customers": ch.query("SELECT * FROM cx.customers WHERE tenant = %(t)s ORDER BY customer_id", t)[1],
             })
+        # The analyst path (cxstream query against a server): user analyst, readonly=1, limits.
+        analyst = connect(two_shards.urls[1].replace("default:@", "analyst:analyst@").replace("/default", "/cx"))
+        try:
+            _, analyst_kpi = run_analyst_query(
+                analyst, f"SELECT * FROM cx.kpi_daily WHERE tenant = '{tenant}' ORDER BY day", QueryLimits.from_settings(settings)
+            )
+        finally:
+            analyst.close()
     finally:
         for ch in servers:
             ch.close()
 
+    assert analyst_kpi == numbers[1]["kpi_daily"]
     assert sum(per_shard) == ref.events and min(per_shard) > 0, per_shard  # the rows are spread over both shards
     for got in numbers:
         assert tuple(got["events"]) == (ref.events, ref.events)
