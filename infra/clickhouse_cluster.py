@@ -1,4 +1,4 @@
-"""A ClickHouse cluster on one machine for tests: ZooKeeper plus replicas of one shard.
+"""A ClickHouse cluster on one machine for tests: ZooKeeper plus clickhouse-servers as shards and replicas.
 
 ``ZooKeeperServer`` runs Debian's ZooKeeper (``bash infra/setup.sh
 --clickhouse-server`` installs the ``zookeeper`` package: its jar in
@@ -48,7 +48,7 @@ def zookeeper_command() -> list[str]:
 
 
 class ZooKeeperServer:
-    """A standalone ZooKeeper process on a free loopback port; ``close()`` removes its directory."""
+    """A standalone ZooKeeper process on a free loopback port, its data in ``root``; ``stop()`` ends it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
