@@ -239,6 +239,13 @@ class Settings(BaseSettings):
         "The /db part is only the connection's default database (it must exist; default does): every table "
         "and view is in the database cx, which cxstream creates",
     )
+    clickhouse_cluster: str = Field(
+        "",
+        description="name of a cluster in the servers' remote_servers config: every table is created ON CLUSTER as a "
+        "Replicated*MergeTree <table>_local (ZooKeeper path /clickhouse/tables/{shard}/cx/<table>_local/<migration>, "
+        "macros {shard} and {replica}) under a Distributed <table> that the worker writes and the views read "
+        "(docs/clickhouse.md, Cluster mode); needs a clickhouse:// URL. Empty: single-server tables",
+    )
     data_dir: Path = Field(Path(".cxdata"), description="directory of the embedded store, logs and run.json")
 
     collector_host: str = Field("127.0.0.1", description="address the collector listens on")
@@ -458,6 +465,19 @@ class Settings(BaseSettings):
     def _check_clickhouse_url(cls, value: str) -> str:
         if value and not value.startswith(("chdb://", "clickhouse://", "clickhouses://")):
             raise ValueError("must start with chdb:// or clickhouse://")
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _check_clickhouse_cluster(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        from sinks.cluster import check_cluster_name
+
+        check_cluster_name(value)
+        url = info.data.get("clickhouse_url", "")
+        if not url.startswith(("clickhouse://", "clickhouses://")):
+            raise ValueError("cluster mode needs a ClickHouse server: set CX_CLICKHOUSE_URL to clickhouse://...")
         return value
 
     @cached_property

@@ -539,7 +539,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     app = create_app(settings, bootstrap, web_token=ensure_token(settings.data_dir))
     if ch is None:
         ch = connect(settings.resolved_clickhouse_url)
-    migrate(ch)
+    migrate(ch, cluster=settings.clickhouse_cluster)
     worker = Worker(app, settings, ch)
     worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
     worker.trigger_writer = TriggerWriter(settings, bootstrap, settings.topic_triggers)
