@@ -1,0 +1,101 @@
+"""``cxstream deliver`` against a real broker and a real HTTP receiver that fails on purpose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings
+from tests.deliver.common import SECRET, committed, make_trigger, produce, read_topic, start_deliver, wait_for, write_config
+from tests.deliver.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+FAST = {
+    "delivery_backoff_s": 0.05,
+    "delivery_backoff_max_s": 5.0,
+    "delivery_drain_s": 5.0,
+}
+
+
+def _stop(proc) -> None:  # noqa: ANN001
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except Exception:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once(
+    kafka: str, fresh_settings: Settings, tmp_path: Path
+) -> None:
+    # Every other request fails, in turn: 500, 429 + Retry-After in seconds, a reset connection,
+    # 429 + Retry-After as an HTTP date, 503, a timeout (work done, answer too late), 408.
+    # The rest succeed, some slowly (below the 0.8 s timeout).
+    failures = ["status:500", "retry_after_s:1", "reset", "retry_after_date:2", "status:503", "timeout:1.5", "status:408"]
+
+    def flaky(n: int, trigger_id: str, attempt: int) -> str:
+        if n % 2:
+            return failures[(n // 2) % len(failures)]
+        return "slow:0.3" if n % 10 == 4 else "ok"
+
+    triggers = [
+        make_trigger(i, kind=kind, action=action, tenant=tenant)
+        for i, (kind, action, tenant) in enumerate(
+            [("cart_abandoned", "offer", "shop-a"), ("checkout_friction", "assist", "shop-a"),
+             ("cart_abandoned", "offer", "shop-b"), ("support_risk", "none", "shop-a")] * 15
+        )
+    ]  # fmt: skip
+    offers_a = {t["trigger_id"] for t in triggers if t["action"] == "offer" and t["tenant"] == "shop-a"}
+    assert len(triggers) == 60 and len(offers_a) == 15
+    log = tmp_path / "deliver.log"
+    with Receiver(SECRET.encode(), flaky) as flaky_rx, Receiver(b"other-secret-0123456789") as offers_rx:
+        config = write_config(tmp_path / "hooks.toml", [
+            {"name": "everything", "url": flaky_rx.url, "secret_env": "TEST_HOOK_SECRET", "timeout_s": 0.8, "max_attempts": 20},
+            {"name": "shop-a-offers", "url": offers_rx.url, "secret": "other-secret-0123456789",
+             "actions": ["offer"], "tenants": ["shop-a"], "kinds": ["cart_abandoned"], "rate_per_s": 50},
+        ])  # fmt: skip
+        settings = fresh_settings.model_copy(update={"kafka_bootstrap": kafka, "delivery_config": str(config), **FAST})
+        ends = produce(settings, kafka, triggers)
+        proc = start_deliver(settings, kafka, log, TEST_HOOK_SECRET=SECRET)
+        try:
+            wait_for(
+                lambda: committed(settings, kafka, 2) == {p: ends.get(p, -1001) for p in range(2)},
+                120, "every trigger delivered and committed", proc, log,
+            )  # fmt: skip
+        finally:
+            _stop(proc)
+        requests, effects = flaky_rx.snapshot()
+        offer_requests, offer_effects = offers_rx.snapshot()
+
+    ids = {t["trigger_id"] for t in triggers}
+    # Every trigger reached the flaky receiver, every request was signed and keyed by its trigger id.
+    assert set(effects) == ids
+    assert all(r.signature_ok and r.key == r.trigger_id for r in requests)
+    assert len(requests) >= 2 * len(ids) - 1  # half of them failed
+    # Acted on twice only where the first answer was lost (timeout): same key, same body.
+    for key, done in effects.items():
+        assert len({r.body for r in done}) == 1
+        assert all(r.action.startswith("timeout") for r in done[:-1]), (key, [r.action for r in done])
+    # Retry-After was honoured: the next attempt of the key came after it (1 s; the date form >= 1 s).
+    for i, r in enumerate(requests):
+        if r.action.startswith("retry_after"):
+            following = next(q for q in requests[i + 1 :] if q.key == r.key)
+            assert following.at - r.answered_at >= 0.95, (r.action, following.at - r.answered_at)
+    # The filtered destination got exactly shop-a's offers, each once.
+    assert set(offer_effects) == offers_a
+    assert all(len(v) == 1 for v in offer_effects.values())
+    assert all(r.signature_ok for r in offer_requests) and len(offer_requests) == 15
+    # One outcome per trigger and destination on the deliveries topic, all delivered.
+    outcomes = read_topic(settings, kafka, settings.topic_deliveries)
+    by_dest: dict[str, set[str]] = {}
+    for o in outcomes:
+        assert o["status"] == "delivered" and o["last_error"] == "" and 200 <= o["last_status"] < 300
+        by_dest.setdefault(o["destination"], set()).add(o["trigger_id"])
+    assert by_dest == {"everything": ids, "shop-a-offers": offers_a}
+    assert len(outcomes) == 75
+    assert read_topic(settings, kafka, settings.topic_delivery_deadletter, idle_s=1.0) == []
+    # The secret never reached the log.
+    assert SECRET not in log.read_text() and "other-secret" not in log.read_text()
