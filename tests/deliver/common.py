@@ -46,8 +46,11 @@ def make_trigger(i: int, kind: str = "cart_abandoned", action: str = "offer", te
     }
 
 
-def produce(settings: Settings, bootstrap: str, triggers: list[dict]) -> dict[int, int]:
-    """Put ``triggers`` on the triggers topic (JSON, key = customer id); returns each partition's end offset."""
+def produce(settings: Settings, bootstrap: str, triggers: list[dict], where: dict | None = None) -> dict[int, int]:
+    """Put ``triggers`` on the triggers topic (JSON, key = customer id); returns each partition's end offset.
+
+    ``where``, if given, is filled with ``(partition, offset) -> trigger_id``.
+    """
     ensure_topics(settings, bootstrap)
     producer = Producer({**kafka_config(settings, bootstrap), "linger.ms": 5})
     ends: dict[int, int] = {}
@@ -58,6 +61,8 @@ def produce(settings: Settings, bootstrap: str, triggers: list[dict]) -> dict[in
             errors.append(err)
         else:
             ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+            if where is not None:
+                where[(msg.partition(), msg.offset())] = orjson.loads(msg.value())["trigger_id"]
 
     for t in triggers:
         producer.produce(settings.topic_triggers, key=t["customer_id"].encode(), value=orjson.dumps(t), on_delivery=report)

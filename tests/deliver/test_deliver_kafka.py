@@ -99,3 +99,52 @@ def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once
     assert read_topic(settings, kafka, settings.topic_delivery_deadletter, idle_s=1.0) == []
     # The secret never reached the log.
     assert SECRET not in log.read_text() and "other-secret" not in log.read_text()
+
+
+def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
+    kafka: str, fresh_settings: Settings, tmp_path: Path
+) -> None:
+    # tr-00003 and tr-00007: 400 (permanent, one attempt); tr-00005: 503 every time (3 attempts);
+    # tr-00009: a reset connection every time (3 attempts, no status). Everything else: 200.
+    def strict(n: int, trigger_id: str, attempt: int) -> str:
+        return {"tr-00003": "status:400", "tr-00007": "status:422", "tr-00005": "status:503", "tr-00009": "reset"}.get(trigger_id, "ok")
+
+    triggers = [make_trigger(i) for i in range(12)]
+    log = tmp_path / "deliver.log"
+    with Receiver(SECRET.encode(), strict) as rx:
+        config = write_config(tmp_path / "hooks.toml", [
+            {"name": "crm", "url": rx.url, "secret": SECRET, "max_attempts": 3, "timeout_s": 2},
+        ])  # fmt: skip
+        settings = fresh_settings.model_copy(update={"kafka_bootstrap": kafka, "delivery_config": str(config), **FAST})
+        ends = produce(settings, kafka, triggers)
+        proc = start_deliver(settings, kafka, log)
+        try:
+            wait_for(
+                lambda: committed(settings, kafka, 2) == {p: ends.get(p, -1001) for p in range(2)},
+                60, "every trigger delivered or dead-lettered and committed", proc, log,
+            )  # fmt: skip
+        finally:
+            _stop(proc)
+        requests, effects = rx.snapshot()
+
+    assert set(effects) == {f"tr-{i:05d}" for i in range(12)} - {"tr-00003", "tr-00005", "tr-00007", "tr-00009"}
+    attempts = {}
+    for r in requests:
+        attempts[r.key] = attempts.get(r.key, 0) + 1
+    assert (attempts["tr-00003"], attempts["tr-00007"], attempts["tr-00005"], attempts["tr-00009"]) == (1, 1, 3, 3)
+    dead = {d["trigger_id"]: d for d in read_topic(settings, kafka, settings.topic_delivery_deadletter)}
+    assert sorted(dead) == ["tr-00003", "tr-00005", "tr-00007", "tr-00009"]
+    assert {k: (d["destination"], d["reason"], d["attempts"], d["last_status"]) for k, d in dead.items()} == {
+        "tr-00003": ("crm", "permanent", 1, 400),
+        "tr-00007": ("crm", "permanent", 1, 422),
+        "tr-00005": ("crm", "attempts_exhausted", 3, 503),
+        "tr-00009": ("crm", "attempts_exhausted", 3, 0),
+    }
+    assert dead["tr-00003"]["last_error"] == "HTTP 400: refused with 400"
+    assert dead["tr-00005"]["last_error"] == "HTTP 503: refused with 503"
+    assert dead["tr-00009"]["last_error"].startswith(("ServerDisconnectedError", "ClientOSError", "ClientPayloadError"))
+    assert dead["tr-00005"]["trigger"] == triggers[5]  # the whole record, for a replay by hand
+    assert dead["tr-00005"]["url"] == rx.url
+    outcomes = {(o["trigger_id"], o["status"], o["attempts"]) for o in read_topic(settings, kafka, settings.topic_deliveries)}
+    assert ("tr-00005", "dead_lettered", 3) in outcomes and ("tr-00003", "dead_lettered", 1) in outcomes
+    assert sum(1 for o in outcomes if o[1] == "delivered") == 8
