@@ -140,7 +140,8 @@ def deliver() -> None:
     settings = load_settings()
     destinations = _require_destinations(settings, "cxstream deliver")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_deliver(settings, _require_bootstrap(settings), destinations))
+    if not asyncio.run(run_deliver(settings, _require_bootstrap(settings), destinations)):
+        raise typer.Exit(1)
 
 
 def _print_result(columns: list[str], rows: list, fmt: str) -> None:

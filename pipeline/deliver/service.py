@@ -110,6 +110,7 @@ class Deliverer:
         self.offsets = Offsets()
         self.stop = asyncio.Event()
         self.stats = {"records": 0, "delivered": 0, "dead_lettered": 0, "skipped": 0, "commits": 0}
+        self.failed = False  # a delivery task raised: a bug; the process stops with exit code 1
         self._kafka = ThreadPoolExecutor(1, thread_name_prefix="cx-deliver-consumer")  # every Consumer call
         self._tasks: set[asyncio.Task] = set()
         self._paused = False
@@ -301,6 +302,7 @@ class Deliverer:
         if not task.cancelled() and task.exception() is not None:
             # A bug, not a delivery failure: stop, so that the record is not committed past.
             log.critical("delivery task failed: %r; stopping", task.exception())
+            self.failed = True
             self.stop.set()
 
     async def _drain(self) -> None:
@@ -313,8 +315,8 @@ class Deliverer:
             log.warning("%d deliveries unfinished at stop; the next start delivers them again", len(self._tasks))
 
 
-async def run_deliver(settings: Settings, bootstrap: str, destinations: list[Destination]) -> dict:
-    """Run ``cxstream deliver`` until SIGINT or SIGTERM; returns its counts."""
+async def run_deliver(settings: Settings, bootstrap: str, destinations: list[Destination]) -> bool:
+    """Run ``cxstream deliver`` until SIGINT or SIGTERM; False if it stopped on a failure."""
     import signal
 
     await asyncio.get_running_loop().run_in_executor(None, ensure_topics, settings, bootstrap)
@@ -323,4 +325,4 @@ async def run_deliver(settings: Settings, bootstrap: str, destinations: list[Des
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, deliverer.stop.set)
     await deliverer.run()
-    return deliverer.stats
+    return not deliverer.failed
