@@ -23,6 +23,7 @@ import asyncio
 import logging
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
@@ -41,6 +42,20 @@ log = logging.getLogger("cxstream.deliver")
 
 POLL_S = 0.2
 PRODUCE_RETRY_S = 1.0
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _epoch_ms(value: object) -> object:
+    """An Avro-decoded trigger with its timestamp-millis fields back to epoch milliseconds (the JSON form)."""
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // timedelta(milliseconds=1)
+    if isinstance(value, dict):
+        return {k: _epoch_ms(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_epoch_ms(v) for v in value]
+    return value
 
 
 class Offsets:
@@ -147,6 +162,9 @@ class Deliverer:
                 log.warning("commit on revoke failed (%s); the next owner delivers those records again", exc)
         self.offsets.forget(keys)
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._paused = False  # a new assignment starts unpaused; ``_flow`` pauses it again if still full
+
     def _poll_producer(self) -> None:
         while self._producing:
             self.producer.poll(0.1)
@@ -192,7 +210,11 @@ class Deliverer:
             )  # fmt: skip
             self.offsets.done(topic, partition, offset)
             return
-        body = value if self.settings.trigger_format == "json" else orjson.dumps(record)
+        if self.settings.trigger_format == "json":
+            body = value  # the topic's bytes themselves
+        else:
+            record = _epoch_ms(record)
+            body = orjson.dumps(record)
         trigger_id, kind = record["trigger_id"], str(record.get("kind") or "")
         wanted = [d for d in self.destinations if d.wants(record)]
         if not wanted:
@@ -261,7 +283,7 @@ class Deliverer:
 
     async def run(self) -> None:
         topic = self.settings.topic_triggers
-        await self._in_consumer(self.consumer.subscribe, [topic], on_revoke=self._on_revoke)
+        await self._in_consumer(self.consumer.subscribe, [topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._poller.start()
         slots = {d.name: asyncio.Semaphore(d.concurrency) for d in self.destinations}
         log.info(

@@ -46,8 +46,12 @@ def make_trigger(i: int, kind: str = "cart_abandoned", action: str = "offer", te
     }
 
 
-def produce(settings: Settings, bootstrap: str, triggers: list[dict], where: dict | None = None) -> dict[int, int]:
+def produce(
+    settings: Settings, bootstrap: str, triggers: list[dict | bytes], where: dict | None = None
+) -> dict[int, int]:
     """Put ``triggers`` on the triggers topic (JSON, key = customer id); returns each partition's end offset.
+
+    A ``bytes`` item is put as it is, with key ``cust-0``.
 
     ``where``, if given, is filled with ``(partition, offset) -> trigger_id``.
     """
@@ -62,10 +66,13 @@ def produce(settings: Settings, bootstrap: str, triggers: list[dict], where: dic
         else:
             ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
             if where is not None:
-                where[(msg.partition(), msg.offset())] = orjson.loads(msg.value())["trigger_id"]
+                where[(msg.partition(), msg.offset())] = orjson.loads(msg.value()).get("trigger_id")
 
     for t in triggers:
-        producer.produce(settings.topic_triggers, key=t["customer_id"].encode(), value=orjson.dumps(t), on_delivery=report)
+        if isinstance(t, bytes):
+            producer.produce(settings.topic_triggers, key=b"cust-0", value=t, on_delivery=report)
+        else:
+            producer.produce(settings.topic_triggers, key=t["customer_id"].encode(), value=orjson.dumps(t), on_delivery=report)
         producer.poll(0)
     assert producer.flush(30) == 0
     assert not errors, errors

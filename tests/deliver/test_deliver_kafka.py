@@ -106,6 +106,7 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
 ) -> None:
     # tr-00003 and tr-00007: 400 (permanent, one attempt); tr-00005: 503 every time (3 attempts);
     # tr-00009: a reset connection every time (3 attempts, no status). Everything else: 200.
+    # One record on the topic is not a trigger at all: dead-lettered as not_a_trigger, and passed.
     def strict(n: int, trigger_id: str, attempt: int) -> str:
         return {"tr-00003": "status:400", "tr-00007": "status:422", "tr-00005": "status:503", "tr-00009": "reset"}.get(trigger_id, "ok")
 
@@ -116,7 +117,7 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
             {"name": "crm", "url": rx.url, "secret": SECRET, "max_attempts": 3, "timeout_s": 2},
         ])  # fmt: skip
         settings = fresh_settings.model_copy(update={"kafka_bootstrap": kafka, "delivery_config": str(config), **FAST})
-        ends = produce(settings, kafka, triggers)
+        ends = produce(settings, kafka, [*triggers[:6], b"{not a trigger", *triggers[6:]])
         proc = start_deliver(settings, kafka, log)
         try:
             wait_for(
@@ -133,7 +134,10 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
         attempts[r.key] = attempts.get(r.key, 0) + 1
     assert (attempts["tr-00003"], attempts["tr-00007"], attempts["tr-00005"], attempts["tr-00009"]) == (1, 1, 3, 3)
     dead = {d["trigger_id"]: d for d in read_topic(settings, kafka, settings.topic_delivery_deadletter)}
-    assert sorted(dead) == ["tr-00003", "tr-00005", "tr-00007", "tr-00009"]
+    assert sorted(dead) == ["", "tr-00003", "tr-00005", "tr-00007", "tr-00009"]
+    poison = dead.pop("")
+    assert (poison["reason"], poison["destination"], poison["value"]) == ("not_a_trigger", "", "{not a trigger")
+    assert poison["last_error"].startswith("JSONDecodeError")
     assert {k: (d["destination"], d["reason"], d["attempts"], d["last_status"]) for k, d in dead.items()} == {
         "tr-00003": ("crm", "permanent", 1, 400),
         "tr-00007": ("crm", "permanent", 1, 422),
@@ -148,3 +152,46 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
     outcomes = {(o["trigger_id"], o["status"], o["attempts"]) for o in read_topic(settings, kafka, settings.topic_deliveries)}
     assert ("tr-00005", "dead_lettered", 3) in outcomes and ("tr-00003", "dead_lettered", 1) in outcomes
     assert sum(1 for o in outcomes if o[1] == "delivered") == 8
+
+
+def test_avro_triggers_are_posted_as_the_json_record_with_epoch_millisecond_times(
+    kafka: str, fresh_settings: Settings, tmp_path: Path
+) -> None:
+    import io
+
+    import fastavro
+    from confluent_kafka import Producer
+
+    from pipeline.topics import ensure_topics, kafka_config
+    from schemas import load_schema
+
+    triggers = [make_trigger(i) for i in range(3)]
+    log = tmp_path / "deliver.log"
+    with Receiver(SECRET.encode()) as rx:
+        config = write_config(tmp_path / "hooks.toml", [{"name": "crm", "url": rx.url, "secret": SECRET}])
+        settings = fresh_settings.model_copy(
+            update={"kafka_bootstrap": kafka, "delivery_config": str(config), "trigger_format": "avro", **FAST}
+        )
+        ensure_topics(settings, kafka)
+        producer = Producer(kafka_config(settings, kafka))
+        for t in triggers:
+            buf = io.BytesIO()
+            fastavro.schemaless_writer(buf, load_schema("trigger"), t)
+            producer.produce(settings.topic_triggers, key=t["customer_id"].encode(), value=buf.getvalue())
+        assert producer.flush(30) == 0
+        proc = start_deliver(settings, kafka, log)
+        try:
+            wait_for(lambda: len(rx.snapshot()[1]) == 3, 60, "3 triggers at the receiver", proc, log)
+        finally:
+            _stop(proc)
+        requests, _ = rx.snapshot()
+    import orjson
+
+    bodies = {r.key: orjson.loads(r.body) for r in requests}
+    assert sorted(bodies) == ["tr-00000", "tr-00001", "tr-00002"]
+    first = bodies["tr-00001"]
+    assert (first["event_time"], first["emitted_at"], first["offer"]["expires_at"]) == (
+        1_780_000_001_000, 1_780_000_001_005, 1_780_172_801_000,
+    )  # fmt: skip
+    assert first["items"] == [{"product_id": "p-1", "name": "Mug", "price": 60.25, "quantity": 2}]
+    assert all(r.signature_ok for r in requests)
