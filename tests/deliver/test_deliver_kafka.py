@@ -88,6 +88,8 @@ def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once
     assert set(offer_effects) == offers_a
     assert all(len(v) == 1 for v in offer_effects.values())
     assert all(r.signature_ok for r in offer_requests) and len(offer_requests) == 15
+    # Its rate limit (50/s): 15 requests, 14 intervals of at least 20 ms.
+    assert offer_requests[-1].at - offer_requests[0].at >= 0.25
     # One outcome per trigger and destination on the deliveries topic, all delivered.
     outcomes = read_topic(settings, kafka, settings.topic_deliveries)
     by_dest: dict[str, set[str]] = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.deliver.config import ConfigError, load_destinations, parse_destinations
-from pipeline.deliver.send import backoff_s, classify, retry_after_s
+from pipeline.deliver.send import RateLimiter, backoff_s, classify, retry_after_s
 from pipeline.deliver.service import Offsets
 from pipeline.deliver.signing import sign, verify
 from pipeline.settings import Settings
@@ -59,6 +59,21 @@ def test_backoff_is_full_jitter_doubling_and_capped() -> None:
     assert backoff_s(20, 0.5, 60, rand=lambda: 1.0) == 60.0
     assert backoff_s(4, 0.5, 60, rand=lambda: 0.25) == 1.0
     assert backoff_s(1000, 0.5, 60, rand=lambda: 1.0) == 60.0
+
+
+def test_rate_limit_spaces_the_starts_of_a_destination() -> None:
+    import asyncio
+    import time
+
+    async def eleven_starts() -> float:
+        limiter = RateLimiter(20.0)
+        started = time.monotonic()
+        for _ in range(11):
+            await limiter.acquire()
+        return time.monotonic() - started
+
+    assert 0.5 <= asyncio.run(eleven_starts()) < 1.5  # 10 intervals of 50 ms
+    assert RateLimiter(0).interval == 0.0  # no limit
 
 
 def test_commit_waits_for_the_first_unfinished_record_of_its_partition() -> None:
