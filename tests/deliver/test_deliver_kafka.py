@@ -55,7 +55,7 @@ def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once
         config = write_config(tmp_path / "hooks.toml", [
             {"name": "everything", "url": flaky_rx.url, "secret_env": "TEST_HOOK_SECRET", "timeout_s": 0.8, "max_attempts": 20},
             {"name": "shop-a-offers", "url": offers_rx.url, "secret": "other-secret-0123456789",
-             "actions": ["offer"], "tenants": ["shop-a"], "kinds": ["cart_abandoned"], "rate_per_s": 50},
+             "actions": ["offer"], "tenants": ["shop-a"], "kinds": ["cart_abandoned"], "rate_per_s": 10},
         ])  # fmt: skip
         settings = fresh_settings.model_copy(update={"kafka_bootstrap": kafka, "delivery_config": str(config), **FAST})
         ends = produce(settings, kafka, triggers)
@@ -88,8 +88,9 @@ def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once
     assert set(offer_effects) == offers_a
     assert all(len(v) == 1 for v in offer_effects.values())
     assert all(r.signature_ok for r in offer_requests) and len(offer_requests) == 15
-    # Its rate limit (50/s): 15 requests, 14 intervals of at least 20 ms.
-    assert offer_requests[-1].at - offer_requests[0].at >= 0.25
+    # Its rate limit (10/s): 15 requests, 14 intervals of 100 ms at least when they start (1.4 s);
+    # 0.4 s allowed for a first request slowed by its connection. Unlimited: 4 ms (measured).
+    assert offer_requests[-1].at - offer_requests[0].at >= 1.0
     # One outcome per trigger and destination on the deliveries topic, all delivered.
     outcomes = read_topic(settings, kafka, settings.topic_deliveries)
     by_dest: dict[str, set[str]] = {}
