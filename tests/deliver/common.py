@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
 
-__all__ = ["SECRET", "committed", "make_trigger", "produce", "read_topic", "start_deliver", "wait_for", "write_config"]
+__all__ = ["SECRET", "assert_schema", "committed", "make_trigger", "produce", "read_topic", "start_deliver", "wait_for", "write_config"]
 
 SECRET = "whsec-test-0123456789abcdef"
 
@@ -104,6 +104,16 @@ def read_topic(settings: Settings, bootstrap: str, topic: str, idle_s: float = 2
         return out
     finally:
         consumer.close()
+
+
+def assert_schema(records: list[dict], name: str) -> None:
+    """Every record is valid for ``schemas/<name>.avsc`` (the schema documents the JSON records)."""
+    import fastavro.validation
+
+    from schemas import load_schema
+
+    for record in records:
+        fastavro.validation.validate(record, load_schema(name), raise_errors=True)
 
 
 def write_config(path: Path, destinations: list[dict]) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.settings import Settings
-from tests.deliver.common import SECRET, committed, make_trigger, produce, read_topic, start_deliver, wait_for, write_config
+from tests.deliver.common import SECRET, assert_schema, committed, make_trigger, produce, read_topic, start_deliver, wait_for, write_config
 from tests.deliver.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -93,6 +93,7 @@ def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once
     assert offer_requests[-1].at - offer_requests[0].at >= 1.0
     # One outcome per trigger and destination on the deliveries topic, all delivered.
     outcomes = read_topic(settings, kafka, settings.topic_deliveries)
+    assert_schema(outcomes, "delivery")
     by_dest: dict[str, set[str]] = {}
     for o in outcomes:
         assert o["status"] == "delivered" and o["last_error"] == "" and 200 <= o["last_status"] < 300
@@ -136,7 +137,9 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
     for r in requests:
         attempts[r.key] = attempts.get(r.key, 0) + 1
     assert (attempts["tr-00003"], attempts["tr-00007"], attempts["tr-00005"], attempts["tr-00009"]) == (1, 1, 3, 3)
-    dead = {d["trigger_id"]: d for d in read_topic(settings, kafka, settings.topic_delivery_deadletter)}
+    dead_records = read_topic(settings, kafka, settings.topic_delivery_deadletter)
+    assert_schema(dead_records, "delivery_deadletter")
+    dead = {d["trigger_id"]: d for d in dead_records}
     assert sorted(dead) == ["", "tr-00003", "tr-00005", "tr-00007", "tr-00009"]
     poison = dead.pop("")
     assert (poison["reason"], poison["destination"], poison["value"]) == ("not_a_trigger", "", "{not a trigger")
@@ -152,7 +155,9 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
     assert dead["tr-00009"]["last_error"].startswith(("ServerDisconnectedError", "ClientOSError", "ClientPayloadError"))
     assert dead["tr-00005"]["trigger"] == triggers[5]  # the whole record, for a replay by hand
     assert dead["tr-00005"]["url"] == rx.url
-    outcomes = {(o["trigger_id"], o["status"], o["attempts"]) for o in read_topic(settings, kafka, settings.topic_deliveries)}
+    outcome_records = read_topic(settings, kafka, settings.topic_deliveries)
+    assert_schema(outcome_records, "delivery")
+    outcomes = {(o["trigger_id"], o["status"], o["attempts"]) for o in outcome_records}
     assert ("tr-00005", "dead_lettered", 3) in outcomes and ("tr-00003", "dead_lettered", 1) in outcomes
     assert sum(1 for o in outcomes if o[1] == "delivered") == 8
 
