@@ -82,3 +82,41 @@ def test_up_delivers_triggers_stores_each_delivery_once_and_restarts_a_killed_de
     _, effects = rx.snapshot()
     assert set(effects) == {f"tr-{i:05d}" for i in range(9)} - {"tr-00002"}
     wait_until(lambda: len(pipeline.query(rows_sql)[1]) == 9, 60, "9 rows in cx.deliveries")
+
+
+@pytest.fixture(params=["chdb"])
+def storefront(request, kafka: str, fresh_settings: Settings, tmp_path: Path):  # noqa: ANN001
+    with Receiver(SECRET.encode()) as rx:
+        config = write_config(tmp_path / "hooks.toml", [
+            {"name": "esp", "url": rx.url, "secret": SECRET, "kinds": ["cart_abandoned", "offer_cancelled"]},
+        ])  # fmt: skip
+        with e2e_pipeline(
+            request, kafka, fresh_settings, tmp_path, "wk_hooks", allowed_lateness_ms=5 * 60_000, holdout_pct=0.0,
+            delivery_enabled=True, delivery_config=str(config),
+        ) as pipeline:  # fmt: skip
+            yield pipeline, rx
+
+
+def test_triggers_the_worker_detects_from_storefront_events_reach_the_webhook(storefront) -> None:  # noqa: ANN001
+    import orjson
+
+    from tests.integration.helpers import post_batch
+    from tests.integration.journeys import day_d, journey_batches
+
+    pipeline, rx = storefront
+    for batch in journey_batches(pipeline.tenant, pipeline.settings.kafka_partitions, day_d()):
+        assert post_batch(pipeline.collector_url, "wk_hooks", batch).status_code == 200
+    # The scripted journeys give 2 cart_abandoned triggers and 1 offer_cancelled (tests/integration/journeys.py).
+    wait_until(lambda: len(rx.snapshot()[1]) == 3, 90, "3 triggers at the webhook")
+    requests, effects = rx.snapshot()
+    bodies = [orjson.loads(done[0].body) for done in effects.values()]
+    assert sorted(b["kind"] for b in bodies) == ["cart_abandoned", "cart_abandoned", "offer_cancelled"]
+    assert all(r.signature_ok and r.key == r.trigger_id for r in requests)
+    stored = {r[0] for r in pipeline.query(f"SELECT trigger_id FROM cx.triggers FINAL WHERE tenant = '{pipeline.tenant}'")[1]}
+    assert set(effects) == stored
+    cancelled = next(b for b in bodies if b["kind"] == "offer_cancelled")
+    assert cancelled["ref_trigger_id"] in effects  # the offer it cancels was posted too
+    wait_until(
+        lambda: len(pipeline.query(f"SELECT trigger_id FROM cx.deliveries FINAL WHERE tenant = '{pipeline.tenant}' AND status = 'delivered'")[1]) == 3,
+        60, "3 delivered rows in cx.deliveries",
+    )  # fmt: skip
