@@ -347,7 +347,11 @@ class Settings(BaseSettings):
         0.5, gt=0, le=60, description="base of the retry backoff: the wait before attempt n+1 is random in [0, base x 2^(n-1)]"
     )
     delivery_backoff_max_s: float = Field(
-        60.0, gt=0, le=3600, description="longest wait between two attempts, Retry-After included"
+        60.0, gt=0, le=3600, description="longest backoff between two attempts when the answer has no Retry-After"
+    )
+    delivery_retry_after_max_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="longest wait a Retry-After may ask for; a longer one is cut to this (the trigger's offset waits meanwhile)",
     )
     delivery_max_inflight: int = Field(
         256, ge=1, le=100_000, description="triggers being delivered at once; past it cxstream deliver pauses its consumer"

@@ -5,9 +5,9 @@ An attempt's result is one of three (``classify``):
 * **delivered**: any 2xx;
 * **retry**: 408, 429, any 5xx, a timeout, a refused or reset connection, a
   response that broke off. The wait before the next attempt is the
-  response's ``Retry-After`` (seconds, or an HTTP date) when it has one,
-  else a random time in ``[0, base x 2^(n-1)]`` ("full jitter"), both at
-  most ``CX_DELIVERY_BACKOFF_MAX_S``;
+  response's ``Retry-After`` (seconds, or an HTTP date) when it has one, at
+  most ``CX_DELIVERY_RETRY_AFTER_MAX_S``; else a random time in ``[0,
+  min(CX_DELIVERY_BACKOFF_MAX_S, base x 2^(n-1))]`` ("full jitter");
 * **permanent**: any other status (other 4xx, 3xx: redirects are not
   followed, a signed body is not replayed elsewhere). No more attempts.
 
@@ -115,6 +115,7 @@ async def deliver(
     *,
     backoff_base_s: float,
     backoff_max_s: float,
+    retry_after_max_s: float,
 ) -> Outcome:
     """POST ``body`` to ``dest`` until it is delivered, refused for good or out of attempts."""
     first_ms = 0
@@ -160,4 +161,6 @@ async def deliver(
         wait = retry_after_s(retry_after, time.time())
         if wait is None:
             wait = backoff_s(attempt, backoff_base_s, backoff_max_s)
-        await asyncio.sleep(min(wait, backoff_max_s))
+        else:
+            wait = min(wait, retry_after_max_s)
+        await asyncio.sleep(wait)

@@ -224,6 +224,7 @@ class Deliverer:
                 deliver(
                     session, d, self.limiters[d.name], slots[d.name], body, trigger_id, kind,
                     backoff_base_s=self.settings.delivery_backoff_s, backoff_max_s=self.settings.delivery_backoff_max_s,
+                    retry_after_max_s=self.settings.delivery_retry_after_max_s,
                 )
                 for d in wanted
             )

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 FAST = {
     "delivery_backoff_s": 0.05,
     "delivery_backoff_max_s": 5.0,
+    "delivery_retry_after_max_s": 1.5,
     "delivery_drain_s": 5.0,
 }
 
@@ -32,9 +33,11 @@ def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once
     kafka: str, fresh_settings: Settings, tmp_path: Path
 ) -> None:
     # Every other request fails, in turn: 500, 429 + Retry-After in seconds, a reset connection,
-    # 429 + Retry-After as an HTTP date, 503, a timeout (work done, answer too late), 408.
+    # 429 + Retry-After as an HTTP date, 503, a timeout (work done, answer too late), 408,
+    # 429 asking for an hour (cut to CX_DELIVERY_RETRY_AFTER_MAX_S = 1.5 s).
     # The rest succeed, some slowly (below the 0.8 s timeout).
-    failures = ["status:500", "retry_after_s:1", "reset", "retry_after_date:2", "status:503", "timeout:1.5", "status:408"]
+    failures = ["status:500", "retry_after_s:1", "reset", "retry_after_date:2", "status:503", "timeout:1.5", "status:408",
+                "retry_after_s:3600"]
 
     def flaky(n: int, trigger_id: str, attempt: int) -> str:
         if n % 2:
@@ -84,6 +87,7 @@ def test_receiver_failing_every_other_request_gets_every_trigger_signed_and_once
         if r.action.startswith("retry_after"):
             following = next(q for q in requests[i + 1 :] if q.key == r.key)
             assert following.at - r.answered_at >= 0.95, (r.action, following.at - r.answered_at)
+            assert following.at - r.answered_at < 3.0, (r.action, following.at - r.answered_at)
     # The filtered destination got exactly shop-a's offers, each once.
     assert set(offer_effects) == offers_a
     assert all(len(v) == 1 for v in offer_effects.values())
