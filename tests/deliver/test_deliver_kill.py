@@ -22,11 +22,11 @@ def test_deliver_killed_four_times_mid_stream_delivers_every_trigger_and_commits
     kafka: str, fresh_settings: Settings, tmp_path: Path
 ) -> None:
     rng = random.Random(11)
-    lock_free = ["status:500", "reset", "timeout:1.0", "retry_after_s:1", "status:502", "slow:0.2"]
+    failures = ["status:500", "reset", "timeout:1.0", "retry_after_s:1", "status:502", "slow:0.2"]
 
     def half_fail(n: int, trigger_id: str, attempt: int) -> str:
         # About half the requests fail (500, 502, reset, timeout, 429); a few of the rest are slow.
-        return rng.choice(lock_free) if rng.random() < 0.5 else ("slow:0.2" if rng.random() < 0.1 else "ok")
+        return rng.choice(failures) if rng.random() < 0.5 else ("slow:0.2" if rng.random() < 0.1 else "ok")
 
     triggers = [make_trigger(i) for i in range(TRIGGERS)]
     position: dict[tuple[int, int], str] = {}
