@@ -56,6 +56,31 @@ def _require_destinations(settings: Settings, who: str) -> list:
         raise typer.Exit(2) from None
 
 
+BROKER_CHECK_TIMEOUT_S = 10.0
+
+
+def _require_broker(settings: Settings, command: str) -> str:
+    """The bootstrap address, once a broker there answered; else one line and exit 69 (EX_UNAVAILABLE)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from pipeline.exitcodes import EXIT_UNAVAILABLE
+
+    bootstrap = _require_bootstrap(settings)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **settings.kafka_client_config()})
+    try:
+        admin.list_topics(timeout=BROKER_CHECK_TIMEOUT_S)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        Console(stderr=True, soft_wrap=True).print(
+            f"cxstream {command}: no Kafka broker answered at {bootstrap} within {BROKER_CHECK_TIMEOUT_S:.0f} s "
+            f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings",
+            markup=False, highlight=False,
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    return bootstrap
+
+
 @cli.command()
 def up() -> None:
     """Run the pipeline in the foreground until SIGINT, SIGTERM or SIGHUP; restart what exits (docs/supervision.md)."""
@@ -103,7 +128,7 @@ def worker() -> None:
     from pipeline.worker import build_worker, tune_gc
 
     settings = load_settings()
-    w = build_worker(settings, _require_bootstrap(settings))
+    w = build_worker(settings, _require_broker(settings, "worker"))
     tune_gc()
     try:
         faust.Worker(w.app, loglevel="warning").execute_from_commandline()
@@ -126,7 +151,7 @@ def collector() -> None:
 
     settings = load_settings()
     _require_salt(settings)
-    asyncio.run(run_collector(settings, _require_bootstrap(settings)))
+    asyncio.run(run_collector(settings, _require_broker(settings, "collector")))
 
 
 @cli.command()
@@ -140,7 +165,7 @@ def deliver() -> None:
     settings = load_settings()
     destinations = _require_destinations(settings, "cxstream deliver")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not asyncio.run(run_deliver(settings, _require_bootstrap(settings), destinations)):
+    if not asyncio.run(run_deliver(settings, _require_broker(settings, "deliver"), destinations)):
         raise typer.Exit(1)
 
 
@@ -189,7 +214,7 @@ def query(
     try:
         columns, rows = run_query(settings, sql)
     except Exception as exc:
-        console.print(f"[red]query failed: {exc}[/red]")
+        console.print(f"[red]cxstream query: {exc}[/red]")
         raise typer.Exit(1) from None
     _print_result(columns, rows, format)
 

@@ -9,6 +9,7 @@ retries (the worker does, with backoff) rides out a server restart.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -18,6 +19,12 @@ from clickhouse_driver.errors import Error as DriverError
 from clickhouse_driver.errors import ServerException, TypeMismatchError
 
 from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
+
+# The driver logs each failed connection attempt with its stack trace before
+# raising; the error it raises reaches the caller as a ClickHouseError with
+# the same reason, so its own warnings are noise (and a stack trace on a
+# command line that should print one line).
+logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
 __all__ = ["ServerClickHouse"]
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import orjson
 
 from pipeline.records import MAX_JSON_DEPTH, TooDeep, parse_bounded
+from pipeline.vocabulary import ORDER_COMPLETED, label, order_revenue
 
 __all__ = [
     "DEADLETTER_COLUMNS",
@@ -53,7 +54,6 @@ __all__ = [
 
 PRIVATE_KEYS = frozenset({"text", "comment", "email", "phone", "ip"})
 DEADLETTER_PRIVATE_KEYS = PRIVATE_KEYS | {"topic"}
-ORDER_COMPLETED = "Order Completed"
 
 EVENT_COLUMNS = (
     "tenant", "event_id", "day", "event_time", "event_time_ms", "received_at", "type", "event",
@@ -136,15 +136,6 @@ def _scrubbed_text(json_text: str | None) -> str:
     return _scrubbed_json(orjson.loads(json_text))
 
 
-def _text(value: Any) -> str:
-    """An id-like property as text: numbers become their digits; absent or nested is ''."""
-    if value is None or isinstance(value, (dict, list)):
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
-
-
 def _amount(value: Any) -> float:
     if isinstance(value, bool) or value is None:
         return 0.0
@@ -163,7 +154,7 @@ def _email_hash(traits_json: str | None) -> str:
     if not traits_json or '"email_hash"' not in traits_json:
         return ""
     traits = orjson.loads(traits_json)
-    return _text(traits.get("email_hash")) if isinstance(traits, dict) else ""
+    return label(traits.get("email_hash")) if isinstance(traits, dict) else ""
 
 
 def event_row(ev: dict) -> tuple:
@@ -175,10 +166,8 @@ def event_row(ev: dict) -> tuple:
     t_ms = ev["event_time_ms"]
     revenue = 0.0
     if name == ORDER_COMPLETED:
-        # Revenue is `revenue` when sent, else `total` (docs/clickhouse.md, kpi_daily).
-        sent = prop("revenue")
-        revenue = _amount(sent if sent is not None else prop("total"))
-    page_path = get("page_path") or (_text(prop("path")) if get("type") == "page" else "")
+        revenue = order_revenue(props)  # `revenue`, else `total` (docs/clickhouse.md, kpi_daily)
+    page_path = get("page_path") or (label(prop("path")) if get("type") == "page" else "")
     return (
         ev["tenant"],
         ev["event_id"],
@@ -192,11 +181,11 @@ def event_row(ev: dict) -> tuple:
         get("user_id") or "",
         get("session_id") or "",
         get("cart_key") or "",
-        _text(prop("order_id")),
-        _text(prop("checkout_id")),
-        _text(prop("product_id")),
+        label(prop("order_id")),
+        label(prop("checkout_id")),
+        label(prop("product_id")),
         revenue,
-        _text(prop("currency")),
+        label(prop("currency")),
         page_path,
         _scrubbed_json(props),
         _email_hash(get("traits")),
