@@ -1,4 +1,4 @@
-"""Helpers of the delivery tests: triggers on a real topic, the deliver process, offsets, topic contents."""
+"""What the delivery tests share: triggers on a real topic, the deliver process, offsets, topic contents."""
 
 from __future__ import annotations
 
