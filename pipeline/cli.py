@@ -1,4 +1,4 @@
-"""``cxstream`` command line: up, query, dashboard, demo, backtest, and the worker and collector processes."""
+"""``cxstream`` command line: up, query, dashboard, demo, backtest, and the worker, collector and deliver processes."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ def _require_bootstrap(settings: Settings) -> str:
     return settings.kafka_bootstrap
 
 
+def _require_destinations(settings: Settings, who: str) -> list:
+    from pipeline.deliver.config import ConfigError, load_destinations
+
+    try:
+        return load_destinations(settings)
+    except ConfigError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"{who}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
 BROKER_CHECK_TIMEOUT_S = 10.0
 
 
@@ -87,6 +97,8 @@ def up() -> None:
 
     settings = load_settings()
     _require_salt(settings)
+    if settings.delivery_enabled:
+        _require_destinations(settings, "cxstream up")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
@@ -104,10 +116,12 @@ def up() -> None:
         if pipeline.dashboard_url:
             console.print(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}", soft_wrap=True, highlight=False)
         console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
+        if settings.delivery_enabled:
+            console.print(f"deliver     {settings.topic_triggers} -> webhooks of {settings.delivery_config}")
         console.print("Ctrl-C stops everything cleanly.")
         while not stop.wait(1.0):
             pipeline.supervise()  # children are (re)started from this, the main thread: they die with it
-        console.print("stopping: collector, then worker once drained, then broker")
+        console.print("stopping: collector, then worker once drained, then deliver, then broker")
     except DataDirInUse as exc:
         errors.print(f"cxstream up: {exc}", markup=False, highlight=False)
         code = EXIT_DATA_DIR_IN_USE
@@ -177,6 +191,21 @@ def collector() -> None:
     settings = load_settings()
     _require_salt(settings)
     asyncio.run(run_collector(settings, _require_broker(settings, "collector")))
+
+
+@cli.command()
+def deliver() -> None:
+    """Post triggers to the webhooks of CX_DELIVERY_CONFIG, signed and retried (docs/delivery.md)."""
+    import asyncio
+    import logging
+
+    from pipeline.deliver.service import run_deliver
+
+    settings = load_settings()
+    destinations = _require_destinations(settings, "cxstream deliver")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not asyncio.run(run_deliver(settings, _require_broker(settings, "deliver"), destinations)):
+        raise typer.Exit(1)
 
 
 def _print_result(columns: list[str], rows: list, fmt: str) -> None:

@@ -242,6 +242,8 @@ class Pipeline:
             self._spawn("dashboard")
             listeners["dashboard"] = (self.dashboard_host, self.dashboard_port)
         self._wait_ready(listeners)
+        if s.delivery_enabled:
+            self._spawn("deliver")  # listens on nothing: supervised by its exits alone
         (s.data_dir / RUN_FILE).write_text(
             json.dumps(
                 {
@@ -594,6 +596,8 @@ class Pipeline:
                 log.warning("stopping without waiting for the worker to drain: %s", exc)
         for name in [n for n in self.procs if n.startswith("worker")]:
             self._stop_proc(name)
+        # deliver last: it lets the deliveries in progress finish (CX_DELIVERY_DRAIN_S) and commits them
+        self._stop_proc("deliver", timeout_s=self.settings.delivery_drain_s + 30.0)
         for name in list(self.procs):
             self._stop_proc(name)
         if self.broker is not None:

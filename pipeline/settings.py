@@ -341,6 +341,48 @@ class Settings(BaseSettings):
         "json", description="encoding of trigger records: JSON, or the Avro binary of schemas/trigger.avsc"
     )
 
+    # --- webhook delivery of triggers (cxstream deliver, docs/delivery.md) --
+    delivery_config: str = Field(
+        "",
+        description="TOML or JSON file listing the webhook destinations of triggers (docs/delivery.md); "
+        "empty: cxstream deliver refuses to start",
+    )
+    delivery_enabled: bool = Field(
+        False, description="cxstream up also starts and supervises cxstream deliver (needs CX_DELIVERY_CONFIG)"
+    )
+    delivery_group: str = Field(
+        "cxstream-deliver", min_length=1, description="Kafka consumer group of cxstream deliver on the triggers topic"
+    )
+    topic_delivery_deadletter: str = Field(
+        "cx.triggers.deadletter",
+        description="topic of triggers a destination refused for good or that ran out of attempts, with the reason",
+    )
+    topic_deliveries: str = Field(
+        "cx.deliveries", description="topic of delivery outcomes (one per trigger and destination); the worker stores them"
+    )
+    delivery_max_attempts: int = Field(
+        8, ge=1, le=100, description="attempts per trigger and destination before it is dead-lettered (a destination may set its own)"
+    )
+    delivery_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="time one webhook request may take (a destination may set its own)"
+    )
+    delivery_backoff_s: float = Field(
+        0.5, gt=0, le=60, description="base of the retry backoff: the wait before attempt n+1 is random in [0, base x 2^(n-1)]"
+    )
+    delivery_backoff_max_s: float = Field(
+        60.0, gt=0, le=3600, description="longest backoff between two attempts when the answer has no Retry-After"
+    )
+    delivery_retry_after_max_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="longest wait a Retry-After may ask for; a longer one is cut to this (the trigger's offset waits meanwhile)",
+    )
+    delivery_max_inflight: int = Field(
+        256, ge=1, le=100_000, description="triggers being delivered at once; past it cxstream deliver pauses its consumer"
+    )
+    delivery_drain_s: float = Field(
+        30.0, ge=0, le=600, description="on SIGTERM, how long cxstream deliver lets deliveries in progress finish before it stops"
+    )
+
     # --- event-time rules -------------------------------------------------
     abandon_after_ms: int = Field(
         30 * MINUTE_MS, gt=0, description="cart inactivity (event time) after which a cart with items is abandoned"

@@ -30,6 +30,8 @@ from pipeline.vocabulary import ORDER_COMPLETED, label, order_revenue
 
 __all__ = [
     "DEADLETTER_COLUMNS",
+    "DELIVERY_COLUMNS",
+    "delivery_row",
     "DEADLETTER_PRIVATE_KEYS",
     "EVENT_COLUMNS",
     "FACT_TABLES",
@@ -443,3 +445,35 @@ def score_row(sc: dict) -> tuple:
 
 FACT_TABLES["cx.recoveries"] = (RECOVERY_COLUMNS, recovery_row)
 FACT_TABLES["cx.customer_scores"] = (SCORE_COLUMNS, score_row)
+
+# -- deliveries (cxstream deliver, pipeline.deliver): one row per trigger and destination
+
+DELIVERY_COLUMNS = (
+    "tenant", "trigger_id", "destination", "kind", "action", "day", "status", "attempts", "last_status",
+    "last_error", "latency_ms", "first_attempt_at", "first_attempt_ms", "last_attempt_at", "last_attempt_ms",
+)  # fmt: skip
+
+
+def delivery_row(d: dict) -> tuple:
+    """Row for ``cx.deliveries`` from a delivery outcome (``pipeline.deliver.outcome``)."""
+    first, last = int(d["first_attempt_ms"]), int(d["last_attempt_ms"])
+    return (
+        d.get("tenant") or "",
+        d["trigger_id"],
+        d["destination"],
+        d.get("kind") or "",
+        d.get("action") or "",
+        day_of(first),
+        d["status"],
+        min(int(d["attempts"]), 65_535),
+        min(max(int(d.get("last_status") or 0), 0), 65_535),
+        (d.get("last_error") or "")[:1000],
+        min(max(int(d.get("latency_ms") or 0), 0), 4_294_967_295),
+        first // 1000,
+        first,
+        last // 1000,
+        last,
+    )
+
+
+FACT_TABLES["cx.deliveries"] = (DELIVERY_COLUMNS, delivery_row)

@@ -15,6 +15,7 @@ VIEWS_AND_TABLES = sorted(
     + ["friction", "friction_daily"]  # 0002_friction
     + ["support_daily", "support_messages", "support_tickets", "surveys"]  # 0003_support
     + ["customer_scores", "customers", "offers_daily", "recoveries"]  # 0004_offers
+    + ["deliveries"]  # 0009_deliveries
 )
 # Every file in sinks/ddl, as (version, name): what a fresh schema records.
 APPLIED = [(m.version, m.name) for m in load_migrations()]
