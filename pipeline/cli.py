@@ -1,4 +1,4 @@
-"""``cxstream`` command line: up, query, dashboard, demo, backtest, and the worker and collector processes."""
+"""``cxstream`` command line: up, status, query, dashboard, demo, backtest, and the worker and collector processes."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time cu
 console = Console()
 
 
-def load_settings() -> Settings:
+def load_settings(component: str | None = None) -> Settings:
+    """The settings; with ``component``, this process's logs are set up too (``CX_LOG_FORMAT``)."""
     try:
-        return Settings.load()
+        settings = Settings.load()
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if component is not None:
+        from pipeline.logs import configure
+
+        configure(settings.log_format, component)
+    return settings
 
 
 def _require_salt(settings: Settings) -> None:
@@ -85,7 +91,7 @@ def up() -> None:
     from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_GAVE_UP
     from pipeline.runner import DataDirInUse, Pipeline, SupervisionError
 
-    settings = load_settings()
+    settings = load_settings("up")
     _require_salt(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -152,11 +158,21 @@ def worker() -> None:
 
     from pipeline.worker import build_worker, tune_gc
 
-    settings = load_settings()
+    from pipeline.logs import dict_config
+
+    settings = load_settings("worker")
     w = build_worker(settings, _require_broker(settings, "worker"))
     tune_gc()
+    # Faust (mode) replaces the root logger's handlers: JSON lines need its own config,
+    # and neither its start-up spinner nor its console messages (not JSON) are written.
+    json_logs = settings.log_format == "json"
+    runner = faust.Worker(
+        w.app, loglevel="warning", logging_config=dict_config("worker") if json_logs else None, quiet=json_logs
+    )
+    if json_logs:
+        runner.spinner = None
     try:
-        faust.Worker(w.app, loglevel="warning").execute_from_commandline()
+        runner.execute_from_commandline()
     finally:
         # Close ClickHouse before the interpreter exits: an embedded chdb
         # session torn down by interpreter finalization can crash the process.
@@ -174,7 +190,7 @@ def collector() -> None:
 
     from pipeline.collector.server import run_collector
 
-    settings = load_settings()
+    settings = load_settings("collector")
     _require_salt(settings)
     asyncio.run(run_collector(settings, _require_broker(settings, "collector")))
 
@@ -220,13 +236,34 @@ def query(
     format: Literal["table", "json", "csv"] = typer.Option("table", "--format", "-f"),
 ) -> None:
     """Run SQL on the configured ClickHouse (also while ``up`` runs on the embedded store)."""
-    settings = load_settings()
+    settings = load_settings("query")
     try:
         columns, rows = run_query(settings, sql)
     except Exception as exc:
         console.print(f"[red]cxstream query: {exc}[/red]")
         raise typer.Exit(1) from None
     _print_result(columns, rows, format)
+
+
+@cli.command()
+def status(
+    interval: float = typer.Option(2.0, min=0.2, max=60, help="seconds between the two scrapes the rates come from"),
+) -> None:
+    """One screen of a running ``cxstream up``: components, lag, events/s, dead letters, triggers, inserts."""
+    from pipeline.runner import read_run_file
+    from pipeline.status import collect, render_status
+
+    settings = load_settings()
+    info = read_run_file(settings)
+    if info is None:
+        console.print(f"[red]no cxstream up runs on {settings.data_dir.resolve()} (no live run.json)[/red]")
+        raise typer.Exit(1)
+    snap = collect(settings, info, interval, lambda sql: run_query(settings, sql))
+    console.print(render_status(snap))
+    if not (snap.collector.ready and snap.worker.ready):
+        from pipeline.exitcodes import EXIT_NOT_READY
+
+        raise typer.Exit(EXIT_NOT_READY)
 
 
 @cli.command()
@@ -247,7 +284,7 @@ def demo(
     from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE
     from pipeline.runner import DataDirInUse, data_dir_owner
 
-    settings = load_settings()
+    settings = load_settings("demo")
     try:
         if (owner := data_dir_owner(data_dir)) is not None:  # checked before the demo empties the directory
             raise DataDirInUse(f"{data_dir.resolve()} is in use by a running pipeline (pid {owner}): stop it first, or pass another --data-dir")
@@ -279,7 +316,7 @@ def bench(
     """Measure the pipeline end to end (Kafka -> workers -> ClickHouse), live latency and the collector."""
     from pipeline.bench import BenchError, BenchOptions, report_rows, run_bench
 
-    settings = load_settings()
+    settings = load_settings("bench")
     if quick:
         opts = BenchOptions.quick()
     else:

@@ -347,7 +347,7 @@ class Settings(BaseSettings):
     collector_metrics_port: int = Field(
         9108, ge=0, le=65535,
         description="port of the collector's metrics endpoint. cxstream up replaces 9108 (and 0) with a free port, "
-        "recorded in CX_DATA_DIR/run.json; any other value is used as is",
+        "recorded in CX_DATA_DIR/run.json; any other value is used as is (0 on a collector run alone: any free port)",
     )
     ready_max_lag: int = Field(
         10_000, ge=0,
