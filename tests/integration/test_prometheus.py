@@ -12,8 +12,11 @@ token file) every second and loads ``deploy/prometheus/alerts.yml``.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -128,6 +131,9 @@ def test_prometheus_scrapes_the_exact_counts_of_a_known_traffic(
         try:
             wait_for_port(port, "127.0.0.1", 60, alive=lambda: prom_proc.poll() is None)
             prom = Prom(port)
+            # The port listens before the TSDB is open; the API answers once /-/ready does.
+            wait_until(lambda: requests.get(f"{prom.url}/-/ready", timeout=5).status_code == 200, timeout_s=60,
+                       what="Prometheus ready")
             wait_until(lambda: prom.by("up", "job") == {"cxstream-collector": 1.0, "cxstream-worker": 1.0},
                        timeout_s=60, what="both targets scraped and up")
             expected_triggers = {"cart_abandoned": 2.0, "offer_cancelled": 1.0}
@@ -192,6 +198,28 @@ def test_prometheus_scrapes_the_exact_counts_of_a_known_traffic(
             assert "CxstreamWorkerDown" not in firing and "CxstreamCollectorDown" not in firing
         finally:
             stop_process(prom_proc, 20)
+
+        # cxstream status: the same run, on one screen.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
+        env.update({"CX_DATA_DIR": str(settings.data_dir), "CX_CLICKHOUSE_URL": settings.clickhouse_url, "COLUMNS": "200"})
+        status = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "status", "--interval", "0.5"], env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stdout + status.stderr
+        screen = status.stdout
+        for row in (
+            r"collector\s+│ yes\s+│ yes\s+│ 0\s+│ all checks pass",
+            r"worker\s+│ yes\s+│ yes\s+│ 0\s+│ all checks pass",
+            r"unknown_type\s+│ 3 ",
+            r"schema_violation\s+│ 2 ",
+            r"bad_json\s+│ 2 ",
+            r"missing_property\s+│ 1 ",
+            r"cart_abandoned\s+│ 2\s+│ 2 ",
+            r"offer_cancelled\s+│ 1\s+│ 1 ",
+            rf"{re.escape(settings.topic_events)}\[0\]\s+│ 0 ",
+        ):
+            assert re.search(row, screen), f"{row!r} not in\n{screen}"
 
         # JSON logs: the worker's line for the foreign record names its topic, partition and offset.
         lines = [orjson.loads(line) for line in running.log_path("worker").read_text().splitlines() if line.strip()]

@@ -92,6 +92,10 @@ def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
         worker_metrics = requests.get(f"http://127.0.0.1:{info['worker_port']}/metrics", timeout=10)
         collector_metrics = requests.get(f"{info['collector_metrics_url']}/metrics", timeout=10)
         assert worker_metrics.status_code == 401
+        # The documented exceptions: liveness and readiness answer without the token, and say only a status.
+        assert requests.get(f"http://127.0.0.1:{info['worker_port']}/health", timeout=10).json() == {"status": "ok"}
+        assert requests.get(f"http://127.0.0.1:{info['worker_port']}/ready", timeout=10).status_code in (200, 503)
+        assert requests.post(f"http://127.0.0.1:{info['worker_port']}/ready", timeout=10).status_code == 401
         assert collector_metrics.status_code == 200 and "cxstream_collector_inflight_bytes" in collector_metrics.text
         measured = {
             "collector": collector.status_code == 401,
