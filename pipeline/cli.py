@@ -97,28 +97,36 @@ def up() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     errors = Console(stderr=True, soft_wrap=True)
-    pipeline = Pipeline(
-        settings, dashboard=settings.dashboard_enabled,
-        on_note=lambda note: console.print(note, soft_wrap=True, highlight=False),
-    )
+    if settings.log_format == "json":  # every line a JSON object: the notes are log records
+        import logging
+
+        up_log = logging.getLogger("cxstream.up")
+        say = lambda text: up_log.info(text)  # noqa: E731
+        fail = lambda text: up_log.error(text)  # noqa: E731
+    else:
+        say = lambda text: console.print(text, soft_wrap=True, highlight=False, markup=False)  # noqa: E731
+        fail = lambda text: errors.print(text, markup=False, highlight=False)  # noqa: E731
+    pipeline = Pipeline(settings, dashboard=settings.dashboard_enabled, on_note=say)
     code = 0
     try:
         pipeline.start()
-        console.print(f"collector   {pipeline.collector_url}")
-        console.print(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
-        console.print(f"clickhouse  {settings.resolved_clickhouse_url}")
+        say(f"collector   {pipeline.collector_url}")
+        say(f"metrics     {pipeline.collector_metrics_url}/metrics (collector), "
+            f"http://{pipeline.worker_host}:{pipeline.worker_port}/metrics (worker, with the token)")
+        say(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
+        say(f"clickhouse  {settings.resolved_clickhouse_url}")
         if pipeline.dashboard_url:
-            console.print(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}", soft_wrap=True, highlight=False)
-        console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
-        console.print("Ctrl-C stops everything cleanly.")
+            say(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}")
+        say("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
+        say("Ctrl-C stops everything cleanly.")
         while not stop.wait(1.0):
             pipeline.supervise()  # children are (re)started from this, the main thread: they die with it
-        console.print("stopping: collector, then worker once drained, then broker")
+        say("stopping: collector, then worker once drained, then broker")
     except DataDirInUse as exc:
-        errors.print(f"cxstream up: {exc}", markup=False, highlight=False)
+        fail(f"cxstream up: {exc}")
         code = EXIT_DATA_DIR_IN_USE
     except SupervisionError as exc:
-        errors.print(f"cxstream up: stopping: {exc}", markup=False, highlight=False)
+        fail(f"cxstream up: stopping: {exc}")
         code = EXIT_GAVE_UP
     finally:
         pipeline.stop()

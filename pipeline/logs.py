@@ -66,12 +66,26 @@ def _formatter(fmt: str, component: str) -> logging.Formatter:
 
 
 def configure(fmt: str, component: str, level: int = logging.INFO) -> None:
-    """Send the root logger's records to stderr in ``fmt`` (``text`` or ``json``), replacing its handlers."""
+    """Send the root logger's records to stderr in ``fmt`` (``text`` or ``json``), replacing its handlers.
+
+    In JSON mode Python's warnings and an uncaught exception (which would
+    print a traceback of many lines) become log records too.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_formatter(fmt, component))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if fmt == "json":
+        logging.captureWarnings(True)
+        sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(exc_type, exc, tb) -> None:  # noqa: ANN001 - sys.excepthook's signature
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logging.getLogger("cxstream").critical("uncaught %s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
 
 
 def dict_config(component: str, level: str = "WARNING") -> dict:
