@@ -22,6 +22,10 @@ double-counts replays after a ``kill -9``).
 Agents run with ``concurrency=1``: with more, faust-streaming can commit
 offsets past unfinished messages (faust-streaming #606). ``exactly_once`` is
 not used (open duplicate bugs #517, #323); idempotence gives exact numbers.
+
+Operations (docs/operations.md): ``/metrics`` serves ``WorkerMetrics``
+(counted after each batch, gauges read at each scrape), ``/health`` and
+``/ready`` answer without the token; ``Worker.ready`` holds the checks.
 """
 
 from __future__ import annotations
@@ -511,8 +515,9 @@ class Worker:
             # offsets can be committed: a crash after a commit whose states
             # were not yet acknowledged would skip their events.
             assert self.changelog is not None, "build_worker sets the changelog writer"
-            with self.metrics.produce_seconds.labels("changelog", "ok").time():
-                await self.changelog.write(records, lambda: self.app.should_stop)
+            written = time.perf_counter()
+            await self.changelog.write(records, lambda: self.app.should_stop)
+            self.metrics.produce_seconds.labels("changelog", "ok").observe(time.perf_counter() - written)
         self.stats["changelog_s"] += time.perf_counter() - sent
 
     async def _flush_events(self, stopping: Callable[[], bool]) -> None:

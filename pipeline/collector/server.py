@@ -439,7 +439,9 @@ async def _count_requests(request: web.Request, handler: Callable) -> web.Stream
         return response
     finally:
         call = request.get(CALL)
-        if call is not None or request.path.startswith(("/v1/", BEACON_PREFIX + "/v1/")):
+        if request.method == hdrs.METH_OPTIONS:
+            pass  # a browser's preflight, not a call
+        elif call is not None or request.path.startswith(("/v1/", BEACON_PREFIX + "/v1/")):
             request.app[STATE].metrics.request(request.get(TENANT), call or "unknown", status)
 
 

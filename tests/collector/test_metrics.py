@@ -34,6 +34,8 @@ async def test_requests_events_and_dead_letters_are_counted_by_tenant_type_and_o
         assert (await client.post("/v1/track", data=orjson.dumps(track(5)), headers=basic("wk_shop_b"))).status == 200
         assert (await client.post("/v1/batch", data=b"{oops", headers=basic("wk_shop_b"))).status == 400
         assert (await client.post("/v1/batch", data=b"{}", headers=basic("wk_nobody"))).status == 401
+        preflight = {"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
+        assert (await client.options("/v1/batch", headers=preflight)).status in (200, 204)
         producer.down = True
         assert (await client.post("/v1/page", data=orjson.dumps(page), headers=basic("wk_shop_a"))).status == 503
 
@@ -49,6 +51,7 @@ async def test_requests_events_and_dead_letters_are_counted_by_tenant_type_and_o
     assert value("cxstream_collector_requests_total", tenant="shop-b", call="batch", status="400") == 1
     assert value("cxstream_collector_requests_total", tenant="none", call="batch", status="401") == 1
     assert value("cxstream_collector_requests_total", tenant="shop-a", call="page", status="503") == 1
+    assert sum(v for (name, _), v in got.items() if name == "cxstream_collector_requests_total") == 5  # no preflight
     assert value("cxstream_collector_events_total", tenant="shop-a", type="track", status="accepted") == 2
     assert value("cxstream_collector_events_total", tenant="shop-a", type="track", status="dead_letter") == 1
     assert value("cxstream_collector_events_total", tenant="shop-a", type="page", status="accepted") == 1
