@@ -68,11 +68,16 @@ def _require_broker(settings: Settings, command: str) -> str:
         admin.list_topics(timeout=BROKER_CHECK_TIMEOUT_S)
     except KafkaException as exc:
         reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        Console(stderr=True, soft_wrap=True).print(
+        message = (
             f"cxstream {command}: no Kafka broker answered at {bootstrap} within {BROKER_CHECK_TIMEOUT_S:.0f} s "
-            f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings",
-            markup=False, highlight=False,
+            f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings"
         )
+        if settings.log_format == "json":
+            import logging
+
+            logging.getLogger("cxstream").error(message)
+        else:
+            Console(stderr=True, soft_wrap=True).print(message, markup=False, highlight=False)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     return bootstrap
 
