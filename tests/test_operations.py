@@ -144,3 +144,45 @@ def test_alert_rules_pass_promtool() -> None:
     checked = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 7 rules found" in checked.stdout
+
+
+def test_status_screen_rates_latency_and_lag_come_from_two_scrapes() -> None:
+    from rich.console import Console
+
+    from pipeline.status import Scrape, Snapshot, parse_metrics, render_status
+
+    first_c = parse_metrics('cxstream_collector_events_total{tenant="a",type="track",status="accepted"} 100\n'
+                            'cxstream_collector_events_total{tenant="a",type="track",status="dead_letter"} 7\n')
+    second_c = parse_metrics('cxstream_collector_events_total{tenant="a",type="track",status="accepted"} 140\n'
+                             'cxstream_collector_events_total{tenant="a",type="track",status="dead_letter"} 9\n'
+                             'cxstream_supervisor_restarts{component="collector"} 2\n')
+    worker_text = (
+        'cxstream_worker_events_total{tenant="a",type="track"} %d\n'
+        'cxstream_consumer_lag{topic="cx.events",partition="0"} 12\n'
+        'cxstream_consumer_lag{topic="cx.deadletter",partition="0"} 0\n'
+        'cxstream_watermark_delay_seconds{partition="0"} 1.5\n'
+        'cxstream_triggers_total{tenant="a",kind="cart_abandoned",action="offer"} 4\n'
+        'cxstream_clickhouse_insert_seconds_bucket{table="cx.events",le="0.01"} 90\n'
+        'cxstream_clickhouse_insert_seconds_bucket{table="cx.events",le="0.05"} 99\n'
+        'cxstream_clickhouse_insert_seconds_bucket{table="cx.events",le="+Inf"} 100\n'
+        'cxstream_clickhouse_insert_seconds_count{table="cx.events"} 100\n'
+        'cxstream_clickhouse_insert_seconds_sum{table="cx.events"} 0.8\n'
+    )
+    collector = Scrape("collector", "http://c", alive=True, ready=True, ready_detail={"checks": {"broker": True}},
+                       first=first_c, second=second_c)
+    worker = Scrape("worker", "http://w", alive=True, ready=False,
+                    ready_detail={"checks": {"broker": True, "store": False}},
+                    first=parse_metrics(worker_text % 50), second=parse_metrics(worker_text % 70))
+    snap = Snapshot(collector, worker, 2.0, [("too_old", 5)], [("cart_abandoned", 3)])
+    console = Console(width=200, record=True)
+    console.print(render_status(snap))
+    screen = console.export_text()
+    assert "│ events/s in (collector, accepted)                │ 20.0" in screen  # (140 - 100) / 2 s
+    assert "│ events/s out (worker, processed)                 │ 10.0" in screen  # (70 - 50) / 2 s
+    assert "ClickHouse insert, mean since start              │ 8.0 ms" in screen  # 0.8 s / 100
+    assert "ClickHouse insert, p95 at most                   │ 50 ms" in screen  # 99 of 100 within 0.05 s
+    assert "│ collector │ yes   │ yes   │ 2        │ all checks pass │" in screen
+    assert "│ worker    │ yes   │ no    │ 0        │ failing: store  │" in screen
+    assert "│ cx.events[0]     │ 12            │ 1.5 s           │" in screen
+    assert "│ too_old                         │ 5     │" in screen
+    assert "│ cart_abandoned │ 3                 │ 4                  │" in screen
