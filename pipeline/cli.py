@@ -148,19 +148,31 @@ def dashboard(
     from pipeline.dashboard.server import run_dashboard
     from pipeline.webtoken import ensure_token
 
-    settings = load_settings()
+    settings = load_settings("dashboard")
     ensure_token(settings.data_dir)  # the running pipeline's, or one for a dashboard on a ClickHouse server
     chosen = settings.dashboard_port if port is None else port
+    json_logs = settings.log_format == "json"
 
     def ready(url: str) -> None:
-        console.print(f"dashboard   {_shown_url(url, settings)}", soft_wrap=True, highlight=False)
+        line = f"dashboard   {_shown_url(url, settings)}"
+        if json_logs:
+            import logging
+
+            logging.getLogger("cxstream.dashboard").info(line)
+        else:
+            console.print(line, soft_wrap=True, highlight=False)
 
     try:
         asyncio.run(run_dashboard(settings, chosen, on_ready=ready))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"cxstream dashboard: {exc}", markup=False, highlight=False)
+        if json_logs:
+            import logging
+
+            logging.getLogger("cxstream.dashboard").error(f"cxstream dashboard: {exc}")
+        else:
+            Console(stderr=True, soft_wrap=True).print(f"cxstream dashboard: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -1,4 +1,4 @@
-"""``CX_LOG_FORMAT=json``: every line ``cxstream up`` and its collector and worker write is one JSON object."""
+"""``CX_LOG_FORMAT=json``: every line ``cxstream up`` and its collector, worker and dashboard write is one JSON object."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import requests
 pytestmark = pytest.mark.integration
 
 
-def test_up_collector_and_worker_write_only_json_lines(tmp_path: Path) -> None:
+def test_up_collector_worker_and_dashboard_write_only_json_lines(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
     env.update({"CX_DATA_DIR": str(data), "CX_COLLECTOR_PORT": "0", "CX_PII_SALT": "test-salt", "CX_LOG_FORMAT": "json"})
@@ -38,7 +38,7 @@ def test_up_collector_and_worker_write_only_json_lines(tmp_path: Path) -> None:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=90)
     assert up.returncode == 0
-    logs = {"up": out, "collector": data / "logs" / "collector.log", "worker": data / "logs" / "worker.log"}
+    logs = {"up": out, **{name: data / "logs" / f"{name}.log" for name in ("collector", "worker", "dashboard")}}
     seen = {}
     for component, path in logs.items():
         lines = [line for line in path.read_text().splitlines() if line.strip()]
@@ -49,3 +49,4 @@ def test_up_collector_and_worker_write_only_json_lines(tmp_path: Path) -> None:
     assert any(m.startswith("collector   http://") for m in seen["up"])
     assert any(m.startswith("stopping: collector") for m in seen["up"])
     assert any(m.startswith("collector listening on") for m in seen["collector"])
+    assert any(m.startswith("dashboard   http://") for m in seen["dashboard"])
