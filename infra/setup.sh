@@ -82,6 +82,13 @@ if [ "${1:-}" = "--clickhouse-server" ] && [ ! -f /usr/share/java/zookeeper.jar 
   apt_install zookeeper
 fi
 
+# The metrics tests (tests/integration/test_prometheus.py, promtool in tests/test_operations.py):
+# Debian's prometheus, started by the test on loopback with its own storage directory.
+if [ "${1:-}" = "--clickhouse-server" ] && ! command -v prometheus >/dev/null 2>&1; then
+  echo "installing Debian's prometheus (for the metrics tests)"
+  apt_install prometheus
+fi
+
 # The SDK tests (tests/browser): Debian's chromium, driven by puppeteer-core, and the npm
 # packages pinned by tests/browser/package-lock.json, installed by `npm ci` once per lock file.
 if [ "${1:-}" = "--clickhouse-server" ]; then

@@ -1,8 +1,9 @@
 """Build the Faust application from a Settings object; nothing else happens here.
 
-The worker's web port (``/cx/query``, ``/cx/stats``) listens on
+The worker's web port (``/cx/query``, ``/cx/stats``, ``/metrics``) listens on
 ``CX_WORKER_WEB_BIND`` (loopback by default) and answers only requests that
-carry the data directory's token (``pipeline.webtoken``). Faust's own pages
+carry the data directory's token (``pipeline.webtoken``), except ``/health``
+and ``/ready``. Faust's own pages
 (``/router``, ``/table``, ``/graph``, statistics, ``/performance``) are
 switched off; what Faust still mounts (its index page at ``/``) is behind
 the token like everything else on the port.

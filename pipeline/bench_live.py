@@ -218,7 +218,7 @@ def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_di
         orjson.dumps({"batch": messages[i : i + REQUEST_MESSAGES]}) for i in range(0, len(messages), REQUEST_MESSAGES)
     ]
     port = free_port()
-    proc = spawn("collector", child_env(coll_settings, bootstrap, collector_port=str(port)), log_dir / "collector.log")
+    proc = spawn("collector", child_env(coll_settings, bootstrap, collector_port=str(port), collector_metrics_port="0"), log_dir / "collector.log")
     try:
         wait_for_port(port, settings.collector_host, 60, alive=lambda: proc.poll() is None)
         url = f"http://{settings.collector_host}:{port}/v1/batch"

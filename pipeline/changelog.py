@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Callable
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline.settings import Settings
 from pipeline.topics import kafka_config
@@ -100,6 +100,13 @@ class AckedWriter:
                 log.warning("writing %d records to %s failed; retrying in %.1fs", len(pending), self.topic, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def broker_answers(self, timeout_s: float = 2.0) -> bool:
+        """True when a broker answers a metadata request (blocking: call it from a thread)."""
+        try:
+            return bool(self._producer.list_topics(self.topic, timeout=timeout_s).brokers)
+        except KafkaException:
+            return False
 
     def close(self) -> None:
         self._producer.flush(FLUSH_TIMEOUT_S)

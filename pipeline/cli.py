@@ -1,4 +1,4 @@
-"""``cxstream`` command line: up, query, dashboard, demo, backtest, and the worker, collector and deliver processes."""
+"""``cxstream`` command line: up, status, query, dashboard, demo, backtest, and the worker, collector and deliver processes."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time cu
 console = Console()
 
 
-def load_settings() -> Settings:
+def load_settings(component: str | None = None) -> Settings:
+    """The settings; with ``component``, this process's logs are set up too (``CX_LOG_FORMAT``)."""
     try:
-        return Settings.load()
+        settings = Settings.load()
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if component is not None:
+        from pipeline.logs import configure
+
+        configure(settings.log_format, component)
+    return settings
 
 
 def _require_salt(settings: Settings) -> None:
@@ -72,11 +78,16 @@ def _require_broker(settings: Settings, command: str) -> str:
         admin.list_topics(timeout=BROKER_CHECK_TIMEOUT_S)
     except KafkaException as exc:
         reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        Console(stderr=True, soft_wrap=True).print(
+        message = (
             f"cxstream {command}: no Kafka broker answered at {bootstrap} within {BROKER_CHECK_TIMEOUT_S:.0f} s "
-            f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings",
-            markup=False, highlight=False,
+            f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings"
         )
+        if settings.log_format == "json":
+            import logging
+
+            logging.getLogger("cxstream").error(message)
+        else:
+            Console(stderr=True, soft_wrap=True).print(message, markup=False, highlight=False)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     return bootstrap
 
@@ -95,7 +106,7 @@ def up() -> None:
     from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_GAVE_UP
     from pipeline.runner import DataDirInUse, Pipeline, SupervisionError
 
-    settings = load_settings()
+    settings = load_settings("up")
     _require_salt(settings)
     if settings.delivery_enabled:
         _require_destinations(settings, "cxstream up")
@@ -103,30 +114,38 @@ def up() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     errors = Console(stderr=True, soft_wrap=True)
-    pipeline = Pipeline(
-        settings, dashboard=settings.dashboard_enabled,
-        on_note=lambda note: console.print(note, soft_wrap=True, highlight=False),
-    )
+    if settings.log_format == "json":  # every line a JSON object: the notes are log records
+        import logging
+
+        up_log = logging.getLogger("cxstream.up")
+        say = lambda text: up_log.info(text)  # noqa: E731
+        fail = lambda text: up_log.error(text)  # noqa: E731
+    else:
+        say = lambda text: console.print(text, soft_wrap=True, highlight=False, markup=False)  # noqa: E731
+        fail = lambda text: errors.print(text, markup=False, highlight=False)  # noqa: E731
+    pipeline = Pipeline(settings, dashboard=settings.dashboard_enabled, on_note=say)
     code = 0
     try:
         pipeline.start()
-        console.print(f"collector   {pipeline.collector_url}")
-        console.print(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
-        console.print(f"clickhouse  {settings.resolved_clickhouse_url}")
+        say(f"collector   {pipeline.collector_url}")
+        say(f"metrics     {pipeline.collector_metrics_url}/metrics (collector), "
+            f"http://{pipeline.worker_host}:{pipeline.worker_port}/metrics (worker, with the token)")
+        say(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
+        say(f"clickhouse  {settings.resolved_clickhouse_url}")
         if pipeline.dashboard_url:
-            console.print(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}", soft_wrap=True, highlight=False)
-        console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
+            say(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}")
+        say("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
         if settings.delivery_enabled:
-            console.print(f"deliver     {settings.topic_triggers} -> webhooks of {settings.delivery_config}")
-        console.print("Ctrl-C stops everything cleanly.")
+            say(f"deliver     {settings.topic_triggers} -> webhooks of {settings.delivery_config}")
+        say("Ctrl-C stops everything cleanly.")
         while not stop.wait(1.0):
             pipeline.supervise()  # children are (re)started from this, the main thread: they die with it
-        console.print("stopping: collector, then worker once drained, then deliver, then broker")
+        say("stopping: collector, then worker once drained, then deliver, then broker")
     except DataDirInUse as exc:
-        errors.print(f"cxstream up: {exc}", markup=False, highlight=False)
+        fail(f"cxstream up: {exc}")
         code = EXIT_DATA_DIR_IN_USE
     except SupervisionError as exc:
-        errors.print(f"cxstream up: stopping: {exc}", markup=False, highlight=False)
+        fail(f"cxstream up: stopping: {exc}")
         code = EXIT_GAVE_UP
     finally:
         pipeline.stop()
@@ -143,19 +162,31 @@ def dashboard(
     from pipeline.dashboard.server import run_dashboard
     from pipeline.webtoken import ensure_token
 
-    settings = load_settings()
+    settings = load_settings("dashboard")
     ensure_token(settings.data_dir)  # the running pipeline's, or one for a dashboard on a ClickHouse server
     chosen = settings.dashboard_port if port is None else port
+    json_logs = settings.log_format == "json"
 
     def ready(url: str) -> None:
-        console.print(f"dashboard   {_shown_url(url, settings)}", soft_wrap=True, highlight=False)
+        line = f"dashboard   {_shown_url(url, settings)}"
+        if json_logs:
+            import logging
+
+            logging.getLogger("cxstream.dashboard").info(line)
+        else:
+            console.print(line, soft_wrap=True, highlight=False)
 
     try:
         asyncio.run(run_dashboard(settings, chosen, on_ready=ready))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"cxstream dashboard: {exc}", markup=False, highlight=False)
+        if json_logs:
+            import logging
+
+            logging.getLogger("cxstream.dashboard").error(f"cxstream dashboard: {exc}")
+        else:
+            Console(stderr=True, soft_wrap=True).print(f"cxstream dashboard: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -166,11 +197,21 @@ def worker() -> None:
 
     from pipeline.worker import build_worker, tune_gc
 
-    settings = load_settings()
+    from pipeline.logs import dict_config
+
+    settings = load_settings("worker")
     w = build_worker(settings, _require_broker(settings, "worker"))
     tune_gc()
+    # Faust (mode) replaces the root logger's handlers: JSON lines need its own config,
+    # and neither its start-up spinner nor its console messages (not JSON) are written.
+    json_logs = settings.log_format == "json"
+    runner = faust.Worker(
+        w.app, loglevel="warning", logging_config=dict_config("worker") if json_logs else None, quiet=json_logs
+    )
+    if json_logs:
+        runner.spinner = None
     try:
-        faust.Worker(w.app, loglevel="warning").execute_from_commandline()
+        runner.execute_from_commandline()
     finally:
         # Close ClickHouse before the interpreter exits: an embedded chdb
         # session torn down by interpreter finalization can crash the process.
@@ -188,7 +229,7 @@ def collector() -> None:
 
     from pipeline.collector.server import run_collector
 
-    settings = load_settings()
+    settings = load_settings("collector")
     _require_salt(settings)
     asyncio.run(run_collector(settings, _require_broker(settings, "collector")))
 
@@ -249,13 +290,34 @@ def query(
     format: Literal["table", "json", "csv"] = typer.Option("table", "--format", "-f"),
 ) -> None:
     """Run SQL on the configured ClickHouse (also while ``up`` runs on the embedded store)."""
-    settings = load_settings()
+    settings = load_settings("query")
     try:
         columns, rows = run_query(settings, sql)
     except Exception as exc:
         console.print(f"[red]cxstream query: {exc}[/red]")
         raise typer.Exit(1) from None
     _print_result(columns, rows, format)
+
+
+@cli.command()
+def status(
+    interval: float = typer.Option(2.0, min=0.2, max=60, help="seconds between the two scrapes the rates come from"),
+) -> None:
+    """One screen of a running ``cxstream up``: components, lag, events/s, dead letters, triggers, inserts."""
+    from pipeline.runner import read_run_file
+    from pipeline.status import collect, render_status
+
+    settings = load_settings()
+    info = read_run_file(settings)
+    if info is None:
+        console.print(f"[red]no cxstream up runs on {settings.data_dir.resolve()} (no live run.json)[/red]")
+        raise typer.Exit(1)
+    snap = collect(settings, info, interval, lambda sql: run_query(settings, sql))
+    console.print(render_status(snap))
+    if not (snap.collector.ready and snap.worker.ready):
+        from pipeline.exitcodes import EXIT_NOT_READY
+
+        raise typer.Exit(EXIT_NOT_READY)
 
 
 @cli.command()
@@ -276,7 +338,7 @@ def demo(
     from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE
     from pipeline.runner import DataDirInUse, data_dir_owner
 
-    settings = load_settings()
+    settings = load_settings("demo")
     try:
         if (owner := data_dir_owner(data_dir)) is not None:  # checked before the demo empties the directory
             raise DataDirInUse(f"{data_dir.resolve()} is in use by a running pipeline (pid {owner}): stop it first, or pass another --data-dir")
@@ -308,7 +370,7 @@ def bench(
     """Measure the pipeline end to end (Kafka -> workers -> ClickHouse), live latency and the collector."""
     from pipeline.bench import BenchError, BenchOptions, report_rows, run_bench
 
-    settings = load_settings()
+    settings = load_settings("bench")
     if quick:
         opts = BenchOptions.quick()
     else:

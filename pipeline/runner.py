@@ -42,6 +42,7 @@ from infra.broker import EmbeddedBroker
 from infra.lifeline import die_with_parent, process_start
 from infra.ports import free_port, stop_process, wait_for_port
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
+from pipeline.metrics import RESTARTS_ENV
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
 from pipeline.webtoken import new_token, worker_headers
@@ -151,6 +152,7 @@ class Pipeline:
     log_dir: Path | None = None
     bootstrap: str = ""
     collector_port: int = 0
+    collector_metrics_port: int = 0
     worker_port: int = 0
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -165,6 +167,7 @@ class Pipeline:
     _started: dict[str, float] = field(default_factory=dict, repr=False)  # monotonic time of each (re)start
     _failures: dict[str, int] = field(default_factory=dict, repr=False)  # exits in a row, each soon after a start
     _due: dict[str, float] = field(default_factory=dict, repr=False)  # exited children: when to start them again
+    _restarts_of: dict[str, int] = field(default_factory=dict, repr=False)  # restarts of each child so far
 
     @property
     def worker_host(self) -> str:
@@ -193,6 +196,13 @@ class Pipeline:
     @property
     def collector_url(self) -> str:
         return f"http://{self.settings.collector_host}:{self.collector_port}"
+
+    @property
+    def collector_metrics_url(self) -> str:
+        """The collector's metrics port (``/metrics``, ``/health``, ``/ready``)."""
+        host = self.settings.collector_metrics_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{self.collector_metrics_port}"
 
     def start(self) -> "Pipeline":
         """Start broker (if embedded), topics, worker and collector; on any failure stop what started.
@@ -223,12 +233,14 @@ class Pipeline:
             self.bootstrap = s.kafka_bootstrap
         ensure_topics(s, self.bootstrap)
         self.collector_port = s.collector_port or free_port()
+        self.collector_metrics_port = free_port() if s.collector_metrics_port in (0, 9108) else s.collector_metrics_port
         self.worker_port = free_port() if s.worker_web_port in (0, 6066) else s.worker_web_port
         self._env = {
             **os.environ,
             **s.to_env(),
             "CX_KAFKA_BOOTSTRAP": self.bootstrap,
             "CX_COLLECTOR_PORT": str(self.collector_port),
+            "CX_COLLECTOR_METRICS_PORT": str(self.collector_metrics_port),
             "CX_WORKER_WEB_PORT": str(self.worker_port),
             "CX_DATA_DIR": str(s.data_dir.resolve()),
         }
@@ -251,6 +263,7 @@ class Pipeline:
                     "start": process_start(os.getpid()),
                     "bootstrap": self.bootstrap,
                     "collector_url": self.collector_url,
+                    "collector_metrics_url": self.collector_metrics_url,
                     "worker_port": self.worker_port,
                     "worker_host": self.worker_host,
                     "dashboard_port": self.dashboard_port or None,
@@ -336,7 +349,7 @@ class Pipeline:
         in_main = threading.current_thread() is threading.main_thread()
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", command],
-            env={**self._env, **self._envs.get(name, {})},
+            env={**self._env, **self._envs.get(name, {}), RESTARTS_ENV: str(self._restarts_of.get(name, 0))},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -429,6 +442,7 @@ class Pipeline:
             if due > now:
                 continue
             del self._due[name]
+            self._restarts_of[name] = self._restarts_of.get(name, 0) + 1
             self._spawn(name)
             self.restarts += 1
             notes.append(f"{name} started again (pid {self.procs[name].pid})")
@@ -481,6 +495,7 @@ class Pipeline:
             if proc.returncode != EXIT_UNFINISHED_BATCH:
                 raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self._log_dir / (name + '.log')}")
             del self.procs[name]
+            self._restarts_of[name] = self._restarts_of.get(name, 0) + 1
             self.start_worker(name)
             self.restarts += 1
             restarted.append(name)

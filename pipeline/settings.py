@@ -333,6 +333,28 @@ class Settings(BaseSettings):
         description="a component up this long after a (re)start counts as started: its failures in a row go back to 0",
     )
 
+    # --- operations (docs/operations.md) ----------------------------------
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="log lines of every cxstream process: text, or json (one object a line: ts, level, component, "
+        "message, and tenant, topic, partition, offset where known)",
+    )
+    collector_metrics_host: str = Field(
+        "127.0.0.1", min_length=1,
+        description="address of the collector's metrics port (/metrics, /health, /ready; no credentials: keep it off "
+        "public networks, it names tenants)",
+    )
+    collector_metrics_port: int = Field(
+        9108, ge=0, le=65535,
+        description="port of the collector's metrics endpoint. cxstream up replaces 9108 (and 0) with a free port, "
+        "recorded in CX_DATA_DIR/run.json; any other value is used as is (0 on a collector run alone: any free port)",
+    )
+    ready_max_lag: int = Field(
+        10_000, ge=0,
+        description="a worker answers /ready with 200 only while each of its partitions is at most this many "
+        "records behind the end of its topic",
+    )
+
     # --- topics -----------------------------------------------------------
     topic_events: str = Field("cx.events", description="topic of accepted events (the collector writes, workers read)")
     topic_triggers: str = Field("cx.triggers", description="topic of triggers for marketing automation")

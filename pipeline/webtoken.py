@@ -5,7 +5,9 @@ start (``new_token``), readable by its owner only (mode 0600 from the moment
 the file exists). A worker started on its own (``cxstream worker``) uses
 the token it finds there or writes one. Every request to a worker's web
 port must carry ``Authorization: Bearer <token>``; any other request gets
-401 (``token_middleware``). ``cxstream query`` reads the token from the data
+401 (``token_middleware``), except ``/health`` and ``/ready`` (``OPEN_PATHS``:
+they answer a status for load balancers and orchestrators, and no data).
+``cxstream query`` reads the token from the data
 dir, as do the tests and the benchmark.
 """
 
@@ -18,9 +20,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["TOKEN_FILE", "ensure_token", "new_token", "read_token", "token_middleware", "worker_headers"]
+__all__ = ["OPEN_PATHS", "TOKEN_FILE", "ensure_token", "new_token", "read_token", "token_middleware", "worker_headers"]
 
 TOKEN_FILE = "worker.token"
+# Answered without the token: liveness and readiness (a status, no data).
+OPEN_PATHS = frozenset(("/health", "/ready"))
 
 
 def new_token(data_dir: Path) -> str:
@@ -61,11 +65,16 @@ def ensure_token(data_dir: Path) -> str:
 
 
 def token_middleware(token: str):  # noqa: ANN201 - aiohttp's middleware type
-    """An aiohttp middleware that answers 401 to any request without ``Authorization: Bearer <token>``."""
+    """An aiohttp middleware that answers 401 to any request without ``Authorization: Bearer <token>``.
+
+    ``GET`` (or ``HEAD``) of a path in ``OPEN_PATHS`` needs no token.
+    """
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def require_token(request: web.Request, handler):  # noqa: ANN001, ANN202
+        if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
+            return await handler(request)
         given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
             return web.json_response(

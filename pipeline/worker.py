@@ -22,6 +22,10 @@ double-counts replays after a ``kill -9``).
 Agents run with ``concurrency=1``: with more, faust-streaming can commit
 offsets past unfinished messages (faust-streaming #606). ``exactly_once`` is
 not used (open duplicate bugs #517, #323); idempotence gives exact numbers.
+
+Operations (docs/operations.md): ``/metrics`` serves ``WorkerMetrics``
+(counted after each batch, gauges read at each scrape), ``/health`` and
+``/ready`` answer without the token; ``Worker.ready`` holds the checks.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFail
 from pipeline.detect.processor import Output, PartitionProcessor
 from pipeline.detect.rules import Rules
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
+from pipeline.logs import context
+from pipeline.metrics import CONTENT_TYPE_LATEST, WorkerMetrics, render
 from pipeline.offsets import CommittedOffsets, SkippedRecords
 from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, truncate_depth
 from pipeline.settings import Settings
@@ -53,6 +59,8 @@ from pipeline.webtoken import ensure_token
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
 from sinks.rows import DEADLETTER_COLUMNS, FACT_TABLES, deadletter_row, delivery_row, event_row, trigger_row
+
+_DL_TENANT, _DL_REASON, _DL_SOURCE = (DEADLETTER_COLUMNS.index(c) for c in ("tenant", "reason", "source"))
 from sinks.sink import ClickHouseSink, RejectedRow, SinkError
 
 __all__ = ["Worker", "build_worker", "tune_gc"]
@@ -60,6 +68,7 @@ __all__ = ["Worker", "build_worker", "tune_gc"]
 log = logging.getLogger("cxstream.worker")
 
 TICK_INTERVAL_S = 0.5
+LAG_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 30.0
 ANALYST_QUERIES_AT_ONCE = 2
 
@@ -106,11 +115,19 @@ class Worker:
         self.table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)
         self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
-        self.sink = ClickHouseSink(ch)
-        self.dl_sink = ClickHouseSink(ch)
+        self.metrics = WorkerMetrics(settings.write_key_map.values(), self.gauges)
+        self.sink = ClickHouseSink(ch, observe=self._observe_insert)
+        self.dl_sink = ClickHouseSink(ch, observe=self._observe_insert)
         self.deliveries_topic = app.topic(settings.topic_deliveries, key_serializer="raw", value_serializer="raw")
-        self.delivery_sink = ClickHouseSink(ch)
+        self.delivery_sink = ClickHouseSink(ch, observe=self._observe_insert)
         self.delivery_next_offset: dict[int, int] = {}
+        # Readiness (``ready``): the last insert's outcome, the assignment, the lag.
+        self.store_ok = True
+        self.store_error = ""
+        self.assigned = False  # the group gave this worker its partitions at least once
+        self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records not processed, refreshed each second
+        self.lag_unknown: set[tuple[str, int]] = set()  # assigned partitions whose end is not known yet
+        self._trigger_cause: dict[int, int] = {}  # id(trigger) -> receipt (ms) of the event that fired it
         self.processors: dict[int, IsolatedPartition] = {}
         self.next_offset: dict[int, int] = {}
         self.dl_next_offset: dict[int, int] = {}
@@ -211,6 +228,98 @@ class Worker:
                 elif tp.topic == self.settings.topic_deliveries:
                     self.delivery_next_offset.pop(tp.partition, None)
 
+    # -- operations (docs/operations.md) --------------------------------------
+
+    def _observe_insert(self, table: str, rows: int, seconds: float, error: BaseException | None, permanent: bool) -> None:
+        """Each ClickHouse insert (from the sink's thread): its metrics and the store's readiness."""
+        self.metrics.on_insert(table, rows, seconds, error, permanent)
+        if error is None:
+            self.store_ok, self.store_error = True, ""
+        elif not permanent:
+            self.store_ok, self.store_error = False, f"{type(error).__name__}: {str(error)[:200]}"
+
+    def gauges(self) -> dict:
+        """What ``cxstream_consumer_lag`` and the other scrape-time gauges report."""
+        now = self.wall_ms()
+        delay = {}
+        for partition, proc in list(self.processors.items()):
+            watermark = proc.proc.watermark_ms
+            if watermark is not None:
+                delay[partition] = max(0, now - watermark) / 1000
+        data = self.table.data
+        return {
+            "lag": dict(self.lag),
+            "watermark_delay": delay,
+            "assigned": self.stats["events_partitions"],
+            "states": len(data),
+            "state_bytes": sum(len(v) for v in list(data.values()) if v is not None),
+        }
+
+    async def refresh_lag(self) -> None:
+        """Each assigned partition's lag: its end (the consumer's high watermark) minus the next offset to process.
+
+        A partition not yet processed since it was assigned counts from the
+        consumer's position. One whose end is not known yet (no fetch answered)
+        is in ``lag_unknown``.
+        """
+        consumer = self.app.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # noqa: BLE001 - no consumer yet (starting): nothing assigned
+            assigned = set()
+        next_of = {
+            self.settings.topic_events: self.next_offset,
+            self.settings.topic_deadletter: self.dl_next_offset,
+            self.settings.topic_deliveries: self.delivery_next_offset,
+        }
+        lag: dict[tuple[str, int], int] = {}
+        unknown: set[tuple[str, int]] = set()
+        for tp in assigned:
+            if tp.topic not in next_of:
+                continue  # the table's changelog: recovered by Faust, not processed
+            key = (tp.topic, tp.partition)
+            highwater = consumer.highwater(tp)
+            position = next_of[tp.topic].get(tp.partition)
+            if position is None:
+                try:
+                    position = await consumer.position(tp)
+                except Exception:  # noqa: BLE001 - a rebalance took it away meanwhile
+                    position = None
+            if highwater is None or position is None:
+                unknown.add(key)
+                continue
+            lag[key] = max(0, highwater - position)
+        self.lag, self.lag_unknown = lag, unknown
+
+    async def broker_answers(self) -> bool:
+        """True when a broker answers a metadata request of the worker's trigger producer."""
+        if self.trigger_writer is None:
+            return False
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.trigger_writer.broker_answers)
+
+    async def ready(self) -> tuple[bool, dict]:
+        """(ready, the checks): broker reachable, store writable, partitions assigned, caught up within the bound."""
+        limit = self.settings.ready_max_lag
+        behind = {f"{t}[{p}]": n for (t, p), n in sorted(self.lag.items()) if n > limit}
+        checks = {
+            "broker": await self.broker_answers(),
+            "store": self.store_ok,
+            "assigned": self.assigned,
+            "caught_up": not behind and not self.lag_unknown,
+        }
+        detail = {
+            "checks": checks,
+            "partitions": self.stats["events_partitions"],
+            "lag": {f"{t}[{p}]": n for (t, p), n in sorted(self.lag.items())},
+            "max_lag": limit,
+        }
+        if self.store_error:
+            detail["store_error"] = self.store_error
+        if self.lag_unknown:
+            detail["lag_unknown"] = sorted(f"{t}[{p}]" for t, p in self.lag_unknown)
+        return all(checks.values()), detail
+
     # -- steps ----------------------------------------------------------------
 
     async def handle(self, events: list[faust.types.EventT]) -> None:
@@ -221,6 +330,7 @@ class Worker:
                 self.stats["first_record_wall_ms"] = now
             started = time.perf_counter()
             bad: list[bytes] = []
+            kinds: dict[tuple[object, object], int] = {}
             for event in events:
                 msg = event.message
                 await self._check_offset(self.next_offset, self.settings.topic_events, msg.partition, msg.offset)
@@ -235,16 +345,36 @@ class Worker:
                     continue
                 proc = self.processor(msg.partition)
                 rebuilds = proc.rebuilds
+                fired_from = len(proc.proc.pending.triggers)
                 for rejected in proc.process(msg.offset, batch, now):
                     bad.append(self._processing_error(msg, batch, rejected))
+                if proc.rebuilds == rebuilds and len(proc.proc.pending.triggers) > fired_from:
+                    self._note_causes(proc.proc.pending.triggers[fired_from:], batch)
                 self.stats["rebuilds"] += proc.rebuilds - rebuilds
+                self.metrics.rebuilds.inc(proc.rebuilds - rebuilds)
                 self.stats["records"] += 1
                 self.stats["events"] += len(batch)
+                for e in batch:
+                    key = (e.get("tenant"), e.get("type"))
+                    kinds[key] = kinds.get(key, 0) + 1
             self.stats["batches"] += 1
             self.stats["process_s"] += time.perf_counter() - started
             if bad:
                 await self._send_deadletters(bad)
             await self._emit()
+            m = self.metrics
+            topic = self.settings.topic_events
+            m.records.labels(topic).inc(len(events))
+            m.batch_records.labels(topic).observe(len(events))
+            m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
+            for (tenant, kind), n in kinds.items():
+                m.events.labels(m.labels.tenant(tenant), m.labels.call_type(kind)).inc(n)
+
+    def _note_causes(self, fired: list[dict], batch: list[dict]) -> None:
+        """Remember when the collector received the record whose events fired these triggers."""
+        received = max((e["received_at_ms"] for e in batch), default=0)
+        for trigger in fired:
+            self._trigger_cause[id(trigger)] = received
 
     async def _send_deadletters(self, values: list[bytes]) -> None:
         """Put dead letters on the dead-letter topic before these offsets can be committed.
@@ -281,7 +411,8 @@ class Worker:
             tenant = None
         self.stats["processing_errors"] += 1
         log.error("%s could not be processed (%s: %s); sent to %s", where, type(error).__name__, error,
-                  self.settings.topic_deadletter)
+                  self.settings.topic_deadletter,
+                  extra=context(tenant=tenant, topic=topic, partition=msg.partition, offset=msg.offset))
         dl = dead_letter(
             tenant=tenant,
             reason="processing_error",
@@ -297,7 +428,7 @@ class Worker:
         """A dead letter (JSON, as the collector writes them) for a record that is not an EventBatch."""
         topic = self.settings.topic_events
         log.error("%s[%d]@%d is not an EventBatch (%s); sent to %s", topic, msg.partition, msg.offset, exc,
-                  self.settings.topic_deadletter)
+                  self.settings.topic_deadletter, extra=context(topic=topic, partition=msg.partition, offset=msg.offset))
         dl = dead_letter(
             tenant=None,
             reason=exc.reason,
@@ -349,8 +480,9 @@ class Worker:
                     # The processor was rebuilt from the stored states; the
                     # next tick or record fires the same deadlines again.
                     self.stats["rebuilds"] += 1
+                    self.metrics.rebuilds.inc()
                     log.error("partition %d: an idle tick raised (%s: %s); processor rebuilt", partition,
-                              type(error).__name__, error)
+                              type(error).__name__, error, extra=context(partition=partition))
             await self._emit()
 
     async def _emit(self) -> None:
@@ -380,6 +512,7 @@ class Worker:
         if triggers:
             steps.append(self._timed("triggers_s", self._send_triggers(triggers)))
         await asyncio.gather(*steps)
+        self._trigger_cause.clear()
         sent = time.perf_counter()
         self.stats["emit_s"] += sent - started
         records = []
@@ -393,7 +526,9 @@ class Worker:
             # offsets can be committed: a crash after a commit whose states
             # were not yet acknowledged would skip their events.
             assert self.changelog is not None, "build_worker sets the changelog writer"
+            written = time.perf_counter()
             await self.changelog.write(records, lambda: self.app.should_stop)
+            self.metrics.produce_seconds.labels("changelog", "ok").observe(time.perf_counter() - written)
         self.stats["changelog_s"] += time.perf_counter() - sent
 
     async def _flush_events(self, stopping: Callable[[], bool]) -> None:
@@ -427,8 +562,17 @@ class Worker:
     async def _send_triggers(self, triggers: list[dict]) -> None:
         assert self.trigger_writer is not None, "build_worker sets the trigger writer"
         records = [(ANY_PARTITION, trigger_key(t), encode_trigger(t, self.settings)) for t in triggers]
+        started = time.perf_counter()
         await self.trigger_writer.write(records, lambda: self.app.should_stop)
+        self.metrics.produce_seconds.labels("triggers", "ok").observe(time.perf_counter() - started)
         self.stats["triggers"] += len(triggers)
+        m, acked_ms = self.metrics, self.wall_ms()
+        for t in triggers:
+            kind = m.labels.kind(t.get("kind"))
+            m.triggers.labels(m.labels.tenant(t.get("tenant")), kind, m.labels.action(t.get("action"))).inc()
+            received = self._trigger_cause.pop(id(t), None)
+            if received:
+                m.trigger_latency.labels(kind).observe(max(0, acked_ms - received) / 1000)
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
         """Store dead letters from the collector and the worker in ClickHouse.
@@ -439,6 +583,7 @@ class Worker:
         as a ``store_rejected`` one without its payload.
         """
         rows = []
+        started = time.perf_counter()
         for event in events:
             msg = event.message
             await self._check_offset(self.dl_next_offset, self.settings.topic_deadletter, msg.partition, msg.offset)
@@ -453,6 +598,17 @@ class Worker:
             for r in again:
                 log.critical("ClickHouse refused dead letter %r of %s: %s; not stored", r.row[:2], r.table, r.error)
         self.stats["deadletters"] += len(events)
+        m = self.metrics
+        topic = self.settings.topic_deadletter
+        counts: dict[tuple[str, str, str], int] = {}
+        for row in rows:
+            key = (m.labels.tenant(row[_DL_TENANT]), m.labels.reason(row[_DL_REASON]), str(row[_DL_SOURCE]))
+            counts[key] = counts.get(key, 0) + 1
+        for labels, n in counts.items():
+            m.deadletters.labels(*labels).inc(n)
+        m.records.labels(topic).inc(len(events))
+        m.batch_records.labels(topic).observe(len(events))
+        m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
 
     async def handle_deliveries(self, events: list[faust.types.EventT]) -> None:
         """Store the delivery outcomes of ``cxstream deliver`` in ``cx.deliveries`` (docs/delivery.md).
@@ -602,6 +758,11 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     @app.on_partitions_assigned.connect
     async def on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ANN001
         worker.stats["events_partitions"] = sum(tp.topic == settings.topic_events for tp in assigned)
+        worker.assigned = True
+
+    @app.timer(LAG_INTERVAL_S)
+    async def refresh_lag() -> None:
+        await worker.refresh_lag()
 
     limits = QueryLimits.from_settings(settings)
     # Analyst queries at once; more wait their turn (each runs with max_threads=1).
@@ -633,5 +794,28 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     class StatsView(faust.web.View):
         async def get(self, request):  # noqa: ANN001
             return self.json(worker.stats)
+
+    @app.page("/metrics")
+    class MetricsView(faust.web.View):
+        """Prometheus' text format; behind the token like ``/cx/*`` (it names tenants)."""
+
+        async def get(self, request):  # noqa: ANN001
+            body = render(worker.metrics.registry)
+            return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/health")
+    class HealthView(faust.web.View):
+        """Alive: the process serves. No token (``pipeline.webtoken.OPEN_PATHS``)."""
+
+        async def get(self, request):  # noqa: ANN001
+            return self.json({"status": "ok"})
+
+    @app.page("/ready")
+    class ReadyView(faust.web.View):
+        """200 when ``Worker.ready`` says so, else 503 with the failing checks. No token."""
+
+        async def get(self, request):  # noqa: ANN001
+            ok, detail = await worker.ready()
+            return self.json({"status": "ready" if ok else "not ready", **detail}, status=200 if ok else 503)
 
     return worker

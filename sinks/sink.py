@@ -25,6 +25,7 @@ other row is written. One bad row among n costs about 2 log2(n) inserts.
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -46,6 +47,8 @@ TRIGGERS_TABLE = "cx.triggers"
 DEADLETTERS_TABLE = "cx.deadletters"
 
 Row = dict | tuple
+# Told of every insert: (table, rows, seconds, the error or None, whether it is permanent).
+InsertObserver = Callable[[str, int, float, "BaseException | None", bool], None]
 
 
 class SinkError(RuntimeError):
@@ -99,8 +102,9 @@ class _Buffer:
 class ClickHouseSink:
     """Buffers rows for ``cx.events``, ``cx.triggers`` and ``cx.deadletters``; not thread-safe."""
 
-    def __init__(self, ch: ClickHouse) -> None:
+    def __init__(self, ch: ClickHouse, observe: InsertObserver | None = None) -> None:
         self.ch = ch
+        self.observe = observe
         self._events = _Buffer(EVENTS_TABLE, EVENT_COLUMNS, event_row)
         self._triggers = _Buffer(TRIGGERS_TABLE, TRIGGER_COLUMNS, trigger_row)
         self._deadletters = _Buffer(DEADLETTERS_TABLE, DEADLETTER_COLUMNS, deadletter_row)
@@ -159,7 +163,7 @@ class ClickHouseSink:
             if not buffer.rows:
                 continue
             try:
-                self.ch.insert(buffer.table, buffer.columns, buffer.rows)
+                self._insert(buffer.table, buffer.columns, buffer.rows)
             except Exception as exc:
                 if not is_permanent(exc):
                     if isinstance(exc, ClickHouseError):
@@ -171,6 +175,19 @@ class ClickHouseSink:
             written += len(buffer.rows)
             buffer.rows = []
         return written
+
+    def _insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """One insert, told to the observer (its time, or its error and whether that is permanent)."""
+        if self.observe is None:
+            self.ch.insert(table, columns, rows)
+            return
+        started = time.perf_counter()
+        try:
+            self.ch.insert(table, columns, rows)
+        except Exception as exc:
+            self.observe(table, len(rows), time.perf_counter() - started, exc, is_permanent(exc))
+            raise
+        self.observe(table, len(rows), time.perf_counter() - started, None, False)
 
     def _bisect(self, buffer: _Buffer, error: BaseException) -> list[RejectedRow]:
         """Insert ``buffer``'s rows in halves down to the single rows ClickHouse refuses; return those.
@@ -190,7 +207,7 @@ class ClickHouseSink:
         while pending:
             rows = pending.pop()
             try:
-                self.ch.insert(table, buffer.columns, rows)
+                self._insert(table, buffer.columns, rows)
             except Exception as exc:
                 if not is_permanent(exc):
                     if isinstance(exc, ClickHouseError):

@@ -33,6 +33,13 @@ class Ingested:
     events: list[dict] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     oversize: list[DeadLetter] = field(default_factory=list)
+    # (the message's ``type`` as sent, outcome: "accepted", "dead_letter" or "oversize") -> messages
+    outcomes: dict[tuple[object, str], int] = field(default_factory=dict)
+
+    def count(self, msg: object, outcome: str) -> None:
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        key = (kind if isinstance(kind, str) else None, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
 
 def messages_of(body: dict, call: str | None) -> tuple[list, object]:
@@ -89,6 +96,7 @@ def ingest(
                     received_at_ms=received_at_ms,
                 )
             )
+            out.count(msg, "dead_letter")
             continue
         if len(raw) > MAX_EVENT_BYTES:
             out.oversize.append(
@@ -100,6 +108,7 @@ def ingest(
                     received_at_ms=received_at_ms,
                 )
             )
+            out.count(msg, "oversize")
             continue
         try:
             result = normalize(
@@ -117,6 +126,8 @@ def ingest(
                     received_at_ms=received_at_ms,
                 )
             )
+            out.count(msg, "dead_letter")
         else:
             out.events.append(result)
+            out.count(msg, "accepted")
     return out

@@ -18,7 +18,10 @@ HTTP API too (same paths, same basic auth; RudderStack's extra headers are
 allowed by the CORS rules), and RudderStack's ``/beacon/v1/batch`` (and
 single calls) that ``navigator.sendBeacon`` posts as ``text/plain`` with
 the write key in the query string (a beacon cannot set headers). The
-content type is never read: every body is parsed as JSON.
+content type is never read: every body is parsed as JSON. ``GET /health``
+answers while the process serves, ``GET /ready`` once the broker answers and
+the events topic is known; the metrics port (``make_metrics_app``,
+loopback by default) serves ``/metrics`` with both (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -50,11 +53,14 @@ from pipeline.collector.ingest import RequestError, ingest, messages_of
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
 from pipeline.collector.producer import BrokerUnavailable, EventProducer, KafkaProducer
+from pipeline.metrics import CONTENT_TYPE_LATEST, CollectorMetrics, render
 from pipeline.records import DeadLetterReason, dead_letter
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 
-__all__ = ["BEACON_PREFIX", "CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "run_collector", "wall_ms"]
+__all__ = [
+    "BEACON_PREFIX", "CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "make_metrics_app", "run_collector", "wall_ms",
+]
 
 log = logging.getLogger("cxstream.collector")
 
@@ -113,6 +119,7 @@ class _Collector:
     rules: NormalizeRules
     budget: InflightBudget
     now_ms: Callable[[], int]
+    metrics: CollectorMetrics
     unauthenticated: int = 0  # requests being read for a write key in their body
     partitions: int | None = None
     _warned_at: float = float("-inf")
@@ -127,6 +134,16 @@ class _Collector:
         log.warning("answering 503 (and %d more since the last warning): %s", self._unwarned, exc)
         self._warned_at, self._unwarned = now, 0
 
+    async def send(self, records: list[Record]) -> None:
+        """``producer.send_many``, timed (``cxstream_kafka_produce_seconds``)."""
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            await self.producer.send_many(records)
+            outcome = "ok"
+        finally:
+            self.metrics.produce_seconds.labels("collector", outcome).observe(time.perf_counter() - started)
+
     async def event_partitions(self) -> int:
         """The events topic's partition count, asked of the broker once (in a thread)."""
         if self.partitions is None:
@@ -138,6 +155,9 @@ class _Collector:
 
 
 STATE = web.AppKey("cx_collector", _Collector)
+# Set by the handlers, read by ``_count_requests``: the request's tenant once known, its call.
+TENANT = web.RequestKey("cx_tenant", str)
+CALL = web.RequestKey("cx_call", str)
 
 
 class _QuietRequestHandler(web.RequestHandler):
@@ -222,7 +242,8 @@ async def _refuse(
             tenant=tenant, reason=reason, detail=detail, payload=cx.rules.scrubber.payload(payload),
             received_at_ms=received_at_ms,
         )
-        await cx.producer.send_many(dead_letter_records([dl], topic=cx.settings.topic_deadletter))
+        await cx.send(dead_letter_records([dl], topic=cx.settings.topic_deadletter))
+        cx.metrics.deadletter(tenant, reason)
     response = _error(400, reason, detail)
     if close:
         response.force_close()
@@ -230,7 +251,7 @@ async def _refuse(
 
 
 async def _process(
-    cx: _Collector, body: bytes, call: str | None, decision: AuthDecision, received_at_ms: int
+    request: web.Request, cx: _Collector, body: bytes, call: str | None, decision: AuthDecision, received_at_ms: int
 ) -> web.Response:
     tenant = decision.tenant
     value, bad = decode_json(body)
@@ -239,6 +260,7 @@ async def _process(
         return await _refuse(cx, tenant, bad, detail, body, received_at_ms)
     if decision.needs_body:
         tenant = authenticate(cx.keys, body=value, body_read=True).tenant
+        request[TENANT] = tenant
         if tenant is None:
             return _unauthorized("missing or unknown write key")
     if not isinstance(value, dict):
@@ -252,7 +274,9 @@ async def _process(
     if result.oversize:
         # Segment's rule: one event over 32 KB refuses the whole request, so the
         # SDK learns it; the oversize events are kept as dead letters.
-        await cx.producer.send_many(dead_letter_records(result.oversize, topic=cx.settings.topic_deadletter))
+        await cx.send(dead_letter_records(result.oversize, topic=cx.settings.topic_deadletter))
+        _count_messages(cx, tenant, result.outcomes, refused=True)
+        cx.metrics.deadletter(tenant, "oversize", len(result.oversize))
         return _error(400, "oversize", result.oversize[0].detail)
     records: list[Record] = []
     if result.events:
@@ -262,10 +286,25 @@ async def _process(
     if not cx.budget.try_acquire(produced):
         return _unavailable("collector overloaded")
     try:
-        await cx.producer.send_many(records)
+        await cx.send(records)
     finally:
         cx.budget.release(produced)
+    _count_messages(cx, tenant, result.outcomes)
+    for dl in result.dead_letters:
+        cx.metrics.deadletter(tenant, dl.reason)
     return _answer(200, {"success": True})
+
+
+def _count_messages(cx: _Collector, tenant: str | None, outcomes: dict, *, refused: bool = False) -> None:
+    """Count a request's messages by type and outcome, once Kafka acknowledged what was produced.
+
+    A request refused for an oversize message produced only its oversize
+    dead letters: its other messages count as ``refused``.
+    """
+    for (kind, outcome), n in outcomes.items():
+        if refused and outcome != "oversize":
+            outcome = "refused"
+        cx.metrics.events.labels(cx.metrics.labels.tenant(tenant), cx.metrics.labels.call_type(kind), outcome).inc(n)
 
 
 def _body_reservation(request: web.Request, limit: int) -> int:
@@ -307,6 +346,7 @@ async def _handle(request: web.Request, call: str | None) -> web.Response:
     )
     if decision.refused:
         return _unauthorized("unknown write key")
+    request[TENANT] = decision.tenant
     if decision.needs_body:
         return await _handle_body_key(request, cx, call, received_at_ms)
     tenant = decision.tenant
@@ -326,7 +366,7 @@ async def _handle(request: web.Request, call: str | None) -> web.Response:
             return _timed_out(exc)
         cx.budget.release(reserved - len(body))  # hold what the body really takes
         reserved = len(body)
-        return await _process(cx, body, call, decision, received_at_ms)
+        return await _process(request, cx, body, call, decision, received_at_ms)
     except BrokerUnavailable as exc:
         cx.warn_unavailable(exc)
         return _unavailable("events not acknowledged by Kafka; retry")
@@ -365,7 +405,7 @@ async def _handle_body_key(request: web.Request, cx: _Collector, call: str | Non
     if not cx.budget.try_acquire(len(body)):
         return _unavailable("collector overloaded")
     try:
-        return await _process(cx, body, call, AuthDecision(needs_body=True), received_at_ms)
+        return await _process(request, cx, body, call, AuthDecision(needs_body=True), received_at_ms)
     except BrokerUnavailable as exc:
         cx.warn_unavailable(exc)
         return _unavailable("events not acknowledged by Kafka; retry")
@@ -376,11 +416,33 @@ async def _handle_body_key(request: web.Request, cx: _Collector, call: str | Non
 async def _call(request: web.Request) -> web.Response:
     name = request.match_info["call"]
     if name in BATCH_PATHS:
+        request[CALL] = "batch"
         return await _handle(request, None)
     call = CALL_PATHS.get(name)
     if call is None:
         return _error(404, "not_found", f"no endpoint {request.path}")
+    request[CALL] = call
     return await _handle(request, call)
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """``cxstream_collector_requests_total``: each answer on the event routes, by tenant, call and status."""
+    status = 500
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        call = request.get(CALL)
+        if request.method == hdrs.METH_OPTIONS:
+            pass  # a browser's preflight, not a call
+        elif call is not None or request.path.startswith(("/v1/", BEACON_PREFIX + "/v1/")):
+            request.app[STATE].metrics.request(request.get(TENANT), call or "unknown", status)
 
 
 async def _preflight(request: web.Request) -> web.Response:
@@ -409,9 +471,39 @@ async def _cors(request: web.Request, handler: Callable) -> web.StreamResponse:
 
 
 async def _health(request: web.Request) -> web.Response:
-    producer = request.app[STATE].producer
-    ok = await asyncio.get_running_loop().run_in_executor(None, producer.healthy)
-    return _answer(200 if ok else 503, {"status": "ok" if ok else "broker unreachable"})
+    """Alive: the process serves requests (for a liveness probe; the broker is ``/ready``'s business)."""
+    return _answer(200, {"status": "ok"})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """200 when the broker answers and the events topic's partitions are known; else 503 and why."""
+    cx = request.app[STATE]
+    broker = await asyncio.get_running_loop().run_in_executor(None, cx.producer.healthy)
+    topic = False
+    if broker:
+        try:
+            await cx.event_partitions()
+            topic = True
+        except BrokerUnavailable:
+            pass
+    ok = broker and topic
+    status = "ready" if ok else ("broker unreachable" if not broker else f"topic {cx.settings.topic_events} unavailable")
+    return _answer(200 if ok else 503, {"status": status, "checks": {"broker": broker, "events_topic": topic}})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = render(request.app[STATE].metrics.registry)
+    return web.Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0], charset="utf-8")
+
+
+def make_metrics_app(collector_app: web.Application) -> web.Application:
+    """The collector's metrics port: ``/metrics``, ``/health``, ``/ready`` (no credentials; loopback by default)."""
+    app = web.Application()
+    app[STATE] = collector_app[STATE]
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
+    return app
 
 
 def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[], int] = wall_ms) -> web.Application:
@@ -427,7 +519,7 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
             "max_field_size": MAX_LINE_BYTES,
             "max_headers": MAX_HEADERS,
         },
-        middlewares=[_cors],
+        middlewares=[_count_requests, _cors],
     )
     app[STATE] = _Collector(
         settings=settings,
@@ -437,11 +529,14 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
         rules=NormalizeRules.from_settings(settings),
         budget=InflightBudget(settings.collector_max_inflight_bytes),
         now_ms=now_ms,
+        metrics=CollectorMetrics(settings.write_key_map.values()),
     )
+    app[STATE].metrics.inflight_bytes.set_function(lambda: app[STATE].budget.used)
     for prefix in ("", BEACON_PREFIX):
         app.router.add_post(prefix + "/v1/{call}", _call)
         app.router.add_route("OPTIONS", prefix + "/v1/{call}", _preflight)
     app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
     return app
 
 
@@ -463,10 +558,12 @@ async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Ev
         await loop.run_in_executor(None, ensure_topics, settings, bootstrap)
         app[STATE].partitions = await loop.run_in_executor(None, producer.partitions_for, settings.topic_events)
     except (BrokerUnavailable, KafkaException) as exc:
-        # Serve anyway: requests get 503 (and /health says why) until the broker answers.
+        # Serve anyway: requests get 503 (and /ready says why) until the broker answers.
         log.warning("starting without the events topic: %s", exc)
     runner = _CollectorRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
+    metrics_runner = web.AppRunner(make_metrics_app(app), access_log=None, shutdown_timeout=5)
+    await metrics_runner.setup()
     stop = asyncio.Event()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -476,8 +573,10 @@ async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Ev
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
             pass
     try:
+        await web.TCPSite(metrics_runner, settings.collector_metrics_host, settings.collector_metrics_port).start()
         await web.TCPSite(runner, settings.collector_host, settings.collector_port).start()
-        log.info("collector listening on %s:%s", settings.collector_host, settings.collector_port)
+        log.info("collector listening on %s:%s (metrics on %s:%s)", settings.collector_host, settings.collector_port,
+                 settings.collector_metrics_host, settings.collector_metrics_port)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -485,4 +584,5 @@ async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Ev
         for sig in installed:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        await metrics_runner.cleanup()
         await loop.run_in_executor(None, producer.close)

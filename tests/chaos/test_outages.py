@@ -41,21 +41,41 @@ def test_clickhouse_down_30s_mid_stream_holds_back_commits_then_catches_up_exact
     _send(pipeline, day.messages[:half])
     wait_caught_up(pipeline, "the first half committed", {"worker": pipeline.worker_port})
 
+    worker_url = f"http://{pipeline.worker_host}:{pipeline.worker_port}"
+
+    def store_check() -> tuple[int, bool]:
+        answer = requests.get(f"{worker_url}/ready", timeout=10)
+        return answer.status_code, answer.json()["checks"]["store"]
+
+    assert store_check() == (200, True)
     clickhouse_server.stop()
     try:
         _send(pipeline, day.messages[half:])  # the collector only needs Kafka
-        lags = []
+        lags, readiness = [], []
         deadline = time.monotonic() + OUTAGE_S
         while time.monotonic() < deadline:
             lags.append(pipeline.lag())
+            readiness.append(store_check())
             assert pipeline.procs["worker"].poll() is None, "the worker died while ClickHouse was down"
             time.sleep(2)
     finally:
         clickhouse_server.start()
     # Nothing the worker could not store was committed, during the whole outage.
     assert min(lags) > 0, lags
+    # /ready said so: 503 with the store check failing once an insert had failed.
+    assert (503, False) in readiness, readiness
+    assert all(status == 503 for status, store in readiness if not store), readiness
     figures = settle_and_check(pipeline, day, f"after a {OUTAGE_S} s ClickHouse outage")
-    print(f"\nchaos clickhouse down {OUTAGE_S} s: lag held at {min(lags)}..{max(lags)} records, {figures}")
+    wait_until(lambda: store_check() == (200, True), timeout_s=30, what="the worker ready again")
+    metrics = requests.get(f"{worker_url}/metrics", headers=pipeline.worker_headers, timeout=10).text
+    transient = sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+        if line.startswith("cxstream_clickhouse_insert_errors_total{") and 'class="transient"' in line
+    )  # fmt: skip
+    assert transient >= 1, metrics
+    print(f"\nchaos clickhouse down {OUTAGE_S} s: lag held at {min(lags)}..{max(lags)} records, "
+          f"{transient:.0f} failed inserts counted, /ready 503 in {sum(s == 503 for s, _ in readiness)} of "
+          f"{len(readiness)} probes, {figures}")
 
 
 def test_second_worker_joins_and_leaves_mid_stream_without_loss_or_double_count(pipeline: Pipeline) -> None:

@@ -30,6 +30,7 @@ def collector_settings(
         kafka_bootstrap=bootstrap,
         kafka_partitions=partitions,
         collector_port=free_port(),
+        collector_metrics_port=0,  # any free port: tests run side by side
         topic_events=f"{name}.events",
         topic_deadletter=f"{name}.deadletter",
         topic_triggers=f"{name}.triggers",

@@ -174,14 +174,15 @@ def test_broker_down_is_503_with_retry_after_then_recovers(
     collector: CollectorThread, settings: Settings, broker: EmbeddedBroker
 ) -> None:
     body = {"batch": [{"type": "track", "event": "Ping", "anonymousId": "anon-9", "messageId": "int-down"}]}
-    assert requests.get(f"{collector.url}/health", timeout=10).status_code == 200
+    assert requests.get(f"{collector.url}/ready", timeout=10).status_code == 200
 
     broker.stop()
     started = time.monotonic()
     resp = requests.post(f"{collector.url}/v1/batch", data=orjson.dumps(body), headers=basic(WRITE_KEY), timeout=30)
     assert (resp.status_code, resp.headers["Retry-After"], resp.json()["success"]) == (503, "5", False)
     assert time.monotonic() - started < 15  # within the 10 s delivery timeout, inside an SDK's HTTP timeout
-    assert requests.get(f"{collector.url}/health", timeout=10).status_code == 503
+    assert requests.get(f"{collector.url}/ready", timeout=10).status_code == 503
+    assert requests.get(f"{collector.url}/health", timeout=10).status_code == 200  # alive all along
 
     # tansu keeps its log in memory: the restarted broker has no topics until they are created again.
     broker.start()
@@ -195,6 +196,6 @@ def test_broker_down_is_503_with_retry_after_then_recovers(
             break
         time.sleep(int(resp.headers["Retry-After"]) / 5)
     assert statuses[-1] == 200, statuses
-    assert requests.get(f"{collector.url}/health", timeout=10).status_code == 200
+    assert requests.get(f"{collector.url}/ready", timeout=10).status_code == 200
     [msg] = read_topic(broker.bootstrap, settings.topic_events, event_count(1))
     assert [e["event_id"] for e in decode_batch(msg.value())] == ["int-down"]

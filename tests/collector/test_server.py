@@ -310,10 +310,13 @@ async def test_dead_letter_that_cannot_be_produced_is_503_not_400(client: TestCl
     assert status == 503 and resp.headers["Retry-After"] == "5"
 
 
-async def test_health_follows_the_broker(client: TestClient, producer: FakeProducer) -> None:
-    assert (await client.get("/health")).status == 200
+async def test_ready_follows_the_broker_and_health_stays_alive(client: TestClient, producer: FakeProducer) -> None:
+    assert (await client.get("/ready")).status == 200
     producer.down = True
-    assert (await client.get("/health")).status == 503
+    answer = await client.get("/ready")
+    assert answer.status == 503
+    assert await answer.json() == {"status": "broker unreachable", "checks": {"broker": False, "events_topic": False}}
+    assert (await client.get("/health")).status == 200  # a liveness probe must not restart it for the broker's sake
 
 
 async def test_requests_over_the_inflight_budget_get_503(settings: Settings) -> None:

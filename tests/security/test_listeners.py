@@ -83,18 +83,30 @@ def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
         pids = {up.pid} | {pid for pid, _ in children}
         assert "deliver" in {command_of(pid) for pid in pids}
         found = {}
+        metrics_port = int(info["collector_metrics_url"].rsplit(":", 1)[1])
         for pid, address, port in _listening(pids):
             role = ROLE_OF_PROCESS.get(command_of(pid), f"unknown ({command_of(pid)} port {port})")
+            if role == "collector" and port == metrics_port:
+                role = "collector metrics"
             found.setdefault(role, set()).add((address, port))
         assert {r: {a for a, _ in v} for r, v in found.items()} == {r: {a} for r, (a, _) in doc_table().items()}
         # Credentials: what each port answers without any.
         collector = requests.post(f"{info['collector_url']}/v1/batch", json={"batch": []}, timeout=10)
         worker = requests.get(f"http://127.0.0.1:{info['worker_port']}/cx/stats", timeout=10)
         dashboard = requests.get(f"http://127.0.0.1:{info['dashboard_port']}/api/meta", timeout=10)
+        worker_metrics = requests.get(f"http://127.0.0.1:{info['worker_port']}/metrics", timeout=10)
+        collector_metrics = requests.get(f"{info['collector_metrics_url']}/metrics", timeout=10)
+        assert worker_metrics.status_code == 401
+        # The documented exceptions: liveness and readiness answer without the token, and say only a status.
+        assert requests.get(f"http://127.0.0.1:{info['worker_port']}/health", timeout=10).json() == {"status": "ok"}
+        assert requests.get(f"http://127.0.0.1:{info['worker_port']}/ready", timeout=10).status_code in (200, 503)
+        assert requests.post(f"http://127.0.0.1:{info['worker_port']}/ready", timeout=10).status_code == 401
+        assert collector_metrics.status_code == 200 and "cxstream_collector_inflight_bytes" in collector_metrics.text
         measured = {
             "collector": collector.status_code == 401,
             "worker web": worker.status_code == 401,
             "dashboard": dashboard.status_code == 401,
+            "collector metrics": collector_metrics.status_code == 401,
         }
         documented = doc_table()
         for role, needs in measured.items():

@@ -138,6 +138,7 @@ def test_planted_personal_values_never_reach_kafka_in_clear() -> None:
     with EmbeddedBroker() as broker:
         settings = Settings(
             _env_file=None, kafka_bootstrap=broker.bootstrap, kafka_partitions=1, collector_port=free_port(),
+            collector_metrics_port=0,  # any free port: tests run side by side
             topic_events="pii.events", topic_deadletter="pii.deadletter", topic_triggers="pii.triggers",
             write_keys="wk_pii=shop-pii", pii_salt="pii-e2e-salt",
         )  # fmt: skip
