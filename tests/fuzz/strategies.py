@@ -309,11 +309,11 @@ def mutated_event(draw: st.DrawFn, tenant: str, event_id: str, now_ms: int) -> d
 
 
 @st.composite
-def topic_records(draw: st.DrawFn, tenant: str, now_ms: int) -> tuple[bytes, list[str]]:
+def topic_records(draw: st.DrawFn, tenant: str, now_ms: int) -> tuple[bytes | None, list[str]]:
     """(record value, ids of events in it that pass the worker's record check) for the events topic."""
     kind = draw(st.sampled_from(["bytes", "json", "events-any", "deep", "broken-required", "mutated", "mutated"]))
-    if kind == "bytes":
-        return draw(st.binary(max_size=200)), []
+    if kind == "bytes":  # None: a record without a value (a tombstone)
+        return draw(st.one_of(st.none(), st.binary(max_size=200))), []
     if kind == "json":
         return _dumps(draw(json_values())), []
     if kind == "events-any":
@@ -342,11 +342,11 @@ def topic_records(draw: st.DrawFn, tenant: str, now_ms: int) -> tuple[bytes, lis
 
 
 @st.composite
-def deadletter_records(draw: st.DrawFn, now_ms: int) -> bytes:
+def deadletter_records(draw: st.DrawFn, now_ms: int) -> bytes | None:
     """A record for the dead-letter topic: bytes, JSON, or a dead letter with fields of other types."""
     kind = draw(st.sampled_from(["bytes", "json", "mutated", "valid"]))
     if kind == "bytes":
-        return draw(st.binary(max_size=200))
+        return draw(st.one_of(st.none(), st.binary(max_size=200)))
     if kind == "json":
         return _dumps(draw(json_values()))
     record = {"dl_id": letters_id("fzdl"), "tenant": draw(st.one_of(st.none(), text)), "reason": "bad_json",
