@@ -4,12 +4,13 @@ The bounded run (the default test command) takes few examples with a fixed
 derandomized seed, so it is the same run every time; ``CX_SLOW=1`` adds the
 long run (the ``slow`` parameter of each test), ``SLOW_FACTOR`` times more
 examples. Hypothesis keeps no example database: nothing is written into the
-checkout.
+checkout (and its caches go under the temporary directory).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,15 @@ from typing import Iterator
 import pytest
 import requests
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import scalar, wait_until
+
+# Hypothesis keeps caches (constants found in the code, Unicode tables) in a directory of its own:
+# under the system's temporary directory, not in the checkout.
+set_hypothesis_home_dir(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") or Path(tempfile.gettempdir()) / "cxstream-hypothesis")
 
 SLOW_FACTOR = 20
 RUN_LENGTHS = ["bounded", pytest.param("slow", marks=pytest.mark.slow)]
