@@ -58,6 +58,11 @@ class Sender:
         assert len(landed) == copies and all(err is None for err, _ in landed), landed
         return [(msg.partition(), msg.offset()) for _, msg in landed]
 
+    def close(self) -> None:
+        """Drop the producer now (a producer left for the garbage collector outlives the broker and logs)."""
+        self.producer.flush(30)
+        self.producer = None
+
 
 def _dead_letters(fuzz: FuzzPipeline) -> list[tuple]:
     return fuzz.query("SELECT tenant, dl_id, reason, source, detail, payload FROM cx.deadletters FINAL")
@@ -111,6 +116,7 @@ def test_every_record_on_the_topics_is_stored_or_dead_lettered_and_the_worker_go
         ledger.sentinels.append(sid)
 
     example()
+    sender.close()
     fuzz.drain()
 
     rows = fuzz.query(f"SELECT event_id, count() FROM cx.events FINAL WHERE tenant = '{sentinel_tenant}' GROUP BY event_id")
@@ -174,6 +180,7 @@ def test_a_visitor_whose_events_move_to_the_other_partition_has_every_event_stor
     moved = {**valid_event(tenant, letters_id("fzmoved"), now_ms + 1), "anonymous_id": anon}
     sender.send(s.topic_events, orjson.dumps({"events": [moved]}), 1)
     ids.append(moved["event_id"])
+    sender.close()
     fuzz.drain()
     rows = fuzz.query(f"SELECT event_id FROM cx.events FINAL WHERE tenant = '{tenant}' AND anonymous_id = '{anon}'")
     assert sorted(r[0] for r in rows) == sorted(ids)
