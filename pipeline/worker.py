@@ -177,7 +177,7 @@ class Worker:
 
     def _build_processor(self, partition: int) -> PartitionProcessor:
         """A processor for ``partition`` from the table: the states stored at the last batch's end."""
-        proc = PartitionProcessor(self.rules, load_state=self._load_state)
+        proc = PartitionProcessor(self.rules, load_state=self._load_state, partition=partition)
         n = self.settings.kafka_partitions
         proc.restore(
             (k.decode(), v)

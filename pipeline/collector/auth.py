@@ -9,7 +9,6 @@ attacker would need SHA-256 preimages).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -57,8 +56,8 @@ def basic_auth_user(header: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and text outside ASCII (a header
+        return None  # byte that is not UTF-8 reaches us as a surrogate), which b64decode refuses
     return decoded.partition(":")[0]
 
 

@@ -116,14 +116,25 @@ def _json_object(value: object) -> dict:
 class PartitionProcessor:
     """Sessions, de-duplication, carts, abandonment, offers, friction, support, customer value and attribution for one partition."""
 
-    def __init__(self, rules: Rules, load_state: LoadState, *, cache_size: int = 10_000) -> None:
+    def __init__(self, rules: Rules, load_state: LoadState, *, cache_size: int = 10_000, partition: int = -1) -> None:
         """``load_state(key)`` returns a visitor's stored state bytes or None.
+
+        ``partition`` is the Kafka partition this processor reads (-1: one
+        partition only, or not known). A visitor's state remembers the
+        partition and offset of the last record applied to it; a record is
+        skipped as already applied only when it comes from that same
+        partition at an offset not past it. ``load_state`` may return a
+        state last written from another partition (the worker's table holds
+        every partition's visitors): a visitor whose events move partitions,
+        when partitions are added to the topic or when another producer
+        chooses them, then has its events applied, not dropped.
 
         ``cache_size`` decoded states are kept between drains to avoid
         decoding hot visitors again; this relies on the agent storing every
         drained state before it next calls ``process`` or ``tick``.
         """
         self.rules = rules
+        self.partition = partition
         self._load_state = load_state
         self._cache_size = cache_size
         self._cache: OrderedDict[str, VisitorState] = OrderedDict()
@@ -173,7 +184,9 @@ class PartitionProcessor:
                     self._remember(key, state)
                 apply = applying.get(key)
                 if apply is None:
-                    apply = applying[key] = state.last_offset < offset
+                    apply = applying[key] = (
+                        state.last_offset < offset or state.last_partition not in (-1, self.partition)
+                    )
                 if not apply:
                     continue
                 h = event_hash(event["event_id"])
@@ -285,6 +298,7 @@ class PartitionProcessor:
         rules = self.rules
         t_ms = event["event_time_ms"]
         state.last_offset = offset
+        state.last_partition = self.partition
         remember(state.recent_ids, h, rules.dedup_window)
         props = _json_object(event.get("properties"))
         session_id = assign_session(state, t_ms, event.get("session_hint"), rules.session_gap_ms)

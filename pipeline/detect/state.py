@@ -99,6 +99,9 @@ class VisitorState:
     anonymous_id: str | None
     user_id: str | None = None
     last_offset: int = -1  # offset of the last Kafka record whose events were applied
+    # Partition of that record (-1: not known, as in states written before it was kept). An offset
+    # only orders records of one partition: a record of another partition is never taken for a replay.
+    last_partition: int = -1
     consent: bool | None = None  # consent_marketing from the latest identify
     last_offer_ms: int | None = None
     session_id: str = ""
@@ -176,6 +179,8 @@ def _decode_cart(d: dict) -> Cart:
 def encode_state(s: VisitorState) -> bytes:
     """Serialize for the worker's table (runs at ``drain()`` for changed visitors)."""
     out: dict = {"t": s.tenant, "o": s.last_offset}
+    if s.last_partition != -1:
+        out["op"] = s.last_partition
     optional = (
         ("a", s.anonymous_id),
         ("u", s.user_id),
@@ -227,6 +232,7 @@ def decode_state(data: bytes) -> VisitorState:
         anonymous_id=d.get("a"),
         user_id=d.get("u"),
         last_offset=d["o"],
+        last_partition=d.get("op", -1),
         consent=d.get("c"),
         last_offer_ms=d.get("lo"),
         session_id=d.get("s", ""),

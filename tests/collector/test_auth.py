@@ -29,4 +29,6 @@ def test_basic_auth_user_is_the_write_key() -> None:
     assert basic_auth_user(with_password) == "wk_a"  # the password part is ignored
     assert basic_auth_user("Bearer abc") is None
     assert basic_auth_user("Basic %%%") is None
+    assert basic_auth_user("Basic \udc80") is None  # a header byte that is not UTF-8, as aiohttp decodes it
+    assert basic_auth_user("Basic é") is None
     assert basic_auth_user(None) is None

@@ -124,6 +124,16 @@ async def test_unknown_or_malformed_basic_auth_is_401_and_nothing_produced(
     assert producer.sent == []
 
 
+@pytest.mark.parametrize("value", ["Basic é", "Basic d2tf\u00e9", "basic \u00ff\u00fe"])
+async def test_a_basic_auth_header_with_characters_outside_ascii_is_401_not_500(
+    client: TestClient, producer: FakeProducer, value: str
+) -> None:
+    """Found by the fuzz suite: base64 of a non-ASCII text raised ValueError, answered 500."""
+    status, answer, _ = await post(client, "/v1/batch", {"batch": [track()]}, headers={"Authorization": value})
+    assert status == 401 and answer["success"] is False
+    assert producer.sent == []
+
+
 async def test_missing_write_key_is_401_and_nothing_produced(client: TestClient, producer: FakeProducer) -> None:
     status, _, _ = await post(client, "/v1/batch", {"batch": [track()]}, headers={})
     assert status == 401
