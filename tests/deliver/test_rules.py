@@ -161,3 +161,22 @@ def test_config_file_is_toml_or_json_by_its_name(tmp_path: Path) -> None:
     toml.write_text("[[destination]\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_destinations(SETTINGS.model_copy(update={"delivery_config": str(toml)}))
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/delivery.md"])
+def test_the_receivers_signature_check_in_the_docs_accepts_what_deliver_signs(page: str) -> None:
+    import re
+    import time
+
+    text = (Path(__file__).resolve().parents[2] / page).read_text()
+    [snippet] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def cx_signature_ok" in b]
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - the page's own example, run as a receiver would
+    check = scope["cx_signature_ok"]
+    body, now = b'{"trigger_id": "t-1"}', int(time.time())
+    header = sign(b"s3cret", body, now)
+    assert check(b"s3cret", header, body) is True
+    assert check(b"other", header, body) is False
+    assert check(b"s3cret", header, body + b" ") is False
+    assert check(b"s3cret", sign(b"s3cret", body, now - 301), body) is False  # older than the tolerance
+    assert check(b"s3cret", "v1=abc", body) is False
