@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import orjson
 
+from pipeline.detect.ids import fingerprint, version
 from pipeline.records import MAX_JSON_DEPTH, TooDeep, parse_bounded
 
 __all__ = [
@@ -56,7 +57,7 @@ ORDER_COMPLETED = "Order Completed"
 EVENT_COLUMNS = (
     "tenant", "event_id", "day", "event_time", "event_time_ms", "received_at", "type", "event",
     "anonymous_id", "user_id", "session_id", "cart_key", "order_id", "checkout_id", "product_id",
-    "revenue", "currency", "page_path", "properties", "email_hash", "ip_hash", "context",
+    "revenue", "currency", "page_path", "properties", "email_hash", "ip_hash", "context", "payload_hash", "ver",
 )  # fmt: skip
 TRIGGER_COLUMNS = (
     "tenant", "trigger_id", "kind", "day", "event_time", "event_time_ms", "emitted_at",
@@ -165,7 +166,12 @@ def _email_hash(traits_json: str | None) -> str:
 
 
 def event_row(ev: dict) -> tuple:
-    """Row for ``cx.events`` from a worker event dict (with ``session_id``, ``cart_key``, ``props``)."""
+    """Row for ``cx.events`` from a worker event dict (with ``session_id``, ``cart_key``, ``props``).
+
+    ``payload_hash`` is the event's fingerprint (``pipeline.detect.ids``):
+    the worker sets it on the event when it checks the id; computed here
+    otherwise. ``ver`` makes the first-received row win (0008_events_first_wins.sql).
+    """
     get = ev.get  # runs for every stored event: one attribute lookup instead of ten
     props = get("props") or {}
     prop = props.get
@@ -177,6 +183,7 @@ def event_row(ev: dict) -> tuple:
         sent = prop("revenue")
         revenue = _amount(sent if sent is not None else prop("total"))
     page_path = get("page_path") or (_text(prop("path")) if get("type") == "page" else "")
+    fp = get("payload_hash") or fingerprint(ev)
     return (
         ev["tenant"],
         ev["event_id"],
@@ -200,6 +207,8 @@ def event_row(ev: dict) -> tuple:
         _email_hash(get("traits")),
         get("ip_hash") or "",
         _scrubbed_text(get("context")),  # the SDK's app/device/os/... (0007_events_context.sql)
+        fp,
+        version(ev["received_at_ms"], fp),
     )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from sinks.client import ClickHouse, ClickHouseError
 from sinks.rows import (
@@ -39,7 +39,16 @@ from sinks.rows import (
     trigger_row,
 )
 
-__all__ = ["ClickHouseSink", "RejectedRow", "SinkError", "is_permanent", "EVENTS_TABLE", "TRIGGERS_TABLE", "DEADLETTERS_TABLE"]
+__all__ = [
+    "ClickHouseSink",
+    "RejectedRow",
+    "SinkError",
+    "is_permanent",
+    "stored_fingerprints",
+    "EVENTS_TABLE",
+    "TRIGGERS_TABLE",
+    "DEADLETTERS_TABLE",
+]
 
 EVENTS_TABLE = "cx.events"
 TRIGGERS_TABLE = "cx.triggers"
@@ -202,3 +211,44 @@ class ClickHouseSink:
                     mid = len(rows) // 2
                     pending += [rows[mid:], rows[:mid]]
         return rejected
+
+
+# Ids travel as one parameter, hex-encoded and comma-separated (any byte of
+# an id is safe that way), in chunks that keep a query well under the
+# server's max_query_size (256 KiB by default; clickhouse-driver pastes
+# parameters into the text it sends).
+LOOKUP_CHUNK_CHARS = 100_000
+_LOOKUP = (
+    "SELECT event_id, argMax(payload_hash, ver) FROM cx.events"
+    " WHERE tenant = %(tenant)s AND event_id IN (SELECT unhex(arrayJoin(splitByChar(',', %(ids)s))))"
+    " GROUP BY event_id"
+)
+
+
+def _hex_chunks(ids: Iterable[str]) -> Iterable[str]:
+    chunk: list[str] = []
+    size = 0
+    for event_id in ids:
+        text = event_id.encode("utf-8").hex()
+        if chunk and size + len(text) > LOOKUP_CHUNK_CHARS:
+            yield ",".join(chunk)
+            chunk, size = [], 0
+        chunk.append(text)
+        size += len(text) + 1
+    if chunk:
+        yield ",".join(chunk)
+
+
+def stored_fingerprints(ch: ClickHouse, ids: Mapping[str, Iterable[str]]) -> dict[tuple[str, str], int]:
+    """The fingerprint stored in ``cx.events`` for each of ``ids`` (by tenant) that is stored.
+
+    ``{(tenant, event_id): payload_hash}`` of the row ``FINAL`` would keep
+    (the highest ``ver``); ids not stored are absent. Reads by the table's
+    primary key, ``(tenant, event_id)``. Raises ClickHouseError.
+    """
+    out: dict[tuple[str, str], int] = {}
+    for tenant, event_ids in ids.items():
+        for chunk in _hex_chunks(event_ids):
+            for event_id, fp in ch.execute(_LOOKUP, {"tenant": tenant, "ids": chunk}):
+                out[(tenant, event_id)] = int(fp)
+    return out
