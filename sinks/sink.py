@@ -213,42 +213,38 @@ class ClickHouseSink:
         return rejected
 
 
-# Ids travel as one parameter, hex-encoded and comma-separated (any byte of
-# an id is safe that way), in chunks that keep a query well under the
-# server's max_query_size (256 KiB by default; clickhouse-driver pastes
-# parameters into the text it sends).
-LOOKUP_CHUNK_CHARS = 100_000
+# The batch's ids go into a temporary table of the connection (one insert,
+# the backends' fast row path) and the lookup reads it as a set: one query
+# per batch whatever its size, with no id pasted into SQL. Passing them as a
+# query parameter instead cost chdb about 100 ns per byte and would have to
+# be split under a server's max_query_size (256 KiB), one scan per part.
+PROBE_TABLE = "cx_id_probe"
 _LOOKUP = (
-    "SELECT event_id, argMax(payload_hash, ver) FROM cx.events"
-    " WHERE tenant = %(tenant)s AND event_id IN (SELECT unhex(arrayJoin(splitByChar(',', %(ids)s))))"
-    " GROUP BY event_id"
+    "SELECT tenant, event_id, argMax(payload_hash, ver) FROM cx.events"
+    f" WHERE (tenant, event_id) IN (SELECT tenant, event_id FROM {PROBE_TABLE})"
+    " GROUP BY tenant, event_id"
 )
 
 
-def _hex_chunks(ids: Iterable[str]) -> Iterable[str]:
-    chunk: list[str] = []
-    size = 0
-    for event_id in ids:
-        text = event_id.encode("utf-8").hex()
-        if chunk and size + len(text) > LOOKUP_CHUNK_CHARS:
-            yield ",".join(chunk)
-            chunk, size = [], 0
-        chunk.append(text)
-        size += len(text) + 1
-    if chunk:
-        yield ",".join(chunk)
-
-
 def stored_fingerprints(ch: ClickHouse, ids: Mapping[str, Iterable[str]]) -> dict[tuple[str, str], int]:
-    """The fingerprint stored in ``cx.events`` for each of ``ids`` (by tenant) that is stored.
+    """The fingerprint stored in ``cx.events`` for each of ``ids`` (event ids by tenant) that is stored.
 
     ``{(tenant, event_id): payload_hash}`` of the row ``FINAL`` would keep
     (the highest ``ver``); ids not stored are absent. Reads by the table's
-    primary key, ``(tenant, event_id)``. Raises ClickHouseError.
+    primary key, ``(tenant, event_id)``. Uses a temporary table of the
+    connection (``PROBE_TABLE``), so calls on one connection must not overlap
+    (the worker makes them from one agent, under its lock). Raises
+    ClickHouseError (a connection that broke in between lost the temporary
+    table: the caller retries).
     """
-    out: dict[tuple[str, str], int] = {}
-    for tenant, event_ids in ids.items():
-        for chunk in _hex_chunks(event_ids):
-            for event_id, fp in ch.execute(_LOOKUP, {"tenant": tenant, "ids": chunk}):
-                out[(tenant, event_id)] = int(fp)
-    return out
+    rows = [(tenant, event_id) for tenant, event_ids in ids.items() for event_id in event_ids]
+    if not rows:
+        return {}
+    ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
+    ch.execute(f"CREATE TEMPORARY TABLE {PROBE_TABLE} (tenant String, event_id String)")
+    try:
+        ch.insert(PROBE_TABLE, ["tenant", "event_id"], rows)
+        found = ch.execute(_LOOKUP)
+    finally:
+        ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
+    return {(tenant, event_id): int(fp) for tenant, event_id, fp in found}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import sinks.sink
 from pipeline.detect.ids import fingerprint
 from sinks.client import ClickHouse
 from sinks.migrate import _BOOTSTRAP, DDL_DIR, migrate
@@ -79,12 +78,15 @@ def test_stored_fingerprints_return_the_winning_rows_hash(ch_backend: ClickHouse
     assert fingerprint(A_ORDER) != fingerprint(B_PAGE)
 
 
-def test_stored_fingerprints_split_long_id_lists(ch_backend: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> None:
-    events = [event("shop-a", f"e-{i:03d}", "2024-03-10 12:00:00", "Product Viewed", "s-a") for i in range(40)]
+def test_stored_fingerprints_of_many_ids_in_one_lookup(ch_backend: ClickHouse) -> None:
+    events = [event("shop-a", f"e-{i:05d}", "2024-03-10 12:00:00", "Product Viewed", "s-a") for i in range(5_000)]
     write(ch_backend, *events)
-    monkeypatch.setattr(sinks.sink, "LOOKUP_CHUNK_CHARS", 30)  # a few ids per query
-    got = stored_fingerprints(ch_backend, {"shop-a": [e["event_id"] for e in events] + ["e-999"]})
-    assert got == {("shop-a", e["event_id"]): fingerprint(e) for e in events}
+    asked = [e["event_id"] for e in events[::2]] + [f"x-{i}" for i in range(5_000)]
+    got = stored_fingerprints(ch_backend, {"shop-a": asked, "shop-b": [e["event_id"] for e in events[:10]]})
+    assert got == {("shop-a", e["event_id"]): fingerprint(e) for e in events[::2]}
+    assert stored_fingerprints(ch_backend, {}) == {}
+    # the probe table is the connection's own and gone after the lookup
+    assert ch_backend.execute("SELECT count() FROM system.tables WHERE name = 'cx_id_probe'") == [(0,)]
 
 
 LEGACY_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("payload_hash", "ver")]
