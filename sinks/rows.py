@@ -11,9 +11,14 @@ Privacy (docs/privacy.md): free text never reaches ClickHouse. Keys named in
 ``events.properties`` and ``deadletters.payload``. A dead-letter payload also
 loses ``topic`` (``DEADLETTER_PRIVATE_KEYS``): a stored event's ticket topic
 is a validated slug, but a rejected event's may be the free text that got
-it rejected. A dead-letter payload that
-is not JSON cannot be scrubbed, so only its size is stored; the dead-letter
-topic keeps the original for whoever may read it.
+it rejected. What arrives here is already scrubbed: the collector passes
+every dead letter's payload through its scrubber (``Scrubber.payload``:
+personal keys hashed in JSON; in text that is not JSON, emails, phones and
+``"personal-key": "value"`` pairs hashed), and the worker's own dead letters
+carry events the collector wrote. A payload that is not JSON (or nests past
+``MAX_JSON_DEPTH``) is not stored, only its size: this guard cannot parse
+it. The dead-letter topic keeps the collector's scrubbed text, not the
+original.
 """
 
 from __future__ import annotations
