@@ -34,6 +34,8 @@ from __future__ import annotations
 import hashlib
 from typing import Literal, Mapping
 
+import orjson
+
 __all__ = [
     "CONFLICT",
     "DUPLICATE",
@@ -63,8 +65,8 @@ DUPLICATE: Literal["duplicate"] = "duplicate"
 CONFLICT: Literal["conflict"] = "conflict"
 Verdict = Literal["new", "duplicate", "conflict"]
 
-_SEP = b"\x1f"
-_ABSENT = b"\x00"
+_dumps = orjson.dumps
+_blake2b = hashlib.blake2b
 _MS_BITS = 42  # received_at_ms < 2**42: until the year 2109
 _TIE_BITS = 64 - _MS_BITS
 _MS_MAX = (1 << _MS_BITS) - 1
@@ -74,17 +76,13 @@ _TIE_MASK = (1 << _TIE_BITS) - 1
 def fingerprint(event: Mapping) -> int:
     """The event's content hash, 1 .. 2**64 - 1 (0 is ``UNKNOWN_FINGERPRINT``).
 
-    ``None`` and an absent key hash alike; a value's text is hashed, so the
-    properties' JSON as the collector wrote it (key order included) counts.
+    The ``FINGERPRINT_KEYS`` values as one JSON array (``None`` and an
+    absent key alike), hashed: the properties' JSON text as the collector
+    wrote it (key order included) counts.
     """
-    h = hashlib.blake2b(digest_size=8)
-    update = h.update
     get = event.get
-    for key in FINGERPRINT_KEYS:
-        value = get(key)
-        update(_ABSENT if value is None else str(value).encode("utf-8", "backslashreplace"))
-        update(_SEP)
-    return int.from_bytes(h.digest(), "big") or 1
+    digest = _blake2b(_dumps([get(key) for key in FINGERPRINT_KEYS]), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1
 
 
 def version(received_at_ms: int, fp: int) -> int:
