@@ -58,7 +58,7 @@ from pipeline.bench import (
     collector_records,
     make_traffic,
 )
-from pipeline.detect.ids import CONFLICT, IdGate, fingerprint
+from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
 from pipeline.records import decode_batch_checked
@@ -213,13 +213,8 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
 
     def judge(gate: IdGate, batch: list[dict]) -> list[dict]:
         # Worker._judge_ids, without the dead letters.
-        kept = []
-        for event in batch:
-            fp = event["payload_hash"] = fingerprint(event)
-            if gate.judge(event["tenant"], event["event_id"], fp) == CONFLICT:
-                figures.id_conflicts += 1
-            else:
-                kept.append(event)
+        kept, conflicts = judge_record(gate, batch)
+        figures.id_conflicts += len(conflicts)
         return kept
 
     gc.collect()

@@ -45,7 +45,7 @@ from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.app import STATE_TABLE, create_app
 from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
-from pipeline.detect.ids import CONFLICT, IdGate, fingerprint
+from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
 from pipeline.detect.processor import Output, PartitionProcessor
 from pipeline.detect.rules import Rules
@@ -259,17 +259,9 @@ class Worker:
                 await self._send_deadletters(conflicts, stat="id_conflicts")
 
     def _judge_ids(self, gate: IdGate, msg: faust.types.Message, batch: list[dict], conflicts: list[bytes]) -> list[dict]:
-        """The record's events that pass the id check; each gets its ``payload_hash``, conflicts a dead letter."""
-        kept = batch
-        for i, event in enumerate(batch):
-            fp = fingerprint(event)
-            event["payload_hash"] = fp
-            if gate.judge(event["tenant"], event["event_id"], fp) == CONFLICT:
-                if kept is batch:
-                    kept = batch[:i]
-                conflicts.append(self._id_conflict(msg, i, event, fp))
-            elif kept is not batch:
-                kept.append(event)
+        """The record's events that pass the id check; each conflict becomes a dead letter in ``conflicts``."""
+        kept, found = judge_record(gate, batch)
+        conflicts += [self._id_conflict(msg, i, event, fp) for i, event, fp in found]
         return kept
 
     async def _stored_fingerprints(self, decoded: list[tuple[faust.types.Message, list[dict]]]) -> dict:

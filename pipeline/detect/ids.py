@@ -45,6 +45,7 @@ __all__ = [
     "UNKNOWN_FINGERPRINT",
     "Verdict",
     "fingerprint",
+    "judge_record",
     "version",
 ]
 
@@ -127,3 +128,23 @@ class IdGate:
         if known == fp or known == UNKNOWN_FINGERPRINT:
             return DUPLICATE
         return CONFLICT
+
+
+def judge_record(gate: IdGate, events: list[dict]) -> tuple[list[dict], list[tuple[int, dict, int]]]:
+    """One record's events through ``gate``: (the events kept, the conflicts as (index, event, fingerprint)).
+
+    Each event gets its fingerprint as ``payload_hash`` (``sinks.rows``
+    stores it); the list kept is ``events`` itself when nothing conflicts.
+    """
+    kept = events
+    conflicts: list[tuple[int, dict, int]] = []
+    judge = gate.judge
+    for i, event in enumerate(events):
+        fp = event["payload_hash"] = fingerprint(event)
+        if judge(event["tenant"], event["event_id"], fp) == CONFLICT:
+            if kept is events:
+                kept = events[:i]
+            conflicts.append((i, event, fp))
+        elif kept is not events:
+            kept.append(event)
+    return kept, conflicts

@@ -11,6 +11,7 @@ from pipeline.detect.ids import (
     UNKNOWN_FINGERPRINT,
     IdGate,
     fingerprint,
+    judge_record,
     version,
 )
 from pipeline.records import Event
@@ -113,3 +114,16 @@ def test_gate_judges_against_what_clickhouse_holds() -> None:
     # a row stored before fingerprints: content unknown, a duplicate as before
     assert gate.judge("shop", "OLD", 33) == DUPLICATE
     assert gate.judge("shop", "Y", 44) == NEW
+
+
+def test_judge_record_keeps_new_and_duplicate_events_and_returns_conflicts() -> None:
+    gate = IdGate({("shop", "X"): fingerprint(order())})
+    resend, other, fresh = order(), order(anon="anon-b", event="Product Viewed"), order(event_id="Z")
+    kept, conflicts = judge_record(gate, [resend, other, fresh])
+    assert kept == [resend, fresh]
+    assert conflicts == [(1, other, fingerprint(other))]
+    assert [e["payload_hash"] for e in (resend, other, fresh)] == [fingerprint(order()), fingerprint(other),
+                                                                    fingerprint(order(event_id="Z"))]
+    # nothing conflicts: the record's own list comes back
+    events = [order(event_id="W")]
+    assert judge_record(IdGate(), events)[0] is events
