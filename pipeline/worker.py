@@ -140,6 +140,7 @@ class Worker:
             # Seconds spent per step, summed over batches: where a batch's time goes.
             "batches": 0,
             "process_s": 0.0,
+            "ids_s": 0.0,  # the lookup of the batch's stored ids (pipeline.detect.ids), part of process_s
             "clickhouse_s": 0.0,
             "triggers_s": 0.0,
             "emit_s": 0.0,  # rows built, then ClickHouse and triggers (overlapping): wall time
@@ -235,7 +236,9 @@ class Worker:
             # this batch) with other content become dead letters and never
             # reach detection (pipeline.detect.ids).
             conflicts: list[bytes] = []
+            looked_up = time.perf_counter()
             gate = IdGate(await self._stored_fingerprints(decoded)) if decoded else None
+            self.stats["ids_s"] += time.perf_counter() - looked_up
             for msg, batch in decoded:
                 assert gate is not None
                 kept = self._judge_ids(gate, msg, batch, conflicts)
