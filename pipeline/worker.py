@@ -298,7 +298,8 @@ class Worker:
         dl = dead_letter(
             tenant=tenant,
             reason="duplicate_id_conflict",
-            detail=f"{where}: event_id {event_id!r} is already stored with other content; the first event stays",
+            # The rule, not the value (the payload holds the id): details never quote what was sent.
+            detail=f"{where}: its event_id is already stored with other content; the first event stays",
             payload=payload,
             received_at_ms=event["received_at_ms"],
             source="worker",
