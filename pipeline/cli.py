@@ -1,4 +1,4 @@
-"""``cxstream`` command line: up, query, demo, backtest, and the worker and collector processes."""
+"""``cxstream`` command line: up, query, dashboard, demo, backtest, and the worker, collector and deliver processes."""
 
 from __future__ import annotations
 
@@ -46,6 +46,49 @@ def _require_bootstrap(settings: Settings) -> str:
     return settings.kafka_bootstrap
 
 
+def _require_destinations(settings: Settings, who: str) -> list:
+    from pipeline.deliver.config import ConfigError, load_destinations
+
+    try:
+        return load_destinations(settings)
+    except ConfigError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"{who}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+BROKER_CHECK_TIMEOUT_S = 10.0
+
+
+def _require_broker(settings: Settings, command: str) -> str:
+    """The bootstrap address, once a broker there answered; else one line and exit 69 (EX_UNAVAILABLE)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from pipeline.exitcodes import EXIT_UNAVAILABLE
+
+    bootstrap = _require_bootstrap(settings)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **settings.kafka_client_config()})
+    try:
+        admin.list_topics(timeout=BROKER_CHECK_TIMEOUT_S)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        Console(stderr=True, soft_wrap=True).print(
+            f"cxstream {command}: no Kafka broker answered at {bootstrap} within {BROKER_CHECK_TIMEOUT_S:.0f} s "
+            f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings",
+            markup=False, highlight=False,
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    return bootstrap
+
+
+def _shown_url(url: str, settings: Settings) -> str:
+    """The dashboard's URL as printed: with its token on a terminal; in a log or a pipe, where the token is."""
+    if sys.stdout.isatty():
+        return url
+    token_file = (settings.data_dir / "worker.token").resolve()
+    return f"{url.split('?', 1)[0]}  (open it once with ?token=<the token in {token_file}>)"
+
+
 @cli.command()
 def up() -> None:
     """Run the pipeline in the foreground until SIGINT, SIGTERM or SIGHUP; restart what exits (docs/supervision.md)."""
@@ -54,22 +97,31 @@ def up() -> None:
 
     settings = load_settings()
     _require_salt(settings)
+    if settings.delivery_enabled:
+        _require_destinations(settings, "cxstream up")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     errors = Console(stderr=True, soft_wrap=True)
-    pipeline = Pipeline(settings, on_note=lambda note: console.print(note, soft_wrap=True, highlight=False))
+    pipeline = Pipeline(
+        settings, dashboard=settings.dashboard_enabled,
+        on_note=lambda note: console.print(note, soft_wrap=True, highlight=False),
+    )
     code = 0
     try:
         pipeline.start()
         console.print(f"collector   {pipeline.collector_url}")
         console.print(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
         console.print(f"clickhouse  {settings.resolved_clickhouse_url}")
+        if pipeline.dashboard_url:
+            console.print(f"dashboard   {_shown_url(pipeline.dashboard_url, settings)}", soft_wrap=True, highlight=False)
         console.print("write keys  " + ", ".join(f"{k} -> {t}" for k, t in settings.write_key_map.items()))
+        if settings.delivery_enabled:
+            console.print(f"deliver     {settings.topic_triggers} -> webhooks of {settings.delivery_config}")
         console.print("Ctrl-C stops everything cleanly.")
         while not stop.wait(1.0):
             pipeline.supervise()  # children are (re)started from this, the main thread: they die with it
-        console.print("stopping: collector, then worker once drained, then broker")
+        console.print("stopping: collector, then worker once drained, then deliver, then broker")
     except DataDirInUse as exc:
         errors.print(f"cxstream up: {exc}", markup=False, highlight=False)
         code = EXIT_DATA_DIR_IN_USE
@@ -82,6 +134,32 @@ def up() -> None:
 
 
 @cli.command()
+def dashboard(
+    port: int | None = typer.Option(None, min=0, max=65535, help="port to listen on (default CX_DASHBOARD_PORT; 0: a free one)"),
+) -> None:
+    """Serve the analysts' live dashboard (docs/dashboard.md); prints its URL with the data dir's token."""
+    import asyncio
+
+    from pipeline.dashboard.server import run_dashboard
+    from pipeline.webtoken import ensure_token
+
+    settings = load_settings()
+    ensure_token(settings.data_dir)  # the running pipeline's, or one for a dashboard on a ClickHouse server
+    chosen = settings.dashboard_port if port is None else port
+
+    def ready(url: str) -> None:
+        console.print(f"dashboard   {_shown_url(url, settings)}", soft_wrap=True, highlight=False)
+
+    try:
+        asyncio.run(run_dashboard(settings, chosen, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"cxstream dashboard: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+@cli.command()
 def worker() -> None:
     """Run one Faust worker process (``cxstream up`` starts one for you)."""
     import faust
@@ -89,7 +167,7 @@ def worker() -> None:
     from pipeline.worker import build_worker, tune_gc
 
     settings = load_settings()
-    w = build_worker(settings, _require_bootstrap(settings))
+    w = build_worker(settings, _require_broker(settings, "worker"))
     tune_gc()
     try:
         faust.Worker(w.app, loglevel="warning").execute_from_commandline()
@@ -112,7 +190,22 @@ def collector() -> None:
 
     settings = load_settings()
     _require_salt(settings)
-    asyncio.run(run_collector(settings, _require_bootstrap(settings)))
+    asyncio.run(run_collector(settings, _require_broker(settings, "collector")))
+
+
+@cli.command()
+def deliver() -> None:
+    """Post triggers to the webhooks of CX_DELIVERY_CONFIG, signed and retried (docs/delivery.md)."""
+    import asyncio
+    import logging
+
+    from pipeline.deliver.service import run_deliver
+
+    settings = load_settings()
+    destinations = _require_destinations(settings, "cxstream deliver")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not asyncio.run(run_deliver(settings, _require_broker(settings, "deliver"), destinations)):
+        raise typer.Exit(1)
 
 
 def _print_result(columns: list[str], rows: list, fmt: str) -> None:
@@ -160,7 +253,7 @@ def query(
     try:
         columns, rows = run_query(settings, sql)
     except Exception as exc:
-        console.print(f"[red]query failed: {exc}[/red]")
+        console.print(f"[red]cxstream query: {exc}[/red]")
         raise typer.Exit(1) from None
     _print_result(columns, rows, format)
 

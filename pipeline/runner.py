@@ -2,7 +2,8 @@
 
 ``cxstream up`` and ``cxstream demo`` use this. The collector and the worker
 run as child processes (two cores: the collector's HTTP parsing and the
-worker's stream processing do not share one GIL). Shutdown order is what
+worker's stream processing do not share one GIL); under ``up`` the
+analysts' dashboard is one more (``dashboard=True``, docs/dashboard.md). Shutdown order is what
 makes "nothing acknowledged is lost" true with the memory-only embedded
 broker: stop the collector (no new acknowledgements), wait until the worker
 has committed every record, stop the worker, then the broker.
@@ -63,6 +64,8 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"  # the running pipeline's addresses, written once it serves
 LOCK_FILE = "up.lock"  # flock'ed while a pipeline runs on the data dir; records its processes
 RESTART_BACKOFF_MAX_S = 30.0  # the longest wait before a restart
+# Children that ingestion does not depend on: past the restart budget they stay stopped and `up` goes on.
+SIDE_CHILDREN = frozenset({"dashboard", "deliver"})
 READY_TIMEOUT_S = 90.0  # a (re)started collector or worker listens within this, or start-up fails
 LEFTOVER_STOP_S = 10.0  # wait for the processes a dead pipeline left to end after SIGKILL
 
@@ -152,8 +155,11 @@ class Pipeline:
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     token: str = ""  # required by the workers' web ports (pipeline.webtoken), new at each start
+    dashboard: bool = False  # also run the dashboard as a child (cxstream up, CX_DASHBOARD_ENABLED)
+    dashboard_port: int = 0
     restarts: int = 0  # collector and workers started again (restart_exited_workers, supervise)
     on_note: Callable[[str], None] | None = None  # told of each exit and restart (cxstream up prints them)
+    given_up: set[str] = field(default_factory=set)  # side children past their restart budget, left stopped
     _lock_fd: int | None = field(default=None, repr=False)
     _envs: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)  # extra env of each child
     _started: dict[str, float] = field(default_factory=dict, repr=False)  # monotonic time of each (re)start
@@ -169,6 +175,20 @@ class Pipeline:
     @property
     def worker_headers(self) -> dict[str, str]:
         return worker_headers(self.token)
+
+    @property
+    def dashboard_host(self) -> str:
+        bind = self.settings.dashboard_bind
+        return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's address with ``?token=`` for a browser's first visit; '' without a dashboard."""
+        if not self.dashboard_port:
+            return ""
+        from urllib.parse import urlencode
+
+        return f"http://{self.dashboard_host}:{self.dashboard_port}/?{urlencode({'token': self.token})}"
 
     @property
     def collector_url(self) -> str:
@@ -215,7 +235,15 @@ class Pipeline:
         self.token = new_token(s.data_dir)
         self._spawn("worker")
         self._spawn("collector")
-        self._wait_ready({"collector": (s.collector_host, self.collector_port), "worker": (self.worker_host, self.worker_port)})
+        listeners = {"collector": (s.collector_host, self.collector_port), "worker": (self.worker_host, self.worker_port)}
+        if self.dashboard:
+            self.dashboard_port = s.dashboard_port or free_port()
+            self._env["CX_DASHBOARD_PORT"] = str(self.dashboard_port)
+            self._spawn("dashboard")
+            listeners["dashboard"] = (self.dashboard_host, self.dashboard_port)
+        self._wait_ready(listeners)
+        if s.delivery_enabled:
+            self._spawn("deliver")  # listens on nothing: supervised by its exits alone
         (s.data_dir / RUN_FILE).write_text(
             json.dumps(
                 {
@@ -225,6 +253,7 @@ class Pipeline:
                     "collector_url": self.collector_url,
                     "worker_port": self.worker_port,
                     "worker_host": self.worker_host,
+                    "dashboard_port": self.dashboard_port or None,
                 }
             )
         )
@@ -375,6 +404,15 @@ class Pipeline:
             self._failures[name] = failures
             self._record()
             path = self.log_path(name)
+            if failures > s.restart_budget and name in SIDE_CHILDREN:
+                # Ingestion does not depend on it: stop restarting it, keep the pipeline running.
+                notes.append(
+                    f"{name} failed {failures} times in a row (last: {describe_exit(code)} after {up_s:.1f} s; "
+                    f"CX_RESTART_BUDGET={s.restart_budget} restarts spent); not started again, the collector and "
+                    f"workers go on; see {path}"
+                )
+                self.given_up.add(name)
+                continue
             if failures > s.restart_budget:
                 raise SupervisionError(
                     f"{name} failed {failures} times in a row (last: {describe_exit(code)} after {up_s:.1f} s; "
@@ -558,6 +596,8 @@ class Pipeline:
                 log.warning("stopping without waiting for the worker to drain: %s", exc)
         for name in [n for n in self.procs if n.startswith("worker")]:
             self._stop_proc(name)
+        # deliver last: it lets the deliveries in progress finish (CX_DELIVERY_DRAIN_S) and commits them
+        self._stop_proc("deliver", timeout_s=self.settings.delivery_drain_s + 30.0)
         for name in list(self.procs):
             self._stop_proc(name)
         if self.broker is not None:

@@ -239,6 +239,13 @@ class Settings(BaseSettings):
         "The /db part is only the connection's default database (it must exist; default does): every table "
         "and view is in the database cx, which cxstream creates",
     )
+    clickhouse_cluster: str = Field(
+        "",
+        description="name of a cluster in the servers' remote_servers config: every table is created ON CLUSTER as a "
+        "Replicated*MergeTree <table>_local (ZooKeeper path /clickhouse/tables/{shard}/cx/<table>_local/<migration>, "
+        "macros {shard} and {replica}) under a Distributed <table> that the worker writes and the views read "
+        "(docs/clickhouse.md, Cluster mode); needs a clickhouse:// URL. Empty: single-server tables",
+    )
     data_dir: Path = Field(Path(".cxdata"), description="directory of the embedded store, logs and run.json")
 
     collector_host: str = Field("127.0.0.1", description="address the collector listens on")
@@ -280,6 +287,22 @@ class Settings(BaseSettings):
     worker_web_bind: str = Field(
         "127.0.0.1", min_length=1, description="address the worker's web port listens on (token required on every request)"
     )
+    dashboard_enabled: bool = Field(
+        True, description="cxstream up also serves the analysts' dashboard (docs/dashboard.md) as a child process"
+    )
+    dashboard_bind: str = Field(
+        "127.0.0.1", min_length=1,
+        description="address the dashboard listens on (the data dir's worker token is required on every request)",
+    )
+    dashboard_port: int = Field(
+        0, ge=0, le=65535,
+        description="port of the dashboard; 0: a free port, printed with its URL by cxstream up and cxstream dashboard",
+    )
+    dashboard_refresh_s: float = Field(
+        10.0, ge=1, le=3600,
+        description="how often an open dashboard page asks for fresh numbers (each time: seven queries over the views)",
+    )
+    dashboard_days: int = Field(14, ge=1, le=366, description="days the dashboard shows when the page does not choose")
     query_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest run of one analyst query (/cx/query)")
     query_max_memory_mb: int = Field(1000, gt=0, description="memory one analyst query may use")
     query_max_result_rows: int = Field(100_000, gt=0, description="rows one analyst query may return")
@@ -316,6 +339,48 @@ class Settings(BaseSettings):
     topic_deadletter: str = Field("cx.deadletter", description="topic of dead letters: rejected input with its reason")
     trigger_format: Literal["json", "avro"] = Field(
         "json", description="encoding of trigger records: JSON, or the Avro binary of schemas/trigger.avsc"
+    )
+
+    # --- webhook delivery of triggers (cxstream deliver, docs/delivery.md) --
+    delivery_config: str = Field(
+        "",
+        description="TOML or JSON file listing the webhook destinations of triggers (docs/delivery.md); "
+        "empty: cxstream deliver refuses to start",
+    )
+    delivery_enabled: bool = Field(
+        False, description="cxstream up also starts and supervises cxstream deliver (needs CX_DELIVERY_CONFIG)"
+    )
+    delivery_group: str = Field(
+        "cxstream-deliver", min_length=1, description="Kafka consumer group of cxstream deliver on the triggers topic"
+    )
+    topic_delivery_deadletter: str = Field(
+        "cx.triggers.deadletter",
+        description="topic of triggers a destination refused for good or that ran out of attempts, with the reason",
+    )
+    topic_deliveries: str = Field(
+        "cx.deliveries", description="topic of delivery outcomes (one per trigger and destination); the worker stores them"
+    )
+    delivery_max_attempts: int = Field(
+        8, ge=1, le=100, description="attempts per trigger and destination before it is dead-lettered (a destination may set its own)"
+    )
+    delivery_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="time one webhook request may take (a destination may set its own)"
+    )
+    delivery_backoff_s: float = Field(
+        0.5, gt=0, le=60, description="base of the retry backoff: the wait before attempt n+1 is random in [0, base x 2^(n-1)]"
+    )
+    delivery_backoff_max_s: float = Field(
+        60.0, gt=0, le=3600, description="longest backoff between two attempts when the answer has no Retry-After"
+    )
+    delivery_retry_after_max_s: float = Field(
+        600.0, gt=0, le=86_400,
+        description="longest wait a Retry-After may ask for; a longer one is cut to this (the trigger's offset waits meanwhile)",
+    )
+    delivery_max_inflight: int = Field(
+        256, ge=1, le=100_000, description="triggers being delivered at once; past it cxstream deliver pauses its consumer"
+    )
+    delivery_drain_s: float = Field(
+        30.0, ge=0, le=600, description="on SIGTERM, how long cxstream deliver lets deliveries in progress finish before it stops"
     )
 
     # --- event-time rules -------------------------------------------------
@@ -442,6 +507,19 @@ class Settings(BaseSettings):
     def _check_clickhouse_url(cls, value: str) -> str:
         if value and not value.startswith(("chdb://", "clickhouse://", "clickhouses://")):
             raise ValueError("must start with chdb:// or clickhouse://")
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _check_clickhouse_cluster(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        from sinks.cluster import check_cluster_name
+
+        check_cluster_name(value)
+        url = info.data.get("clickhouse_url", "")
+        if not url.startswith(("clickhouse://", "clickhouses://")):
+            raise ValueError("cluster mode needs a ClickHouse server: set CX_CLICKHOUSE_URL to clickhouse://...")
         return value
 
     @cached_property

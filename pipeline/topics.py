@@ -31,7 +31,7 @@ def kafka_config(settings: Settings, bootstrap: str) -> dict[str, str]:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics the collector and the worker need, with explicit configs."""
+    """The topics the collector, the worker and cxstream deliver need, with explicit configs."""
     base = {
         "cleanup.policy": "delete",
         "retention.ms": str(WEEK_MS),
@@ -42,6 +42,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_events, n, base),
         TopicSpec(settings.topic_deadletter, n, base),
         TopicSpec(settings.topic_triggers, n, base),
+        TopicSpec(settings.topic_delivery_deadletter, n, base),  # cxstream deliver (docs/delivery.md)
+        TopicSpec(settings.topic_deliveries, n, base),  # delivery outcomes, stored by the worker
     ]
 
 

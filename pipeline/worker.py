@@ -57,7 +57,7 @@ from pipeline.triggers import encode_trigger, trigger_key
 from pipeline.webtoken import ensure_token
 from sinks.client import ClickHouse, ClickHouseError, connect
 from sinks.migrate import migrate
-from sinks.rows import DEADLETTER_COLUMNS, FACT_TABLES, deadletter_row, event_row, trigger_row
+from sinks.rows import DEADLETTER_COLUMNS, FACT_TABLES, deadletter_row, delivery_row, event_row, trigger_row
 from sinks.sink import ClickHouseSink, RejectedRow, SinkError, stored_fingerprints
 
 __all__ = ["Worker", "build_worker", "tune_gc"]
@@ -113,6 +113,9 @@ class Worker:
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.sink = ClickHouseSink(ch)
         self.dl_sink = ClickHouseSink(ch)
+        self.deliveries_topic = app.topic(settings.topic_deliveries, key_serializer="raw", value_serializer="raw")
+        self.delivery_sink = ClickHouseSink(ch)
+        self.delivery_next_offset: dict[int, int] = {}
         self.processors: dict[int, IsolatedPartition] = {}
         self.next_offset: dict[int, int] = {}
         self.dl_next_offset: dict[int, int] = {}
@@ -133,6 +136,8 @@ class Worker:
             "store_rejected": 0,  # rows ClickHouse refused for good: dead letters
             "id_conflicts": 0,  # events whose id was stored with other content: dead letters sent
             "foreign_deadletters": 0,  # records on the dead-letter topic that were not dead letters
+            "deliveries": 0,  # delivery outcomes of cxstream deliver stored in cx.deliveries
+            "foreign_deliveries": 0,  # records on the deliveries topic that were not delivery outcomes: skipped
             "event_inserts": 0,
             "event_rows": 0,
             "first_record_wall_ms": 0,
@@ -210,6 +215,8 @@ class Worker:
                     self.next_offset.pop(tp.partition, None)
                 elif tp.topic == self.settings.topic_deadletter:
                     self.dl_next_offset.pop(tp.partition, None)
+                elif tp.topic == self.settings.topic_deliveries:
+                    self.delivery_next_offset.pop(tp.partition, None)
 
     # -- steps ----------------------------------------------------------------
 
@@ -515,6 +522,28 @@ class Worker:
                 log.critical("ClickHouse refused dead letter %r of %s: %s; not stored", r.row[:2], r.table, r.error)
         self.stats["deadletters"] += len(events)
 
+    async def handle_deliveries(self, events: list[faust.types.EventT]) -> None:
+        """Store the delivery outcomes of ``cxstream deliver`` in ``cx.deliveries`` (docs/delivery.md).
+
+        A record that is not an outcome is logged and skipped: the table is
+        a report of deliveries, and nothing else can be made of it.
+        """
+        rows = []
+        topic = self.settings.topic_deliveries
+        for event in events:
+            msg = event.message
+            await self._check_offset(self.delivery_next_offset, topic, msg.partition, msg.offset)
+            self.delivery_next_offset[msg.partition] = msg.offset + 1
+            try:
+                rows.append(delivery_row(orjson.loads(msg.value or b"")))
+            except Exception as exc:  # noqa: BLE001 - another producer's record
+                self.stats["foreign_deliveries"] += 1
+                log.error("%s[%d]@%d is not a delivery outcome (%s); skipped", topic, msg.partition, msg.offset, exc)
+        self.delivery_sink.add_facts("cx.deliveries", rows)
+        for r in await flush_with_retry(self.delivery_sink, "deliveries", lambda: self.app.should_stop):
+            log.critical("ClickHouse refused delivery row %r: %s; not stored", r.row[:3], r.error)
+        self.stats["deliveries"] += len(rows)
+
     def _deadletter_row(self, msg: faust.types.Message) -> tuple:
         value = msg.value or b""
         try:
@@ -607,7 +636,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     app = create_app(settings, bootstrap, web_token=ensure_token(settings.data_dir))
     if ch is None:
         ch = connect(settings.resolved_clickhouse_url)
-    migrate(ch)
+    migrate(ch, cluster=settings.clickhouse_cluster)
     worker = Worker(app, settings, ch)
     worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
     worker.trigger_writer = TriggerWriter(settings, bootstrap, settings.topic_triggers)
@@ -624,6 +653,11 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     async def store_deadletters(stream):  # noqa: ANN001
         async for events in stream.take_events(take, within=within):
             await _or_exit(worker.handle_deadletters(events))
+
+    @app.agent(worker.deliveries_topic, concurrency=1, name="cx-deliveries")
+    async def store_deliveries(stream):  # noqa: ANN001
+        async for events in stream.take_events(take, within=within):
+            await _or_exit(worker.handle_deliveries(events))
 
     @app.timer(TICK_INTERVAL_S)
     async def idle_tick() -> None:

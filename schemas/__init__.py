@@ -18,12 +18,12 @@ def parsed_schemas() -> dict[str, dict]:
     """All schemas parsed together (EventBatch refers to Event), by short name."""
     named: dict = {}
     out: dict[str, dict] = {}
-    for name in ("event", "event_batch", "trigger", "deadletter"):
+    for name in ("event", "event_batch", "trigger", "deadletter", "delivery", "delivery_deadletter"):
         raw = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
         out[name] = fastavro.parse_schema(raw, named_schemas=named)
     return out
 
 
 def load_schema(name: str) -> dict:
-    """Parsed schema ``name`` (event, event_batch, trigger, deadletter)."""
+    """Parsed schema ``name`` (event, event_batch, trigger, deadletter, delivery, delivery_deadletter)."""
     return parsed_schemas()[name]

@@ -22,7 +22,9 @@ Design, and why:
 
 Modules: ``client`` (``connect(url)`` for ``chdb://`` and ``clickhouse://``;
 backends in ``backend_chdb`` and ``backend_server``), ``migrate`` (applies
-``ddl/*.sql`` once), ``rows`` (worker dicts to row tuples, dropping free
+``ddl/*.sql`` once), ``cluster`` (the same DDL rendered for a ClickHouse
+cluster: replicated ``_local`` tables under Distributed tables, ``ON
+CLUSTER``), ``rows`` (worker dicts to row tuples, dropping free
 text), ``sink`` (buffer, then one insert per table), ``insert_bench``
 (``python -m sinks.insert_bench``: rows/s per backend).
 """

@@ -9,6 +9,7 @@ retries (the worker does, with backoff) rides out a server restart.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,6 +20,12 @@ from clickhouse_driver.errors import ServerException, TypeMismatchError
 
 from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
 
+# The driver logs each failed connection attempt with its stack trace before
+# raising; the error it raises reaches the caller as a ClickHouseError with
+# the same reason, so its own warnings are noise (and a stack trace on a
+# command line that should print one line).
+logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
+
 __all__ = ["ServerClickHouse"]
 
 # OSError/EOFError: the socket broke or the server went away mid-call.
@@ -26,6 +33,13 @@ _FAILURES = (DriverError, OSError, EOFError)
 # The driver waits 300 s for a silent peer; a worker retrying with backoff
 # is better served by failing sooner. The URL's own values win.
 _DEFAULT_TIMEOUTS_S = {"connect_timeout": "5", "send_receive_timeout": "60"}
+# Sent with every INSERT: into a Distributed table (cluster mode,
+# sinks/cluster.py) the insert returns only once each shard stored the
+# block, instead of queueing it on this server's disk to send later (the
+# default), so the worker commits offsets only for rows the shards have.
+# No effect on other tables; known to 18.16 and, as an alias of
+# distributed_foreground_insert, to current servers.
+_INSERT_SETTINGS = {"insert_distributed_sync": 1}
 
 
 def _with_default_timeouts(url: str) -> str:
@@ -76,7 +90,9 @@ class ServerClickHouse:
                 raise ClickHouseError(f"{what} failed: {message}", code) from exc
 
     def execute(self, sql: str, params: Params | None = None) -> list[tuple]:
-        return [tuple(row) for row in self._call("statement", sql, check_params(params))]
+        code = [line.strip() for line in sql.splitlines() if line.strip() and not line.lstrip().startswith("--")]
+        settings = _INSERT_SETTINGS if code and code[0][:6].upper() == "INSERT" else None
+        return [tuple(row) for row in self._call("statement", sql, check_params(params), settings=settings)]
 
     def query(self, sql: str, params: Params | None = None) -> tuple[list[str], list[tuple]]:
         rows, columns = self._call("query", sql, check_params(params), with_column_types=True)
@@ -111,7 +127,9 @@ class ServerClickHouse:
         check_identifiers(table, columns)
         if set(map(len, rows)) != {len(columns)}:
             raise ValueError(f"every row must have {len(columns)} values for {table}")
-        self._call(f"insert into {table}", f"INSERT INTO {table} ({', '.join(columns)}) VALUES", rows)
+        self._call(
+            f"insert into {table}", f"INSERT INTO {table} ({', '.join(columns)}) VALUES", rows, settings=_INSERT_SETTINGS
+        )
 
     def server_version(self) -> tuple[int, ...]:
         return parse_version(self.execute("SELECT version()")[0][0])
@@ -128,4 +146,8 @@ class ServerClickHouse:
 
     def __repr__(self) -> str:
         conn = self._client.connection if self._client else None
-        return f"ServerClickHouse({conn.host}:{conn.port})" if conn else "ServerClickHouse(closed)"
+        if conn is None:
+            return "ServerClickHouse(closed)"
+        # The host it is connected to, or will try first (the driver rotates alt_hosts to the front).
+        host, port = conn.hosts[0]
+        return f"ServerClickHouse({host}:{port})"

@@ -21,6 +21,11 @@ swap and its record, finishes instead of failing.
 To change the schema add a new file; editing an applied file is refused
 (its checksum no longer matches), because servers that already ran it
 would silently differ from new ones.
+
+With a cluster name (``CX_CLICKHOUSE_CLUSTER``) every statement, the
+migrations table's too, is rendered for the cluster first
+(``sinks.cluster``: replicated ``_local`` tables, Distributed tables under
+the plain names, ``ON CLUSTER``), so the same files serve both layouts.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sinks.client import ClickHouse, ClickHouseError
+from sinks.cluster import ClusterDDL, ClusterDDLError
 
 __all__ = ["DATABASE", "DDL_DIR", "Migration", "MigrationError", "load_migrations", "migrate", "split_statements"]
 
@@ -122,16 +128,62 @@ def _holds(ch: ClickHouse, query: str) -> bool:
     return bool(rows and rows[0] and rows[0][0])
 
 
-def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR) -> list[str]:
+def _show_create(ch: ClickHouse, table: str) -> str | None:
+    try:
+        return ch.execute(f"SHOW CREATE TABLE {table}")[0][0]
+    except ClickHouseError:
+        return None
+
+
+def _migrations_engine(ch: ClickHouse) -> str | None:
+    """The engine of cx.schema_migrations on this server, None before the first migration."""
+    rows = ch.execute(
+        "SELECT engine FROM system.tables WHERE database = 'cx' AND name = 'schema_migrations'"
+    )
+    return rows[0][0] if rows else None
+
+
+def _bootstrap(ch: ClickHouse, cluster: ClusterDDL | None) -> None:
+    engine = _migrations_engine(ch)
+    if cluster is None:
+        if engine == "Distributed":
+            raise MigrationError(
+                "the database cx on this server was created in cluster mode: set CX_CLICKHOUSE_CLUSTER to its cluster"
+            )
+        for statement in _BOOTSTRAP:
+            _run(ch, statement)
+        return
+    if engine == "Distributed":
+        # Already there: no ON CLUSTER statement, so a start with a replica
+        # down does not wait for it.
+        return
+    if engine is not None:
+        raise MigrationError(
+            f"the database cx on this server holds single-node tables (cx.schema_migrations is {engine}); "
+            "cluster mode starts from a database cx that does not exist yet (docs/clickhouse.md, Cluster mode)"
+        )
+    for statement in _BOOTSTRAP:
+        for rendered in cluster.render(statement, 0, lambda table: _show_create(ch, table)):
+            _run(ch, rendered)
+
+
+def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[str]:
     """Apply the migrations not yet recorded; return their names (empty when up to date).
 
-    Runs at worker start-up, before anything is written. Raises
-    ClickHouseError when a statement fails (nothing after it runs and the
-    version stays unrecorded, so the next start retries it) and
-    MigrationError when an applied file was edited.
+    Runs at worker start-up, before anything is written. ``cluster``: the
+    ClickHouse cluster whose servers all get every table (``sinks.cluster``);
+    empty for one server. Raises ClickHouseError when a statement fails
+    (nothing after it runs and the version stays unrecorded, so the next
+    start retries it) and MigrationError when an applied file was edited,
+    a statement cannot be rendered for the cluster, or the database was
+    made in the other layout.
     """
-    for statement in _BOOTSTRAP:
-        _run(ch, statement)
+    layout = ClusterDDL(cluster) if cluster else None
+    _bootstrap(ch, layout)
+    if layout is not None:
+        # This server's copy of the versions table may lag the replica that a
+        # worker just migrated through: fetch what it has applied first.
+        _run(ch, "SYSTEM SYNC REPLICA cx.schema_migrations_local")
     applied = {
         version: checksum
         for version, checksum in ch.execute("SELECT version, checksum FROM cx.schema_migrations FINAL")
@@ -148,7 +200,15 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR) -> list[str]:
             if migration.done_when is not None and _holds(ch, migration.done_when):
                 break
             try:
-                _run(ch, statement)
+                if layout is None:
+                    _run(ch, statement)
+                    continue
+                try:
+                    rendered = layout.render(statement, migration.version, lambda table: _show_create(ch, table))
+                except ClusterDDLError as exc:
+                    raise MigrationError(f"{migration.name}.sql: {exc}") from exc
+                for one in rendered:
+                    _run(ch, one)
             except ClickHouseError:
                 if migration.done_when is not None and _holds(ch, migration.done_when):
                     break  # another worker finished it meanwhile

@@ -32,9 +32,12 @@ import orjson
 
 from pipeline.detect.ids import fingerprint, version
 from pipeline.records import MAX_JSON_DEPTH, TooDeep, parse_bounded
+from pipeline.vocabulary import ORDER_COMPLETED, label, order_revenue
 
 __all__ = [
     "DEADLETTER_COLUMNS",
+    "DELIVERY_COLUMNS",
+    "delivery_row",
     "DEADLETTER_PRIVATE_KEYS",
     "EVENT_COLUMNS",
     "FACT_TABLES",
@@ -57,7 +60,6 @@ __all__ = [
 
 PRIVATE_KEYS = frozenset({"text", "comment", "email", "phone", "ip"})
 DEADLETTER_PRIVATE_KEYS = PRIVATE_KEYS | {"topic"}
-ORDER_COMPLETED = "Order Completed"
 
 EVENT_COLUMNS = (
     "tenant", "event_id", "day", "event_time", "event_time_ms", "received_at", "type", "event",
@@ -140,15 +142,6 @@ def _scrubbed_text(json_text: str | None) -> str:
     return _scrubbed_json(orjson.loads(json_text))
 
 
-def _text(value: Any) -> str:
-    """An id-like property as text: numbers become their digits; absent or nested is ''."""
-    if value is None or isinstance(value, (dict, list)):
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
-
-
 def _amount(value: Any) -> float:
     if isinstance(value, bool) or value is None:
         return 0.0
@@ -167,7 +160,7 @@ def _email_hash(traits_json: str | None) -> str:
     if not traits_json or '"email_hash"' not in traits_json:
         return ""
     traits = orjson.loads(traits_json)
-    return _text(traits.get("email_hash")) if isinstance(traits, dict) else ""
+    return label(traits.get("email_hash")) if isinstance(traits, dict) else ""
 
 
 def event_row(ev: dict) -> tuple:
@@ -184,10 +177,8 @@ def event_row(ev: dict) -> tuple:
     t_ms = ev["event_time_ms"]
     revenue = 0.0
     if name == ORDER_COMPLETED:
-        # Revenue is `revenue` when sent, else `total` (docs/clickhouse.md, kpi_daily).
-        sent = prop("revenue")
-        revenue = _amount(sent if sent is not None else prop("total"))
-    page_path = get("page_path") or (_text(prop("path")) if get("type") == "page" else "")
+        revenue = order_revenue(props)  # `revenue`, else `total` (docs/clickhouse.md, kpi_daily)
+    page_path = get("page_path") or (label(prop("path")) if get("type") == "page" else "")
     fp = get("payload_hash") or fingerprint(ev)
     return (
         ev["tenant"],
@@ -202,11 +193,11 @@ def event_row(ev: dict) -> tuple:
         get("user_id") or "",
         get("session_id") or "",
         get("cart_key") or "",
-        _text(prop("order_id")),
-        _text(prop("checkout_id")),
-        _text(prop("product_id")),
+        label(prop("order_id")),
+        label(prop("checkout_id")),
+        label(prop("product_id")),
         revenue,
-        _text(prop("currency")),
+        label(prop("currency")),
         page_path,
         _scrubbed_json(props),
         _email_hash(get("traits")),
@@ -468,3 +459,35 @@ def score_row(sc: dict) -> tuple:
 
 FACT_TABLES["cx.recoveries"] = (RECOVERY_COLUMNS, recovery_row)
 FACT_TABLES["cx.customer_scores"] = (SCORE_COLUMNS, score_row)
+
+# -- deliveries (cxstream deliver, pipeline.deliver): one row per trigger and destination
+
+DELIVERY_COLUMNS = (
+    "tenant", "trigger_id", "destination", "kind", "action", "day", "status", "attempts", "last_status",
+    "last_error", "latency_ms", "first_attempt_at", "first_attempt_ms", "last_attempt_at", "last_attempt_ms",
+)  # fmt: skip
+
+
+def delivery_row(d: dict) -> tuple:
+    """Row for ``cx.deliveries`` from a delivery outcome (``pipeline.deliver.outcome``)."""
+    first, last = int(d["first_attempt_ms"]), int(d["last_attempt_ms"])
+    return (
+        d.get("tenant") or "",
+        d["trigger_id"],
+        d["destination"],
+        d.get("kind") or "",
+        d.get("action") or "",
+        day_of(first),
+        d["status"],
+        min(int(d["attempts"]), 65_535),
+        min(max(int(d.get("last_status") or 0), 0), 65_535),
+        (d.get("last_error") or "")[:1000],
+        min(max(int(d.get("latency_ms") or 0), 0), 4_294_967_295),
+        first // 1000,
+        first,
+        last // 1000,
+        last,
+    )
+
+
+FACT_TABLES["cx.deliveries"] = (DELIVERY_COLUMNS, delivery_row)

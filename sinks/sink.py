@@ -218,10 +218,13 @@ class ClickHouseSink:
 # per batch whatever its size, with no id pasted into SQL. Passing them as a
 # query parameter instead cost chdb about 100 ns per byte and would have to
 # be split under a server's max_query_size (256 KiB), one scan per part.
+# GLOBAL IN: in cluster mode cx.events is Distributed, and the shards must
+# get the set itself (the temporary table exists on this connection only);
+# on one server it is a plain IN.
 PROBE_TABLE = "cx_id_probe"
 _LOOKUP = (
     "SELECT tenant, event_id, argMax(payload_hash, ver) FROM cx.events"
-    f" WHERE (tenant, event_id) IN (SELECT tenant, event_id FROM {PROBE_TABLE})"
+    f" WHERE (tenant, event_id) GLOBAL IN (SELECT tenant, event_id FROM {PROBE_TABLE})"
     " GROUP BY tenant, event_id"
 )
 

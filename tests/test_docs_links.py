@@ -108,7 +108,7 @@ def test_sql_examples_are_found_on_every_page_that_shows_them() -> None:
     counts = {p.name: len(_SQL.findall(p.read_text(encoding="utf-8"))) for p in PAGES}
     # A block may hold several statements (clickhouse.md's holds two).
     assert {name: n for name, n in counts.items() if n} == {
-        "README.md": 1, "clickhouse.md": 1, "detection.md": 7, "events.md": 1, "offers.md": 3,
+        "README.md": 1, "clickhouse.md": 1, "delivery.md": 1, "detection.md": 7, "events.md": 1, "offers.md": 3,
     }  # fmt: skip
 
 

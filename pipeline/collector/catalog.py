@@ -18,6 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline.vocabulary import (
+    CART_VIEWED, CHECKOUT_STARTED, CHECKOUT_STEP_COMPLETED, CHECKOUT_STEP_VIEWED, COUPON_APPLIED, COUPON_DENIED,
+    ELEMENT_CLICKED, ERROR_SHOWN, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_REFUNDED, PAYMENT_FAILED,
+    PAYMENT_INFO_ENTERED, PRODUCTS_SEARCHED, PRODUCT_ADDED, PRODUCT_LIST_VIEWED, PRODUCT_REMOVED,
+    PRODUCT_VIEWED, SUPPORT_MESSAGE_SENT, SUPPORT_TICKET_OPENED, SUPPORT_TICKET_RESOLVED, SURVEY_ANSWERED,
+)  # fmt: skip
+
 __all__ = [
     "CATALOG",
     "IDENTIFY_TRAITS",
@@ -116,12 +123,12 @@ _REFUND = {"order_id": _req(ID), "total": MONEY}
 
 CATALOG: Mapping[str, EventSpec] = {
     # Browsing and cart
-    "Products Searched": EventSpec({"query": _req(STR), "results_count": COUNT}),
-    "Product List Viewed": EventSpec({"list_id": ID, "category": STR, "products": LIST}),
-    "Product Viewed": EventSpec(
+    PRODUCTS_SEARCHED: EventSpec({"query": _req(STR), "results_count": COUNT}),
+    PRODUCT_LIST_VIEWED: EventSpec({"list_id": ID, "category": STR, "products": LIST}),
+    PRODUCT_VIEWED: EventSpec(
         {"product_id": _req(ID), "sku": STR, "name": STR, "category": STR, "price": MONEY, "currency": STR}
     ),
-    "Product Added": EventSpec(
+    PRODUCT_ADDED: EventSpec(
         {
             "product_id": _req(ID),
             "cart_id": ID,
@@ -134,19 +141,19 @@ CATALOG: Mapping[str, EventSpec] = {
         defaults={"quantity": 1},
     ),
     # Without a quantity the product leaves the cart entirely: no default here.
-    "Product Removed": EventSpec({"product_id": _req(ID), "cart_id": ID, "quantity": QUANTITY}),
-    "Cart Viewed": EventSpec({"cart_id": ID, "products": LIST}),
+    PRODUCT_REMOVED: EventSpec({"product_id": _req(ID), "cart_id": ID, "quantity": QUANTITY}),
+    CART_VIEWED: EventSpec({"cart_id": ID, "products": LIST}),
     # Checkout
-    "Checkout Started": EventSpec(
+    CHECKOUT_STARTED: EventSpec(
         {"checkout_id": ID, "cart_id": ID, "value": MONEY, "currency": STR, "products": LIST}
     ),
-    "Checkout Step Viewed": EventSpec(_STEP),
-    "Checkout Step Completed": EventSpec(_STEP),
-    "Payment Info Entered": EventSpec({"checkout_id": ID, "payment_method": STR}),
-    "Payment Failed": EventSpec({"checkout_id": ID, "payment_method": STR, "reason": STR}),
-    "Coupon Applied": EventSpec(_COUPON),
-    "Coupon Denied": EventSpec(_COUPON),
-    "Order Completed": EventSpec(
+    CHECKOUT_STEP_VIEWED: EventSpec(_STEP),
+    CHECKOUT_STEP_COMPLETED: EventSpec(_STEP),
+    PAYMENT_INFO_ENTERED: EventSpec({"checkout_id": ID, "payment_method": STR}),
+    PAYMENT_FAILED: EventSpec({"checkout_id": ID, "payment_method": STR, "reason": STR}),
+    COUPON_APPLIED: EventSpec(_COUPON),
+    COUPON_DENIED: EventSpec(_COUPON),
+    ORDER_COMPLETED: EventSpec(
         {
             "order_id": _req(ID),
             "checkout_id": ID,
@@ -161,13 +168,13 @@ CATALOG: Mapping[str, EventSpec] = {
             "products": LIST,
         }
     ),
-    "Order Refunded": EventSpec(_REFUND),
-    "Order Cancelled": EventSpec(_REFUND),
+    ORDER_REFUNDED: EventSpec(_REFUND),
+    ORDER_CANCELLED: EventSpec(_REFUND),
     # Friction signals
-    "Element Clicked": EventSpec(
+    ELEMENT_CLICKED: EventSpec(
         {"selector": _req(STR), "x": NUM, "y": NUM, "interactive": BOOL, "responded": BOOL}
     ),
-    "Error Shown": EventSpec(
+    ERROR_SHOWN: EventSpec(
         {
             "kind": _req(_one_of("validation", "payment", "server", "client")),
             "message": STR,
@@ -176,7 +183,7 @@ CATALOG: Mapping[str, EventSpec] = {
         }
     ),
     # Support
-    "Support Ticket Opened": EventSpec(
+    SUPPORT_TICKET_OPENED: EventSpec(
         {
             "ticket_id": _req(ID),
             "channel": _req(_one_of("chat", "email", "phone", "social")),
@@ -184,11 +191,11 @@ CATALOG: Mapping[str, EventSpec] = {
             "order_id": ID,
         }
     ),
-    "Support Message Sent": EventSpec(
+    SUPPORT_MESSAGE_SENT: EventSpec(
         {"ticket_id": _req(ID), "author": _req(_one_of("customer", "agent")), "text": STR}
     ),
-    "Support Ticket Resolved": EventSpec({"ticket_id": _req(ID), "reopened": BOOL}),
-    "Survey Answered": EventSpec(
+    SUPPORT_TICKET_RESOLVED: EventSpec({"ticket_id": _req(ID), "reopened": BOOL}),
+    SURVEY_ANSWERED: EventSpec(
         {
             "survey": _req(_one_of(*SURVEY_SCALES)),
             "score": _req(NUM),

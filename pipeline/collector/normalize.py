@@ -44,6 +44,7 @@ from pipeline.collector.pii import Scrubber, TooDeep, hash_pii
 from pipeline.records import DeadLetterReason, stable_id
 from pipeline.sentiment import lang_of_locale, score
 from pipeline.settings import DEFAULT_PII_KEYS, Settings, parse_pii_keys
+from pipeline.vocabulary import SUPPORT_MESSAGE_SENT, SURVEY_ANSWERED, text_or_none
 
 __all__ = [
     "DeadLetterDecision",
@@ -124,15 +125,6 @@ def _time_value(name: str, value: object, parse: Callable[[str], int] = parse_ti
         raise _Reject("schema_violation", f"{name} is not ISO-8601 ({len(value)} characters)") from None
 
 
-def _text(value: object) -> str | None:
-    """A context string; numbers are stringified, other shapes are ignored (not worth a dead letter)."""
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
 # Context parts kept in the event's ``context`` (Segment's and RudderStack's
 # names): the SDK's own description of the app, device and connection.
 CONTEXT_KEPT = ("app", "device", "os", "network", "library", "screen", "timezone", "campaign")
@@ -151,7 +143,7 @@ def _kept_context(context: dict, scrubber: Scrubber) -> str:
 
 
 # Free text of the support events: what the worker needs of it is its sentiment.
-_FREE_TEXT = {"Support Message Sent": "text", "Survey Answered": "comment"}
+_FREE_TEXT = {SUPPORT_MESSAGE_SENT: "text", SURVEY_ANSWERED: "comment"}
 
 
 def _sentiment_only(event: str | None, props: dict, locale: str | None) -> dict:
@@ -208,12 +200,12 @@ def _properties(msg: dict, env: SegmentMessage) -> dict:
         spec = CATALOG.get(env.event)
         return _check(spec, props) if spec is not None else props
     if call == "page":
-        name = _text(msg.get("name"))
+        name = text_or_none(msg.get("name"))
         if name is not None and props.get("title") is None:
             props = {**props, "title": name}
         return _check(PAGE, props)
     if call == "screen":
-        name = _text(msg.get("name"))
+        name = text_or_none(msg.get("name"))
         if name is not None and props.get("name") is None:
             props = {**props, "name": name}
     elif call == "group":
@@ -248,9 +240,9 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
     if call == "identify":
         traits = _check(IDENTIFY_TRAITS, traits)
     scrubber = rules.scrubber
-    ip = _text(context.get("ip"))
+    ip = text_or_none(context.get("ip"))
     if call == "track":
-        props = _sentiment_only(env.event, props, _text(context.get("locale")))
+        props = _sentiment_only(env.event, props, text_or_none(context.get("locale")))
     try:
         props = scrubber.value(props)
         traits = scrubber.value(traits)
@@ -275,12 +267,12 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
         "event_time_ms": event_time_ms,
         "received_at_ms": received_at_ms,
         "sent_at_ms": sent_at_ms,
-        "session_hint": _text(session),
-        "page_path": _scrub_text(scrubber, _text(path) or _text(page.get("path"))),
-        "page_url": _scrub_text(scrubber, _text(url) or _text(page.get("url"))),
-        "page_referrer": _scrub_text(scrubber, _text(referrer) or _text(page.get("referrer"))),
-        "user_agent": _text(context.get("userAgent")),
-        "locale": _text(context.get("locale")),
+        "session_hint": text_or_none(session),
+        "page_path": _scrub_text(scrubber, text_or_none(path) or text_or_none(page.get("path"))),
+        "page_url": _scrub_text(scrubber, text_or_none(url) or text_or_none(page.get("url"))),
+        "page_referrer": _scrub_text(scrubber, text_or_none(referrer) or text_or_none(page.get("referrer"))),
+        "user_agent": text_or_none(context.get("userAgent")),
+        "locale": text_or_none(context.get("locale")),
         "ip_hash": scrubber.hash(ip) if ip else None,
         "properties": orjson.dumps(props).decode(),
         "traits": orjson.dumps(traits).decode(),

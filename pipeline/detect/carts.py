@@ -17,36 +17,16 @@ from __future__ import annotations
 
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import Cart, VisitorState
+from pipeline.vocabulary import (
+    CHECKOUT_PROGRESS, CHECKOUT_STARTED, ORDER_COMPLETED, PRODUCT_ADDED, PRODUCT_REMOVED, number, text_or_none,
+)  # fmt: skip
 
 __all__ = [
-    "CART_EVENTS",
-    "CHECKOUT_EVENTS",
-    "ORDER_COMPLETED",
     "resolve_cart",
     "apply_activity",
     "close_for_order",
     "forget_stale",
 ]
-
-CART_EVENTS = frozenset({"Product Added", "Product Removed", "Cart Viewed", "Checkout Started"})
-CHECKOUT_EVENTS = frozenset(
-    {"Checkout Step Viewed", "Checkout Step Completed", "Payment Info Entered", "Payment Failed"}
-)
-ORDER_COMPLETED = "Order Completed"
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)  # numeric ids are common (product_id: 1234)
-    return None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def resolve_cart(state: VisitorState, name: str, props: dict, rules: Rules) -> Cart | None:
@@ -54,9 +34,9 @@ def resolve_cart(state: VisitorState, name: str, props: dict, rules: Rules) -> C
 
     Creates the cart for a ``Product Added`` that names no existing cart.
     """
-    cart_id = _text(props.get("cart_id"))
-    checkout_cart = state.find_cart(state.checkouts.get(_text(props.get("checkout_id")) or ""))
-    if name in CHECKOUT_EVENTS and checkout_cart is not None:
+    cart_id = text_or_none(props.get("cart_id"))
+    checkout_cart = state.find_cart(state.checkouts.get(text_or_none(props.get("checkout_id")) or ""))
+    if name in CHECKOUT_PROGRESS and checkout_cart is not None:
         return checkout_cart
     if cart_id is not None:
         cart = state.find_cart("/" + cart_id)
@@ -64,7 +44,7 @@ def resolve_cart(state: VisitorState, name: str, props: dict, rules: Rules) -> C
         return checkout_cart
     else:
         cart = state.find_cart(state.open_cart)
-    if cart is None and name == "Product Added":
+    if cart is None and name == PRODUCT_ADDED:
         cart = _open(state, cart_id, rules)
     return cart
 
@@ -91,15 +71,15 @@ def apply_activity(
     if t_ms >= cart.last_activity_ms:
         # max, not last: an out-of-order earlier event must not pull the deadline back
         cart.last_activity_ms, cart.session_id = t_ms, session_id
-    currency = _text(props.get("currency"))
+    currency = text_or_none(props.get("currency"))
     if currency is not None:
         cart.currency = currency
-    if name == "Product Added":
+    if name == PRODUCT_ADDED:
         _add(cart, props)
-    elif name == "Product Removed":
+    elif name == PRODUCT_REMOVED:
         _remove(cart, props)
-    elif name == "Checkout Started":
-        checkout_id = _text(props.get("checkout_id"))
+    elif name == CHECKOUT_STARTED:
+        checkout_id = text_or_none(props.get("checkout_id"))
         if checkout_id is not None:
             state.checkouts.pop(checkout_id, None)
             state.checkouts[checkout_id] = cart.local_key
@@ -108,14 +88,14 @@ def apply_activity(
 
 
 def _add(cart: Cart, props: dict) -> None:
-    pid = _text(props.get("product_id"))
+    pid = text_or_none(props.get("product_id"))
     if pid is None:
         return
-    qty = _number(props.get("quantity"))
+    qty = number(props.get("quantity"))
     qty = 1 if qty is None else int(qty)
     name, price, held = cart.items.get(pid, (None, 0.0, 0))
-    new_price = _number(props.get("price"))
-    item = [_text(props.get("name")) or name, price if new_price is None else new_price, held + qty]
+    new_price = number(props.get("price"))
+    item = [text_or_none(props.get("name")) or name, price if new_price is None else new_price, held + qty]
     if item[2] > 0:
         cart.items[pid] = item
     else:
@@ -123,10 +103,10 @@ def _add(cart: Cart, props: dict) -> None:
 
 
 def _remove(cart: Cart, props: dict) -> None:
-    pid = _text(props.get("product_id"))
+    pid = text_or_none(props.get("product_id"))
     if pid is None or pid not in cart.items:
         return
-    qty = _number(props.get("quantity"))
+    qty = number(props.get("quantity"))
     item = cart.items[pid]
     # Without a quantity the product leaves the cart entirely.
     remaining = 0 if qty is None else item[2] - int(qty)

@@ -35,39 +35,24 @@ from pipeline.detect.dedup import event_hash
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import CustomerValue, VisitorState
 from pipeline.settings import DAY_MS
+from pipeline.vocabulary import (
+    LOYALTY_FRICTION, LOYALTY_SUPPORT, SUPPORT_TICKET_OPENED, SUPPORT_TICKET_RESOLVED, number,
+)  # fmt: skip
 
 __all__ = [
-    "FRICTION_EVENTS",
     "SCORES_TABLE",
     "loyalty_score",
     "note_experience",
     "note_order",
-    "order_revenue",
     "score_row",
 ]
 
 SCORES_TABLE = "cx.customer_scores"
-FRICTION_EVENTS = frozenset({"Payment Failed", "Coupon Denied", "Error Shown"})
-SUPPORT_EVENTS = frozenset({"Support Ticket Opened", "Support Ticket Resolved", "Survey Answered"})
 RECENT_MS = 30 * DAY_MS
 FULL_RECENCY_DAYS, ZERO_RECENCY_DAYS = 30, 180
 FRICTION_POINTS, FRICTION_KEPT = 5, 4  # at most -20
 SUPPORT_POINTS, SUPPORT_KEPT = 10, 3  # at most -30
 ORDER_IDS_KEPT = 8
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def order_revenue(props: dict) -> float:
-    """Revenue of an order: ``revenue`` when sent, else ``total`` (as kpi_daily counts it)."""
-    revenue = _number(props.get("revenue"))
-    if revenue is None:
-        revenue = _number(props.get("total"))
-    return revenue or 0.0
 
 
 def _keep_recent(times: list[int], t_ms: int, kept: int) -> None:
@@ -91,11 +76,11 @@ def note_order(value: CustomerValue, order_id: str, revenue: float, t_ms: int) -
 
 
 def _support_pain(name: str, props: dict) -> bool:
-    if name == "Support Ticket Opened":
+    if name == SUPPORT_TICKET_OPENED:
         return True
-    if name == "Support Ticket Resolved":
+    if name == SUPPORT_TICKET_RESOLVED:
         return props.get("reopened") is True
-    score = _number(props.get("score"))
+    score = number(props.get("score"))
     if score is None:
         return False
     survey = props.get("survey")
@@ -104,10 +89,10 @@ def _support_pain(name: str, props: dict) -> bool:
 
 def note_experience(value: CustomerValue, name: str, props: dict, t_ms: int) -> bool:
     """Remember a friction or support pain at ``t_ms``; True if the event was one."""
-    if name in FRICTION_EVENTS:
+    if name in LOYALTY_FRICTION:
         _keep_recent(value.friction_ms, t_ms, FRICTION_KEPT)
         return True
-    if name in SUPPORT_EVENTS and _support_pain(name, props):
+    if name in LOYALTY_SUPPORT and _support_pain(name, props):
         _keep_recent(value.support_ms, t_ms, SUPPORT_KEPT)
         return True
     return False

@@ -1,6 +1,6 @@
 """Friction signals (docs/detection.md), the session friction score and assist triggers; pure.
 
-``observe`` runs for the events in ``FRICTION_EVENTS`` and for page views,
+``observe`` runs for the events in ``vocabulary.FRICTION_INPUTS`` and for page views,
 after the event was placed in its session; every other event costs one set
 lookup in the processor. Each signal occurrence becomes one fact row for
 ``cx.friction`` whose id comes from the event that revealed it and the
@@ -76,34 +76,16 @@ from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
 from pipeline.records import stable_id
 from pipeline.settings import FRICTION_SIGNALS
+from pipeline.vocabulary import (
+    CHECKOUT_STEP_VIEWED, COUPON_DENIED, ELEMENT_CLICKED, ERROR_SHOWN, IN_CHECKOUT, ORDER_COMPLETED, PAYMENT_FAILED,
+    PRODUCTS_SEARCHED, label, number,
+)  # fmt: skip
 
-__all__ = ["FRICTION_EVENTS", "FRICTION_TABLE", "observe", "reasons", "score"]
+__all__ = ["FRICTION_TABLE", "observe", "reasons", "score"]
 
 FRICTION_TABLE = "cx.friction"
-CLICK, ERROR, SEARCH = "Element Clicked", "Error Shown", "Products Searched"
-PAYMENT_FAILED, STEP_VIEWED, COUPON_DENIED = "Payment Failed", "Checkout Step Viewed", "Coupon Denied"
-ORDER_COMPLETED = "Order Completed"
-_IN_CHECKOUT = frozenset(
-    {"Checkout Started", STEP_VIEWED, "Checkout Step Completed", "Payment Info Entered", PAYMENT_FAILED,
-     "Coupon Applied", COUPON_DENIED}
-)  # fmt: skip
-FRICTION_EVENTS = frozenset({CLICK, ERROR, SEARCH, ORDER_COMPLETED}) | _IN_CHECKOUT
 
 Hit = tuple[str, int, str, str]  # (signal, event time ms, page, detail)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(int(value)) if float(value).is_integer() else str(value)
-    return ""
 
 
 def score(counts: dict[str, int], rules: Rules) -> int:
@@ -122,7 +104,7 @@ def reasons(counts: dict[str, int], rules: Rules) -> list[str]:
 def observe(
     state: VisitorState, event: dict, props: dict, session_id: str, rules: Rules, wall_ms: int
 ) -> tuple[list[dict], dict | None]:
-    """Apply one page view or ``FRICTION_EVENTS`` event; return its fact rows and an assist trigger or None.
+    """Apply one page view or ``FRICTION_INPUTS`` event; return its fact rows and an assist trigger or None.
 
     Events outside a browser session (``session_id`` '') carry no friction.
     """
@@ -138,20 +120,20 @@ def observe(
     entered_checkout = False
     if event.get("type") == "page":
         _on_page(f, event, t, props, rules, hits)
-    elif name == CLICK:
+    elif name == ELEMENT_CLICKED:
         _on_click(f, t, props, page, rules, hits)
-    elif name == ERROR:
+    elif name == ERROR_SHOWN:
         _on_error(f, t, page, rules, hits)
-    elif name == SEARCH:
+    elif name == PRODUCTS_SEARCHED:
         count = props.get("results_count")
         if count == 0 and not isinstance(count, bool):
             hits.append(("zero_result_search", t, page, ""))
     elif name == ORDER_COMPLETED:
         f.ordered = True
-    if name in _IN_CHECKOUT:
+    if name in IN_CHECKOUT:
         entered_checkout = not f.in_checkout
         f.in_checkout = True
-        f.checkout_id = _text(props.get("checkout_id")) or f.checkout_id
+        f.checkout_id = label(props.get("checkout_id")) or f.checkout_id
         _on_checkout(f, name, t, props, page, rules, hits)
     if not hits and not entered_checkout:
         return [], None  # most page views
@@ -167,7 +149,7 @@ def observe(
 
 def _on_page(f: SessionFriction, event: dict, t: int, props: dict, rules: Rules, hits: list[Hit]) -> None:
     path = event.get("page_path") or ""
-    load_ms = _number(props.get("load_time_ms"))
+    load_ms = number(props.get("load_time_ms"))
     if load_ms is not None and load_ms > rules.friction_slow_page_ms:
         hits.append(("slow_page", t, path, ""))
     key = (event.get("page_url") or "").partition("#")[0] or path
@@ -341,7 +323,7 @@ def _on_click(f: SessionFriction, t: int, props: dict, page: str, rules: Rules, 
     excluded = _excluded(selector, rules)
     if props.get("interactive") is True and props.get("responded") is False and not excluded:
         hits.append(("dead_click", t, page, selector))  # a text field or stepper need not change the page
-    click = [t, selector, _number(props.get("x")), _number(props.get("y")), 0, None]
+    click = [t, selector, number(props.get("x")), number(props.get("y")), 0, None]
     insort(f.clicks, click, key=lambda c: c[0])  # after clicks of the same millisecond: arrival order
     error_window = rules.friction_error_click_ms
     for error in f.errors:  # a late click may come before an error still waiting for one
@@ -425,9 +407,9 @@ def _prune(f: SessionFriction, rules: Rules) -> None:
 
 def _on_checkout(f: SessionFriction, name: str, t: int, props: dict, page: str, rules: Rules, hits: list[Hit]) -> None:
     if name == PAYMENT_FAILED:
-        hits.append(("payment_failed", t, page, _text(props.get("checkout_id"))))
-    elif name == STEP_VIEWED:
-        step = _text(props.get("step"))
+        hits.append(("payment_failed", t, page, label(props.get("checkout_id"))))
+    elif name == CHECKOUT_STEP_VIEWED:
+        step = label(props.get("step"))
         if step and (step in f.step_views or len(f.step_views) < MAX_CHECKOUT_STEPS):
             views = f.step_views[step] = f.step_views.get(step, 0) + 1
             if views == rules.friction_loop_step_views:

@@ -41,31 +41,26 @@ import orjson
 
 from pipeline.detect.abandonment import abandon, cancel_offers
 from pipeline.detect.attribution import RECOVERIES_TABLE, recover
-from pipeline.detect.carts import (
-    CART_EVENTS,
-    CHECKOUT_EVENTS,
-    ORDER_COMPLETED,
-    apply_activity,
-    close_for_order,
-    forget_stale,
-    resolve_cart,
-)
-from pipeline.detect.customers import SCORES_TABLE, note_experience, note_order, order_revenue, score_row
+from pipeline.detect.carts import apply_activity, close_for_order, forget_stale, resolve_cart
+from pipeline.detect.customers import SCORES_TABLE, note_experience, note_order, score_row
 from pipeline.detect.deadlines import DeadlineIndex
 from pipeline.detect.dedup import event_hash, remember
-from pipeline.detect.friction import FRICTION_EVENTS, FRICTION_TABLE, observe
+from pipeline.detect.friction import FRICTION_TABLE, observe
 from pipeline.detect.rules import Rules
 from pipeline.detect.sessions import assign_session
 from pipeline.detect.state import Cart, VisitorState, decode_state, encode_state
-from pipeline.detect.support import SUPPORT_EVENTS, apply_support
+from pipeline.detect.support import apply_support
 from pipeline.detect.support import note_order as note_support_order
 from pipeline.detect.watermark import Watermark
 from pipeline.records import TooDeep, json_depth_exceeds, parse_bounded, visitor_key
+from pipeline.vocabulary import (
+    CARTS_OPEN_OR_CHANGE, CHECKOUT_PROGRESS, FRICTION_INPUTS, ORDER_COMPLETED, SUPPORT_EVENTS, order_revenue,
+)  # fmt: skip
 
 __all__ = ["EventFailed", "Output", "PartitionProcessor", "LoadState"]
 
 LoadState = Callable[[str], "bytes | None"]
-_CART_RELATED = CART_EVENTS | CHECKOUT_EVENTS | {ORDER_COMPLETED}
+_CART_RELATED = CARTS_OPEN_OR_CHANGE | CHECKOUT_PROGRESS | {ORDER_COMPLETED}
 
 
 @dataclass(slots=True)
@@ -141,11 +136,6 @@ class PartitionProcessor:
     def watermark_ms(self) -> int | None:
         """The partition's event-time watermark; None before the first event."""
         return self._watermark.value
-
-    @property
-    def pending_visitors(self) -> int:
-        """Visitors with a cart deadline scheduled."""
-        return len(self._index)
 
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Rebuild the deadline index from stored states; runs on partition assignment.
@@ -326,7 +316,7 @@ class PartitionProcessor:
                     close_for_order(state, cart, t_ms)
                 else:
                     apply_activity(state, cart, name, props, t_ms, session_id, rules)
-        if name in FRICTION_EVENTS or call == "page":
+        if name in FRICTION_INPUTS or call == "page":
             facts, assist = observe(state, event, props, session_id, rules, wall_ms)
             for fact in facts:
                 self._out.fact(FRICTION_TABLE, fact)

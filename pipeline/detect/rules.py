@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from pipeline.settings import (
     DAY_MS,
-    DEFAULT_FRICTION_WEIGHTS,
-    DEFAULT_RAGE_EXCLUDE,
     MINUTE_MS,
     Settings,
     parse_friction_weights,
@@ -22,72 +20,48 @@ __all__ = ["Rules", "Channel"]
 
 Channel = Literal["email", "sms", "onsite"]
 
-# Rules fields that come one to one from Settings of the same name.
-_FROM_SETTINGS = (
-    "abandon_after_ms",
-    "session_gap_ms",
-    "allowed_lateness_ms",
-    "idle_partition_ms",
-    "experiment",
-    "holdout_pct",
-    "offer_cap_ms",
-    "offer_valid_ms",
-    "offer_discount_pct",
-    "offer_channel",
-    "friction_rage_clicks",
-    "friction_rage_window_ms",
-    "friction_rage_radius_px",
-    "friction_error_click_ms",
-    "friction_slow_page_ms",
-    "friction_u_turn_ms",
-    "friction_loop_step_views",
-    "friction_loop_coupon_denials",
-    "friction_assist_score",
-    "friction_assist_cap_ms",
-    "support_risk_sentiment",
-    "support_recent_order_ms",
-    "loyalty_assist_score",
-    "loyalty_full_revenue",
-    "attribution_window_ms",
-)
+
+def _setting(name: str) -> Any:
+    """The default of the setting ``name``: each rule's default is written once, in ``Settings``."""
+    return Settings.model_fields[name].default
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
     """What the detectors decide with; the defaults are the guardrails of docs/offers.md and docs/detection.md."""
 
-    abandon_after_ms: int = 30 * MINUTE_MS
-    session_gap_ms: int = 30 * MINUTE_MS
-    allowed_lateness_ms: int = 1_000
-    idle_partition_ms: int = 1_000
-    experiment: str = "default"
-    holdout_pct: float = 10.0
-    offer_cap_ms: int = DAY_MS
-    offer_valid_ms: int = 2 * DAY_MS
-    offer_discount_pct: int = 10
-    offer_channel: Channel = "email"
-    friction_rage_clicks: int = 3
-    friction_rage_window_ms: int = 1_000
-    friction_rage_radius_px: float = 30.0
-    friction_rage_exclude: tuple[str, ...] = parse_selectors(DEFAULT_RAGE_EXCLUDE)
-    friction_error_click_ms: int = 1_000
-    friction_slow_page_ms: int = 4_000
-    friction_u_turn_ms: int = 10_000
-    friction_loop_step_views: int = 3
-    friction_loop_coupon_denials: int = 2
+    abandon_after_ms: int = _setting("abandon_after_ms")
+    session_gap_ms: int = _setting("session_gap_ms")
+    allowed_lateness_ms: int = _setting("allowed_lateness_ms")
+    idle_partition_ms: int = _setting("idle_partition_ms")
+    experiment: str = _setting("experiment")
+    holdout_pct: float = _setting("holdout_pct")
+    offer_cap_ms: int = _setting("offer_cap_ms")
+    offer_valid_ms: int = _setting("offer_valid_ms")
+    offer_discount_pct: int = _setting("offer_discount_pct")
+    offer_channel: Channel = _setting("offer_channel")
+    friction_rage_clicks: int = _setting("friction_rage_clicks")
+    friction_rage_window_ms: int = _setting("friction_rage_window_ms")
+    friction_rage_radius_px: float = _setting("friction_rage_radius_px")
+    friction_rage_exclude: tuple[str, ...] = parse_selectors(_setting("friction_rage_exclude_selectors"))
+    friction_error_click_ms: int = _setting("friction_error_click_ms")
+    friction_slow_page_ms: int = _setting("friction_slow_page_ms")
+    friction_u_turn_ms: int = _setting("friction_u_turn_ms")
+    friction_loop_step_views: int = _setting("friction_loop_step_views")
+    friction_loop_coupon_denials: int = _setting("friction_loop_coupon_denials")
     # (signal, points) pairs: a tuple keeps the rules hashable like the rest
-    friction_weights: tuple[tuple[str, int], ...] = tuple(parse_friction_weights(DEFAULT_FRICTION_WEIGHTS).items())
-    friction_assist_score: int = 50
-    friction_assist_cap_ms: int = 10 * MINUTE_MS
-    support_risk_sentiment: float = -0.4
-    support_recent_order_ms: int = 30 * DAY_MS
+    friction_weights: tuple[tuple[str, int], ...] = tuple(parse_friction_weights(_setting("friction_weights")).items())
+    friction_assist_score: int = _setting("friction_assist_score")
+    friction_assist_cap_ms: int = _setting("friction_assist_cap_ms")
+    support_risk_sentiment: float = _setting("support_risk_sentiment")
+    support_recent_order_ms: int = _setting("support_recent_order_ms")
     # Ascending (cart value, discount pct): the highest tier a cart reaches sets its discount.
-    offer_discount_tiers: tuple[tuple[float, int], ...] = ((100.0, 15), (250.0, 20))
-    experiment_holdouts: tuple[tuple[str, float], ...] = ()  # (experiment, holdout pct) overrides
-    experiment_by_kind: tuple[tuple[str, str], ...] = ()  # (trigger kind, experiment) overrides
-    loyalty_assist_score: int = 70
-    loyalty_full_revenue: float = 500.0
-    attribution_window_ms: int = 7 * DAY_MS
+    offer_discount_tiers: tuple[tuple[float, int], ...] = parse_tiers(_setting("offer_discount_tiers"))
+    experiment_holdouts: tuple[tuple[str, float], ...] = parse_holdouts(_setting("experiment_holdouts"))  # (experiment, pct)
+    experiment_by_kind: tuple[tuple[str, str], ...] = tuple(parse_pairs(_setting("experiment_by_kind"), "kind=experiment"))
+    loyalty_assist_score: int = _setting("loyalty_assist_score")
+    loyalty_full_revenue: float = _setting("loyalty_full_revenue")
+    attribution_window_ms: int = _setting("attribution_window_ms")
     # Bounds on one visitor's state. They are not settings: they trade memory,
     # not behaviour a storefront or an analyst sees.
     dedup_window: int = 64
@@ -152,3 +126,10 @@ class Rules:
             experiment_holdouts=parse_holdouts(settings.experiment_holdouts),
             experiment_by_kind=tuple(parse_pairs(settings.experiment_by_kind, "kind=experiment")),
         )
+
+
+# Rules parsed from a setting's text (``from_settings`` names them); the rest of the rules that share a
+# setting's name take its value as it is, and those that bound one visitor's state are not settings.
+_PARSED = frozenset({"friction_rage_exclude", "friction_weights", "offer_discount_tiers", "experiment_holdouts",
+                     "experiment_by_kind"})  # fmt: skip
+_FROM_SETTINGS = tuple(f.name for f in fields(Rules) if f.name in Settings.model_fields and f.name not in _PARSED)

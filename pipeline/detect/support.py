@@ -1,7 +1,7 @@
 """Support experience: tickets, message sentiment, surveys and the ``support_risk`` trigger; pure.
 
 The processor calls ``apply_support`` for the four support events of the
-catalog (``SUPPORT_EVENTS``) and ``note_order`` for every ``Order
+catalog (``vocabulary.SUPPORT_EVENTS``) and ``note_order`` for every ``Order
 Completed``. ``apply_support`` updates the visitor's tickets and returns
 what to write and send:
 
@@ -45,23 +45,15 @@ from pipeline.detect.state import VisitorState
 from pipeline.detect.tickets import SURVEY_KINDS, Ticket
 from pipeline.records import stable_id
 from pipeline.sentiment import Sentiment, lang_of_locale, score
+from pipeline.vocabulary import (
+    SUPPORT_MESSAGE_SENT, SUPPORT_TICKET_OPENED, SUPPORT_TICKET_RESOLVED, SURVEY_ANSWERED, label,
+)  # fmt: skip
 
 __all__ = [
-    "MESSAGE_SENT",
-    "SUPPORT_EVENTS",
-    "SURVEY_ANSWERED",
     "SupportOutput",
-    "TICKET_OPENED",
-    "TICKET_RESOLVED",
     "apply_support",
     "note_order",
 ]
-
-TICKET_OPENED = "Support Ticket Opened"
-MESSAGE_SENT = "Support Message Sent"
-TICKET_RESOLVED = "Support Ticket Resolved"
-SURVEY_ANSWERED = "Survey Answered"
-SUPPORT_EVENTS = frozenset({TICKET_OPENED, MESSAGE_SENT, TICKET_RESOLVED, SURVEY_ANSWERED})
 
 TICKETS_TABLE = "cx.support_tickets"
 MESSAGES_TABLE = "cx.support_messages"
@@ -80,12 +72,6 @@ def note_order(state: VisitorState, t_ms: int) -> None:
     """Remember the latest order's event time (for the detractor-after-order rule)."""
     if state.last_order_ms is None or t_ms > state.last_order_ms:
         state.last_order_ms = t_ms
-
-
-def _text(value: object) -> str:
-    if value is None or isinstance(value, (dict, list, bool)):
-        return ""
-    return value if isinstance(value, str) else str(value)
 
 
 def _find(state: VisitorState, ticket_id: str) -> Ticket | None:
@@ -170,25 +156,25 @@ def _trigger(
 def apply_support(
     state: VisitorState, event: dict, name: str, props: dict, rules: Rules, wall_ms: int
 ) -> SupportOutput:
-    """Apply one support event (``name`` in ``SUPPORT_EVENTS``, properties validated by the collector)."""
+    """Apply one support event (``name`` in ``vocabulary.SUPPORT_EVENTS``, properties validated by the collector)."""
     out = SupportOutput()
     t_ms = event["event_time_ms"]
     customer_id = event.get("user_id") or state.user_id or ""
-    ticket_id = _text(props.get("ticket_id"))
+    ticket_id = label(props.get("ticket_id"))
     if name == SURVEY_ANSWERED:
         ticket = _find(state, ticket_id) if ticket_id else None
         _survey(state, event, props, ticket, customer_id, rules, wall_ms, out)
     else:
         ticket = _ticket(state, ticket_id, rules)
-        if name == TICKET_OPENED:
+        if name == SUPPORT_TICKET_OPENED:
             if ticket.opened_ms is None:  # the first opening fixes the ticket's day
                 ticket.opened_ms = t_ms
-            ticket.channel = ticket.channel or _text(props.get("channel"))
-            ticket.topic = ticket.topic or _text(props.get("topic"))
-            ticket.order_id = ticket.order_id or _text(props.get("order_id"))
-        elif name == MESSAGE_SENT:
+            ticket.channel = ticket.channel or label(props.get("channel"))
+            ticket.topic = ticket.topic or label(props.get("topic"))
+            ticket.order_id = ticket.order_id or label(props.get("order_id"))
+        elif name == SUPPORT_MESSAGE_SENT:
             _message(state, event, props, ticket, customer_id, rules, wall_ms, out)
-        elif name == TICKET_RESOLVED:
+        elif name == SUPPORT_TICKET_RESOLVED:
             ticket.resolutions += 1
             ticket.resolved_ms = t_ms if ticket.resolved_ms is None else max(ticket.resolved_ms, t_ms)
             ticket.waiting = False
@@ -233,7 +219,7 @@ def _message(
     out: SupportOutput,
 ) -> None:
     t_ms = event["event_time_ms"]
-    author = _text(props.get("author"))
+    author = label(props.get("author"))
     row = {
         "tenant": state.tenant,
         "message_id": event["event_id"],
@@ -280,14 +266,14 @@ def _survey(
     out: SupportOutput,
 ) -> None:
     t_ms = event["event_time_ms"]
-    kind = _text(props.get("survey"))
+    kind = label(props.get("survey"))
     raw_score = props.get("score")
     if isinstance(raw_score, bool) or not isinstance(raw_score, (int, float)) or raw_score != raw_score:
         # The collector's catalog requires a numeric score; a record from
         # elsewhere without one is stored as an event, with no survey row.
         return
     value = float(raw_score)
-    order_id = _text(props.get("order_id"))
+    order_id = label(props.get("order_id"))
     row = {
         "tenant": state.tenant,
         "survey_id": event["event_id"],
@@ -295,7 +281,7 @@ def _survey(
         "customer_id": customer_id,
         "survey": kind,
         "score": value,
-        "ticket_id": _text(props.get("ticket_id")),
+        "ticket_id": label(props.get("ticket_id")),
         "order_id": order_id,
         "has_comment": False,
         "comment_sentiment": 0.0,

@@ -23,7 +23,7 @@
 -- were not stored), so of two unmerged rows of one id the earlier wins.
 -- Stop every worker of the old version before this runs: rows an old worker
 -- writes to cx.events between the copy and the rename stay in
--- cx.events_0007. The old table is dropped by 0009.
+-- cx.events_0007. The old table is dropped by 0010.
 -- cx:done-when SELECT count() FROM system.columns WHERE database = 'cx' AND table = 'events' AND name = 'ver'
 CREATE TABLE IF NOT EXISTS cx.events_0008
 (

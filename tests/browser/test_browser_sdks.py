@@ -24,9 +24,6 @@ from urllib.parse import urlencode
 import pytest
 
 from infra.broker import EmbeddedBroker
-from infra.ports import free_port
-from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
 from tests.browser.harness import (
     CHROMIUM,
     HERE,
@@ -38,7 +35,7 @@ from tests.browser.harness import (
     calls,
     chromium_missing,
 )
-from tests.collector.test_integration import CollectorThread
+from tests.collector.harness import CollectorThread, collector_settings
 
 pytestmark = pytest.mark.integration
 
@@ -114,19 +111,10 @@ def browser_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserRun
         pytest.skip(reason=missing)
     build_bundles()
     with EmbeddedBroker() as broker:
-        settings = Settings(
-            _env_file=None,
-            kafka_bootstrap=broker.bootstrap,
-            kafka_partitions=2,
-            collector_port=free_port(),
-            topic_events="browser.events",
-            topic_deadletter="browser.deadletter",
-            topic_triggers="browser.triggers",
-            write_keys=f"{WRITE_KEY}={TENANT}",
-            pii_salt="browser-salt",
+        settings = collector_settings(
+            broker.bootstrap, "browser", partitions=2, write_key=WRITE_KEY, tenant=TENANT,
             data_dir=tmp_path_factory.mktemp("browser"),
         )
-        ensure_topics(settings, broker.bootstrap)
         collector = CollectorThread(settings, broker.bootstrap).start()
         reader = EventsReader(broker.bootstrap, settings.topic_events)
         try:

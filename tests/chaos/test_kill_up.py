@@ -56,7 +56,7 @@ def test_kill_9_of_up_leaves_no_process_and_the_next_up_starts(tmp_path: Path, k
             _wait_started(up)
             children = descendants(up.pid)
             seen |= children
-            assert sorted(command_of(pid) for pid, _ in children) == ["collector", "tansu", "worker"], i
+            assert sorted(command_of(pid) for pid, _ in children) == ["collector", "dashboard", "tansu", "worker"], i
             if i == 0:  # the same data dir while this one runs: refused, nothing started
                 second = subprocess.run(
                     [sys.executable, "-m", "pipeline.cli", "up"], env=env, capture_output=True, text=True, timeout=60

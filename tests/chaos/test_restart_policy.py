@@ -68,3 +68,31 @@ def test_a_child_up_longer_than_the_stable_time_starts_its_count_again(fresh_set
         clock[0] += 1.0
         pipeline.supervise()
     assert pipeline.restarts == 3
+
+
+def test_a_dashboard_past_its_budget_stays_stopped_and_the_pipeline_goes_on(fresh_settings, tmp_path, monkeypatch) -> None:
+    settings = fresh_settings.model_copy(update={"restart_budget": 1, "restart_backoff_s": 1.0, "restart_stable_s": 30.0})
+    pipeline = Pipeline(settings)
+    pipeline._log_dir = tmp_path
+    clock = [0.0]
+    monkeypatch.setattr("pipeline.runner.time.monotonic", lambda: clock[0])
+
+    def spawn(name: str, env=None) -> None:
+        pipeline.procs[name] = _Proc(None)
+        pipeline._started[name] = clock[0]
+
+    pipeline._spawn = spawn  # type: ignore[method-assign]
+    spawn("worker")
+    spawn("dashboard")
+    clock[0] += 2.0
+    pipeline.procs["dashboard"].returncode = 1  # failure 1 of budget 1: started again after 1 s
+    pipeline.supervise()
+    clock[0] += 1.0
+    assert pipeline.supervise() == ["dashboard started again (pid 4242)"]
+    clock[0] += 2.0
+    pipeline.procs["dashboard"].returncode = 1  # failure 2: past the budget, but ingestion does not need it
+    [note] = pipeline.supervise()
+    assert note.startswith("dashboard failed 2 times in a row (last: exit code 1 after 2.0 s; CX_RESTART_BUDGET=1")
+    assert "not started again, the collector and workers go on" in note
+    clock[0] += 60.0
+    assert pipeline.supervise() == [] and set(pipeline.procs) == {"worker"} and pipeline.given_up == {"dashboard"}

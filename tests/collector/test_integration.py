@@ -7,66 +7,28 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from segment.analytics import Client
 
 from infra.broker import EmbeddedBroker
-from infra.ports import free_port, wait_for_port
 from pipeline.collector.partitioner import partition_for_key
-from pipeline.collector.server import run_collector
 from pipeline.records import decode_batch, visitor_key
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from tests.collector.conftest import basic
+from tests.collector.harness import CollectorThread, collector_settings, event_count, read_topic
 
 pytestmark = pytest.mark.integration
 
 TENANT = "shop-int"
 WRITE_KEY = "wk_int"
-
-
-class CollectorThread:
-    """``run_collector`` on its own event loop in a thread, as the CLI runs it (blocking SDK calls stay outside)."""
-
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self._loop = asyncio.new_event_loop()
-        self._task: asyncio.Task | None = None
-        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.collector_port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._task = self._loop.create_task(run_collector(self.settings, self.bootstrap))
-        try:
-            self._loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._loop.close()
-
-    def start(self) -> CollectorThread:
-        self._thread.start()
-        wait_for_port(self.settings.collector_port, timeout_s=20, alive=self._thread.is_alive)
-        return self
-
-    def stop(self) -> None:
-        """Cancel ``run_collector``: it stops accepting, finishes requests, flushes the producer."""
-        self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(timeout=40)
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +39,11 @@ def broker():
 
 @pytest.fixture(scope="module")
 def settings(broker: EmbeddedBroker) -> Settings:
-    settings = Settings(
-        _env_file=None,
-        kafka_bootstrap=broker.bootstrap,
-        kafka_partitions=3,
-        collector_port=free_port(),
-        topic_events="it.collector.events",
-        topic_deadletter="it.collector.deadletter",
-        topic_triggers="it.collector.triggers",
-        write_keys=f"{WRITE_KEY}={TENANT}",
-        pii_salt="int-salt",
-    )
     # explicit topic configs (cleanup.policy, retention.ms, max.message.bytes): see pipeline.topics
-    assert ensure_topics(settings, broker.bootstrap)[settings.topic_events] == 3
+    settings = collector_settings(
+        broker.bootstrap, "it.collector", partitions=3, write_key=WRITE_KEY, tenant=TENANT, pii_salt="int-salt"
+    )
+    assert ensure_topics(settings, broker.bootstrap)[settings.topic_events] == 3  # created with 3 partitions
     return settings
 
 
@@ -98,29 +52,6 @@ def collector(settings: Settings, broker: EmbeddedBroker):
     running = CollectorThread(settings, broker.bootstrap).start()
     yield running
     running.stop()
-
-
-def read_topic(bootstrap: str, topic: str, done: Callable[[list], bool], timeout_s: float = 20.0) -> list:
-    """Records of ``topic`` (all partitions, from the beginning) until ``done(records)`` or the timeout."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}", "enable.auto.commit": False}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        out: list = []
-        deadline = time.monotonic() + timeout_s
-        while not done(out) and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                out.append(msg)
-        return out
-    finally:
-        consumer.close()
-
-
-def event_count(n: int) -> Callable[[list], bool]:
-    return lambda records: sum(len(decode_batch(m.value())) for m in records) >= n
 
 
 def iso(moment: datetime) -> datetime:

@@ -101,6 +101,27 @@ def test_trigger_ids_and_offer_code_are_the_same_in_every_process(single: Harnes
     ]
 
 
+def test_trigger_ids_follow_their_written_recipe(single: Harness) -> None:
+    # The ids above, computed here by hand from the rule in docs/detection.md: BLAKE2b with a
+    # 16-byte digest over the parts, each followed by the unit separator 0x1f.
+    #   cart_abandoned: ("cart_abandoned", tenant, cart key, deadline)
+    #     anon-a's first cart is "anon-a#1"; its last activity was at T0+3m, so with the
+    #     30-minute rule its deadline is T0+33m = 1_700_001_980_000 ms.
+    #   offer_cancelled: ("offer_cancelled", tenant, the cancelled trigger's id)
+    #   offer code: "CX-" and the first 10 hex digits of the trigger id, upper case.
+    import hashlib
+
+    def blake(*parts: str) -> str:
+        return hashlib.blake2b(b"".join(p.encode() + b"\x1f" for p in parts), digest_size=16).hexdigest()
+
+    abandoned = blake("cart_abandoned", "shop-a", "anon-a#1", "1700001980000")
+    first, *_, cancelled = single.triggers
+    assert T0 + 33 * MIN == 1_700_001_980_000
+    assert first["trigger_id"] == abandoned
+    assert first["offer"]["code"] == "CX-" + abandoned[:10].upper()
+    assert cancelled["trigger_id"] == blake("offer_cancelled", "shop-a", abandoned)
+
+
 def test_batch_splitting_and_drains_do_not_change_rows_or_triggers(single: Harness) -> None:
     records = stream()
     split = Harness(RULES)

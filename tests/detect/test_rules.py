@@ -61,3 +61,15 @@ def test_offer_settings_are_parsed_into_rules() -> None:
 def test_bad_offer_settings_stop_start_up_naming_the_variable(variable: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=f"CX_{variable.upper()}.*{message}"):
         Settings.load(_env_file=None, **{variable: value})
+
+
+def test_the_rules_defaults_are_the_settings_defaults() -> None:
+    # Each default is written once, in Settings: a Rules() and the rules of unset settings are the same.
+    assert Rules() == Rules.from_settings(Settings(_env_file=None))
+    assert Rules().abandon_after_ms == 30 * 60_000 and Rules().offer_discount_tiers == ((100.0, 15), (250.0, 20))
+
+
+def test_a_changed_setting_reaches_its_rule() -> None:
+    rules = Rules.from_settings(Settings(_env_file=None, friction_u_turn_ms=5_000, experiment_by_kind="support_risk=care"))
+    assert rules.friction_u_turn_ms == 5_000
+    assert rules.experiment_for("support_risk") == "care" and rules.experiment_for("cart_abandoned") == "default"

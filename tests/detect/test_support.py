@@ -12,7 +12,8 @@ import pytest
 from pipeline.collector.catalog import CATALOG, PropertyError, check_properties
 from pipeline.detect import Rules
 from pipeline.detect.state import decode_state, encode_state
-from pipeline.detect.support import MESSAGES_TABLE, SURVEYS_TABLE, TICKET_OPENED, TICKETS_TABLE
+from pipeline.detect.support import MESSAGES_TABLE, SURVEYS_TABLE, TICKETS_TABLE
+from pipeline.vocabulary import SUPPORT_TICKET_OPENED
 from pipeline.records import stable_id
 from sinks.rows import FACT_TABLES, event_row
 from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, ev, order
@@ -176,7 +177,7 @@ def opened_props(topic: object) -> dict:
     ],
 )
 def test_ticket_topic_slug_is_accepted_and_stored_lower_case(topic: str, stored: str) -> None:
-    assert check_properties(CATALOG[TICKET_OPENED], opened_props(topic))["topic"] == stored
+    assert check_properties(CATALOG[SUPPORT_TICKET_OPENED], opened_props(topic))["topic"] == stored
 
 
 @pytest.mark.parametrize(
@@ -191,7 +192,7 @@ def test_ticket_topic_slug_is_accepted_and_stored_lower_case(topic: str, stored:
 )
 def test_ticket_topic_that_is_not_a_slug_is_a_wrong_type_dead_letter_not_echoing_the_text(topic: str) -> None:
     with pytest.raises(PropertyError) as info:
-        check_properties(CATALOG[TICKET_OPENED], opened_props(topic))
+        check_properties(CATALOG[SUPPORT_TICKET_OPENED], opened_props(topic))
     assert info.value.reason == "wrong_type"
     assert info.value.detail.startswith("topic must be a slug")
     assert topic.strip().lower() not in info.value.detail
@@ -199,7 +200,7 @@ def test_ticket_topic_that_is_not_a_slug_is_a_wrong_type_dead_letter_not_echoing
 
 def test_ticket_topic_of_another_type_is_wrong_type() -> None:
     with pytest.raises(PropertyError) as info:
-        check_properties(CATALOG[TICKET_OPENED], opened_props(7))
+        check_properties(CATALOG[SUPPORT_TICKET_OPENED], opened_props(7))
     assert info.value.reason == "wrong_type"
 
 

@@ -44,3 +44,35 @@ def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, click
     )
     assert result.collector["messages"] > 0 and result.collector["events_per_s"] > 0
     assert any(metric.startswith("1 worker(s): end to end") for metric, _ in report_rows(result))
+
+    # The JSON's flat figures carry the same numbers under stable names.
+    import orjson
+
+    figures = orjson.loads(result.to_json())["figures"]
+    rate = opts.live_rates[0]
+    assert figures["workers_1_events_stored"] == e["messages"] - e["invalid"]
+    assert figures["workers_1_dead_letters"] == e["invalid"]
+    assert figures["workers_1_events_per_s"] == run.events_per_s and figures["raw_consumer_events_per_s"] > 0
+    assert figures[f"live_{rate}_cart_abandoned_count"] == live["latency"]["cart_abandoned"]["count"]
+    assert figures[f"live_{rate}_cart_abandoned_p99_ms"] == live["latency"]["cart_abandoned"]["p99_ms"]
+    assert figures["collector_events_per_s"] == result.collector["events_per_s"]
+
+
+def test_bench_without_a_clickhouse_server_says_how_to_get_one_in_one_line(kafka: str, monkeypatch, tmp_path) -> None:
+    import infra.clickhouse_server
+    from typer.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    def no_server() -> list[str]:
+        raise FileNotFoundError("no clickhouse-server binary found; install it with `bash infra/setup.sh --clickhouse-server`")
+
+    monkeypatch.setattr(infra.clickhouse_server, "server_command", no_server)
+    monkeypatch.setenv("CX_KAFKA_BOOTSTRAP", kafka)
+    monkeypatch.setenv("CX_DATA_DIR", str(tmp_path))
+    out = CliRunner().invoke(cli, ["bench", "--quick"])
+    assert out.exit_code == 1
+    assert isinstance(out.exception, SystemExit)  # typer's Exit(1), not an error escaping the command
+    text = " ".join(out.output.split())  # the console wraps long lines at its width
+    assert "Traceback" not in text and text.count("bench failed") == 1
+    assert "install it with `bash infra/setup.sh --clickhouse-server`" in text and "--clickhouse-url" in text

@@ -103,8 +103,8 @@ def test_up_query_while_running_and_after_a_clean_sigint_stop(tmp_path: Path) ->
         assert _count(env) == 2
 
         children = descendants(up.pid)
-        # tansu (the embedded broker) and `python -m pipeline.cli worker` / `collector`
-        assert sorted(command_of(pid) for pid, _ in children) == ["collector", "tansu", "worker"]
+        # tansu (the embedded broker) and `python -m pipeline.cli worker` / `collector` / `dashboard`
+        assert sorted(command_of(pid) for pid, _ in children) == ["collector", "dashboard", "tansu", "worker"]
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=90) == 0
         assert [p for p in children if alive(p)] == [], "processes left running after a clean stop"
@@ -129,3 +129,26 @@ def test_a_wrong_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> N
     out = _cx(["up"], _env(tmp_path / "data", CX_COLLECTOR_PORT="eighty"))
     assert out.returncode == 2
     assert "CX_COLLECTOR_PORT" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "collector"])
+def test_no_broker_at_the_address_is_one_line_and_exit_69(tmp_path: Path, command: str) -> None:
+    from infra.ports import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    out = _cx([command], _env(tmp_path / "data", CX_KAFKA_BOOTSTRAP=address), timeout=60)
+    assert out.returncode == 69  # EX_UNAVAILABLE: `up` starts it again, with its backoff
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"cxstream {command}: no Kafka broker answered at {address}")
+    assert "CX_KAFKA_BOOTSTRAP" in lines[0]
+
+
+def test_a_query_to_a_server_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    from infra.ports import free_port
+
+    port = free_port()
+    out = _cx(["query", "SELECT 1"], _env(tmp_path / "data", CX_CLICKHOUSE_URL=f"clickhouse://default@127.0.0.1:{port}/cx"))
+    assert out.returncode == 1
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert lines == [f"cxstream query: query failed: Connection refused (127.0.0.1:{port})"]

@@ -23,11 +23,8 @@ from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 
 from infra.broker import EmbeddedBroker
-from infra.ports import free_port
-from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
 from tests.browser.harness import HERE, THIRTEEN, EventsReader, calls, sdk_tools_missing
-from tests.collector.test_integration import CollectorThread
+from tests.collector.harness import CollectorThread, collector_settings
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +35,7 @@ TENANT = "shop-sdk"
 @pytest.fixture(scope="module")
 def running() -> Iterator[tuple[CollectorThread, EventsReader]]:
     with EmbeddedBroker() as broker:
-        settings = Settings(
-            _env_file=None,
-            kafka_bootstrap=broker.bootstrap,
-            kafka_partitions=2,
-            collector_port=free_port(),
-            topic_events="sdk.events",
-            topic_deadletter="sdk.deadletter",
-            topic_triggers="sdk.triggers",
-            write_keys=f"{WRITE_KEY}={TENANT}",
-            pii_salt="sdk-salt",
-        )
-        ensure_topics(settings, broker.bootstrap)
+        settings = collector_settings(broker.bootstrap, "sdk", partitions=2, write_key=WRITE_KEY, tenant=TENANT)
         collector = CollectorThread(settings, broker.bootstrap).start()
         reader = EventsReader(broker.bootstrap, settings.topic_events)
         try:

@@ -11,12 +11,10 @@ import pytest
 import requests
 
 from infra.broker import EmbeddedBroker
-from infra.ports import free_port
 from pipeline.records import decode_batch
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
 from tests.collector.conftest import basic
-from tests.collector.test_integration import CollectorThread, event_count, read_topic
+from tests.collector.harness import CollectorThread, collector_settings, event_count, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +30,7 @@ def broker():
 
 @pytest.fixture(scope="module")
 def settings(broker: EmbeddedBroker) -> Settings:
-    settings = Settings(
-        _env_file=None,
-        kafka_bootstrap=broker.bootstrap,
-        kafka_partitions=1,
-        collector_port=free_port(),
-        topic_events="probe.events",
-        topic_deadletter="probe.deadletter",
-        topic_triggers="probe.triggers",
-        write_keys=f"{KEY}=shop-probe",
-        pii_salt="probe-salt",
-    )
-    ensure_topics(settings, broker.bootstrap)
-    return settings
+    return collector_settings(broker.bootstrap, "probe", partitions=1, write_key=KEY, tenant="shop-probe")
 
 
 @pytest.fixture(scope="module")

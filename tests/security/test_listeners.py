@@ -19,7 +19,9 @@ from tests.integration.processes import Proc, command_of, descendants, stop_proc
 pytestmark = pytest.mark.integration
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
-ROLE_OF_PROCESS = {"collector": "collector", "worker": "worker web", "tansu": "embedded broker"}
+ROLE_OF_PROCESS = {
+    "collector": "collector", "worker": "worker web", "dashboard": "dashboard", "tansu": "embedded broker",
+}
 
 
 def doc_table() -> dict[str, tuple[str, str]]:
@@ -64,6 +66,10 @@ def _listening(pids: set[int]) -> list[tuple[int, str, int]]:
 def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
     env.update({"CX_DATA_DIR": str(tmp_path / "data"), "CX_COLLECTOR_PORT": "0", "CX_PII_SALT": "test-salt"})
+    # With webhook delivery on: its process must open no listener (it only connects out).
+    hooks = tmp_path / "hooks.toml"
+    hooks.write_text('[[destination]]\nname = "esp"\nurl = "http://127.0.0.1:9/hook"\nsecret = "0123456789abcdef"\n')
+    env.update({"CX_DELIVERY_ENABLED": "true", "CX_DELIVERY_CONFIG": str(hooks)})
     up = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     children: set[Proc] = set()
     try:
@@ -75,6 +81,7 @@ def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
         info = json.loads(run_file.read_text())
         children = descendants(up.pid)
         pids = {up.pid} | {pid for pid, _ in children}
+        assert "deliver" in {command_of(pid) for pid in pids}
         found = {}
         for pid, address, port in _listening(pids):
             role = ROLE_OF_PROCESS.get(command_of(pid), f"unknown ({command_of(pid)} port {port})")
@@ -83,7 +90,12 @@ def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
         # Credentials: what each port answers without any.
         collector = requests.post(f"{info['collector_url']}/v1/batch", json={"batch": []}, timeout=10)
         worker = requests.get(f"http://127.0.0.1:{info['worker_port']}/cx/stats", timeout=10)
-        measured = {"collector": collector.status_code == 401, "worker web": worker.status_code == 401}
+        dashboard = requests.get(f"http://127.0.0.1:{info['dashboard_port']}/api/meta", timeout=10)
+        measured = {
+            "collector": collector.status_code == 401,
+            "worker web": worker.status_code == 401,
+            "dashboard": dashboard.status_code == 401,
+        }
         documented = doc_table()
         for role, needs in measured.items():
             assert (documented[role][1] == "required") == needs, role

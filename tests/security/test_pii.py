@@ -124,7 +124,7 @@ def test_planted_personal_values_never_reach_kafka_in_clear() -> None:
     from pipeline.settings import Settings
     from pipeline.topics import ensure_topics
     from tests.collector.conftest import basic
-    from tests.collector.test_integration import CollectorThread, read_topic
+    from tests.collector.harness import CollectorThread, read_topic
 
     planted = [b"planted@example.com", b"+33699887766", b"192.0.2.77", b"deep@example.org", b"url%40example.net"]
     batch = [

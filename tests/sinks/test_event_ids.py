@@ -110,7 +110,8 @@ def test_migration_0008_keeps_existing_rows_and_lets_the_first_of_unmerged_ones_
     # the old table: A's order and B's later row with the same id in two parts, not yet merged
     ch_backend.insert("cx.events", LEGACY_COLUMNS, [legacy_row(A_ORDER), legacy_row(other)])
     ch_backend.insert("cx.events", LEGACY_COLUMNS, [legacy_row(B_PAGE)])
-    assert migrate(ch_backend) == ["0008_events_first_wins", "0009_drop_events_0007"]
+    applied = migrate(ch_backend)
+    assert applied[0] == "0008_events_first_wins" and "0010_drop_events_0007" in applied
     assert stored(ch_backend) == [("X", "anon-s-a", "Order Completed"), ("Y", "anon-s-c", "Product Viewed")]
     assert ch_backend.execute(
         "SELECT event_id, product_id, payload_hash, ver FROM cx.events FINAL ORDER BY event_id"
@@ -131,13 +132,14 @@ def test_migration_0008_finishes_when_its_swap_was_done_but_not_recorded(ch_back
     # A start after a crash between the RENAME and the record (or a second
     # worker that meets the first one's swap): the guard sees the new table.
     write(ch_backend, A_ORDER)
-    # forget the record of 0008 and 0009 (18.16's ALTER ... DELETE is asynchronous: rebuild the table)
+    # forget the record of 0008 and later (18.16's ALTER ... DELETE is asynchronous: rebuild the table)
     kept = ch_backend.execute(
         "SELECT version, name, checksum, applied_at FROM cx.schema_migrations FINAL WHERE version < 8"
     )
     ch_backend.execute("DROP TABLE cx.schema_migrations")
     ch_backend.execute(_BOOTSTRAP[1])
     ch_backend.insert("cx.schema_migrations", ["version", "name", "checksum", "applied_at"], kept)
-    assert migrate(ch_backend) == ["0008_events_first_wins", "0009_drop_events_0007"]
+    applied = migrate(ch_backend)
+    assert applied[0] == "0008_events_first_wins" and "0010_drop_events_0007" in applied
     assert stored(ch_backend) == [("X", "anon-s-a", "Order Completed")]
     assert stored_fingerprints(ch_backend, {"shop-a": ["X"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}

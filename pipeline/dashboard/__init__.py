@@ -1,0 +1,1 @@
+"""The analysts' live dashboard (``cxstream dashboard``, also served by ``cxstream up``); docs/dashboard.md."""

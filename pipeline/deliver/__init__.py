@@ -1,0 +1,1 @@
+"""``cxstream deliver``: post triggers from the triggers topic to webhooks (docs/delivery.md)."""
