@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.detect import PartitionProcessor, Rules
+from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import Output
 from pipeline.settings import DAY_MS, HOUR_MS, MINUTE_MS, Settings, SettingsError, parse_tiers
 
@@ -355,7 +356,10 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
 
     Each processor gets its partition's records in offset order, has its own
     event-time watermark and its own visitor states; nothing crosses
-    partitions. The records play as live traffic: a record arrives when its
+    partitions but the id check (``pipeline.detect.ids``): one ``IdGate``
+    for the whole replay, as ClickHouse holds every stored id, takes out an
+    event whose id an event with other content took first (the worker's
+    ``duplicate_id_conflict``; here it is only left out). The records play as live traffic: a record arrives when its
     latest event happened (records of all partitions taken in that order,
     each partition's in offset order), the simulated wall clock is the latest
     arrival so far, and before each record every partition that has nothing
@@ -367,6 +371,7 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
     """
     tables: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
     procs = {p: PartitionProcessor(rules, load_state=tables[p].get) for p in partitions}
+    gate = IdGate()
     position = dict.fromkeys(partitions, 0)
     heads = [(_record_time(records[0]), p) for p, records in partitions.items() if records]
     heapq.heapify(heads)
@@ -391,7 +396,7 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
             if other != p:
                 waiting = position[other] < len(partitions[other])
                 proc.tick(wall_ms, caught_up=not waiting or _record_time(partitions[other][position[other]]) > wall_ms)
-        procs[p].process(offset, events, wall_ms)
+        procs[p].process(offset, judge_record(gate, events)[0], wall_ms)
         if position[p] < len(records):
             heapq.heappush(heads, (_record_time(records[position[p]]), p))
         since_drain += len(events)

@@ -366,7 +366,7 @@ def peak_rss_mb(pid: int) -> float:
 
 # The worker's /cx/stats timers (``<step>_s``), in the order of a batch; "emit"
 # holds the row building and the ClickHouse insert and trigger send, which overlap.
-STEPS = ("process", "emit", "clickhouse", "triggers", "changelog")
+STEPS = ("process", "ids", "emit", "clickhouse", "triggers", "changelog")
 
 
 def worker_stats(port: int, token: str) -> dict:

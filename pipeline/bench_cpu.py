@@ -7,6 +7,10 @@ partition as ``cxstream bench`` does, and each record goes through what
 ``pipeline.worker.Worker`` does with it, stage by stage:
 
 - **decode**: ``decode_batch_checked`` of each EventBatch record (as the worker);
+- **ids**: the id check of ``Worker.handle`` (``pipeline.detect.ids``): each
+  event's fingerprint, judged by an ``IdGate`` per batch against the ids
+  stored so far (a dict stands in for the ClickHouse lookup, whose time is
+  not measured);
 - **detect**: ``PartitionProcessor.process`` of the record (one processor
   per partition, offsets in partition order);
 - **states**: ``PartitionProcessor.drain``, which serializes the changed
@@ -54,6 +58,7 @@ from pipeline.bench import (
     collector_records,
     make_traffic,
 )
+from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
 from pipeline.records import decode_batch_checked
@@ -69,7 +74,7 @@ PARTITIONS = 4  # as ``cxstream bench``
 # 200 keeps the digests recorded when this benchmark was introduced (the
 # serialized states depend on where batches end; rows and triggers do not).
 BATCH_RECORDS = 200
-STAGES = ("decode", "detect", "states", "rows", "trigger records", "dead letters", "insert")
+STAGES = ("decode", "ids", "detect", "states", "rows", "trigger records", "dead letters", "insert")
 
 
 @dataclass
@@ -78,6 +83,7 @@ class _Figures:
     rows: Counter = field(default_factory=Counter)  # by table
     triggers: Counter = field(default_factory=Counter)  # by kind
     states: int = 0  # serialized states drained (one per changed visitor per batch)
+    id_conflicts: int = 0  # events the id check took out (duplicate_id_conflict)
     insert_bytes: int = 0
 
 
@@ -187,6 +193,9 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
         if triggers:
             sink.add_triggers(triggers)
         cpu["rows"] += clock() - started
+        for _, out in outputs:  # what the flush stores (not timed: ClickHouse's part)
+            for row in out.rows:
+                stored_ids.setdefault((row["tenant"], row["event_id"]), row["payload_hash"])
         sink.flush()
         started = clock()
         sent = [(trigger_key(t), encode_trigger(t, settings)) for t in triggers]
@@ -200,24 +209,37 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
                 tables[key.encode()] = value
                 digest.update(b"state %d\n" % partition + key.encode() + b"\n" + value + b"\n")
 
+    stored_ids: dict[tuple[str, str], int] = {}  # what cx.events holds: (tenant, event_id) -> fingerprint
+
+    def judge(gate: IdGate, batch: list[dict]) -> list[dict]:
+        # Worker._judge_ids, without the dead letters.
+        kept, conflicts = judge_record(gate, batch)
+        figures.id_conflicts += len(conflicts)
+        return kept
+
     gc.collect()
     wall_started = time.perf_counter()
-    for i, (partition, value) in enumerate(batches):
+    for first in range(0, len(batches), BATCH_RECORDS):
+        group = batches[first : first + BATCH_RECORDS]
         started = clock()
-        batch = decode_batch_checked(value)
+        decoded_group = [(partition, decode_batch_checked(value)) for partition, value in group]
         cpu["decode"] += clock() - started
         started = clock()
-        proc = processors.get(partition)
-        if proc is None:
-            proc = processors[partition] = PartitionProcessor(rules, load_state=lambda key: tables.get(key.encode()))
-        offset = next_offset.get(partition, 0)
-        proc.process(offset, batch, wall_ms)
-        cpu["detect"] += clock() - started
-        next_offset[partition] = offset + 1
-        decoded += len(batch)
-        if i % BATCH_RECORDS == BATCH_RECORDS - 1:
-            emit()
-    emit()
+        ids = {(e["tenant"], e["event_id"]) for _, batch in decoded_group for e in batch}
+        gate = IdGate({key: stored_ids[key] for key in ids if key in stored_ids})
+        judged = [(partition, judge(gate, batch)) for partition, batch in decoded_group]
+        cpu["ids"] += clock() - started
+        for (partition, batch), (_, kept) in zip(decoded_group, judged):
+            started = clock()
+            proc = processors.get(partition)
+            if proc is None:
+                proc = processors[partition] = PartitionProcessor(rules, load_state=lambda key: tables.get(key.encode()))
+            offset = next_offset.get(partition, 0)
+            proc.process(offset, kept, wall_ms)
+            cpu["detect"] += clock() - started
+            next_offset[partition] = offset + 1
+            decoded += len(batch)
+        emit()
     started = clock()
     sink.add_deadletters([orjson.loads(value) for value in dead_letters])
     cpu["dead letters"] += clock() - started
@@ -235,6 +257,7 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
         "triggers": dict(sorted(figures.triggers.items())),
         "states": figures.states,
         "visitors": len(tables),
+        "id_conflicts": figures.id_conflicts,
         "insert_bytes": figures.insert_bytes,
         "cpu_us_per_event": {stage: cpu[stage] / decoded * 1e6 for stage in STAGES if insert or stage != "insert"},
         "pure_us_per_event": sum(cpu[s] for s in pure) / decoded * 1e6,

@@ -58,6 +58,7 @@ DeadLetterReason = Literal[
     "too_far_future",  # event time more than max_event_future after receipt
     "processing_error",  # the worker could not process it (a bug, reported, not lost)
     "store_rejected",  # ClickHouse refused the row for good (a value its column cannot hold)
+    "duplicate_id_conflict",  # event_id already stored for the tenant with other content (pipeline.detect.ids)
 ]
 
 

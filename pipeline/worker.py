@@ -2,6 +2,10 @@
 
 Per batch of Kafka records the events agent does, in this order:
 
+0. look up in ClickHouse the batch's event ids already stored, and take out
+   each event whose id is stored (or taken earlier in the batch) with other
+   content: a ``duplicate_id_conflict`` dead letter, sent after step 2
+   (``pipeline.detect.ids``: the first event accepted under an id wins);
 1. feed each record to its partition's ``PartitionProcessor`` (pure, in
    offset order: sessions, de-duplication, carts, abandonment, offers);
 2. write the stored-event rows and triggers to ClickHouse (one insert per
@@ -45,6 +49,7 @@ from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.app import STATE_TABLE, create_app
 from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
+from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
 from pipeline.detect.processor import Output, PartitionProcessor
 from pipeline.detect.rules import Rules
@@ -56,12 +61,12 @@ from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_l
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
 from pipeline.webtoken import ensure_token
-from sinks.client import ClickHouse, connect
+from sinks.client import ClickHouse, ClickHouseError, connect
 from sinks.migrate import migrate
 from sinks.rows import DEADLETTER_COLUMNS, FACT_TABLES, deadletter_row, delivery_row, event_row, trigger_row
+from sinks.sink import ClickHouseSink, RejectedRow, SinkError, stored_fingerprints
 
 _DL_TENANT, _DL_REASON, _DL_SOURCE = (DEADLETTER_COLUMNS.index(c) for c in ("tenant", "reason", "source"))
-from sinks.sink import ClickHouseSink, RejectedRow, SinkError
 
 __all__ = ["Worker", "build_worker", "tune_gc"]
 
@@ -146,6 +151,7 @@ class Worker:
             "processing_errors": 0,  # events (or records) that raised while processed: dead letters
             "rebuilds": 0,  # partition processors rebuilt from stored states after one
             "store_rejected": 0,  # rows ClickHouse refused for good: dead letters
+            "id_conflicts": 0,  # events whose id was stored with other content: dead letters sent
             "foreign_deadletters": 0,  # records on the dead-letter topic that were not dead letters
             "deliveries": 0,  # delivery outcomes of cxstream deliver stored in cx.deliveries
             "foreign_deliveries": 0,  # records on the deliveries topic that were not delivery outcomes: skipped
@@ -156,6 +162,7 @@ class Worker:
             # Seconds spent per step, summed over batches: where a batch's time goes.
             "batches": 0,
             "process_s": 0.0,
+            "ids_s": 0.0,  # the lookup of the batch's stored ids (pipeline.detect.ids), part of process_s
             "clickhouse_s": 0.0,
             "triggers_s": 0.0,
             "emit_s": 0.0,  # rows built, then ClickHouse and triggers (overlapping): wall time
@@ -331,25 +338,34 @@ class Worker:
             started = time.perf_counter()
             bad: list[bytes] = []
             kinds: dict[tuple[object, object], int] = {}
+            decoded: list[tuple[faust.types.Message, list[dict]]] = []
             for event in events:
                 msg = event.message
                 await self._check_offset(self.next_offset, self.settings.topic_events, msg.partition, msg.offset)
                 self.next_offset[msg.partition] = msg.offset + 1
                 try:
-                    batch = decode_batch_checked(msg.value)
+                    decoded.append((msg, decode_batch_checked(msg.value)))
                 except BadRecord as exc:
                     bad.append(self._bad_record(msg, exc))
-                    continue
                 except Exception as exc:  # decoding is not supposed to raise anything else
                     bad.append(self._processing_error(msg, None, Rejected(msg.offset, None, exc)))
-                    continue
+            # Step 0: ids. The events whose id is stored (or taken earlier in
+            # this batch) with other content become dead letters and never
+            # reach detection (pipeline.detect.ids).
+            conflicts: list[bytes] = []
+            looked_up = time.perf_counter()
+            gate = IdGate(await self._stored_fingerprints(decoded)) if decoded else None
+            self.stats["ids_s"] += time.perf_counter() - looked_up
+            for msg, batch in decoded:
+                assert gate is not None
+                kept = self._judge_ids(gate, msg, batch, conflicts)
                 proc = self.processor(msg.partition)
                 rebuilds = proc.rebuilds
                 fired_from = len(proc.proc.pending.triggers)
-                for rejected in proc.process(msg.offset, batch, now):
-                    bad.append(self._processing_error(msg, batch, rejected))
+                for rejected in proc.process(msg.offset, kept, now):
+                    bad.append(self._processing_error(msg, kept, rejected))
                 if proc.rebuilds == rebuilds and len(proc.proc.pending.triggers) > fired_from:
-                    self._note_causes(proc.proc.pending.triggers[fired_from:], batch)
+                    self._note_causes(proc.proc.pending.triggers[fired_from:], kept)
                 self.stats["rebuilds"] += proc.rebuilds - rebuilds
                 self.metrics.rebuilds.inc(proc.rebuilds - rebuilds)
                 self.stats["records"] += 1
@@ -362,6 +378,12 @@ class Worker:
             if bad:
                 await self._send_deadletters(bad)
             await self._emit()
+            if conflicts:
+                # After the rows: a conflict's dead letter exists only once
+                # the event that holds the id is stored (a crash before this
+                # replays the batch, which finds that event stored and
+                # dead-letters the same conflicts again, under the same ids).
+                await self._send_deadletters(conflicts, stat="id_conflicts")
             m = self.metrics
             topic = self.settings.topic_events
             m.records.labels(topic).inc(len(events))
@@ -376,7 +398,53 @@ class Worker:
         for trigger in fired:
             self._trigger_cause[id(trigger)] = received
 
-    async def _send_deadletters(self, values: list[bytes]) -> None:
+    def _judge_ids(self, gate: IdGate, msg: faust.types.Message, batch: list[dict], conflicts: list[bytes]) -> list[dict]:
+        """The record's events that pass the id check; each conflict becomes a dead letter in ``conflicts``."""
+        kept, found = judge_record(gate, batch)
+        conflicts += [self._id_conflict(msg, i, event, fp) for i, event, fp in found]
+        return kept
+
+    async def _stored_fingerprints(self, decoded: list[tuple[faust.types.Message, list[dict]]]) -> dict:
+        """``{(tenant, event_id): fingerprint}`` of the batch's ids already in ``cx.events``.
+
+        Retried with backoff while ClickHouse is down, like the writes: the
+        batch cannot be judged without it.
+        """
+        ids: dict[str, set[str]] = {}
+        for _, batch in decoded:
+            for event in batch:
+                ids.setdefault(event["tenant"], set()).add(event["event_id"])
+        loop = asyncio.get_running_loop()
+        delay = 0.25
+        while True:
+            try:
+                return await loop.run_in_executor(None, stored_fingerprints, self.ch, ids)
+            except ClickHouseError as exc:
+                if self.app.should_stop:
+                    raise
+                log.warning("ClickHouse lookup of stored event ids failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def _id_conflict(self, msg: faust.types.Message, index: int, event: dict, fp: int) -> bytes:
+        """A ``duplicate_id_conflict`` dead letter; its id depends on the event only, the same on any replay."""
+        tenant, event_id = event["tenant"], event["event_id"]
+        where = f"{self.settings.topic_events}[{msg.partition}]@{msg.offset} event {index}"
+        payload = orjson.dumps(truncate_depth({k: v for k, v in event.items() if k != "payload_hash"}))
+        log.warning("%s: event_id %r of tenant %r is stored with other content; dead-lettered", where, event_id, tenant)
+        dl = dead_letter(
+            tenant=tenant,
+            reason="duplicate_id_conflict",
+            # The rule, not the value (the payload holds the id): details never quote what was sent.
+            detail=f"{where}: its event_id is already stored with other content; the first event stays",
+            payload=payload,
+            received_at_ms=event["received_at_ms"],
+            source="worker",
+            id_parts=("duplicate_id_conflict", tenant, event_id, fp),
+        )
+        return dl.model_dump_json().encode()
+
+    async def _send_deadletters(self, values: list[bytes], stat: str = "bad_records") -> None:
         """Put dead letters on the dead-letter topic before these offsets can be committed.
 
         Its agent stores them (ids are stable on replay).
@@ -384,7 +452,7 @@ class Worker:
         for value in values:
             await self.deadletter_topic.send(value=value)
         await self.app.producer.flush()
-        self.stats["bad_records"] += len(values)
+        self.stats[stat] += len(values)
 
     def _processing_error(self, msg: faust.types.Message, batch: list[dict] | None, rejected: Rejected) -> bytes:
         """A ``processing_error`` dead letter for one event of a record, or for the whole record."""

@@ -9,6 +9,15 @@ NOT EXISTS``, so a column that already exists counts as added), so two workers m
 they may both run a file, which changes nothing the second time, and the
 table keeps one row per version (ReplacingMergeTree).
 
+A migration that cannot be written with ``IF NOT EXISTS`` (a table copied
+into a new one that then takes its name: ``0008_events_first_wins.sql``)
+carries a guard, a comment line ``-- cx:done-when <SELECT>``: a query whose
+first cell is non-zero once the migration's effect is in place. It is asked
+before each statement and after a statement fails; once it holds, the rest
+of the file is skipped and the migration recorded. So a second worker that
+meets the first one's finished swap, or a start after a crash between the
+swap and its record, finishes instead of failing.
+
 To change the schema add a new file; editing an applied file is refused
 (its checksum no longer matches), because servers that already ran it
 would silently differ from new ones.
@@ -43,6 +52,7 @@ _BOOTSTRAP = (
     " ENGINE = ReplacingMergeTree() ORDER BY version",
 )
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_DONE_WHEN = re.compile(r"^\s*--\s*cx:done-when\s+(.+?)\s*$", re.MULTILINE)
 
 
 class MigrationError(RuntimeError):
@@ -55,6 +65,7 @@ class Migration:
     name: str
     statements: tuple[str, ...]
     checksum: str
+    done_when: str | None = None  # a guard query (see the module docstring)
 
 
 def split_statements(text: str) -> list[str]:
@@ -91,7 +102,12 @@ def load_migrations(ddl_dir: Path = DDL_DIR) -> list[Migration]:
             raise MigrationError(f"version {version} is used by {found[version].name} and {path.stem}")
         text = path.read_text(encoding="utf-8")
         checksum = hashlib.sha256(text.encode()).hexdigest()
-        found[version] = Migration(version, path.stem, tuple(split_statements(text)), checksum)
+        guards = _DONE_WHEN.findall(text)
+        if len(guards) > 1:
+            raise MigrationError(f"{path.name}: more than one cx:done-when guard")
+        found[version] = Migration(
+            version, path.stem, tuple(split_statements(text)), checksum, guards[0] if guards else None
+        )
     return [found[v] for v in sorted(found)]
 
 
@@ -105,6 +121,11 @@ def _run(ch: ClickHouse, statement: str) -> None:
         if ("IF NOT EXISTS" in upper or " ADD COLUMN " in upper) and "already exists" in str(exc):
             return
         raise
+
+
+def _holds(ch: ClickHouse, query: str) -> bool:
+    rows = ch.execute(query)
+    return bool(rows and rows[0] and rows[0][0])
 
 
 def _show_create(ch: ClickHouse, table: str) -> str | None:
@@ -176,15 +197,22 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[
                 )
             continue
         for statement in migration.statements:
-            if layout is None:
-                _run(ch, statement)
-                continue
+            if migration.done_when is not None and _holds(ch, migration.done_when):
+                break
             try:
-                rendered = layout.render(statement, migration.version, lambda table: _show_create(ch, table))
-            except ClusterDDLError as exc:
-                raise MigrationError(f"{migration.name}.sql: {exc}") from exc
-            for one in rendered:
-                _run(ch, one)
+                if layout is None:
+                    _run(ch, statement)
+                    continue
+                try:
+                    rendered = layout.render(statement, migration.version, lambda table: _show_create(ch, table))
+                except ClusterDDLError as exc:
+                    raise MigrationError(f"{migration.name}.sql: {exc}") from exc
+                for one in rendered:
+                    _run(ch, one)
+            except ClickHouseError:
+                if migration.done_when is not None and _holds(ch, migration.done_when):
+                    break  # another worker finished it meanwhile
+                raise
         row = (migration.version, migration.name, migration.checksum, int(time.time()))
         ch.insert(MIGRATIONS_TABLE, ["version", "name", "checksum", "applied_at"], [row])
         done.append(migration.name)

@@ -11,9 +11,14 @@ Privacy (docs/privacy.md): free text never reaches ClickHouse. Keys named in
 ``events.properties`` and ``deadletters.payload``. A dead-letter payload also
 loses ``topic`` (``DEADLETTER_PRIVATE_KEYS``): a stored event's ticket topic
 is a validated slug, but a rejected event's may be the free text that got
-it rejected. A dead-letter payload that
-is not JSON cannot be scrubbed, so only its size is stored; the dead-letter
-topic keeps the original for whoever may read it.
+it rejected. What arrives here is already scrubbed: the collector passes
+every dead letter's payload through its scrubber (``Scrubber.payload``:
+personal keys hashed in JSON; in text that is not JSON, emails, phones and
+``"personal-key": "value"`` pairs hashed), and the worker's own dead letters
+carry events the collector wrote. A payload that is not JSON (or nests past
+``MAX_JSON_DEPTH``) is not stored, only its size: this guard cannot parse
+it. The dead-letter topic keeps the collector's scrubbed text, not the
+original.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Callable
 
 import orjson
 
+from pipeline.detect.ids import fingerprint, version
 from pipeline.records import MAX_JSON_DEPTH, TooDeep, parse_bounded
 from pipeline.vocabulary import ORDER_COMPLETED, label, order_revenue
 
@@ -58,7 +64,7 @@ DEADLETTER_PRIVATE_KEYS = PRIVATE_KEYS | {"topic"}
 EVENT_COLUMNS = (
     "tenant", "event_id", "day", "event_time", "event_time_ms", "received_at", "type", "event",
     "anonymous_id", "user_id", "session_id", "cart_key", "order_id", "checkout_id", "product_id",
-    "revenue", "currency", "page_path", "properties", "email_hash", "ip_hash", "context",
+    "revenue", "currency", "page_path", "properties", "email_hash", "ip_hash", "context", "payload_hash", "ver",
 )  # fmt: skip
 TRIGGER_COLUMNS = (
     "tenant", "trigger_id", "kind", "day", "event_time", "event_time_ms", "emitted_at",
@@ -158,7 +164,12 @@ def _email_hash(traits_json: str | None) -> str:
 
 
 def event_row(ev: dict) -> tuple:
-    """Row for ``cx.events`` from a worker event dict (with ``session_id``, ``cart_key``, ``props``)."""
+    """Row for ``cx.events`` from a worker event dict (with ``session_id``, ``cart_key``, ``props``).
+
+    ``payload_hash`` is the event's fingerprint (``pipeline.detect.ids``):
+    the worker sets it on the event when it checks the id; computed here
+    otherwise. ``ver`` makes the first-received row win (0008_events_first_wins.sql).
+    """
     get = ev.get  # runs for every stored event: one attribute lookup instead of ten
     props = get("props") or {}
     prop = props.get
@@ -168,6 +179,7 @@ def event_row(ev: dict) -> tuple:
     if name == ORDER_COMPLETED:
         revenue = order_revenue(props)  # `revenue`, else `total` (docs/clickhouse.md, kpi_daily)
     page_path = get("page_path") or (label(prop("path")) if get("type") == "page" else "")
+    fp = get("payload_hash") or fingerprint(ev)
     return (
         ev["tenant"],
         ev["event_id"],
@@ -191,6 +203,8 @@ def event_row(ev: dict) -> tuple:
         _email_hash(get("traits")),
         get("ip_hash") or "",
         _scrubbed_text(get("context")),  # the SDK's app/device/os/... (0007_events_context.sql)
+        fp,
+        version(ev["received_at_ms"], fp),
     )
 
 

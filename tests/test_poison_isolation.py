@@ -81,3 +81,17 @@ def test_the_collector_dead_letters_a_too_deep_message_and_keeps_the_good_one(de
     assert [e["event_id"] for e in out.events] == ["m1"] or len(out.events) == 1
     assert [d.reason for d in out.dead_letters] == ["bad_json"]
     assert f"nested deeper than {MAX_JSON_DEPTH}" in out.dead_letters[0].detail
+
+
+def test_a_too_deep_messages_dead_letter_payload_is_scrubbed() -> None:
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    bad = {"type": "track", "event": "Cart Viewed", "anonymousId": "a", "messageId": "m-deep",
+           "properties": {"note": "mail ann@example.com", "customerEmail": "bo@example.org", "x": deep}}
+    out = ingest([bad], tenant="t", received_at_ms=T0, batch_sent_at=None,
+                 rules=NormalizeRules.from_settings(Settings(pii_salt="s")))
+    (dl,) = out.dead_letters
+    assert dl.reason == "bad_json" and '"messageId":"m-deep"' in dl.payload
+    assert "ann@example.com" not in dl.payload and "bo@example.org" not in dl.payload
+    assert "email_hash:" in dl.payload and '"customerEmail_hash":"' in dl.payload

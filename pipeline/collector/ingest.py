@@ -92,7 +92,8 @@ def ingest(
                     tenant=tenant,
                     reason="bad_json",
                     detail=f"message nested deeper than {MAX_JSON_DEPTH} levels",
-                    payload=orjson.dumps(truncate_depth(msg)),
+                    # Scrubbed like every dead letter's payload (as text: it is deeper than the scrubber walks).
+                    payload=rules.scrubber.payload(orjson.dumps(truncate_depth(msg))),
                     received_at_ms=received_at_ms,
                 )
             )

@@ -1,7 +1,7 @@
 """What a correct pipeline produces for a message stream, computed in-process.
 
-The stream goes through the collector's own ``normalize`` and partitioner
-and the same ``PartitionProcessor`` the worker drives, one record per
+The stream goes through the collector's own ``normalize`` and partitioner,
+the worker's id check and the same ``PartitionProcessor`` the worker drives, one record per
 message, with no crash, then every partition's watermark is carried past
 every deadline. Fault-injection runs compare what the real pipeline stored
 after its crashes with this.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pipeline.collector.normalize import NormalizeRules, normalize
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.detect import Rules
+from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.records import visitor_key
 from pipeline.settings import Settings
@@ -35,6 +36,7 @@ def reference_run(messages: list[dict], tenant: str, settings: Settings, receive
     n = settings.kafka_partitions
     tables: dict[int, dict[str, bytes]] = defaultdict(dict)
     procs = {p: PartitionProcessor(rules, tables[p].get) for p in range(n)}
+    gate = IdGate()  # ids across partitions, as the worker's lookup in cx.events
     events = deadletters = 0
     triggers: dict[str, set[str]] = defaultdict(set)
 
@@ -52,7 +54,9 @@ def reference_run(messages: list[dict], tenant: str, settings: Settings, receive
             deadletters += 1
             continue
         p = partition_for_key(visitor_key(tenant, ev.get("anonymous_id"), ev.get("user_id")).encode(), n)
-        procs[p].process(offset, [ev], received_at_ms)
+        kept, conflicts = judge_record(gate, [ev])
+        deadletters += len(conflicts)  # duplicate_id_conflict
+        procs[p].process(offset, kept, received_at_ms)
         collect(p)
     for p, proc in procs.items():
         proc.tick(received_at_ms + 10 * 86_400_000, True)

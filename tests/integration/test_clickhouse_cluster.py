@@ -127,7 +127,9 @@ def test_migrations_on_cluster_create_every_table_and_view_on_both_replicas(clic
             assert ch.execute("SELECT tenant, n, ver, note FROM cx.probe_total") == [("t", 3, 2, "x")]
             assert ch.execute("SELECT count() FROM cx.probe_local") == [(2,)]
         engine = first.execute("SHOW CREATE TABLE cx.events_local")[0][0]
-        assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/cx/events_local/0001', '{replica}')" in engine
+        # cx.events is 0008's copy renamed into place (ReplacingMergeTree(ver)); its ZooKeeper path keeps
+        # the name it was created under.
+        assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/cx/events_0008_local/0008', '{replica}', ver)" in engine
         assert first.execute("SHOW CREATE TABLE cx.probe_local")[0][0].count("/cx/probe_v2_local/0098") == 1
         print(
             f"\ncluster migrations: {len(applied)} applied ON CLUSTER in {took:.1f} s; "

@@ -35,14 +35,20 @@ def test_statements_split_at_semicolons_ending_a_line() -> None:
     ]
 
 
-def test_shipped_migrations_are_numbered_and_use_if_not_exists() -> None:
+def test_shipped_migrations_are_numbered_and_use_if_not_exists_or_a_guard() -> None:
     migrations = load_migrations(DDL_DIR)
     assert [m.version for m in migrations] == sorted({m.version for m in migrations})
     assert migrations[0].name == "0001_base"
     for migration in migrations:
+        if migration.done_when is not None:
+            continue  # re-runs are stopped by its guard (tests/sinks/test_event_ids.py)
         for statement in migration.statements:
-            code = statement.upper()
-            assert "IF NOT EXISTS" in code or code.lstrip().startswith("DROP") and "IF EXISTS" in code, statement[:80]
+            code = "\n".join(line for line in statement.upper().splitlines() if not line.lstrip().startswith("--"))
+            assert (
+                "IF NOT EXISTS" in code
+                or code.lstrip().startswith("DROP") and "IF EXISTS" in code
+                or " ADD COLUMN " in code  # 18.16 has no ADD COLUMN IF NOT EXISTS: "already exists" counts as done
+            ), statement[:80]
 
 
 def test_two_files_with_one_version_are_refused(tmp_path: Path) -> None:

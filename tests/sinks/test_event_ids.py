@@ -1,0 +1,145 @@
+"""cx.events keeps the first-received event of an id, whatever the insert order, merges or replays."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipeline.detect.ids import fingerprint
+from sinks.client import ClickHouse
+from sinks.migrate import _BOOTSTRAP, DDL_DIR, migrate
+from sinks.rows import EVENT_COLUMNS, event_row
+from sinks.sink import ClickHouseSink, stored_fingerprints
+from tests.sinks.records import event, ms
+
+A_ORDER = event("shop-a", "X", "2024-03-10 10:00:00", "Order Completed", "s-a", props={"order_id": "o-1", "revenue": 30})
+# Visitor B reuses A's id 2 minutes later for an unrelated page view.
+B_PAGE = {**event("shop-a", "X", "2024-03-10 10:02:00", None, "s-b", call="page"), "anonymous_id": "anon-b"}
+
+
+def write(ch: ClickHouse, *events: dict) -> None:
+    sink = ClickHouseSink(ch)
+    sink.add_events(list(events))
+    sink.flush()
+
+
+def stored(ch: ClickHouse, final: str = "FINAL") -> list[tuple]:
+    return ch.execute(f"SELECT event_id, anonymous_id, event FROM cx.events {final} ORDER BY event_id, anonymous_id")
+
+
+def orders(ch: ClickHouse) -> list[tuple]:
+    return ch.execute("SELECT day, orders, revenue FROM cx.kpi_daily WHERE tenant = 'shop-a' ORDER BY day")
+
+
+@pytest.mark.parametrize("order", ["first_written_first", "first_written_last"])
+def test_first_received_row_wins_after_merges_in_either_insert_order(ch_backend: ClickHouse, order: str) -> None:
+    # Two workers raced: both rows were written, in either order, in two parts.
+    first, second = (A_ORDER, B_PAGE) if order == "first_written_first" else (B_PAGE, A_ORDER)
+    write(ch_backend, first)
+    write(ch_backend, second)
+    assert stored(ch_backend) == [("X", "anon-s-a", "Order Completed")]
+    assert orders(ch_backend) == [(date(2024, 3, 10), 1, 30.0)]
+    ch_backend.execute("OPTIMIZE TABLE cx.events FINAL")
+    assert stored(ch_backend, final="") == [("X", "anon-s-a", "Order Completed")]  # merged: B's row is gone
+    assert orders(ch_backend) == [(date(2024, 3, 10), 1, 30.0)]
+
+
+def test_replaying_both_rows_leaves_the_first(ch_backend: ClickHouse) -> None:
+    write(ch_backend, A_ORDER, B_PAGE)
+    ch_backend.execute("OPTIMIZE TABLE cx.events FINAL")
+    write(ch_backend, B_PAGE)  # the replay writes the same ver as before
+    write(ch_backend, A_ORDER)
+    assert stored(ch_backend) == [("X", "anon-s-a", "Order Completed")]
+    ch_backend.execute("OPTIMIZE TABLE cx.events FINAL")
+    assert stored(ch_backend, final="") == [("X", "anon-s-a", "Order Completed")]
+
+
+def test_rows_of_one_id_in_different_months_still_collapse(ch_backend: ClickHouse) -> None:
+    # Event times on both sides of a month boundary: one partition holds them.
+    early = event("shop-a", "M", "2024-03-31 23:59:00", "Order Completed", "s-a", props={"order_id": "o-9", "total": 5})
+    late = {**event("shop-a", "M", "2024-04-01 00:01:00", None, "s-b", call="page"), "anonymous_id": "anon-b"}
+    write(ch_backend, late)
+    write(ch_backend, early)
+    ch_backend.execute("OPTIMIZE TABLE cx.events FINAL")
+    assert stored(ch_backend, final="") == [("M", "anon-s-a", "Order Completed")]
+    assert orders(ch_backend) == [(date(2024, 3, 31), 1, 5.0)]
+
+
+def test_stored_fingerprints_return_the_winning_rows_hash(ch_backend: ClickHouse) -> None:
+    odd = event("shop-a", "id,with\x1fcomma'\"é", "2024-03-10 11:00:00", "Product Viewed", "s-a")
+    write(ch_backend, B_PAGE, odd)
+    write(ch_backend, A_ORDER)
+    want = {("shop-a", "X"): fingerprint(A_ORDER), ("shop-a", odd["event_id"]): fingerprint(odd)}
+    ids = {"shop-a": ["X", odd["event_id"], "not-stored"], "shop-b": ["X"]}
+    assert stored_fingerprints(ch_backend, ids) == want
+    assert fingerprint(A_ORDER) != fingerprint(B_PAGE)
+
+
+def test_stored_fingerprints_of_many_ids_in_one_lookup(ch_backend: ClickHouse) -> None:
+    events = [event("shop-a", f"e-{i:05d}", "2024-03-10 12:00:00", "Product Viewed", "s-a") for i in range(5_000)]
+    write(ch_backend, *events)
+    asked = [e["event_id"] for e in events[::2]] + [f"x-{i}" for i in range(5_000)]
+    got = stored_fingerprints(ch_backend, {"shop-a": asked, "shop-b": [e["event_id"] for e in events[:10]]})
+    assert got == {("shop-a", e["event_id"]): fingerprint(e) for e in events[::2]}
+    assert stored_fingerprints(ch_backend, {}) == {}
+    # the probe table is the connection's own and gone after the lookup
+    assert ch_backend.execute("SELECT count() FROM system.tables WHERE name = 'cx_id_probe'") == [(0,)]
+
+
+LEGACY_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("payload_hash", "ver")]
+
+
+def test_migration_0008_keeps_existing_rows_and_lets_the_first_of_unmerged_ones_win(
+    ch_backend: ClickHouse, tmp_path: Path
+) -> None:
+    old = tmp_path / "ddl_0007"
+    old.mkdir()
+    for path in DDL_DIR.glob("*.sql"):
+        if int(path.name[:4]) <= 7:
+            shutil.copy(path, old / path.name)
+    ch_backend.execute("DROP DATABASE IF EXISTS cx")
+    assert migrate(ch_backend, old)[-1] == "0007_events_context"
+
+    def legacy_row(ev: dict) -> tuple:
+        return event_row(ev)[: len(LEGACY_COLUMNS)]
+
+    other = event("shop-a", "Y", "2024-03-11 09:00:00", "Product Viewed", "s-c", props={"product_id": "p-1"})
+    # the old table: A's order and B's later row with the same id in two parts, not yet merged
+    ch_backend.insert("cx.events", LEGACY_COLUMNS, [legacy_row(A_ORDER), legacy_row(other)])
+    ch_backend.insert("cx.events", LEGACY_COLUMNS, [legacy_row(B_PAGE)])
+    applied = migrate(ch_backend)
+    assert applied[0] == "0008_events_first_wins" and "0010_drop_events_0007" in applied
+    assert stored(ch_backend) == [("X", "anon-s-a", "Order Completed"), ("Y", "anon-s-c", "Product Viewed")]
+    assert ch_backend.execute(
+        "SELECT event_id, product_id, payload_hash, ver FROM cx.events FINAL ORDER BY event_id"
+    ) == [
+        # ver from received_at in whole seconds: (2^42 - 1 - seconds * 1000) * 2^22
+        ("X", "", 0, (4_398_046_511_103 - (ms("2024-03-10 10:00:00") // 1000) * 1000) * 4_194_304),
+        ("Y", "p-1", 0, (4_398_046_511_103 - (ms("2024-03-11 09:00:00") // 1000) * 1000) * 4_194_304),
+    ]
+    assert orders(ch_backend) == [(date(2024, 3, 10), 1, 30.0), (date(2024, 3, 11), 0, 0.0)]
+    names = [r[0] for r in ch_backend.execute("SELECT name FROM system.tables WHERE database = 'cx'")]
+    assert "events_0007" not in names and "events_0008" not in names
+    # a stored row of before the migration: its content is unknown, a resend stays a duplicate
+    assert stored_fingerprints(ch_backend, {"shop-a": ["Y"]}) == {("shop-a", "Y"): 0}
+    assert migrate(ch_backend) == []
+
+
+def test_migration_0008_finishes_when_its_swap_was_done_but_not_recorded(ch_backend: ClickHouse) -> None:
+    # A start after a crash between the RENAME and the record (or a second
+    # worker that meets the first one's swap): the guard sees the new table.
+    write(ch_backend, A_ORDER)
+    # forget the record of 0008 and later (18.16's ALTER ... DELETE is asynchronous: rebuild the table)
+    kept = ch_backend.execute(
+        "SELECT version, name, checksum, applied_at FROM cx.schema_migrations FINAL WHERE version < 8"
+    )
+    ch_backend.execute("DROP TABLE cx.schema_migrations")
+    ch_backend.execute(_BOOTSTRAP[1])
+    ch_backend.insert("cx.schema_migrations", ["version", "name", "checksum", "applied_at"], kept)
+    applied = migrate(ch_backend)
+    assert applied[0] == "0008_events_first_wins" and "0010_drop_events_0007" in applied
+    assert stored(ch_backend) == [("X", "anon-s-a", "Order Completed")]
+    assert stored_fingerprints(ch_backend, {"shop-a": ["X"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
