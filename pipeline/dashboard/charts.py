@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from pipeline.offers_report import MIN_ARM_TRIGGERS
+from pipeline.offers_report import ARM_RATES, MIN_ARM_TRIGGERS, UPLIFT_COLUMNS
 
 __all__ = ["CHARTS", "Chart", "TENANTS_SQL", "first_day", "render", "sql_string"]
 
@@ -274,25 +274,16 @@ SELECT
     revenue_recovered,
     rate_treatment,
     rate_holdout,
-    rate_treatment - rate_holdout AS uplift,
-    if(least(n_treatment, n_holdout) >= {MIN_ARM_TRIGGERS},
-       sqrt(rate_treatment * (1 - rate_treatment) / n_treatment
-            + rate_holdout * (1 - rate_holdout) / n_holdout),
-       NULL) AS se,
-    uplift - 1.96 * se AS ci95_low,
-    uplift + 1.96 * se AS ci95_high
+{UPLIFT_COLUMNS}
 FROM
 (
     SELECT
         experiment,
         kind,
-        sumIf(triggers, arm = 'treatment') AS n_treatment,
-        sumIf(triggers, arm = 'holdout') AS n_holdout,
         sum(offers) AS offers_sent,
         sum(assists) AS assists_sent,
         sum(recovered_revenue) AS revenue_recovered,
-        if(n_treatment = 0, NULL, sumIf(recovered_orders, arm = 'treatment') / n_treatment) AS rate_treatment,
-        if(n_holdout = 0, NULL, sumIf(recovered_orders, arm = 'holdout') / n_holdout) AS rate_holdout
+{ARM_RATES}
     FROM cx.offers_daily
     WHERE tenant = {{tenant}} AND day >= {{since}}
     GROUP BY experiment, kind
