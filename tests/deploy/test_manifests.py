@@ -438,3 +438,10 @@ def test_promtool_accepts_the_compose_scrape_config(tmp_path: Path) -> None:
     assert path in text
     (tmp_path / "prometheus.yml").write_text(text.replace(path, str(token)))
     _promtool_check(tmp_path / "prometheus.yml")
+
+
+def test_haproxy_accepts_the_compose_proxy_config() -> None:
+    if shutil.which("haproxy") is None:
+        pytest.skip(reason="haproxy is not installed (Debian's haproxy package; infra/setup.sh --clickhouse-server)")
+    checked = subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
