@@ -445,3 +445,31 @@ def test_haproxy_accepts_the_compose_proxy_config() -> None:
         pytest.skip(reason="haproxy is not installed (Debian's haproxy package; infra/setup.sh --clickhouse-server)")
     checked = subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_kubernetes_scrape_jobs_in_the_docs_keep_the_pods_and_use_their_port_annotation() -> None:
+    """The scrape configuration docs/deployment.md gives for Kubernetes, applied as Prometheus would.
+
+    Not through promtool: Debian's build has no Kubernetes service discovery
+    ("field kubernetes_sd_configs not found"), so the relabelling is applied here.
+    """
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    section = page.split("**Prometheus on Kubernetes.**", 1)[1]
+    jobs = {j["job_name"]: j for j in yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))["scrape_configs"]}
+    assert set(jobs) == set(SCRAPE_JOBS)
+    deployments = {t[2].command: t for t in _k8s_processes()}
+    for job_name, command in SCRAPE_JOBS.items():
+        dep, _, proc = deployments[command]
+        keep, address = jobs[job_name]["relabel_configs"]
+        pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert keep["action"] == "keep"
+        assert keep["source_labels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+        assert re.fullmatch(keep["regex"], pod_labels["app.kubernetes.io/name"])
+        notes = dep["spec"]["template"]["metadata"]["annotations"]
+        # Prometheus joins the source labels with ';' and matches the whole string (RE2 syntax used here is Python's too).
+        joined = f"10.1.2.3:{next(iter(proc.listeners()))};{notes['prometheus.io/port']}"
+        rewritten = re.fullmatch(address["regex"], joined).expand(address["replacement"].replace("$", "\\"))
+        assert rewritten == f"10.1.2.3:{proc.metrics_port()}"
+        assert address["target_label"] == "__address__"
+    assert "authorization" not in jobs["cxstream-collector"]
+    assert jobs["cxstream-worker"]["authorization"]["type"] == "Bearer"
