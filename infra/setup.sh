@@ -89,6 +89,13 @@ if [ "${1:-}" = "--clickhouse-server" ] && ! command -v prometheus >/dev/null 2>
   apt_install prometheus
 fi
 
+# The proxy test (tests/deploy/test_proxy.py): Debian's haproxy runs deploy/compose/haproxy.cfg
+# in front of real collectors (and `haproxy -c` checks the file in tests/deploy/test_manifests.py).
+if [ "${1:-}" = "--clickhouse-server" ] && ! command -v haproxy >/dev/null 2>&1; then
+  echo "installing Debian's haproxy (for the deployment tests)"
+  apt_install haproxy
+fi
+
 # The SDK tests (tests/browser): Debian's chromium, driven by puppeteer-core, and the npm
 # packages pinned by tests/browser/package-lock.json, installed by `npm ci` once per lock file.
 if [ "${1:-}" = "--clickhouse-server" ]; then
