@@ -331,6 +331,7 @@ def demo(
     visitors: int = typer.Option(3000, help="simulated visitors over the simulated day"),
     seed: int = typer.Option(7),
     data_dir: Path = typer.Option(Path(".cxdata/demo"), help="fresh embedded store for the demo"),
+    dashboard: bool = typer.Option(False, "--dashboard", help="serve the dashboard and keep running after the report until Ctrl-C"),
 ) -> None:
     """Run the pipeline on the embedded defaults with the demo storefront, then show KPIs and triggers."""
     from pipeline.demo.run import run_demo
@@ -343,7 +344,8 @@ def demo(
         if (owner := data_dir_owner(data_dir)) is not None:  # checked before the demo empties the directory
             raise DataDirInUse(f"{data_dir.resolve()} is in use by a running pipeline (pid {owner}): stop it first, or pass another --data-dir")
         code = run_demo(
-            settings, seconds=seconds, rate=rate, visitors=visitors, seed=seed, data_dir=data_dir, console=console
+            settings, seconds=seconds, rate=rate, visitors=visitors, seed=seed, data_dir=data_dir, console=console,
+            dashboard=dashboard, shown_url=lambda url: _shown_url(url, settings.model_copy(update={"data_dir": data_dir})),
         )
     except DataDirInUse as exc:
         Console(stderr=True, soft_wrap=True).print(f"cxstream demo: {exc}", markup=False, highlight=False)

@@ -27,6 +27,9 @@ The exit code is 0 only when sessions, carts, orders and at least one
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 import time
 from pathlib import Path
@@ -131,8 +134,15 @@ def run_demo(
     data_dir: Path,
     console: Console,
     rate: float | None = None,
+    dashboard: bool = False,
+    shown_url: Callable[[str], str] = str,
 ) -> int:
-    """Run the demo; returns the exit code (module docstring). Neither ``seconds`` nor ``rate``: 60 s."""
+    """Run the demo; returns the exit code (module docstring). Neither ``seconds`` nor ``rate``: 60 s.
+
+    With ``dashboard``, the pipeline also serves the analysts' dashboard and,
+    once the report is printed, keeps running (ingesting, serving the
+    dashboard at ``shown_url(url)``) until SIGINT, SIGTERM or SIGHUP.
+    """
     if seconds is None and rate is None:
         seconds = DEFAULT_SECONDS
     if (seconds is not None and seconds <= 0) or (rate is not None and rate <= 0):
@@ -152,7 +162,7 @@ def run_demo(
         f"{exp.invalid:,} deliberately invalid, {exp.tickets:,} support tickets"
     )
     console.print("starting the pipeline")
-    with Pipeline(settings) as pipeline:
+    with Pipeline(settings, dashboard=dashboard) as pipeline:
         console.print(f"collector {pipeline.collector_url}  kafka {pipeline.bootstrap}  clickhouse {settings.resolved_clickhouse_url}")
         sent = _send(pipeline, traffic.messages, write_key, seconds, rate, console)
         if sent.failed:
@@ -162,7 +172,18 @@ def run_demo(
         if clock.failed:
             console.print(f"[red]the closing page views were not accepted:[/red] {clock.errors[:3]}")
             return 1
-        return _report(pipeline, settings, tenant, exp, console, extra_events=clock.sent)
+        code = _report(pipeline, settings, tenant, exp, console, extra_events=clock.sent)
+        if not dashboard:
+            console.print("The same numbers as charts: bash infra/run.sh demo --dashboard (or cxstream demo --dashboard)")
+            return code
+        console.print(f"dashboard {shown_url(pipeline.dashboard_url)}", soft_wrap=True, highlight=False)
+        console.print(f"tenant {tenant}: the day above, live; Ctrl-C stops the pipeline.")
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(1.0):
+            pipeline.supervise()
+        return code
 
 
 def _clock_pages(tenant: str, partitions: int) -> list[dict]:

@@ -105,3 +105,47 @@ def test_demo_runs_to_completion_with_kpis_and_triggers_read_back(tmp_path: Path
     sample = _rows(out, "cx.triggers:")  # event_time, customer, cart value, action, offer, holdout
     assert len(sample) == min(abandoned, 5)
     assert all(row[3] in ("offer", "assist", "none") for row in sample)
+
+
+def test_demo_with_the_dashboard_serves_the_days_numbers_until_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+    import urllib.request
+
+    import orjson
+
+    from tests.integration.processes import alive, descendants
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
+    env.update({"COLUMNS": "200", "PYTHONIOENCODING": "utf-8"})
+    data_dir = tmp_path / "demo"
+    args = ["demo", "--rate", "400", "--visitors", "60", "--seed", "7", "--data-dir", str(data_dir), "--dashboard"]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    seen = []
+    try:
+        deadline = time.monotonic() + 150
+        url = None
+        while time.monotonic() < deadline and url is None:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("dashboard http://"):
+                url = line.split()[1]  # not a terminal: the URL without its token
+        assert url is not None, "".join(seen)
+        orders = int(_number(_table("".join(seen), "measured in ClickHouse vs the storefront's ledger")["orders"][0]))
+        token = (data_dir / "worker.token").read_text().strip()
+        request = urllib.request.Request(f"{url}api/data?tenant=demo-shop&days=30", headers={"Authorization": f"Bearer {token}"})
+        charts = orjson.loads(urllib.request.urlopen(request, timeout=60).read())
+        funnel = next(c for c in charts["charts"] if c["id"] == "funnel")
+        # The dashboard's funnel counts the orders the report just measured in ClickHouse.
+        assert funnel["columns"] == ["stage", "total"]
+        assert int(dict(funnel["rows"])["orders"]) == orders > 0
+        children = descendants(demo.pid)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0
+        assert [p for p in children if alive(p)] == []
+    finally:
+        stop_process_tree(demo)
