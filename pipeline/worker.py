@@ -49,6 +49,7 @@ from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.app import STATE_TABLE, create_app
 from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
+from pipeline.collector.normalize import NormalizeRules
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
 from pipeline.detect.processor import Output, PartitionProcessor
@@ -116,6 +117,9 @@ class Worker:
         self.settings = settings
         self.ch = ch
         self.rules = Rules.from_settings(settings)
+        # Records that another producer wrote (not the collector) are scrubbed here before they become
+        # dead letters, with the collector's rules and salt (docs/privacy.md).
+        self.scrubber = NormalizeRules.from_settings(settings).scrubber
         self.wall_ms = wall_ms
         self.table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)
         self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
@@ -501,7 +505,7 @@ class Worker:
             tenant=None,
             reason=exc.reason,
             detail=f"{topic}[{msg.partition}]@{msg.offset}: {exc}",
-            payload=msg.value or b"",
+            payload=self.scrubber.payload(msg.value or b""),  # not the collector's: scrubbed here
             received_at_ms=round(msg.timestamp * 1000),  # the record's time: the same id on a replay
             source="worker",
             id_parts=(topic, msg.partition, msg.offset),  # one per record, the same on a replay
@@ -713,7 +717,7 @@ class Worker:
                 tenant=_tenant_of(value),
                 reason="processing_error",
                 detail=f"{where} is not a dead letter: {type(exc).__name__}: {exc}",
-                payload=value,
+                payload=self.scrubber.payload(value),  # another producer's bytes: scrubbed like the collector's
                 received_at_ms=round(msg.timestamp * 1000),
                 source="worker",
                 id_parts=(topic, msg.partition, msg.offset),
