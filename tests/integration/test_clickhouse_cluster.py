@@ -213,6 +213,14 @@ def test_pipeline_with_each_replica_stopped_in_turn_mid_stream_is_exact_on_both_
             finally:
                 down.start()
             outages.append(time.monotonic() - stopped)
+            # A rolling restart waits for the returning replica to fetch what it missed before the
+            # next one goes away: until then the missed rows are on the other replica only, and the
+            # next outage would find them nowhere to compare against.
+            wait_until(
+                lambda: _local_events(down, tenant) == _local_events(up, tenant),
+                timeout_s=60,
+                what=f"{down.root.name} caught up with {up.root.name}",
+            )
         _send(pipeline, parts[3])
         wait_caught_up(pipeline, "part 4 stored", {"worker": pipeline.worker_port})
         restarts = pipeline.restarts
