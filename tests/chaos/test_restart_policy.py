@@ -48,7 +48,8 @@ def test_a_worker_failing_at_start_is_restarted_with_doubling_backoff_then_stops
     assert pipeline.restarts == 2
 
 
-def test_a_child_up_longer_than_the_stable_time_starts_its_count_again(fresh_settings, tmp_path, monkeypatch) -> None:
+def _budget_one(fresh_settings, tmp_path, monkeypatch):  # noqa: ANN001, ANN202
+    """A Pipeline with budget 1, backoff 1 s, stable 30 s, a clock the test moves, and fake children."""
     settings = fresh_settings.model_copy(update={"restart_budget": 1, "restart_backoff_s": 1.0, "restart_stable_s": 30.0})
     pipeline = Pipeline(settings)
     pipeline._log_dir = tmp_path
@@ -60,6 +61,11 @@ def test_a_child_up_longer_than_the_stable_time_starts_its_count_again(fresh_set
         pipeline._started[name] = clock[0]
 
     pipeline._spawn = spawn  # type: ignore[method-assign]
+    return pipeline, clock, spawn
+
+
+def test_a_child_up_longer_than_the_stable_time_starts_its_count_again(fresh_settings, tmp_path, monkeypatch) -> None:
+    pipeline, clock, spawn = _budget_one(fresh_settings, tmp_path, monkeypatch)
     spawn("collector")
     for _ in range(3):  # each run lasts 31 s > 30 s: each exit is failure 1 of budget 1, never the end
         clock[0] += 31.0
@@ -71,17 +77,7 @@ def test_a_child_up_longer_than_the_stable_time_starts_its_count_again(fresh_set
 
 
 def test_a_dashboard_past_its_budget_stays_stopped_and_the_pipeline_goes_on(fresh_settings, tmp_path, monkeypatch) -> None:
-    settings = fresh_settings.model_copy(update={"restart_budget": 1, "restart_backoff_s": 1.0, "restart_stable_s": 30.0})
-    pipeline = Pipeline(settings)
-    pipeline._log_dir = tmp_path
-    clock = [0.0]
-    monkeypatch.setattr("pipeline.runner.time.monotonic", lambda: clock[0])
-
-    def spawn(name: str, env=None) -> None:
-        pipeline.procs[name] = _Proc(None)
-        pipeline._started[name] = clock[0]
-
-    pipeline._spawn = spawn  # type: ignore[method-assign]
+    pipeline, clock, spawn = _budget_one(fresh_settings, tmp_path, monkeypatch)
     spawn("worker")
     spawn("dashboard")
     clock[0] += 2.0
