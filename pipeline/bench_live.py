@@ -9,6 +9,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import requests
@@ -34,6 +35,9 @@ from pipeline.topics import ensure_topics, kafka_config
 from pipeline.triggers import decode_trigger
 from sinks.client import connect
 from sinks.migrate import migrate
+
+if TYPE_CHECKING:
+    from pipeline.runner import Pipeline
 
 __all__ = ["TriggerListener", "run_collector", "run_live", "send_live", "trigger_latency"]
 
@@ -152,6 +156,20 @@ def send_live(url: str, messages: list[dict], rate: int, clients: int) -> dict:
     return {"sent": len(messages), "seconds": round(seconds, 2), "achieved_rate": round(len(messages) / seconds)}
 
 
+def _wait_worker_ready(pipe: Pipeline, timeout_s: float = 120.0) -> float:
+    """Seconds until the worker's ``/ready`` answers 200; BenchError after ``timeout_s``."""
+    started = time.monotonic()
+    url = f"http://{pipe.worker_host}:{pipe.worker_port}/ready"
+    while time.monotonic() - started < timeout_s:
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return round(time.monotonic() - started, 2)
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"live: the worker was not ready within {timeout_s:.0f} s")
+
+
 def run_live(
     rate: int, opts: BenchOptions, settings: Settings, bootstrap: str, clickhouse_url: str, log_dir: Path
 ) -> dict:
@@ -181,6 +199,9 @@ def run_live(
     finally:
         ch.close()
     with Pipeline(live_settings, log_dir=log_dir / f"live{rate}-logs") as pipe, TriggerListener(live_settings, bootstrap) as listener:
+        # Traffic starts once the worker is ready (partitions assigned, caught
+        # up): the figures are the steady state, not the worker's start-up.
+        ready_s = _wait_worker_ready(pipe)
         sent = send_live(pipe.collector_url, messages, rate, opts.clients)
         # Every cart deadline falls at most abandon_after after the last event;
         # then allowed lateness, idle detection and a flush.
@@ -191,6 +212,7 @@ def run_live(
         time.sleep(1.0)
     return {
         **sent,
+        "worker_ready_s": ready_s,
         "requested_rate": rate,
         "abandon_after_ms": LIVE_ABANDON_AFTER_MS,
         "allowed_lateness_ms": live_settings.allowed_lateness_ms,

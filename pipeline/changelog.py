@@ -84,22 +84,42 @@ class AckedWriter:
         await self._write_all(records, stopping)
 
     async def _write_all(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
+        for partition, key, value in records:
+            self._produce(partition, key, value)
+        await self.settle(stopping)
+
+    def send(self, records: list[tuple[int, bytes, bytes | None]]) -> None:
+        """Hand the records to librdkafka now, without waiting: it sends them within ``linger.ms``.
+
+        ``settle`` later waits for their acknowledgement (and produces the
+        failed ones again).
+        """
+        for partition, key, value in records:
+            self._produce(partition, key, value)
+        self._producer.poll(0)  # serve delivery reports of earlier records
+
+    async def settle(self, stopping: Callable[[], bool]) -> None:
+        """Return once Kafka acknowledged every record produced so far; failed ones are produced again with backoff.
+
+        Raises ChangelogError only when the worker is stopping: the batch is
+        then not acknowledged and is replayed by the next owner.
+        """
         loop = asyncio.get_running_loop()
         delay = 0.25
-        pending = records
-        while pending:
-            for partition, key, value in pending:
-                self._produce(partition, key, value)
+        while True:
             left = await loop.run_in_executor(None, self._flush)
             pending, self._failed = self._failed, []
             if left:
                 raise ChangelogError(f"{left} records to {self.topic} still unacknowledged after {FLUSH_TIMEOUT_S:.0f}s")
-            if pending:
-                if stopping():
-                    raise ChangelogError(f"{len(pending)} records to {self.topic} were not acknowledged")
-                log.warning("writing %d records to %s failed; retrying in %.1fs", len(pending), self.topic, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+            if not pending:
+                return
+            if stopping():
+                raise ChangelogError(f"{len(pending)} records to {self.topic} were not acknowledged")
+            log.warning("writing %d records to %s failed; retrying in %.1fs", len(pending), self.topic, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            for partition, key, value in pending:
+                self._produce(partition, key, value)
 
     def broker_answers(self, timeout_s: float = 2.0) -> bool:
         """True when a broker answers a metadata request (blocking: call it from a thread)."""

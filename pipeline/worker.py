@@ -1,23 +1,36 @@
 """The Faust worker: agents that wire topics, the state table and the sink to the pure core.
 
-Per batch of Kafka records the events agent does, in this order:
+The events agent takes records as they arrive (what came within a few
+milliseconds, ``TAKE_WITHIN_S``) and, for each group, at once:
 
-0. look up in ClickHouse the batch's event ids already stored, and take out
-   each event whose id is stored (or taken earlier in the batch) with other
-   content: a ``duplicate_id_conflict`` dead letter, sent after step 2
-   (``pipeline.detect.ids``: the first event accepted under an id wins);
-1. feed each record to its partition's ``PartitionProcessor`` (pure, in
+0. looks up in ClickHouse the records' event ids already stored, and takes
+   out each event whose id is stored (or taken earlier in the window) with
+   other content: a ``duplicate_id_conflict`` dead letter, sent after the
+   window's rows (``pipeline.detect.ids``: the first event accepted under an
+   id wins);
+1. feeds each record to its partition's ``PartitionProcessor`` (pure, in
    offset order: sessions, de-duplication, carts, abandonment, offers);
-2. write the stored-event rows and triggers to ClickHouse (one insert per
-   table, retried with backoff while ClickHouse is down: the agent then stops
-   taking records, so nothing is acknowledged that is not stored), and at
-   the same time
-3. send the triggers to ``cx.triggers`` and wait for Kafka's acknowledgement;
-4. write the changed visitor states to the table and its changelog topic,
-   and wait for Kafka's acknowledgement (``pipeline.changelog``);
-5. return, and Faust acknowledges the records; offsets are committed after.
+2. hands the triggers that fired to Kafka (``cx.triggers``) without waiting.
 
-A crash anywhere replays records from the last committed offset. Steps 2-3
+Rows, visitor states and the records' acknowledgements wait in the open
+*window*, which ``flush`` closes when it holds ``batch_max_records``
+records, when it is ``sink_max_interval_ms`` old, or at once when the group
+rebalances. A closed window is made durable in the background while the
+next one fills (one at a time, in order):
+
+3. the window's rows go to ClickHouse (one insert per table, retried with
+   backoff while ClickHouse is down: the agent then stops taking records, so
+   nothing is acknowledged that is not stored) while Kafka acknowledges its
+   triggers;
+4. the changed visitor states go to the table and its changelog topic, and
+   Kafka acknowledges them (``pipeline.changelog``);
+5. only then does Faust get the window's records acknowledged; offsets are
+   committed after.
+
+So a trigger leaves within milliseconds of its event's record, and
+ClickHouse still gets large inserts.
+
+A crash anywhere replays records from the last committed offset. Steps 2-4
 are idempotent (ClickHouse keeps one row per id, trigger ids are stable) and
 the processor skips a visitor's records already reflected in its stored
 state, so table updates are never applied twice (a plain counter table
@@ -73,7 +86,14 @@ __all__ = ["Worker", "build_worker", "tune_gc"]
 
 log = logging.getLogger("cxstream.worker")
 
+Ack = Callable[[faust.types.EventT], Awaitable[bool]]  # Faust's Stream.ack
+
 TICK_INTERVAL_S = 0.5
+# The events agent takes what arrived within this long (at most
+# ``batch_max_records`` records) and processes it at once.
+TAKE_WITHIN_S = 0.01
+# How often the window's age is checked against ``sink_max_interval_ms``.
+FLUSH_CHECK_S = 0.05
 LAG_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 30.0
 ANALYST_QUERIES_AT_ONCE = 2
@@ -138,6 +158,15 @@ class Worker:
         self.lag_unknown: set[tuple[str, int]] = set()  # assigned partitions whose end is not known yet
         self._trigger_cause: dict[int, int] = {}  # id(trigger) -> receipt (ms) of the event that fired it
         self.processors: dict[int, IsolatedPartition] = {}
+        # The open window (``handle``, ``flush``): records processed, their
+        # triggers sent, their rows and states not yet durable.
+        self._unacked: list[tuple[Ack, faust.types.EventT]] = []
+        self._window_opened: float | None = None  # perf_counter() of its first record or fired deadline
+        self._gate = IdGate()  # the window's ids: stored ones, and those taken in it
+        self._conflicts: list[bytes] = []  # duplicate_id_conflict dead letters, sent after the rows
+        self._sent_upto: dict[int, int] = {}  # partition -> its pending triggers already sent
+        self._rebuilds_seen: dict[int, int] = {}
+        self._durable: asyncio.Future | None = None  # the closed window's I/O (``_make_durable``)
         self.next_offset: dict[int, int] = {}
         self.dl_next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
@@ -164,7 +193,8 @@ class Worker:
             "first_record_wall_ms": 0,
             "events_partitions": 0,  # partitions of the events topic assigned now
             # Seconds spent per step, summed over batches: where a batch's time goes.
-            "batches": 0,
+            "batches": 0,  # groups of records taken from Faust
+            "windows": 0,  # flushes: records made durable and acknowledged
             "process_s": 0.0,
             "ids_s": 0.0,  # the lookup of the batch's stored ids (pipeline.detect.ids), part of process_s
             "clickhouse_s": 0.0,
@@ -230,10 +260,14 @@ class Worker:
         Faust then acknowledges. The rebalance waits for this handler.
         """
         async with self.lock:
+            if self._window_opened is not None:
+                await self._flush()
+            await self.wait_durable()
             for tp in revoked:
                 if tp.topic == self.settings.topic_events:
                     self.processors.pop(tp.partition, None)
                     self.next_offset.pop(tp.partition, None)
+                    self._rebuilds_seen.pop(tp.partition, None)
                 elif tp.topic == self.settings.topic_deadletter:
                     self.dl_next_offset.pop(tp.partition, None)
                 elif tp.topic == self.settings.topic_deliveries:
@@ -333,13 +367,20 @@ class Worker:
 
     # -- steps ----------------------------------------------------------------
 
-    async def handle(self, events: list[faust.types.EventT]) -> None:
-        """Process one batch of Kafka records; returns once everything is stored."""
+    async def handle(self, events: list[faust.types.EventT], ack: Ack) -> None:
+        """Process records as they arrive; their triggers leave at once, the rest waits for the window's flush.
+
+        ``ack`` acknowledges one record to Faust; it is called for every
+        record of the window once its rows, triggers and states are durable
+        (``flush``), never before.
+        """
         async with self.lock:
             now = self.wall_ms()
             if not self.stats["first_record_wall_ms"]:
                 self.stats["first_record_wall_ms"] = now
             started = time.perf_counter()
+            if self._window_opened is None:
+                self._window_opened = started
             bad: list[bytes] = []
             kinds: dict[tuple[object, object], int] = {}
             decoded: list[tuple[faust.types.Message, list[dict]]] = []
@@ -354,15 +395,14 @@ class Worker:
                 except Exception as exc:  # decoding is not supposed to raise anything else
                     bad.append(self._processing_error(msg, None, Rejected(msg.offset, None, exc)))
             # Step 0: ids. The events whose id is stored (or taken earlier in
-            # this batch) with other content become dead letters and never
+            # this window) with other content become dead letters and never
             # reach detection (pipeline.detect.ids).
-            conflicts: list[bytes] = []
             looked_up = time.perf_counter()
-            gate = IdGate(await self._stored_fingerprints(decoded)) if decoded else None
+            if decoded:
+                self._gate.add_stored(await self._stored_fingerprints(decoded, known=self._gate))
             self.stats["ids_s"] += time.perf_counter() - looked_up
             for msg, batch in decoded:
-                assert gate is not None
-                kept = self._judge_ids(gate, msg, batch, conflicts)
+                kept = self._judge_ids(self._gate, msg, batch, self._conflicts)
                 proc = self.processor(msg.partition)
                 rebuilds = proc.rebuilds
                 fired_from = len(proc.proc.pending.triggers)
@@ -377,17 +417,12 @@ class Worker:
                 for e in batch:
                     key = (e.get("tenant"), e.get("type"))
                     kinds[key] = kinds.get(key, 0) + 1
+            self._unacked += [(ack, event) for event in events]
             self.stats["batches"] += 1
             self.stats["process_s"] += time.perf_counter() - started
             if bad:
                 await self._send_deadletters(bad)
-            await self._emit()
-            if conflicts:
-                # After the rows: a conflict's dead letter exists only once
-                # the event that holds the id is stored (a crash before this
-                # replays the batch, which finds that event stored and
-                # dead-letters the same conflicts again, under the same ids).
-                await self._send_deadletters(conflicts, stat="id_conflicts")
+            self._send_new_triggers()
             m = self.metrics
             topic = self.settings.topic_events
             m.records.labels(topic).inc(len(events))
@@ -395,6 +430,53 @@ class Worker:
             m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
             for (tenant, kind), n in kinds.items():
                 m.events.labels(m.labels.tenant(tenant), m.labels.call_type(kind)).inc(n)
+            if len(self._unacked) >= self.settings.batch_max_records:
+                await self._flush()
+
+    async def flush_if_due(self) -> None:
+        """Flush the window when it is ``sink_max_interval_ms`` old, or at once while the group rebalances.
+
+        A rebalance waits until Faust holds no unacknowledged record
+        (``stream_wait_empty``), so the window is flushed and acknowledged
+        before its partitions can go to another worker.
+        """
+        opened = self._window_opened
+        if opened is None:
+            return
+        due = time.perf_counter() - opened >= self.settings.sink_max_interval_ms / 1000
+        if due or self.app.rebalancing:
+            async with self.lock:
+                if self._window_opened is not None:
+                    await self._flush()
+
+    def _send_new_triggers(self) -> None:
+        """Hand the triggers fired since the last call to Kafka now; ``flush`` waits for their acknowledgement."""
+        fresh: list[dict] = []
+        for partition, proc in self.processors.items():
+            triggers = proc.proc.pending.triggers
+            sent = self._sent_upto.get(partition, 0)
+            if proc.rebuilds != self._rebuilds_seen.get(partition, 0):
+                # A rebuilt processor fired its window's triggers again: send them
+                # all again (stable ids; consumers de-duplicate by trigger_id).
+                self._rebuilds_seen[partition] = proc.rebuilds
+                sent = 0
+            if len(triggers) > sent:
+                fresh += triggers[sent:]
+                self._sent_upto[partition] = len(triggers)
+        if not fresh:
+            return
+        if self._window_opened is None:
+            self._window_opened = time.perf_counter()
+        assert self.trigger_writer is not None, "build_worker sets the trigger writer"
+        self.trigger_writer.send([(ANY_PARTITION, trigger_key(t), encode_trigger(t, self.settings)) for t in fresh])
+        self.stats["triggers"] += len(fresh)
+        m, sent_ms = self.metrics, self.wall_ms()
+        for t in fresh:
+            kind = m.labels.kind(t.get("kind"))
+            m.triggers.labels(m.labels.tenant(t.get("tenant")), kind, m.labels.action(t.get("action"))).inc()
+            received = self._trigger_cause.pop(id(t), None)
+            if received:
+                m.trigger_latency.labels(kind).observe(max(0, sent_ms - received) / 1000)
 
     def _note_causes(self, fired: list[dict], batch: list[dict]) -> None:
         """Remember when the collector received the record whose events fired these triggers."""
@@ -408,8 +490,12 @@ class Worker:
         conflicts += [self._id_conflict(msg, i, event, fp) for i, event, fp in found]
         return kept
 
-    async def _stored_fingerprints(self, decoded: list[tuple[faust.types.Message, list[dict]]]) -> dict:
-        """``{(tenant, event_id): fingerprint}`` of the batch's ids already in ``cx.events``.
+    async def _stored_fingerprints(
+        self, decoded: list[tuple[faust.types.Message, list[dict]]], known: IdGate | None = None
+    ) -> dict:
+        """``{(tenant, event_id): fingerprint}`` of the records' ids already in ``cx.events``.
+
+        Ids ``known`` judged already in this window are not looked up again.
 
         Retried with backoff while ClickHouse is down, like the writes: the
         batch cannot be judged without it.
@@ -417,7 +503,10 @@ class Worker:
         ids: dict[str, set[str]] = {}
         for _, batch in decoded:
             for event in batch:
-                ids.setdefault(event["tenant"], set()).add(event["event_id"])
+                if known is None or (event["tenant"], event["event_id"]) not in known:
+                    ids.setdefault(event["tenant"], set()).add(event["event_id"])
+        if not ids:
+            return {}
         loop = asyncio.get_running_loop()
         delay = 0.25
         while True:
@@ -555,12 +644,27 @@ class Worker:
                     self.metrics.rebuilds.inc()
                     log.error("partition %d: an idle tick raised (%s: %s); processor rebuilt", partition,
                               type(error).__name__, error, extra=context(partition=partition))
-            await self._emit()
+                if proc.proc.has_pending and self._window_opened is None:
+                    self._window_opened = time.perf_counter()
+            self._send_new_triggers()
 
-    async def _emit(self) -> None:
+    async def _flush(self) -> None:
+        """Close the window and start making it durable; call with the lock held.
+
+        Waits first for the previous window to be durable (at most one
+        window is in flight, so memory stays bounded and records are
+        acknowledged in order). Then, at once: the window's outputs are
+        drained, its rows handed to the sink, its visitor states put in the
+        table (the processors read them from there from now on), and a new
+        window opens. The I/O runs in the background (``_make_durable``)
+        while the agent goes on processing records.
+        """
+        await self.wait_durable()
         started = time.perf_counter()
         outputs = [(p, proc.drain()) for p, proc in self.processors.items()]
-        triggers = [t for _, out in outputs for t in out.triggers]
+        self._sent_upto.clear()
+        self._trigger_cause.clear()
+        any_triggers = False
         event_rows = 0
         for _, out in outputs:
             if out.rows:
@@ -568,40 +672,97 @@ class Worker:
                 event_rows += len(out.rows)
             for table, facts in out.facts.items():
                 self.sink.add_facts(table, facts)
-        if triggers:
-            self.sink.add_triggers(triggers)
+            if out.triggers:
+                self.sink.add_triggers(out.triggers)
+                any_triggers = True
         if event_rows:
             # Counted before the write: a reader that sees the rows in
             # ClickHouse must also see them here.
             self.stats["event_inserts"] += 1
             self.stats["event_rows"] += event_rows
-        stopping = lambda: self.app.should_stop  # noqa: E731
-        # ClickHouse and cx.triggers at the same time (the insert runs in a
-        # thread); both must be acknowledged before the states are written.
-        steps = []
-        if self.sink.pending():
-            steps.append(self._timed("clickhouse_s", self._flush_events(stopping)))
-        if triggers:
-            steps.append(self._timed("triggers_s", self._send_triggers(triggers)))
-        await asyncio.gather(*steps)
-        self._trigger_cause.clear()
-        sent = time.perf_counter()
-        self.stats["emit_s"] += sent - started
         records = []
         for partition, out in outputs:
             for key, value in out.states.items():
                 bkey = key.encode()
                 self.table.data[bkey] = value
                 records.append((partition, bkey, value))
+        unacked, self._unacked = self._unacked, []
+        conflicts, self._conflicts = self._conflicts, []
+        # The ids taken in this window stay known to the next one until its
+        # own flush: their rows may not be in ClickHouse before then.
+        self._gate = IdGate(previous=self._gate)
+        self._window_opened = None
+        self.stats["emit_s"] += time.perf_counter() - started
+        self._durable = asyncio.ensure_future(
+            self._or_stop(self._make_durable(any_triggers, records, conflicts, unacked))
+        )
+
+    async def wait_durable(self) -> None:
+        """Return once the window in flight (if any) is durable and acknowledged."""
+        durable, self._durable = self._durable, None
+        if durable is not None:
+            await durable
+
+    async def _make_durable(
+        self,
+        any_triggers: bool,
+        records: list[tuple[int, bytes, bytes]],
+        conflicts: list[bytes],
+        unacked: list[tuple[Ack, faust.types.EventT]],
+    ) -> None:
+        """A closed window's I/O, in order; then its records are acknowledged.
+
+        ClickHouse gets the window's rows (one insert per table) while Kafka
+        acknowledges its triggers, sent as they fired; then the changed
+        visitor states go to the changelog, acknowledged; then the ids'
+        conflict dead letters; only then Faust gets the records'
+        acknowledgements, and commits their offsets. A crash before the end
+        replays the window: rows and triggers again under the same ids, and
+        each visitor state skips the records it already applied.
+        """
+        started = time.perf_counter()
+        stopping = lambda: self.app.should_stop  # noqa: E731
+        steps = []
+        if self.sink.pending():
+            steps.append(self._timed("clickhouse_s", self._flush_events(stopping)))
+        if any_triggers:
+            steps.append(self._timed("triggers_s", self._settle_triggers()))
+        await asyncio.gather(*steps)
+        sent = time.perf_counter()
+        self.stats["emit_s"] += sent - started
         if records:
             # The states must be in the changelog before these records'
             # offsets can be committed: a crash after a commit whose states
             # were not yet acknowledged would skip their events.
             assert self.changelog is not None, "build_worker sets the changelog writer"
-            written = time.perf_counter()
-            await self.changelog.write(records, lambda: self.app.should_stop)
-            self.metrics.produce_seconds.labels("changelog", "ok").observe(time.perf_counter() - written)
+            await self.changelog.write(records, stopping)
+            self.metrics.produce_seconds.labels("changelog", "ok").observe(time.perf_counter() - sent)
         self.stats["changelog_s"] += time.perf_counter() - sent
+        if conflicts:
+            # After the rows: a conflict's dead letter exists only once the
+            # event that holds the id is stored (a crash before this replays
+            # the window, which finds that event stored and dead-letters the
+            # same conflicts again, under the same ids).
+            await self._send_deadletters(conflicts, stat="id_conflicts")
+        for ack, event in unacked:
+            await ack(event)
+        self.stats["windows"] += 1
+
+    async def _or_stop(self, step: Awaitable[None]) -> None:
+        """``_or_exit`` for a window's background I/O, except when the worker is stopping anyway.
+
+        A stop cancels it: nothing of the window was acknowledged, and the
+        next owner of its partitions replays it.
+        """
+        try:
+            await step
+        except asyncio.CancelledError:
+            if not self.app.should_stop:
+                await _or_exit(_raise(asyncio.CancelledError()))
+            log.info("stopping with a window not yet durable; its records are replayed by the next worker")
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            await _or_exit(_raise(exc))
 
     async def _flush_events(self, stopping: Callable[[], bool]) -> None:
         """Write the sink; rows ClickHouse refuses for good become ``store_rejected`` dead letters."""
@@ -631,20 +792,12 @@ class Worker:
         await step
         self.stats[stat] += time.perf_counter() - started
 
-    async def _send_triggers(self, triggers: list[dict]) -> None:
+    async def _settle_triggers(self) -> None:
+        """Wait until Kafka acknowledged every trigger sent in this window (``_send_new_triggers``)."""
         assert self.trigger_writer is not None, "build_worker sets the trigger writer"
-        records = [(ANY_PARTITION, trigger_key(t), encode_trigger(t, self.settings)) for t in triggers]
         started = time.perf_counter()
-        await self.trigger_writer.write(records, lambda: self.app.should_stop)
+        await self.trigger_writer.settle(lambda: self.app.should_stop)
         self.metrics.produce_seconds.labels("triggers", "ok").observe(time.perf_counter() - started)
-        self.stats["triggers"] += len(triggers)
-        m, acked_ms = self.metrics, self.wall_ms()
-        for t in triggers:
-            kind = m.labels.kind(t.get("kind"))
-            m.triggers.labels(m.labels.tenant(t.get("tenant")), kind, m.labels.action(t.get("action"))).inc()
-            received = self._trigger_cause.pop(id(t), None)
-            if received:
-                m.trigger_latency.labels(kind).observe(max(0, acked_ms - received) / 1000)
 
     async def handle_deadletters(self, events: list[faust.types.EventT]) -> None:
         """Store dead letters from the collector and the worker in ClickHouse.
@@ -768,14 +921,18 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
 
 
+async def _raise(exc: BaseException) -> None:
+    raise exc
+
+
 async def _or_exit(batch: Awaitable[None]) -> None:
     """Run one batch; if it does not complete, end the process before anything is committed.
 
-    Faust's ``take_events`` acknowledges a batch's records when the agent
-    body leaves, also by an exception or a cancellation (a stop in the
-    middle of a batch), and the next commit would then skip records whose
-    rows or states were never written. Exiting at once leaves the offsets
-    where they were: the next worker replays the batch, idempotently.
+    The records are acknowledged by ``Worker.flush`` only, but a half-done
+    step leaves the processors, the sink and the writers in a state no
+    later step can trust (a flush that stopped after some inserts, states
+    drained and not written). Exiting at once leaves the offsets where they
+    were: the next worker replays the window, idempotently.
     """
     try:
         await batch
@@ -806,8 +963,14 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
 
     @app.agent(worker.events_topic, concurrency=1, name="cx-events")
     async def process_events(stream):  # noqa: ANN001 - Faust's stream type
-        async for events in stream.take_events(take, within=within):
-            await _or_exit(worker.handle(events))
+        # Records as they arrive (within TAKE_WITHIN_S), acknowledged by the
+        # worker only once durable (Worker.flush), not when the loop goes on.
+        async for events in stream.noack_take(take, within=TAKE_WITHIN_S):
+            await _or_exit(worker.handle(events, stream.ack))
+
+    @app.timer(FLUSH_CHECK_S)
+    async def flush_window() -> None:
+        await _or_exit(worker.flush_if_due())
 
     @app.agent(worker.deadletter_topic, concurrency=1, name="cx-deadletters")
     async def store_deadletters(stream):  # noqa: ANN001

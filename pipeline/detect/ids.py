@@ -101,17 +101,31 @@ def version(received_at_ms: int, fp: int) -> int:
 
 
 class IdGate:
-    """Judges a batch's events by id, in batch order: new, duplicate, or conflict.
+    """Judges a window's events by id, in offset order: new, duplicate, or conflict.
 
-    ``stored`` maps ``(tenant, event_id)`` to the fingerprint ClickHouse
-    holds for it (the winning row's), for the ids of this batch that are
-    stored; ids absent from it are not stored.
+    ``stored`` (and later ``add_stored``) maps ``(tenant, event_id)`` to the
+    fingerprint ClickHouse holds for it (the winning row's), for the ids
+    looked up that are stored; ids absent from it are not stored. The
+    worker keeps one gate per window of records, and the previous window's
+    ids stay known until its rows are surely stored.
     """
 
-    __slots__ = ("_known",)
+    __slots__ = ("_known", "_previous")
 
-    def __init__(self, stored: Mapping[tuple[str, str], int] | None = None) -> None:
+    def __init__(self, stored: Mapping[tuple[str, str], int] | None = None, previous: "IdGate | None" = None) -> None:
+        """``previous``: the gate of the window before, whose ids are known to this one as well (its own only)."""
         self._known: dict[tuple[str, str], int] = dict(stored or {})
+        self._previous: dict[tuple[str, str], int] = previous._known if previous is not None else {}
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._known or key in self._previous
+
+    def add_stored(self, stored: Mapping[tuple[str, str], int]) -> None:
+        """Fingerprints looked up in ClickHouse for ids the gate has not judged yet (it keeps what it knows)."""
+        known, previous = self._known, self._previous
+        for key, fp in stored.items():
+            if key not in previous:
+                known.setdefault(key, fp)
 
     def judge(self, tenant: str, event_id: str, fp: int) -> Verdict:
         """The verdict for one event; a ``new`` id is remembered with ``fp`` for the rest of the batch.
@@ -122,6 +136,8 @@ class IdGate:
         """
         key = (tenant, event_id)
         known = self._known.get(key)
+        if known is None:
+            known = self._previous.get(key)
         if known is None:
             self._known[key] = fp
             return NEW

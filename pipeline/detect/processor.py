@@ -212,6 +212,12 @@ class PartitionProcessor:
         """What accumulated since the last drain (``drain`` returns this object)."""
         return self._out
 
+    @property
+    def has_pending(self) -> bool:
+        """True when something (rows, triggers, facts or a changed state) waits for ``drain``."""
+        out = self._out
+        return bool(self._dirty or out.rows or out.triggers or out.facts)
+
     def watermark_copy(self) -> Watermark:
         """A copy of the partition's watermark (``pipeline.detect.isolation`` rebuilds with it)."""
         return copy.copy(self._watermark)

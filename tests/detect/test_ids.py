@@ -116,6 +116,24 @@ def test_gate_judges_against_what_clickhouse_holds() -> None:
     assert gate.judge("shop", "Y", 44) == NEW
 
 
+def test_gate_of_the_next_window_knows_the_previous_windows_ids_but_not_older_ones() -> None:
+    # Window 1 takes X; its rows are still being written when window 2 opens,
+    # so window 2 must judge X itself. By window 3, window 1's rows are
+    # stored and a lookup finds them: the gate no longer needs to carry X.
+    first = IdGate()
+    assert first.judge("shop", "X", 11) == NEW
+    second = IdGate(previous=first)
+    assert ("shop", "X") in second
+    assert second.judge("shop", "X", 22) == CONFLICT
+    assert second.judge("shop", "X", 11) == DUPLICATE
+    assert second.judge("shop", "Y", 33) == NEW
+    third = IdGate(previous=second)
+    assert ("shop", "X") not in third and ("shop", "Y") in third
+    third.add_stored({("shop", "X"): 11, ("shop", "Y"): 99})  # the lookup; Y's judged 33 stays
+    assert third.judge("shop", "X", 22) == CONFLICT
+    assert third.judge("shop", "Y", 33) == DUPLICATE
+
+
 def test_judge_record_keeps_new_and_duplicate_events_and_returns_conflicts() -> None:
     gate = IdGate({("shop", "X"): fingerprint(order())})
     resend, other, fresh = order(), order(anon="anon-b", event="Product Viewed"), order(event_id="Z")

@@ -12,7 +12,7 @@ from pipeline.detect.ids import fingerprint
 from sinks.client import ClickHouse
 from sinks.migrate import _BOOTSTRAP, DDL_DIR, migrate
 from sinks.rows import EVENT_COLUMNS, event_row
-from sinks.sink import ClickHouseSink, stored_fingerprints
+from sinks.sink import INLINE_LOOKUP_MAX, ClickHouseSink, stored_fingerprints
 from tests.sinks.records import event, ms
 
 A_ORDER = event("shop-a", "X", "2024-03-10 10:00:00", "Order Completed", "s-a", props={"order_id": "o-1", "revenue": 30})
@@ -87,6 +87,19 @@ def test_stored_fingerprints_of_many_ids_in_one_lookup(ch_backend: ClickHouse) -
     assert stored_fingerprints(ch_backend, {}) == {}
     # the probe table is the connection's own and gone after the lookup
     assert ch_backend.execute("SELECT count() FROM system.tables WHERE name = 'cx_id_probe'") == [(0,)]
+
+
+def test_stored_fingerprints_answer_the_same_through_the_query_and_the_probe_table(ch_backend: ClickHouse) -> None:
+    # Up to INLINE_LOOKUP_MAX ids go in one parameterized query, more through the probe table.
+    events = [event("shop-a", f"q-{i:04d}'", "2024-03-10 12:00:00", "Product Viewed", "s-a") for i in range(300)]
+    write(ch_backend, *events)
+    stored_ids = [e["event_id"] for e in events]
+    absent = [f"absent-{i}" for i in range(INLINE_LOOKUP_MAX)]
+    want = {("shop-a", e["event_id"]): fingerprint(e) for e in events}
+    inline = stored_fingerprints(ch_backend, {"shop-a": stored_ids + absent[: INLINE_LOOKUP_MAX - 300]})
+    probe = stored_fingerprints(ch_backend, {"shop-a": stored_ids + absent})
+    assert inline == probe == want
+    assert len(want) == 300
 
 
 LEGACY_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("payload_hash", "ver")]
