@@ -17,7 +17,7 @@ partition as ``cxstream bench`` does, and each record goes through what
   visitor states, after every ``BATCH_RECORDS`` records as at the end of a
   worker batch;
 - **rows**: the drained events, facts and triggers handed to
-  ``ClickHouseSink.add_*`` in ``Worker._emit``'s order (row tuples built by
+  ``ClickHouseSink.add_*`` in ``Worker._flush``'s order (row tuples built by
   ``sinks.rows``);
 - **trigger records**: ``encode_trigger`` and ``trigger_key`` of each trigger;
 - **dead letters**: ``orjson.loads`` and ``add_deadletters`` of each dead-letter record;
@@ -179,7 +179,7 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
     wall_ms = RECEIVED_AT_MS
 
     def emit() -> None:
-        # Worker._emit, without the I/O.
+        # Worker._flush, without the I/O.
         started = clock()
         outputs = [(p, proc.drain()) for p, proc in processors.items()]
         cpu["states"] += clock() - started
