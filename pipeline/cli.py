@@ -200,6 +200,7 @@ def worker() -> None:
     from pipeline.logs import dict_config
 
     settings = load_settings("worker")
+    _require_salt(settings)  # it scrubs other producers' records before they become dead letters
     w = build_worker(settings, _require_broker(settings, "worker"))
     tune_gc()
     # Faust (mode) replaces the root logger's handlers: JSON lines need its own config,

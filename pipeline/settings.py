@@ -490,7 +490,7 @@ class Settings(BaseSettings):
     # --- privacy ----------------------------------------------------------
     pii_salt: str = Field(
         DEFAULT_PII_SALT, min_length=1,
-        description="secret salt of every personal-data hash; the collector and `up` refuse to start with the default",
+        description="secret salt of every personal-data hash; the collector, the worker and `up` refuse to start with the default",
     )
     pii_keys: str = Field(
         DEFAULT_PII_KEYS,
