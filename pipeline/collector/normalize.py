@@ -1,9 +1,9 @@
 """One Segment message -> one Event dict (``schemas/event.avsc``), or a dead-letter decision.
 
 Pure: no I/O; the receive time is an argument. Runs once per message in
-the collector's request handler: the envelope is validated first by the
-pydantic model ``SegmentMessage`` (``pipeline.collector.envelope``), then
-the event's properties by the catalog.
+the collector's request handler: the envelope is validated first
+(``pipeline.collector.envelope``, the rules of the pydantic model
+``SegmentMessage``), then the event's properties by the catalog.
 
 Clock skew is corrected as Segment does: the event time is ``timestamp +
 (receivedAt - sentAt)``, where ``sentAt`` is the message's own, else the
@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import orjson
 
-from pipeline.collector.envelope import EnvelopeError, SegmentMessage, validate_envelope
+from pipeline.collector.envelope import Envelope, EnvelopeError, validate_envelope
 from pipeline.collector.catalog import CATALOG, IDENTIFY_TRAITS, PAGE, EventSpec, PropertyError, check_properties
 from pipeline.collector.pii import Scrubber, TooDeep, hash_pii
 from pipeline.records import DeadLetterReason, stable_id
@@ -170,7 +170,7 @@ def _check(spec: EventSpec, props: dict) -> dict:
         raise _Reject(exc.reason, exc.detail) from None
 
 
-def _event_time(env: SegmentMessage, received_at_ms: int, batch_sent_at: object) -> tuple[int, int | None]:
+def _event_time(env: Envelope, received_at_ms: int, batch_sent_at: object) -> tuple[int, int | None]:
     """(event time, sentAt used), corrected for the device clock's skew."""
     ts = _time_value("timestamp", env.timestamp)
     if ts is None:
@@ -185,7 +185,7 @@ def _event_time(env: SegmentMessage, received_at_ms: int, batch_sent_at: object)
     return ts + (received_at_ms - sent_at), sent_at
 
 
-def _message_id(msg: dict, env: SegmentMessage, tenant: str) -> str:
+def _message_id(msg: dict, env: Envelope, tenant: str) -> str:
     if env.messageId is not None:
         return env.messageId
     # A stable content hash, so that an SDK retry of the same message dedups.
@@ -193,7 +193,7 @@ def _message_id(msg: dict, env: SegmentMessage, tenant: str) -> str:
     return stable_id(tenant, orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode())
 
 
-def _properties(msg: dict, env: SegmentMessage) -> dict:
+def _properties(msg: dict, env: Envelope) -> dict:
     props = env.properties or {}
     call = env.type
     if call == "track":

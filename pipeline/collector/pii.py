@@ -55,11 +55,30 @@ _PHONE = re.compile(
     r"|0[1-9]\d{8}"  # 0612345678
     r")(?![\w@/-])"
 )
-_NINE_DIGITS = re.compile(r"(?:\d[^\d]{0,3}){8}\d")  # nine digits, few characters apart: maybe a phone
+# Nine digits, few characters apart: maybe a phone (written as one digit, then
+# eight of "up to 3 non-digits and a digit": the same strings as
+# ``(?:\d\D{0,3}){8}\d``, found in half the time).
+_NINE_DIGITS = re.compile(r"\d(?:\D{0,3}\d){8}")
+_ASCII_DIGITS = b"0123456789"
 _DATE = re.compile(r"(?:19|20)\d\d[ ./-](?:0?[1-9]|1[0-2])[ ./-]\d\d")
 _QUERY_PARAM = re.compile(r"([?&;])([^=&#;?]+)=([^&#;]*)")
 _WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _SHORT_WORD = "{}(?:s|v[46]?)?"  # ipv4 splits as "ipv", "4"
+
+
+def _may_hold_phone(text: str) -> bool:
+    """Whether ``text`` has nine digits few characters apart (``_NINE_DIGITS``), the condition for a phone search.
+
+    Most strings hold fewer than nine digits. For ASCII text that is counted
+    in C (its digits deleted from its bytes) instead of searched for with the
+    pattern, which costs about a microsecond per string; other text (where
+    ``\\d`` also matches other scripts' digits) is searched.
+    """
+    if text.isascii():
+        data = text.encode("ascii")
+        if len(data) - len(data.translate(None, _ASCII_DIGITS)) < 9:
+            return False
+    return _NINE_DIGITS.search(text) is not None
 
 
 class TooDeep(ValueError):
@@ -105,7 +124,7 @@ class Scrubber:
             text = _QUERY_PARAM.sub(self._param, text)
         if "@" in text or "%40" in text:
             text = _EMAIL.sub(self._email, text)
-        if _NINE_DIGITS.search(text) is not None:
+        if _may_hold_phone(text):
             text = _PHONE.sub(self._phone, text)
         return text
 
