@@ -540,14 +540,18 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
     return app
 
 
-async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Event | None = None) -> None:
+async def run_collector(
+    settings: Settings, bootstrap: str, *, ready: asyncio.Event | None = None, reuse_port: bool = False
+) -> None:
     """Serve on ``collector_host:collector_port`` until cancelled, SIGINT or SIGTERM.
 
     Start-up creates missing topics (``ensure_topics``) and reads the
     events topic's partition count; a broker that does not answer yet is
     not fatal: requests get 503 until it does. Shutdown: stop accepting,
     let in-flight requests finish (up to 30 s), then flush the producer.
-    ``ready`` is set once the port listens. Raises SettingsError when
+    ``ready`` is set once the port listens. ``reuse_port``: listen with
+    ``SO_REUSEPORT``, beside other collector processes on the same port
+    (``pipeline.collector.processes``). Raises SettingsError when
     ``CX_PII_SALT`` is the shipped default.
     """
     settings.require_pii_salt()
@@ -574,7 +578,7 @@ async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Ev
             pass
     try:
         await web.TCPSite(metrics_runner, settings.collector_metrics_host, settings.collector_metrics_port).start()
-        await web.TCPSite(runner, settings.collector_host, settings.collector_port).start()
+        await web.TCPSite(runner, settings.collector_host, settings.collector_port, reuse_port=reuse_port or None).start()
         log.info("collector listening on %s:%s (metrics on %s:%s)", settings.collector_host, settings.collector_port,
                  settings.collector_metrics_host, settings.collector_metrics_port)
         if ready is not None:
