@@ -43,6 +43,8 @@ __all__ = ["MAX_DEPTH", "Scrubber", "TooDeep", "hash_pii"]
 
 # Deepest nesting of objects and arrays the collector scrubs (and accepts).
 MAX_DEPTH = 64
+# Strings remembered as free of personal data (``Scrubber.text``): about 5 MB at most.
+CLEAN_TEXTS_MAX = 50_000
 
 _HASH_SUFFIX = "_hash"
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -102,6 +104,11 @@ class Scrubber:
         self._long = tuple(p for p in patterns if len(p) >= 4)
         self._short = tuple(re.compile(_SHORT_WORD.format(re.escape(p))) for p in patterns if len(p) < 4)
         self.matches = lru_cache(maxsize=4096)(self._matches)
+        # Strings the text rules left unchanged: shop traffic repeats its page
+        # URLs, titles and product names, and a set lookup is cheaper than the
+        # rules. Only text without personal data is kept, and at most
+        # CLEAN_TEXTS_MAX strings (the set starts again empty when full).
+        self._clean: set[str] = set()
 
     def _matches(self, key: str) -> bool:
         """Whether ``key`` names personal data (a pattern in it, or a short pattern as one of its words)."""
@@ -120,13 +127,21 @@ class Scrubber:
 
     def text(self, text: str) -> str:
         """``text`` with emails, phone numbers and personal query parameters replaced by hashes."""
-        if "=" in text:
-            text = _QUERY_PARAM.sub(self._param, text)
-        if "@" in text or "%40" in text:
-            text = _EMAIL.sub(self._email, text)
-        if _may_hold_phone(text):
-            text = _PHONE.sub(self._phone, text)
-        return text
+        clean = self._clean
+        if text in clean:
+            return text
+        out = text
+        if "=" in out:
+            out = _QUERY_PARAM.sub(self._param, out)
+        if "@" in out or "%40" in out:
+            out = _EMAIL.sub(self._email, out)
+        if _may_hold_phone(out):
+            out = _PHONE.sub(self._phone, out)
+        if out == text:
+            if len(clean) >= CLEAN_TEXTS_MAX:
+                clean.clear()
+            clean.add(text)
+        return out
 
     def _param(self, m: re.Match) -> str:
         value = m.group(3)
@@ -165,9 +180,16 @@ class Scrubber:
     def _object(self, obj: dict, depth: int) -> dict:
         out: dict = {}
         derived: dict = {}  # <key>_hash made from <key>: wins over a sent <key>_hash
+        matches, clean = self.matches, self._clean
         for key, v in obj.items():
-            if not isinstance(key, str) or not self.matches(key):
-                out[key] = self.value(v, depth)
+            if not isinstance(key, str) or not matches(key):
+                # self.value(v, depth), with its commonest cases inline (this loop runs for every property)
+                if isinstance(v, str):
+                    out[key] = v if v in clean else self.text(v)
+                elif isinstance(v, (dict, list)):
+                    out[key] = self.value(v, depth)
+                else:
+                    out[key] = v
                 continue
             if v is None or v == "":
                 continue
