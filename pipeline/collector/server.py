@@ -27,6 +27,7 @@ loopback by default) serves ``/metrics`` with both (docs/operations.md).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -65,6 +66,7 @@ __all__ = [
 log = logging.getLogger("cxstream.collector")
 
 RETRY_AFTER_S = 5
+GC_GEN0_THRESHOLD = 50_000
 SHUTDOWN_TIMEOUT_S = 30.0
 WARN_INTERVAL_S = 5.0
 _READ_CHUNK = 64 * 1024
@@ -540,6 +542,21 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
     return app
 
 
+def tune_gc() -> None:
+    """Cyclic garbage collection for a process whose garbage is freed by reference counting.
+
+    A request of 250 messages allocates some 25,000 objects (its decoded
+    body, the events); none is cyclic, but CPython's default walked the
+    young ones every 700 allocations and the whole heap (the modules of
+    start-up) every few requests. Start-up's objects are frozen out of every
+    collection and the young generation is collected every 50,000
+    allocations: in ``cxstream bench``'s collector run (50,000 events) the
+    collections took 0.20 s of the process's CPU by default.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
+
+
 async def run_collector(
     settings: Settings, bootstrap: str, *, ready: asyncio.Event | None = None, reuse_port: bool = False
 ) -> None:
@@ -564,6 +581,7 @@ async def run_collector(
     except (BrokerUnavailable, KafkaException) as exc:
         # Serve anyway: requests get 503 (and /ready says why) until the broker answers.
         log.warning("starting without the events topic: %s", exc)
+    tune_gc()
     runner = _CollectorRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     metrics_runner = web.AppRunner(make_metrics_app(app), access_log=None, shutdown_timeout=5)
