@@ -230,7 +230,7 @@ def collector(
     """Run the Segment-compatible HTTP collector (CX_COLLECTOR_PROCESSES processes on its port)."""
     import asyncio
 
-    from pipeline.collector.server import run_collector
+    from pipeline.collector.server import run_collector, tune_gc
 
     settings = load_settings("collector")
     _require_salt(settings)
@@ -243,6 +243,7 @@ def collector(
         from pipeline.collector.processes import child_settings
 
         settings = child_settings(settings, process)
+    tune_gc()
     asyncio.run(run_collector(settings, bootstrap, reuse_port=process >= 0))
 
 
