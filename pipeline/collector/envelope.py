@@ -121,38 +121,57 @@ class Envelope:
     context: dict | None
 
 
+def _id(msg: dict, name: str) -> str | None:
+    """A Segment id: text, or a number as text; empty or absent is None."""
+    value = msg.get(name)
+    if value.__class__ is str:
+        return value or None
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # Segment's SDKs send numeric ids as strings
+    raise EnvelopeError("schema_violation", f"{name}: Input should be a valid string")
+
+
+def _text(msg: dict, name: str) -> str | None:
+    value = msg.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise EnvelopeError("schema_violation", f"{name}: Input should be a valid string")
+
+
+def _object(msg: dict, name: str) -> dict | None:
+    value = msg.get(name)
+    if value is None or isinstance(value, dict):
+        return value
+    raise EnvelopeError("schema_violation", f"{name}: Input should be a valid dictionary")
+
+
 def validate_envelope(msg: dict) -> Envelope:
-    """``msg``'s envelope; raises ``EnvelopeError`` naming the first problem as ``SegmentMessage`` does."""
-    get = msg.get
+    """``msg``'s envelope; raises ``EnvelopeError`` naming the first problem as ``SegmentMessage`` does.
+
+    The checks run in the model's field order, so the first problem named is
+    the one pydantic names first.
+    """
     env = Envelope()
-    kind = get("type")
+    kind = msg.get("type")
     if not isinstance(kind, str) or kind not in _CALLS:
         raise EnvelopeError("unknown_type", _TYPE_DETAIL)
     env.type = kind
-    event = get("event")
-    if event is not None and not isinstance(event, str):
-        raise EnvelopeError("schema_violation", "event: Input should be a valid string")
-    env.event = event
-    for name in _ID_FIELDS:
-        value = get(name)
-        if value is None or value == "":
-            value = None
-        elif not isinstance(value, str):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                value = str(value)  # Segment's SDKs send numeric ids as strings
-            else:
-                raise EnvelopeError("schema_violation", f"{name}: Input should be a valid string")
-        setattr(env, name, value)
-    for name in _TIME_FIELDS:
-        value = get(name)
-        if value is not None and not isinstance(value, str):
-            raise EnvelopeError("schema_violation", f"{name}: Input should be a valid string")
-        setattr(env, name, value)
-    for name in _OBJECT_FIELDS:
-        value = get(name)
-        if value is not None and not isinstance(value, dict):
-            raise EnvelopeError("schema_violation", f"{name}: Input should be a valid dictionary")
-        setattr(env, name, value)
+    env.event = event = _text(msg, "event")
+    env.anonymousId = _id(msg, "anonymousId")
+    env.userId = _id(msg, "userId")
+    env.messageId = _id(msg, "messageId")
+    env.groupId = _id(msg, "groupId")
+    env.previousId = _id(msg, "previousId")
+    env.timestamp = _text(msg, "timestamp")
+    env.originalTimestamp = _text(msg, "originalTimestamp")
+    env.sentAt = _text(msg, "sentAt")
+    env.properties = _object(msg, "properties")
+    env.traits = _object(msg, "traits")
+    env.context = _object(msg, "context")
     if env.anonymousId is None and env.userId is None:
         raise EnvelopeError("schema_violation", "userId or anonymousId is required")
     if kind == "track" and not event:
