@@ -16,7 +16,8 @@ producer. Each child serves its own metrics port,
 children die with the supervisor, however it ends (``infra.lifeline``).
 
 Without ``SO_REUSEPORT`` (not Linux or a BSD) several processes need a
-front proxy instead (docs/collector.md, "Several processes").
+front proxy instead (docs/deployment.md, "Several collector processes on
+one host").
 """
 
 from __future__ import annotations
