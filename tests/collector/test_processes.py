@@ -22,14 +22,12 @@ import requests
 
 from infra.broker import EmbeddedBroker
 from infra.ports import free_port, wait_for_port
-from pipeline.collector.processes import reuse_port_available
+from pipeline.collector.processes import FAST_EXITS_MAX, child_settings, reuse_port_available
+from pipeline.settings import Settings
 from pipeline.records import decode_batch
 from tests.collector.harness import collector_settings, event_count, read_topic
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT is not available on this platform"),
-]
+needs_reuse_port = pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT is not available on this platform")
 
 WRITE_KEY = "wk_procs"
 
@@ -82,6 +80,16 @@ def _wait_gone(pid: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"process {pid} still runs")
 
 
+def test_each_process_serves_its_metrics_on_the_port_plus_its_index() -> None:
+    settings = Settings(_env_file=None, collector_port=8088, collector_metrics_port=9108)
+    assert [child_settings(settings, i).collector_metrics_port for i in range(3)] == [9108, 9109, 9110]
+    assert child_settings(settings, 2).collector_port == 8088
+    anywhere = Settings(_env_file=None, collector_metrics_port=0)
+    assert child_settings(anywhere, 1).collector_metrics_port == 0  # any free port
+
+
+@pytest.mark.integration
+@needs_reuse_port
 def test_two_processes_share_the_port_and_one_stopping_leaves_it_answering(tmp_path: Path) -> None:
     with EmbeddedBroker() as broker:
         settings = collector_settings(broker.bootstrap, "it.procs", partitions=2, write_key=WRITE_KEY, tenant="shop-procs")
@@ -132,3 +140,31 @@ def test_two_processes_share_the_port_and_one_stopping_leaves_it_answering(tmp_p
                 log.close()
         assert code == 0
         assert "collector process 0" in (tmp_path / "collector.log").read_text()
+
+
+@pytest.mark.integration
+@needs_reuse_port
+def test_processes_that_cannot_listen_make_the_supervisor_give_up_with_exit_1(tmp_path: Path) -> None:
+    with EmbeddedBroker() as broker, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: the children's binds fail
+        taken.listen()
+        settings = collector_settings(broker.bootstrap, "it.procs-taken", partitions=1, write_key=WRITE_KEY,
+                                      tenant="shop-procs")
+        env = {**os.environ, **settings.to_env(), "CX_COLLECTOR_PROCESSES": "2",
+               "CX_COLLECTOR_PORT": str(taken.getsockname()[1]), "CX_COLLECTOR_METRICS_PORT": "0"}
+        log_path = tmp_path / "collector.log"
+        with open(log_path, "wb") as log:
+            supervisor = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "collector"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                code = supervisor.wait(timeout=240)
+            finally:
+                if supervisor.poll() is None:
+                    supervisor.kill()
+                    supervisor.wait(10)
+    assert code == 1
+    text = log_path.read_text()
+    assert "error while attempting to bind" in text  # the reason the children exited
+    assert f"exited {FAST_EXITS_MAX} times within 5 s of its start; stopping" in text
