@@ -43,8 +43,10 @@ __all__ = ["MAX_DEPTH", "Scrubber", "TooDeep", "hash_pii"]
 
 # Deepest nesting of objects and arrays the collector scrubs (and accepts).
 MAX_DEPTH = 64
-# Strings remembered as free of personal data (``Scrubber.text``): about 5 MB at most.
-CLEAN_TEXTS_MAX = 50_000
+# Strings remembered as free of personal data (``Scrubber.text``): at most this many, of at
+# most CLEAN_TEXT_CHARS characters each (about 20 MB at worst, 4 bytes a character).
+CLEAN_TEXTS_MAX = 20_000
+CLEAN_TEXT_CHARS = 256
 
 _HASH_SUFFIX = "_hash"
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -104,9 +106,9 @@ class Scrubber:
         self._long = tuple(p for p in patterns if len(p) >= 4)
         self._short = tuple(re.compile(_SHORT_WORD.format(re.escape(p))) for p in patterns if len(p) < 4)
         self.matches = lru_cache(maxsize=4096)(self._matches)
-        # Strings the text rules left unchanged: shop traffic repeats its page
-        # URLs, titles and product names, and a set lookup is cheaper than the
-        # rules. Only text without personal data is kept, and at most
+        # Short strings the text rules left unchanged: shop traffic repeats its
+        # page URLs, titles and product names, and a set lookup is cheaper than
+        # the rules. Only text without personal data is kept, at most
         # CLEAN_TEXTS_MAX strings (the set starts again empty when full).
         self._clean: set[str] = set()
 
@@ -137,7 +139,7 @@ class Scrubber:
             out = _EMAIL.sub(self._email, out)
         if _may_hold_phone(out):
             out = _PHONE.sub(self._phone, out)
-        if out == text:
+        if out == text and len(text) <= CLEAN_TEXT_CHARS:
             if len(clean) >= CLEAN_TEXTS_MAX:
                 clean.clear()
             clean.add(text)

@@ -172,6 +172,14 @@ def test_text_without_personal_data_is_remembered_and_text_with_it_never_is() ->
     assert scrubber.text(mail) == f"write to email_hash:{h('ann@example.com')}"
 
 
+def test_long_text_is_never_remembered() -> None:
+    scrubber = Scrubber(SALT, ("email",))
+    long_text = "a" * 257
+    assert scrubber.text(long_text) == long_text
+    assert scrubber.text("a" * 256) == "a" * 256
+    assert scrubber._clean == {"a" * 256}
+
+
 def test_the_remembered_texts_start_again_empty_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("pipeline.collector.pii.CLEAN_TEXTS_MAX", 3)
     scrubber = Scrubber(SALT, ("email",))
