@@ -235,7 +235,7 @@ def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_di
     ``settings.collector_processes`` collector processes serve the port
     (``CX_COLLECTOR_PROCESSES``); the rate per process is the rate divided by
     their number. CPU per event: user + system time of every collector
-    process from the moment the port answers to the last answer.
+    process from the moment all of them listen to the last answer.
     """
     coll_settings = settings.model_copy(
         update={
