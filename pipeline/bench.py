@@ -186,7 +186,11 @@ class BenchResult:
                     if key in lat:
                         out[f"live_{lv['requested_rate']}_{kind}_{key}"] = lat[key]
         if self.collector:
-            out["collector_events_per_s"] = self.collector["events_per_s"]
+            c = self.collector
+            out["collector_events_per_s"] = c["events_per_s"]
+            for key in ("processes", "events_per_s_per_process", "cpu_us_per_event"):
+                if key in c:
+                    out[f"collector_{key}"] = c[key]
         return out
 
     def to_json(self) -> bytes:
@@ -723,5 +727,9 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             rows.append((f"{at}: {kind} {what}", value))
     if result.collector:
         c = result.collector
-        rows.append(("collector: batched requests", f"{c['events_per_s']:,} events/s ({c['clients']} clients, {c['requests']:,} requests of {REQUEST_MESSAGES})"))
+        rows.append(("collector: batched requests", f"{c['events_per_s']:,} events/s ({c['messages']:,} messages, {c['clients']} clients, {c['requests']:,} requests of {REQUEST_MESSAGES})"))
+        if c.get("processes", 1) > 1:
+            rows.append(("collector: per process", f"{c['events_per_s_per_process']:,} events/s ({c['processes']} processes on one port)"))
+        if "cpu_us_per_event" in c:
+            rows.append(("collector: CPU per event", f"{c['cpu_us_per_event']} us (all its processes, start-up excluded)"))
     return rows

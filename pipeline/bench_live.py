@@ -25,6 +25,7 @@ from pipeline.bench import (
     BenchError,
     BenchOptions,
     child_env,
+    cpu_seconds,
     iso_ms,
     make_traffic,
     spawn,
@@ -224,8 +225,40 @@ def run_live(
 # -- collector throughput ------------------------------------------------------
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (the collector processes of ``CX_COLLECTOR_PROCESSES``)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(c) for c in children)]
+
+
+def _listening(log_path: Path, start: int) -> int:
+    """Collector processes that logged they listen, in ``log_path`` past byte ``start``."""
+    with open(log_path, "rb") as log:
+        log.seek(start)
+        return log.read().count(b"collector listening on")
+
+
+def _tree_cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
 def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_dir: Path) -> dict:
-    """Events/s the collector acknowledges for SDK-sized batches from ``opts.clients`` concurrent clients."""
+    """Events/s the collector acknowledges for SDK-sized batches from ``opts.clients`` concurrent clients.
+
+    ``settings.collector_processes`` collector processes serve the port
+    (``CX_COLLECTOR_PROCESSES``); the rate per process is the rate divided by
+    their number. CPU per event: user + system time of every collector
+    process from the moment all of them listen to the last answer.
+    """
     coll_settings = settings.model_copy(
         update={
             "topic_events": settings.topic_events + "-coll",
@@ -240,9 +273,19 @@ def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_di
         orjson.dumps({"batch": messages[i : i + REQUEST_MESSAGES]}) for i in range(0, len(messages), REQUEST_MESSAGES)
     ]
     port = free_port()
-    proc = spawn("collector", child_env(coll_settings, bootstrap, collector_port=str(port), collector_metrics_port="0"), log_dir / "collector.log")
+    log_path = log_dir / "collector.log"
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    proc = spawn("collector", child_env(coll_settings, bootstrap, collector_port=str(port), collector_metrics_port="0"), log_path)
     try:
         wait_for_port(port, settings.collector_host, 60, alive=lambda: proc.poll() is None)
+        # The port answers once one process listens: wait for every one (each logs it).
+        deadline = time.monotonic() + 60
+        while _listening(log_path, log_start) < coll_settings.collector_processes:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise BenchError(f"collector: {coll_settings.collector_processes} processes did not all listen (see {log_path})")
+            time.sleep(0.1)
+        tree = _process_tree(proc.pid)
+        cpu_before = _tree_cpu_s(tree)
         url = f"http://{settings.collector_host}:{port}/v1/batch"
         lock = threading.Lock()
         queue = list(reversed(bodies))
@@ -267,6 +310,7 @@ def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_di
         for t in threads:
             t.join()
         seconds = time.perf_counter() - started
+        cpu_s = _tree_cpu_s(tree) - cpu_before
     finally:
         stop_process(proc)
     if failures:
@@ -277,5 +321,8 @@ def run_collector(opts: BenchOptions, settings: Settings, bootstrap: str, log_di
         "clients": opts.clients,
         "seconds": round(seconds, 2),
         "events_per_s": round(len(messages) / seconds),
+        "processes": coll_settings.collector_processes,
+        "events_per_s_per_process": round(len(messages) / seconds / coll_settings.collector_processes),
+        "cpu_us_per_event": round(cpu_s / len(messages) * 1e6, 1),
         "expected_dead_letters": expected.invalid,
     }

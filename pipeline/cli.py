@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import signal
 import sys
 import threading
@@ -224,15 +225,27 @@ def worker() -> None:
 
 
 @cli.command()
-def collector() -> None:
-    """Run the Segment-compatible HTTP collector process."""
+def collector(
+    process: int = typer.Option(-1, "--process", hidden=True, help="index of one of CX_COLLECTOR_PROCESSES"),
+) -> None:
+    """Run the Segment-compatible HTTP collector (CX_COLLECTOR_PROCESSES processes on its port)."""
     import asyncio
 
-    from pipeline.collector.server import run_collector
+    from pipeline.collector.server import run_collector, tune_gc
 
     settings = load_settings("collector")
     _require_salt(settings)
-    asyncio.run(run_collector(settings, _require_broker(settings, "collector")))
+    bootstrap = _require_broker(settings, "collector")
+    if process < 0 and settings.collector_processes > 1:
+        from pipeline.collector.processes import serve_processes
+
+        raise typer.Exit(serve_processes(settings, dict(os.environ)))
+    if process >= 0:
+        from pipeline.collector.processes import child_settings
+
+        settings = child_settings(settings, process)
+    tune_gc()
+    asyncio.run(run_collector(settings, bootstrap, reuse_port=process >= 0))
 
 
 @cli.command()

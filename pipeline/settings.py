@@ -252,6 +252,11 @@ class Settings(BaseSettings):
     collector_port: int = Field(
         8088, ge=0, le=65535, description="port the collector listens on; 0: cxstream up picks a free port and prints the URL"
     )
+    collector_processes: int = Field(
+        1, ge=1, le=64,
+        description="collector processes serving the one port (SO_REUSEPORT: the kernel spreads connections over "
+        "them; Linux); process i serves its metrics on CX_COLLECTOR_METRICS_PORT + i. 1: one process, no SO_REUSEPORT",
+    )
     collector_max_inflight_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="request bytes the collector holds at once; past it: 503 + Retry-After"
     )

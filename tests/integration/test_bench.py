@@ -43,6 +43,10 @@ def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, click
         live["latency"]["checkout_friction"]["count"] > 0
     )
     assert result.collector["messages"] > 0 and result.collector["events_per_s"] > 0
+    # One collector process by default: the rate per process is the rate; its CPU was measured.
+    assert result.collector["processes"] == 1
+    assert result.collector["events_per_s_per_process"] == result.collector["events_per_s"]
+    assert result.collector["cpu_us_per_event"] > 0
     assert any(metric.startswith("1 worker(s): end to end") for metric, _ in report_rows(result))
 
     # The JSON's flat figures carry the same numbers under stable names.
@@ -56,6 +60,7 @@ def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, click
     assert figures[f"live_{rate}_cart_abandoned_count"] == live["latency"]["cart_abandoned"]["count"]
     assert figures[f"live_{rate}_cart_abandoned_p99_ms"] == live["latency"]["cart_abandoned"]["p99_ms"]
     assert figures["collector_events_per_s"] == result.collector["events_per_s"]
+    assert figures["collector_cpu_us_per_event"] == result.collector["cpu_us_per_event"]
 
 
 def test_bench_without_a_clickhouse_server_says_how_to_get_one_in_one_line(kafka: str, monkeypatch, tmp_path) -> None:

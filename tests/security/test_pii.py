@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from pipeline.collector.normalize import NormalizeRules, normalize
@@ -156,3 +158,56 @@ def test_planted_personal_values_never_reach_kafka_in_clear() -> None:
     assert b"p-2" in raw and b"missing_property" in raw  # the records are there...
     for value in planted:
         assert value.lower() not in raw  # ...without the planted values
+
+
+def test_text_without_personal_data_is_remembered_and_text_with_it_never_is() -> None:
+    scrubber = Scrubber(SALT, ("email", "phone", "ip", "address"))
+    title = "Accessoires | Maison Lumière"
+    mail = "write to ann@example.com"
+    assert scrubber.text(title) == title
+    assert scrubber.text(mail) == f"write to email_hash:{h('ann@example.com')}"
+    assert title in scrubber._clean and mail not in scrubber._clean
+    # Asked again, the remembered answer and the computed one are the same.
+    assert scrubber.text(title) == title
+    assert scrubber.text(mail) == f"write to email_hash:{h('ann@example.com')}"
+
+
+def test_long_text_is_never_remembered() -> None:
+    scrubber = Scrubber(SALT, ("email",))
+    long_text = "a" * 257
+    assert scrubber.text(long_text) == long_text
+    assert scrubber.text("a" * 256) == "a" * 256
+    assert scrubber._clean == {"a" * 256}
+
+
+def test_the_remembered_texts_start_again_empty_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.collector.pii.CLEAN_TEXTS_MAX", 3)
+    scrubber = Scrubber(SALT, ("email",))
+    for text in ("a", "b", "c", "d"):
+        scrubber.text(text)
+    assert scrubber._clean == {"d"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["06 12 34 56 78", "call 0612345678 now", "tel: +33 6 12 34 56 78", "١٢٣٤٥٦٧٨٩٠ (arabic-indic digits)",
+     "order 12345678", "2026-01-05 10:00", "p-1051 ML-ACC-001 12/3", "Maison Lumière 415-555-0100"],
+)
+def test_the_digit_count_before_the_phone_search_changes_no_answer(text: str) -> None:
+    # The count in C only spares the pattern for text with fewer than nine digits.
+    import re
+
+    from pipeline.collector import pii
+
+    slow_may = re.compile(r"(?:\d[^\d]{0,3}){8}\d").search(text) is not None
+    assert pii._may_hold_phone(text) == slow_may
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from("0123456789٣٤۵ -./()+x%é"), max_size=30))
+def test_the_digit_count_agrees_with_the_phone_condition_on_any_text(text: str) -> None:
+    import re
+
+    from pipeline.collector import pii
+
+    assert pii._may_hold_phone(text) == (re.compile(r"(?:\d[^\d]{0,3}){8}\d").search(text) is not None)

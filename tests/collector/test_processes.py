@@ -1,0 +1,174 @@
+"""CX_COLLECTOR_PROCESSES=2: two collector processes on one port (SO_REUSEPORT), on a real broker.
+
+``cxstream collector`` is run as an operator runs it; each child serves its
+own metrics port (CX_COLLECTOR_METRICS_PORT + i), which tells which process
+answered how many requests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from infra.broker import EmbeddedBroker
+from infra.ports import free_port, wait_for_port
+from pipeline.collector.processes import FAST_EXITS_MAX, child_settings, reuse_port_available
+from pipeline.settings import Settings
+from pipeline.records import decode_batch
+from tests.collector.harness import collector_settings, event_count, read_topic
+
+needs_reuse_port = pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT is not available on this platform")
+
+WRITE_KEY = "wk_procs"
+
+
+def _two_free_ports() -> int:
+    """A port p with p and p + 1 free (the two children's metrics ports)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _answered(metrics_port: int) -> int:
+    """Requests this process answered with 200 on the event routes (its /metrics)."""
+    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    return sum(
+        int(float(m.group(1)))
+        for m in re.finditer(r'^cxstream_collector_requests_total\{[^}]*status="200"[^}]*\} (\S+)$', text, re.M)
+    )
+
+
+def _post(url: str, message_id: str) -> int:
+    when = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="milliseconds")
+    body = {"type": "track", "event": "Product Viewed", "anonymousId": f"anon-{message_id}", "messageId": message_id,
+            "timestamp": when, "properties": {"product_id": "p-1"}}
+    # A new connection per request: the kernel picks a process for each connection.
+    resp = requests.post(f"{url}/v1/track", json=body, auth=(WRITE_KEY, ""), headers={"Connection": "close"}, timeout=15)
+    return resp.status_code
+
+
+def _wait_reaped(pid: int, timeout_s: float = 10.0) -> None:
+    """Until ``pid`` is gone (its parent collected it).
+
+    Not its zombie state: a killed process's leader shows "Z" while its
+    other threads still exit, and its listening socket is open until the
+    last one has.
+    """
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} still there")
+        time.sleep(0.02)
+
+
+def test_each_process_serves_its_metrics_on_the_port_plus_its_index() -> None:
+    settings = Settings(_env_file=None, collector_port=8088, collector_metrics_port=9108)
+    assert [child_settings(settings, i).collector_metrics_port for i in range(3)] == [9108, 9109, 9110]
+    assert child_settings(settings, 2).collector_port == 8088
+    anywhere = Settings(_env_file=None, collector_metrics_port=0)
+    assert child_settings(anywhere, 1).collector_metrics_port == 0  # any free port
+
+
+@pytest.mark.integration
+@needs_reuse_port
+def test_two_processes_share_the_port_and_one_stopping_leaves_it_answering(tmp_path: Path) -> None:
+    with EmbeddedBroker() as broker:
+        settings = collector_settings(broker.bootstrap, "it.procs", partitions=2, write_key=WRITE_KEY, tenant="shop-procs")
+        metrics = _two_free_ports()
+        env = {**os.environ, **settings.to_env(), "CX_COLLECTOR_PROCESSES": "2", "CX_COLLECTOR_METRICS_PORT": str(metrics)}
+        log = open(tmp_path / "collector.log", "wb")
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "collector"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            alive = lambda: supervisor.poll() is None  # noqa: E731
+            for port in (settings.collector_port, metrics, metrics + 1):
+                wait_for_port(port, "127.0.0.1", 90, alive=alive)
+            url = f"http://127.0.0.1:{settings.collector_port}"
+            assert len(_children(supervisor.pid)) == 2
+
+            statuses = [_post(url, f"both-{i}") for i in range(40)]
+            assert statuses == [200] * 40
+            first, second = _answered(metrics), _answered(metrics + 1)
+            assert first + second == 40
+            assert first > 0 and second > 0  # 40 connections, both processes took some
+
+            # Process 0 stops abruptly; the port goes on answering from process 1.
+            stopped = next(
+                pid for pid in _children(supervisor.pid)
+                if "--process\x000\x00" in Path(f"/proc/{pid}/cmdline").read_text()
+            )
+            os.kill(stopped, signal.SIGKILL)
+            _wait_reaped(stopped)
+            # The supervisor starts it again after a second (and its start-up): these go to process 1 until then.
+            statuses = [_post(url, f"one-{i}") for i in range(20)]
+            assert statuses == [200] * 20
+
+            # Every acknowledged event is on the topic, once.
+            records = read_topic(broker.bootstrap, settings.topic_events, event_count(60), timeout_s=30)
+            ids = sorted(event["event_id"] for r in records for event in decode_batch(r.value()))
+            assert ids == sorted([f"both-{i}" for i in range(40)] + [f"one-{i}" for i in range(20)])
+
+            # The supervisor starts the stopped process again, on its own metrics port; the 20 requests
+            # were answered by process 1, and by the new process 0 if it listened before they ended.
+            wait_for_port(metrics, "127.0.0.1", 60, alive=alive)
+            assert len(_children(supervisor.pid)) == 2
+            assert (_answered(metrics + 1) - second) + _answered(metrics) == 20
+            assert _answered(metrics + 1) > second
+        finally:
+            supervisor.send_signal(signal.SIGTERM)
+            try:
+                code = supervisor.wait(timeout=60)
+            finally:
+                log.close()
+        assert code == 0
+        assert "collector process 0" in (tmp_path / "collector.log").read_text()
+
+
+@pytest.mark.integration
+@needs_reuse_port
+def test_processes_that_cannot_listen_make_the_supervisor_give_up_with_exit_1(tmp_path: Path) -> None:
+    with EmbeddedBroker() as broker, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: the children's binds fail
+        taken.listen()
+        settings = collector_settings(broker.bootstrap, "it.procs-taken", partitions=1, write_key=WRITE_KEY,
+                                      tenant="shop-procs")
+        env = {**os.environ, **settings.to_env(), "CX_COLLECTOR_PROCESSES": "2",
+               "CX_COLLECTOR_PORT": str(taken.getsockname()[1]), "CX_COLLECTOR_METRICS_PORT": "0"}
+        log_path = tmp_path / "collector.log"
+        with open(log_path, "wb") as log:
+            supervisor = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "collector"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                code = supervisor.wait(timeout=240)
+            finally:
+                if supervisor.poll() is None:
+                    supervisor.kill()
+                    supervisor.wait(10)
+    assert code == 1
+    text = log_path.read_text()
+    assert "error while attempting to bind" in text  # the reason the children exited
+    assert f"exited {FAST_EXITS_MAX} times within 5 s of its start; stopping" in text
