@@ -94,6 +94,8 @@ TICK_INTERVAL_S = 0.5
 TAKE_WITHIN_S = 0.01
 # How often the window's age is checked against ``sink_max_interval_ms``.
 FLUSH_CHECK_S = 0.05
+# Longest the dead-letter and delivery agents wait to fill a batch.
+OTHER_TAKE_MAX_S = 1.0
 LAG_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 30.0
 ANALYST_QUERIES_AT_ONCE = 2
@@ -959,7 +961,10 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     worker.trigger_writer = TriggerWriter(settings, bootstrap, settings.topic_triggers)
     worker.committed = CommittedOffsets(settings, bootstrap, settings.worker_group)
     take = settings.batch_max_records
-    within = settings.sink_max_interval_ms / 1000
+    # The dead-letter and delivery agents hold what they take until it is
+    # stored; a rebalance waits for that (``stream_wait_empty``), so they
+    # hold it at most a second, whatever the events' window.
+    within = min(settings.sink_max_interval_ms / 1000, OTHER_TAKE_MAX_S)
 
     @app.agent(worker.events_topic, concurrency=1, name="cx-events")
     async def process_events(stream):  # noqa: ANN001 - Faust's stream type
