@@ -12,6 +12,7 @@ no broker behind.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,13 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
+        """End the broker: SIGINT, then SIGKILL after 5 s.
+
+        tansu ends at once on SIGINT; on SIGTERM it waits about 5 s for its
+        clients to go. Its log is in memory: nothing is lost by not waiting.
+        """
         proc, self._proc = self._proc, None
-        stop_process(proc, 5)
+        stop_process(proc, 5, sig=signal.SIGINT)
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

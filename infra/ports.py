@@ -35,11 +35,11 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0, a
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout_s:.0f}s")
 
 
-def stop_process(proc: subprocess.Popen | None, timeout_s: float = 30.0) -> None:
-    """Stop a child process: SIGTERM, wait up to ``timeout_s``, then SIGKILL."""
+def stop_process(proc: subprocess.Popen | None, timeout_s: float = 30.0, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop a child process: ``sig`` (SIGTERM), wait up to ``timeout_s``, then SIGKILL."""
     if proc is None or proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:

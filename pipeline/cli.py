@@ -194,6 +194,8 @@ def dashboard(
 @cli.command()
 def worker() -> None:
     """Run one Faust worker process (``cxstream up`` starts one for you)."""
+    import asyncio
+
     import faust
 
     from pipeline.worker import build_worker, tune_gc
@@ -207,7 +209,14 @@ def worker() -> None:
     # Faust (mode) replaces the root logger's handlers: JSON lines need its own config,
     # and neither its start-up spinner nor its console messages (not JSON) are written.
     json_logs = settings.log_format == "json"
-    runner = faust.Worker(
+
+    class _Worker(faust.Worker):
+        async def _sentinel_task(self) -> None:
+            # mode sleeps 1 s here, after every service stopped and every commit was made,
+            # before it closes the loop: a tenth is enough for the cancelled tasks to end.
+            await asyncio.sleep(0.1)
+
+    runner = _Worker(
         w.app, loglevel="warning", logging_config=dict_config("worker") if json_logs else None, quiet=json_logs
     )
     if json_logs:

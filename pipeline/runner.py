@@ -36,7 +36,7 @@ from typing import Callable
 import orjson
 import urllib.request
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from infra.broker import EmbeddedBroker
 from infra.lifeline import die_with_parent, process_start
@@ -528,10 +528,12 @@ class Pipeline:
             for topic in (self.settings.topic_events, self.settings.topic_deadletter):
                 tps = [TopicPartition(topic, p) for p in md[topic].partitions]
                 for tp in consumer.committed(tps, timeout=10):
-                    _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                    low, high = consumer.get_watermark_offsets(tp, timeout=10)
                     out[f"{tp.topic}[{tp.partition}]"] = (tp.offset, high)
                     if max(tp.offset, 0) >= high:
-                        start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                        # Nothing committed: from the first record (the low watermark, which saves
+                        # the client a lookup of OFFSET_BEGINNING: half a second).
+                        start = tp.offset if tp.offset >= 0 else low
                         looks_done.append(TopicPartition(tp.topic, tp.partition, start))
         finally:
             consumer.close()
@@ -541,7 +543,12 @@ class Pipeline:
         return out
 
     def _read_ends(self, tps: list[TopicPartition]) -> dict[str, int]:
-        """One past the last record found at or after each start offset (partitions with none: absent)."""
+        """One past the last record found at or after each start offset (partitions with none: absent).
+
+        Reads until every partition reports its end (``enable.partition.eof``);
+        should one not, until nothing came for 1 s (the first fetch also
+        connects), then 0.2 s after the last record.
+        """
         if not tps:
             return {}
         probe = Consumer(
@@ -549,19 +556,24 @@ class Pipeline:
                 **kafka_config(self.settings, self.bootstrap),
                 "group.id": f"{self.settings.worker_group}-probe",  # never commits: reads only
                 "enable.auto.commit": False,
+                "enable.partition.eof": True,
                 "fetch.wait.max.ms": 10,
             }
         )
         ends: dict[str, int] = {}
+        pending = {(tp.topic, tp.partition) for tp in tps}
         try:
             probe.assign(tps)
-            wait = 1.0  # the first fetch also connects
-            while msgs := probe.consume(num_messages=1000, timeout=wait):
-                for m in msgs:
-                    if m.error() is None:
+            quiet_until = time.monotonic() + 1.0
+            while pending and time.monotonic() < quiet_until:
+                for m in probe.consume(num_messages=1000, timeout=0.05):
+                    error = m.error()
+                    if error is None:
                         name = f"{m.topic()}[{m.partition()}]"
                         ends[name] = max(ends.get(name, 0), m.offset() + 1)
-                wait = 0.2
+                        quiet_until = max(quiet_until, time.monotonic() + 0.2)
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard((m.topic(), m.partition()))
         finally:
             probe.close()
         return ends

@@ -18,6 +18,11 @@ _seq = itertools.count()
 @pytest.fixture
 def fresh_settings(tmp_path: Path) -> Settings:
     """Settings with topic names and a consumer group no other test uses."""
+    return new_settings(tmp_path)
+
+
+def new_settings(tmp_path: Path) -> Settings:
+    """``fresh_settings`` for a fixture of wider scope (data under ``tmp_path``)."""
     n = f"{os.getpid()}-{next(_seq)}"
     return Settings(
         _env_file=None,

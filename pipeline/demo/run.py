@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -70,19 +70,24 @@ def _scalar(pipeline: Pipeline, sql: str) -> int:
 
 
 def _read_triggers(settings: Settings, bootstrap: str, kind: str, expected: int, timeout_s: float = 30.0) -> list[dict]:
-    """Triggers of ``kind`` on the triggers topic, read from the start until ``expected`` of them (or the timeout)."""
+    """Triggers of ``kind`` on the triggers topic, read from the start until ``expected`` of them (or the timeout).
+
+    Its partitions are assigned, not subscribed to: joining a consumer group
+    costs a rebalance (seconds to tens of seconds), and a reader needs none.
+    """
     consumer = Consumer(
         {
             **kafka_config(settings, bootstrap),
-            "group.id": f"cxstream-demo-reader-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
+            "group.id": f"cxstream-demo-reader-{time.time_ns()}",  # required by the client; never joined
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([settings.topic_triggers])
     out: list[dict] = []
     deadline = time.monotonic() + timeout_s
     try:
+        topic = settings.topic_triggers
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while len(out) < expected and time.monotonic() < deadline:
             for msg in consumer.consume(500, timeout=0.5):
                 if not msg.error():

@@ -46,7 +46,9 @@ def _wait_started(up: subprocess.Popen) -> None:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("kills", [pytest.param(10), pytest.param(50, marks=pytest.mark.slow)], ids=["10", "50"])
+@pytest.mark.parametrize(
+    "kills", [pytest.param(3), pytest.param(10, marks=pytest.mark.slow), pytest.param(50, marks=pytest.mark.slow)], ids=["3", "10", "50"]
+)
 def test_kill_9_of_up_leaves_no_process_and_the_next_up_starts(tmp_path: Path, kills: int) -> None:
     env = _env(tmp_path / "data")
     seen: set[Proc] = set()
@@ -104,8 +106,11 @@ def test_a_worker_that_keeps_failing_stops_up_with_the_reason_after_the_budget(t
 
 
 @pytest.mark.timeout(900)
-def test_kill_9_of_up_on_your_own_kafka_stores_every_acknowledged_event_once(kafka: str, fresh_settings, tmp_path: Path) -> None:
-    """10 kills while the worker processes a day of traffic; the last ``up`` must store exactly the crash-free figures."""
+@pytest.mark.parametrize("kills", [pytest.param(4), pytest.param(10, marks=pytest.mark.slow)], ids=["4", "10"])
+def test_kill_9_of_up_on_your_own_kafka_stores_every_acknowledged_event_once(
+    kafka: str, fresh_settings, tmp_path: Path, kills: int
+) -> None:
+    """``kills`` kills while the worker processes a day of traffic; the last ``up`` must store exactly the crash-free figures."""
     import json
     import random
 
@@ -114,7 +119,6 @@ def test_kill_9_of_up_on_your_own_kafka_stores_every_acknowledged_event_once(kaf
     from tests.chaos.common import day_of_traffic, post, settle_and_check
     from tests.integration.helpers import wait_until
 
-    kills = 10
     tenant = f"shop-{fresh_settings.worker_group}"
     settings = fresh_settings.model_copy(
         update={"kafka_bootstrap": kafka, "write_keys": f"wk_chaos={tenant}", "collector_port": free_port(),

@@ -9,8 +9,8 @@ starts a new one. At the end ClickHouse must hold exactly what a crash-free
 in-process run produces: every event once, every dead letter once, every
 expected trigger id and no other, and the storefront ledger's KPIs.
 
-The 20-kill run is part of the default test run; the 100-kill run needs
-``CX_SLOW=1``. A worker that refuses a batch (``pipeline.offsets``: the
+The 6-kill run is part of the default test run; the 20- and 100-kill runs
+need ``CX_SLOW=1``. A worker that refuses a batch (``pipeline.offsets``: the
 consumer skipped a record) exits and is started again by the runner; the
 figures count those restarts.
 """
@@ -32,8 +32,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
     "kills",
-    [pytest.param(20), pytest.param(100, marks=pytest.mark.slow)],
-    ids=["short-20-kills", "long-100-kills"],
+    [pytest.param(6), pytest.param(20, marks=pytest.mark.slow), pytest.param(100, marks=pytest.mark.slow)],
+    ids=["short-6-kills", "20-kills", "long-100-kills"],
 )
 def test_kill_9_worker_repeatedly_loses_nothing_and_counts_nothing_twice(pipeline: Pipeline, kills: int) -> None:
     day = day_of_traffic(pipeline, seed=31, visitors=150 if kills <= 20 else 600)

@@ -25,7 +25,6 @@ from tests.integration.helpers import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-OUTAGE_S = 30
 
 
 def _send(pipeline: Pipeline, messages: list[dict]) -> None:
@@ -33,8 +32,9 @@ def _send(pipeline: Pipeline, messages: list[dict]) -> None:
         post(pipeline, messages[i : i + 50])
 
 
-def test_clickhouse_down_30s_mid_stream_holds_back_commits_then_catches_up_exactly(
-    pipeline: Pipeline, clickhouse_server
+@pytest.mark.parametrize("outage_s", [pytest.param(10), pytest.param(30, marks=pytest.mark.slow)], ids=["10s", "30s"])
+def test_clickhouse_down_mid_stream_holds_back_commits_then_catches_up_exactly(
+    pipeline: Pipeline, clickhouse_server, outage_s: int
 ) -> None:
     day = day_of_traffic(pipeline, seed=41, visitors=120)
     half = len(day.messages) // 2
@@ -52,7 +52,7 @@ def test_clickhouse_down_30s_mid_stream_holds_back_commits_then_catches_up_exact
     try:
         _send(pipeline, day.messages[half:])  # the collector only needs Kafka
         lags, readiness = [], []
-        deadline = time.monotonic() + OUTAGE_S
+        deadline = time.monotonic() + outage_s
         while time.monotonic() < deadline:
             lags.append(pipeline.lag())
             readiness.append(store_check())
@@ -65,7 +65,7 @@ def test_clickhouse_down_30s_mid_stream_holds_back_commits_then_catches_up_exact
     # /ready said so: 503 with the store check failing once an insert had failed.
     assert (503, False) in readiness, readiness
     assert all(status == 503 for status, store in readiness if not store), readiness
-    figures = settle_and_check(pipeline, day, f"after a {OUTAGE_S} s ClickHouse outage")
+    figures = settle_and_check(pipeline, day, f"after a {outage_s} s ClickHouse outage")
     wait_until(lambda: store_check() == (200, True), timeout_s=30, what="the worker ready again")
     metrics = requests.get(f"{worker_url}/metrics", headers=pipeline.worker_headers, timeout=10).text
     transient = sum(
@@ -73,7 +73,7 @@ def test_clickhouse_down_30s_mid_stream_holds_back_commits_then_catches_up_exact
         if line.startswith("cxstream_clickhouse_insert_errors_total{") and 'class="transient"' in line
     )  # fmt: skip
     assert transient >= 1, metrics
-    print(f"\nchaos clickhouse down {OUTAGE_S} s: lag held at {min(lags)}..{max(lags)} records, "
+    print(f"\nchaos clickhouse down {outage_s} s: lag held at {min(lags)}..{max(lags)} records, "
           f"{transient:.0f} failed inserts counted, /ready 503 in {sum(s == 503 for s, _ in readiness)} of "
           f"{len(readiness)} probes, {figures}")
 

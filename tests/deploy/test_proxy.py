@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -103,7 +102,13 @@ def test_proxy_balances_collectors_and_keeps_accepting_when_one_stops(
         wait_until(lambda: all(requests.get(f"http://127.0.0.1:{m}/ready", timeout=5).ok for _, m in collectors),
                    timeout_s=60, what="both collectors ready")  # fmt: skip
         wait_until(lambda: post_batch(url, WRITE_KEY, [message()]).status_code == 200, timeout_s=60, what="the proxy")
-        time.sleep(12)  # both servers up in haproxy (rise 2 x inter 5s)
+        # Both servers up in haproxy (rise 2 x inter 5s): each collector answered a request through it.
+        first = [_accepted(m) for _, m in collectors]
+        wait_until(
+            lambda: post_batch(url, WRITE_KEY, [message()]).status_code == 200
+            and all(_accepted(m) > n for (_, m), n in zip(collectors, first)),
+            timeout_s=60, what="both collectors answering through the proxy",
+        )  # fmt: skip
         before = [_accepted(m) for _, m in collectors]
         statuses = [post_batch(url, WRITE_KEY, [message()]).status_code for _ in range(10)]
         assert statuses == [200] * 10

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import orjson
 import pytest
 import requests
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
@@ -77,26 +77,37 @@ def scalar(pipeline: Pipeline, sql: str):
 
 
 def read_triggers(pipeline: Pipeline, expected: int, timeout_s: float = 30.0) -> list[dict]:
-    """Read ``expected`` records from the triggers topic (fails on more or fewer)."""
+    """Every record of the triggers topic, read from the start (fails on more or fewer than ``expected``).
+
+    Reads until each partition reports its end with at least ``expected``
+    records read, or until the timeout. The partitions are assigned, not
+    subscribed to: a reader joins no consumer group and waits for no rebalance.
+    """
     s = pipeline.settings
     consumer = Consumer(
         {
             **kafka_config(s, pipeline.bootstrap),
-            "group.id": f"{s.worker_group}-reader",
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
+            "group.id": f"{s.worker_group}-reader",  # required by the client; never joined
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
         }
     )
-    consumer.subscribe([s.topic_triggers])
     out: list[dict] = []
     deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline and len(out) <= expected:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                if len(out) == expected and time.monotonic() > deadline - timeout_s + 8:
-                    break
+        topic = s.topic_triggers
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        at_end: set[int] = set()
+        while time.monotonic() < deadline and not (len(at_end) == len(partitions) and len(out) >= expected):
+            msg = consumer.poll(0.2)
+            if msg is None:
                 continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition())
+                continue
+            at_end.discard(msg.partition())
             out.append(decode_trigger(msg.value(), s.trigger_format) | {"_key": msg.key()})
     finally:
         consumer.close()

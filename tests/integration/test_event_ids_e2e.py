@@ -19,11 +19,12 @@ the same records, at new offsets), and every number above must stay.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from pipeline.collector.partitioner import ids_per_partition
 from pipeline.settings import Settings
@@ -68,7 +69,7 @@ def _messages(tenant: str, day: dt.date, partitions: int) -> tuple[list[dict], l
 def _events_records(settings: Settings, bootstrap: str) -> list[tuple[int, bytes | None, bytes]]:
     """Every record of the events topic as (partition, key, value), in partition and offset order."""
     consumer = Consumer({**kafka_config(settings, bootstrap), "group.id": f"{settings.worker_group}-copy",
-                         "enable.auto.commit": False})  # fmt: skip
+                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
     topic = settings.topic_events
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -79,11 +80,17 @@ def _events_records(settings: Settings, bootstrap: str) -> list[tuple[int, bytes
                 continue
             consumer.assign([TopicPartition(topic, p, low)])
             got: list = []
-            while True:
-                msgs = consumer.consume(num_messages=100, timeout=2.0)
-                if not msgs:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # to the partition's end, which the client reports
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                if msg.error() is None:
+                    got.append(msg)
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
                     break
-                got += [m for m in msgs if m.error() is None]
+            else:
+                raise AssertionError(f"{topic}[{p}]: no end of partition reported within 30 s")
             out += [(p, m.key(), m.value()) for m in got]
     finally:
         consumer.close()

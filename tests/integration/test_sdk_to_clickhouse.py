@@ -17,16 +17,18 @@ from confluent_kafka import Consumer, TopicPartition
 from segment.analytics import Client
 
 from pipeline.runner import Pipeline
-from pipeline.settings import Settings
 from pipeline.topics import kafka_config
+from tests.conftest import new_settings
 from tests.integration.helpers import e2e_pipeline, scalar, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["chdb"])
-def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):  # noqa: ANN001
-    with e2e_pipeline(request, kafka, fresh_settings, tmp_path, "wk_sdk") as running:
+@pytest.fixture(scope="module", params=["chdb"])
+def pipeline(request, kafka: str, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001
+    """One running pipeline for the module's tests: none of them needs a fresh one (its tenant is its own)."""
+    tmp_path = tmp_path_factory.mktemp("sdk")
+    with e2e_pipeline(request, kafka, new_settings(tmp_path), tmp_path, "wk_sdk") as running:
         yield running
 
 

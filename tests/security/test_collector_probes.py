@@ -14,7 +14,7 @@ from infra.broker import EmbeddedBroker
 from pipeline.records import decode_batch
 from pipeline.settings import Settings
 from tests.collector.conftest import basic
-from tests.collector.harness import CollectorThread, collector_settings, event_count, read_topic
+from tests.collector.harness import CollectorThread, collector_settings, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +69,11 @@ def test_two_gzip_members_are_both_read(collector: CollectorThread, broker: Embe
         f"{collector.url}/v1/batch", data=body, headers={**AUTH, "Content-Encoding": "gzip"}, timeout=10
     )
     assert resp.status_code == 200
-    records = read_topic(broker.bootstrap, collector.settings.topic_events, event_count(10**9), timeout_s=5)
-    ids = {e["event_id"] for m in records for e in decode_batch(m.value())}
-    assert {"probe-10", "probe-11"} <= ids
+    def ids(records: list) -> set[str]:
+        return {e["event_id"] for m in records for e in decode_batch(m.value())}
+
+    records = read_topic(broker.bootstrap, collector.settings.topic_events, lambda r: {"probe-10", "probe-11"} <= ids(r), timeout_s=5)
+    assert {"probe-10", "probe-11"} <= ids(records)
 
 
 def _stream(sent: list[int], first: bytes, filler_mb: int):
