@@ -12,7 +12,7 @@ the token like everything else on the port.
 from __future__ import annotations
 
 import ssl
-from typing import Collection, Mapping
+from typing import Awaitable, Callable, Collection, Mapping
 
 import aiokafka
 import faust
@@ -82,6 +82,16 @@ class _Transport(faust_aiokafka.Transport):
 
 class _App(faust.App):
     fetch_wait_ms = 1500  # set from the settings by create_app
+    # Awaited first when the app stops, before Faust waits for every record
+    # taken to be acknowledged (``stream_wait_empty``): the worker makes its
+    # open window durable there (``Worker.flush_on_stop``). Faust's timers
+    # have ended by then, so nothing else would.
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)

@@ -439,8 +439,10 @@ class Worker:
         """Flush the window when it is ``sink_max_interval_ms`` old, or at once while the group rebalances.
 
         A rebalance waits until Faust holds no unacknowledged record
-        (``stream_wait_empty``), so the window is flushed and acknowledged
-        before its partitions can go to another worker.
+        (``stream_wait_empty``) before partitions can go to another worker:
+        the window is flushed and acknowledged then, and its offsets
+        committed, so the next owner does not replay it. A stop does the
+        same through ``flush_on_stop``.
         """
         opened = self._window_opened
         if opened is None:
@@ -450,6 +452,21 @@ class Worker:
             async with self.lock:
                 if self._window_opened is not None:
                     await self._flush()
+
+    async def flush_on_stop(self) -> None:
+        """On a graceful stop: make the open window durable and acknowledge it, so Faust commits it.
+
+        If that fails (ClickHouse or Kafka down), the window stays
+        unacknowledged and the next owner of its partitions replays it.
+        """
+        try:
+            async with self.lock:
+                if self._window_opened is not None:
+                    await self._flush()
+                await self.wait_durable()
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; the replay covers it
+            log.warning("stopping without the open window stored (%s: %s); it is replayed by the next worker",
+                        type(exc).__name__, exc)
 
     def _send_new_triggers(self) -> None:
         """Hand the triggers fired since the last call to Kafka now; ``flush`` waits for their acknowledgement."""
@@ -957,6 +974,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
         ch = connect(settings.resolved_clickhouse_url)
     migrate(ch, cluster=settings.clickhouse_cluster)
     worker = Worker(app, settings, ch)
+    app.before_stop = worker.flush_on_stop
     worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
     worker.trigger_writer = TriggerWriter(settings, bootstrap, settings.topic_triggers)
     worker.committed = CommittedOffsets(settings, bootstrap, settings.worker_group)
