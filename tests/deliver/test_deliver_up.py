@@ -112,7 +112,11 @@ def test_triggers_the_worker_detects_from_storefront_events_reach_the_webhook(st
     bodies = [orjson.loads(done[0].body) for done in effects.values()]
     assert sorted(b["kind"] for b in bodies) == ["cart_abandoned", "cart_abandoned", "offer_cancelled"]
     assert all(r.signature_ok and r.key == r.trigger_id for r in requests)
-    stored = {r[0] for r in pipeline.query(f"SELECT trigger_id FROM cx.triggers FINAL WHERE tenant = '{pipeline.tenant}'")[1]}
+    # A trigger leaves as its record is processed; its row in cx.triggers
+    # follows with the worker's window, so it may reach the webhook first.
+    sql = f"SELECT trigger_id FROM cx.triggers FINAL WHERE tenant = '{pipeline.tenant}'"
+    wait_until(lambda: len(pipeline.query(sql)[1]) == 3, 30, "3 triggers stored")
+    stored = {r[0] for r in pipeline.query(sql)[1]}
     assert set(effects) == stored
     cancelled = next(b for b in bodies if b["kind"] == "offer_cancelled")
     assert cancelled["ref_trigger_id"] in effects  # the offer it cancels was posted too
