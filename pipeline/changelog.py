@@ -74,15 +74,6 @@ class AckedWriter:
     def _flush(self) -> int:
         return self._producer.flush(FLUSH_TIMEOUT_S)
 
-    async def write(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
-        """Produce the records; return once Kafka acknowledged all of them.
-
-        Failed deliveries are produced again with backoff. Raises
-        ChangelogError only when the worker is stopping: the batch is then
-        not acknowledged and is replayed by the next owner.
-        """
-        await self._write_all(records, stopping)
-
     async def _write_all(self, records: list[tuple[int, bytes, bytes | None]], stopping: Callable[[], bool]) -> None:
         for partition, key, value in records:
             self._produce(partition, key, value)

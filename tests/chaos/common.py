@@ -13,6 +13,7 @@ import requests
 from pipeline.collector.partitioner import ids_per_partition
 from pipeline.demo.ledger import Expected
 from pipeline.demo.storefront import generate
+from pipeline.settings import Settings
 from pipeline.runner import Pipeline
 from tests.chaos.reference import Reference, reference_run
 from tests.integration.helpers import scalar, wait_until
@@ -36,6 +37,24 @@ def _clock_pages(tenant: str, partitions: int, now_ms: int) -> list[dict]:
         {"type": "page", "anonymousId": a, "properties": {"path": "/"}, "timestamp": ts, "messageId": a}
         for a in ids_per_partition(tenant, "clock", partitions)
     ]
+
+
+def chaos_settings(fresh_settings: Settings, kafka: str, clickhouse_url: str, **overrides: object) -> Settings:
+    """The fault-injection runs' settings: real broker and ClickHouse server, short sessions, small windows."""
+    tenant = f"shop-{fresh_settings.worker_group}"
+    return fresh_settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka,
+            "clickhouse_url": clickhouse_url,
+            "collector_port": 0,
+            "worker_web_port": 0,
+            "write_keys": f"wk_chaos={tenant}",
+            "worker_session_timeout_s": 3.0,
+            "batch_max_records": 200,
+            "sink_max_interval_ms": 200,
+            **overrides,
+        }
+    )
 
 
 def day_of_traffic(pipeline: Pipeline, seed: int, visitors: int, extra: list[dict] | None = None) -> Day:

@@ -6,23 +6,13 @@ import pytest
 
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
+from tests.chaos.common import chaos_settings
 
 
 @pytest.fixture
 def pipeline(kafka: str, clickhouse_server, fresh_settings: Settings):
     tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": clickhouse_server.url,
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_chaos={tenant}",
-            "worker_session_timeout_s": 3.0,
-            "batch_max_records": 200,
-            "sink_max_interval_ms": 200,
-        }
-    )
+    settings = chaos_settings(fresh_settings, kafka, clickhouse_server.url)
     with Pipeline(settings) as running:
         running.tenant = tenant
         yield running

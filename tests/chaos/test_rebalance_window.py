@@ -20,7 +20,7 @@ import pytest
 from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from sinks.client import connect
-from tests.chaos.common import day_of_traffic, post, settle_and_check, worker_stats
+from tests.chaos.common import chaos_settings, day_of_traffic, post, settle_and_check, worker_stats
 from tests.integration.helpers import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -45,17 +45,8 @@ def test_a_worker_joining_or_leaving_gets_the_open_windows_flushed_at_once(
     kafka: str, clickhouse_server, fresh_settings: Settings
 ) -> None:
     tenant = f"shop-{fresh_settings.worker_group}"
-    settings = fresh_settings.model_copy(
-        update={
-            "kafka_bootstrap": kafka,
-            "clickhouse_url": clickhouse_server.url,
-            "collector_port": 0,
-            "worker_web_port": 0,
-            "write_keys": f"wk_chaos={tenant}",
-            "worker_session_timeout_s": 3.0,
-            "batch_max_records": 100_000,
-            "sink_max_interval_ms": WINDOW_S * 1000,
-        }
+    settings = chaos_settings(
+        fresh_settings, kafka, clickhouse_server.url, batch_max_records=100_000, sink_max_interval_ms=WINDOW_S * 1000
     )
     with Pipeline(settings) as pipeline:
         pipeline.tenant = tenant
