@@ -266,6 +266,16 @@ class Settings(BaseSettings):
     collector_idle_timeout_s: float = Field(
         10.0, gt=0, le=600, description="time the collector waits for the next bytes of a body; past it: 408"
     )
+    collector_header_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="time a connection has to send a whole request line and headers, from its opening or its previous "
+        "answer; past it the connection is closed",
+    )
+    collector_max_pending_connections: int = Field(
+        512, ge=1, le=100_000,
+        description="connections open at once that have not yet sent a whole request's headers; past it the oldest "
+        "of them is closed",
+    )
     collector_max_unauthenticated: int = Field(
         64, ge=1, le=100_000,
         description="requests read at once before their write key is known (key in the body, at most 64 KB each); past it: 503",

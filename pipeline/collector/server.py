@@ -113,6 +113,41 @@ class InflightBudget:
         self.used -= n
 
 
+class HeaderDeadlines:
+    """Connections that have not yet sent a whole request line and headers (no write key can be known yet).
+
+    Each is closed when ``timeout_s`` passes without them, counted from its
+    opening or from the previous answer on a kept-alive connection; past
+    ``limit`` such connections at once, the oldest is closed to make room,
+    so a crowd of slow clients cannot hold the process's sockets while a
+    client that sends its headers at once is served.
+    """
+
+    def __init__(self, timeout_s: float, limit: int) -> None:
+        self.timeout_s = timeout_s
+        self.limit = limit
+        self.pending: dict[web.RequestHandler, asyncio.TimerHandle] = {}  # oldest first
+        self.closed = 0  # connections closed for lack of headers, since start
+
+    def wait(self, handler: web.RequestHandler) -> None:
+        """Start (or restart) the wait for ``handler``'s next request headers."""
+        self.arrived(handler)
+        if len(self.pending) >= self.limit:
+            self._close(next(iter(self.pending)))
+        self.pending[handler] = asyncio.get_running_loop().call_later(self.timeout_s, self._close, handler)
+
+    def arrived(self, handler: web.RequestHandler) -> None:
+        """Headers came (or the connection ended): no deadline until the next wait."""
+        timer = self.pending.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _close(self, handler: web.RequestHandler) -> None:
+        self.arrived(handler)
+        self.closed += 1
+        handler.force_close()
+
+
 @dataclass
 class _Collector:
     settings: Settings
@@ -123,6 +158,7 @@ class _Collector:
     budget: InflightBudget
     now_ms: Callable[[], int]
     metrics: CollectorMetrics
+    headers: HeaderDeadlines
     unauthenticated: int = 0  # requests being read for a write key in their body
     partitions: int | None = None
     _warned_at: float = float("-inf")
@@ -171,7 +207,16 @@ class _QuietRequestHandler(web.RequestHandler):
     offending bytes; this one says what was wrong, in the collector's JSON.
     """
 
-    __slots__ = ()
+    __slots__ = ("_cx_headers",)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._cx_headers: HeaderDeadlines = self._manager.cx_headers  # type: ignore[union-attr]
+        self._cx_headers.wait(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cx_headers.arrived(self)
+        super().connection_lost(exc)
 
     def handle_error(
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
@@ -198,13 +243,15 @@ class _QuietServer(web.Server):
 
 
 class _CollectorRunner(web.AppRunner):
-    """The app runner whose connections answer unparsable requests without quoting them."""
+    """The app runner whose connections answer unparsable requests without quoting them and must send
+    their headers in time (``HeaderDeadlines``)."""
 
     __slots__ = ()
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _QuietServer  # same layout; only the handler it makes differs
+        server.cx_headers = self.app[STATE].headers  # type: ignore[attr-defined]
         return server
 
 
@@ -429,6 +476,19 @@ async def _call(request: web.Request) -> web.Response:
 
 
 @web.middleware
+async def _headers_in_time(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """The request's headers arrived: its connection's deadline stops, and starts again after the answer."""
+    protocol = request.protocol
+    deadlines = request.app[STATE].headers
+    deadlines.arrived(protocol)
+    try:
+        return await handler(request)
+    finally:
+        if isinstance(protocol, _QuietRequestHandler) and protocol.transport is not None:
+            deadlines.wait(protocol)  # a kept-alive connection: the next request's headers, in time too
+
+
+@web.middleware
 async def _count_requests(request: web.Request, handler: Callable) -> web.StreamResponse:
     """``cxstream_collector_requests_total``: each answer on the event routes, by tenant, call and status."""
     status = 500
@@ -522,7 +582,7 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
             "max_field_size": MAX_LINE_BYTES,
             "max_headers": MAX_HEADERS,
         },
-        middlewares=[_count_requests, _cors],
+        middlewares=[_headers_in_time, _count_requests, _cors],
     )
     app[STATE] = _Collector(
         settings=settings,
@@ -533,6 +593,7 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
         budget=InflightBudget(settings.collector_max_inflight_bytes),
         now_ms=now_ms,
         metrics=CollectorMetrics(settings.write_key_map.values()),
+        headers=HeaderDeadlines(settings.collector_header_timeout_s, settings.collector_max_pending_connections),
     )
     app[STATE].metrics.inflight_bytes.set_function(lambda: app[STATE].budget.used)
     for prefix in ("", BEACON_PREFIX):

@@ -125,3 +125,77 @@ def test_a_huge_authorization_header_is_refused_without_echo(collector: Collecto
     assert answer.split(b" ", 2)[1] == b"400", answer[:80]
     assert b"bad_request" in answer
     assert b"QUFB" not in answer
+
+
+@pytest.fixture(scope="module")
+def strict(broker: EmbeddedBroker):
+    """A collector that gives a connection 2 s to send its headers and keeps at most 20 waiting for them."""
+    settings = collector_settings(
+        broker.bootstrap, "probe-headers", partitions=1, write_key=KEY, tenant="shop-probe",
+        collector_header_timeout_s=2.0, collector_max_pending_connections=20,
+    )  # fmt: skip
+    running = CollectorThread(settings, broker.bootstrap).start()
+    yield running
+    running.stop()
+
+
+def _closed_by_server(s: socket.socket, within_s: float) -> bool:
+    """Whether the server closes ``s`` (EOF or reset) within ``within_s``, having answered nothing."""
+    s.settimeout(within_s)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _half_request(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\n")  # and never the rest of the headers
+    return s
+
+
+def test_a_connection_that_drips_its_headers_is_closed_at_the_header_deadline(strict: CollectorThread) -> None:
+    port = strict.settings.collector_port
+    with _half_request(port) as s:
+        started = time.monotonic()
+        for _ in range(4):  # a header line every 0.4 s: bytes keep coming, the headers never end
+            time.sleep(0.4)
+            try:
+                s.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                break
+        assert _closed_by_server(s, within_s=4.0)
+        assert 1.9 < time.monotonic() - started < 4.0
+
+
+def test_an_idle_kept_alive_connection_must_send_its_next_headers_in_time(strict: CollectorThread) -> None:
+    port = strict.settings.collector_port
+    body = orjson.dumps({"batch": [track(30)]})
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(
+            b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: " + AUTH["Authorization"].encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )  # fmt: skip
+        answer = s.recv(65_536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+        s.sendall(b"POST /v1/batch HTTP/1.1\r\n")  # the next request, never finished
+        started = time.monotonic()
+        assert _closed_by_server(s, within_s=4.0)
+        assert 1.9 < time.monotonic() - started < 4.0
+
+
+def test_past_the_limit_of_waiting_connections_the_oldest_is_closed_and_valid_requests_pass(
+    strict: CollectorThread,
+) -> None:
+    port = strict.settings.collector_port
+    socks = [_half_request(port) for _ in range(25)]  # 5 past the limit of 20
+    try:
+        time.sleep(0.3)  # well within the 2 s deadline of the last ones
+        assert [_closed_by_server(s, within_s=0.01) for s in socks] == [True] * 5 + [False] * 20
+        resp = requests.post(f"{strict.url}/v1/batch", json={"batch": [track(31)]}, headers=AUTH, timeout=10)
+        assert resp.status_code == 200
+    finally:
+        for s in socks:
+            s.close()
