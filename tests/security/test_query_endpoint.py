@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import stat
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -97,3 +100,39 @@ def test_each_probe_is_refused_and_the_next_query_answers_itself(running: Pipeli
     assert running.query("SELECT count() FROM cx.events WHERE event_id = 'pwn'")[1] == [[0]]
     worker_cwd = Path(os.readlink(f"/proc/{running.procs['worker'].pid}/cwd"))
     assert not (worker_cwd / "x.tsv").exists()
+
+
+def test_a_slow_analyst_query_does_not_hold_the_events_being_stored(running: Pipeline) -> None:
+    """The probe that held inserts for 18 s: an 18 s query runs while events go in and are stored at the usual pace."""
+    slow_sql = " UNION ALL ".join(["SELECT sleep(3) AS s"] * 6)  # 18 s, no SETTINGS needed
+    slow: dict[str, object] = {}
+
+    def run_slow() -> None:
+        started = time.monotonic()
+        resp = _query(running, slow_sql)
+        slow["status"], slow["took"] = resp.status_code, time.monotonic() - started
+
+    auth = {"Authorization": "Basic " + base64.b64encode(b"wk_sec:").decode()}
+
+    def store_one(event_id: str, limit_s: float) -> float:
+        started = time.monotonic()
+        body = {"type": "track", "event": "Probe Seen", "anonymousId": "a-slow", "messageId": event_id}
+        assert requests.post(f"{running.collector_url}/v1/track", json=body, headers=auth, timeout=10).status_code == 200
+        sql = f"SELECT count() FROM cx.events WHERE event_id = '{event_id}'"
+        while running.query(sql)[1] != [[1]]:
+            assert time.monotonic() - started < limit_s, f"{event_id} not stored {limit_s} s after its request"
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    store_one(f"before-slow-{os.getpid()}", limit_s=60)  # the worker is consuming (its group joined)
+    thread = threading.Thread(target=run_slow)
+    thread.start()
+    took = []
+    try:
+        time.sleep(1.0)  # the slow query has started
+        for n in range(4):
+            took.append(store_one(f"during-slow-{os.getpid()}-{n}", limit_s=8))
+    finally:
+        thread.join(timeout=60)
+    assert slow["status"] == 200 and slow["took"] > 15  # it did run alongside, to its end
+    assert max(took) < 5, took  # the 1 s window, not the 18 s query
