@@ -22,8 +22,9 @@ case), and who sends them:
   events recovered from storage. The family is allowed by its prefix.
 
 A preflight is answered with exactly the requested headers, each checked
-against the list: a request for any other header gets ``403`` naming it
-(the browser then blocks the request, and the developer sees why).
+against the list: a request for any other header gets ``403`` listing the
+allowed ones (the browser then blocks the request, and the developer sees
+why). Refusals never quote the request's own headers or origin.
 
 Origins (``CX_COLLECTOR_ALLOWED_ORIGINS``): ``*`` answers
 ``Access-Control-Allow-Origin: *`` and never allows credentials (browsers
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["ALLOWED_HEADERS", "ALLOWED_HEADER_PREFIXES", "MAX_AGE_S", "CorsPolicy"]
+__all__ = ["ALLOWED_HEADERS", "ALLOWED_HEADER_PREFIXES", "HEADER_REFUSED", "MAX_AGE_S", "ORIGIN_REFUSED", "CorsPolicy"]
 
 ALLOWED_HEADERS = frozenset({
     "accept", "authorization", "content-type", "content-encoding",
@@ -52,6 +53,12 @@ MAX_AGE_S = 7200
 METHODS = "POST, OPTIONS"
 # Headers a page's script may read on an answer (the SDKs back off by Retry-After).
 EXPOSED = "Retry-After"
+# The refusals quote nothing of the request (its origin, its header names).
+ORIGIN_REFUSED = "this origin is not in CX_COLLECTOR_ALLOWED_ORIGINS"
+HEADER_REFUSED = (
+    "a requested header is not allowed; allowed: "
+    + ", ".join(sorted(ALLOWED_HEADERS)) + ", " + ", ".join(p + "*" for p in ALLOWED_HEADER_PREFIXES)
+)
 
 
 def header_allowed(name: str) -> bool:
@@ -87,11 +94,11 @@ class CorsPolicy:
         origin = request_headers.get("Origin")
         headers = self.headers(origin)
         if not self.origin_allowed(origin):
-            return 403, headers, f"origin {origin!r} is not in CX_COLLECTOR_ALLOWED_ORIGINS"
+            return 403, headers, ORIGIN_REFUSED
         requested = [h.strip() for h in request_headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
         refused = [h for h in requested if not header_allowed(h)]
         if refused:
-            return 403, headers, f"request header(s) not allowed: {', '.join(refused)}"
+            return 403, headers, HEADER_REFUSED
         headers.update({"Access-Control-Allow-Methods": METHODS, "Access-Control-Max-Age": str(MAX_AGE_S)})
         if requested:
             headers["Access-Control-Allow-Headers"] = ", ".join(requested)

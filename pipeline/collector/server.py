@@ -39,7 +39,7 @@ from aiohttp import hdrs, web
 from confluent_kafka import KafkaException
 
 from pipeline.collector.auth import AuthDecision, WriteKeys, authenticate
-from pipeline.collector.cors import CorsPolicy
+from pipeline.collector.cors import ORIGIN_REFUSED, CorsPolicy
 from pipeline.collector.body import (
     BODY_KEY_MAX_BYTES,
     MAX_BATCH_BYTES,
@@ -470,7 +470,7 @@ async def _call(request: web.Request) -> web.Response:
         return await _handle(request, None)
     call = CALL_PATHS.get(name)
     if call is None:
-        return _error(404, "not_found", f"no endpoint {request.path}")
+        return _error(404, "not_found", "no such endpoint: events go to /v1/<call> or /beacon/v1/<call>")
     request[CALL] = call
     return await _handle(request, call)
 
@@ -523,7 +523,7 @@ async def _cors(request: web.Request, handler: Callable) -> web.StreamResponse:
         return await handler(request)  # _preflight answers with its own headers
     origin = request.headers.get(hdrs.ORIGIN)
     if not cors.origin_allowed(origin):
-        return _error(403, "forbidden", f"origin {origin!r} is not in CX_COLLECTOR_ALLOWED_ORIGINS", cors.headers(origin))
+        return _error(403, "forbidden", ORIGIN_REFUSED, cors.headers(origin))
     try:
         resp = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own 404/405
