@@ -210,3 +210,29 @@ async def test_basic_auth_wins_over_a_query_write_key(client: TestClient, produc
     resp = await client.post("/v1/batch?writeKey=wk_shop_b", data=orjson.dumps({"batch": [track()]}), headers=AUTH_A)
     assert resp.status == 200
     assert [e["tenant"] for e in producer.events(EVENTS)] == ["shop-a"]
+
+
+async def test_beacon_batch_is_503_with_retry_after_when_kafka_does_not_acknowledge(
+    client: TestClient, producer: FakeProducer
+) -> None:
+    producer.down = True
+    body = orjson.dumps({"batch": [rudder_event(7)]})
+    resp = await client.post("/beacon/v1/batch?writeKey=wk_shop_a", data=body, headers={"Content-Type": "text/plain"})
+    assert (resp.status, resp.headers["Retry-After"]) == (503, "5")
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    producer.down = False
+    again = await client.post("/beacon/v1/batch?writeKey=wk_shop_a", data=body, headers={"Content-Type": "text/plain"})
+    assert again.status == 200
+    assert [e["event_id"] for e in producer.events(EVENTS)] == ["rs-7"]
+
+
+async def test_beacon_event_failing_the_catalog_is_a_dead_letter_and_the_rest_is_stored(
+    client: TestClient, producer: FakeProducer
+) -> None:
+    bad = {**rudder_event(8), "event": "Product Added", "properties": {"price": 3}}  # no product_id
+    body = orjson.dumps({"batch": [rudder_event(9), bad]})
+    resp = await client.post("/beacon/v1/batch?writeKey=wk_shop_b", data=body, headers={"Content-Type": "text/plain"})
+    assert resp.status == 200
+    assert [e["event_id"] for e in producer.events(EVENTS)] == ["rs-9"]
+    [dl] = producer.dead_letters(DEADLETTER)
+    assert (dl["tenant"], dl["reason"]) == ("shop-b", "missing_property")
