@@ -126,3 +126,20 @@ def test_every_sql_example_runs_on_the_migrated_schema(ch_backend) -> None:  # n
                 except Exception as exc:  # noqa: BLE001 - collect every failure, then report them together
                     failed.append(f"{page.relative_to(ROOT)}: {sql.splitlines()[0]} ...: {str(exc)[:200]}")
     assert not failed, "\n".join(failed)
+
+
+def test_readme_security_table_names_every_listener_of_security_md() -> None:
+    """README's short listener table and docs/security.md's (which a running `up` is checked against) agree."""
+    from tests.security.test_listeners import doc_table
+
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Security\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 2 and cells[0] != "listener" and not set(cells[0]) <= set("-"):
+            rows[cells[0]] = cells[1]
+    named = {role: next((r for r in rows if r.startswith(role) or f", {role}" in r), None) for role in doc_table()}
+    assert None not in named.values(), named
+    for role, (_, credentials) in doc_table().items():
+        assert (rows[named[role]].startswith("none")) == (credentials == "none"), role
+    assert "Every listener is on 127.0.0.1" in section
