@@ -130,6 +130,11 @@ class CollectorMetrics:
             "cxstream_kafka_produce_seconds", "time from handing records to the producer to Kafka's acknowledgement of all",
             ["client", "outcome"], buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.connections_closed = Counter(
+            "cxstream_collector_connections_closed",
+            "connections closed before a whole request's headers arrived, by reason (header_timeout, pending_limit)",
+            ["reason"], registry=r,
+        )
         self.inflight_bytes = Gauge(
             "cxstream_collector_inflight_bytes", "request bytes the collector holds now (CX_COLLECTOR_MAX_INFLIGHT_BYTES caps it)",
             registry=r,
@@ -144,6 +149,9 @@ class CollectorMetrics:
 
     def deadletter(self, tenant: str | None, reason: str, n: int = 1) -> None:
         self.deadletters.labels(self.labels.tenant(tenant), self.labels.reason(reason)).inc(n)
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason).inc()
 
 
 class _WorkerGauges(Collector):

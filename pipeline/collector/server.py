@@ -123,18 +123,20 @@ class HeaderDeadlines:
     client that sends its headers at once is served.
     """
 
-    def __init__(self, timeout_s: float, limit: int) -> None:
+    def __init__(self, timeout_s: float, limit: int, on_close: Callable[[str], None] = lambda reason: None) -> None:
         self.timeout_s = timeout_s
         self.limit = limit
+        self.on_close = on_close  # told "header_timeout" or "pending_limit" for each connection closed
         self.pending: dict[web.RequestHandler, asyncio.TimerHandle] = {}  # oldest first
-        self.closed = 0  # connections closed for lack of headers, since start
 
     def wait(self, handler: web.RequestHandler) -> None:
         """Start (or restart) the wait for ``handler``'s next request headers."""
         self.arrived(handler)
         if len(self.pending) >= self.limit:
-            self._close(next(iter(self.pending)))
-        self.pending[handler] = asyncio.get_running_loop().call_later(self.timeout_s, self._close, handler)
+            self._close(next(iter(self.pending)), "pending_limit")
+        self.pending[handler] = asyncio.get_running_loop().call_later(
+            self.timeout_s, self._close, handler, "header_timeout"
+        )
 
     def arrived(self, handler: web.RequestHandler) -> None:
         """Headers came (or the connection ended): no deadline until the next wait."""
@@ -142,10 +144,10 @@ class HeaderDeadlines:
         if timer is not None:
             timer.cancel()
 
-    def _close(self, handler: web.RequestHandler) -> None:
+    def _close(self, handler: web.RequestHandler, reason: str) -> None:
         self.arrived(handler)
-        self.closed += 1
         handler.force_close()
+        self.on_close(reason)
 
 
 @dataclass
@@ -595,6 +597,7 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
         metrics=CollectorMetrics(settings.write_key_map.values()),
         headers=HeaderDeadlines(settings.collector_header_timeout_s, settings.collector_max_pending_connections),
     )
+    app[STATE].headers.on_close = app[STATE].metrics.connection_closed
     app[STATE].metrics.inflight_bytes.set_function(lambda: app[STATE].budget.used)
     for prefix in ("", BEACON_PREFIX):
         app.router.add_post(prefix + "/v1/{call}", _call)
