@@ -81,7 +81,9 @@ def test_faust_pages_are_gone_and_stats_answer_with_the_token(running: Pipeline)
 
 PROBES = [
     ("""SELECT 1 AS "a'b"; CREATE TABLE cx.pwn1 (x UInt8) ENGINE=Memory; SELECT 'c\"""", "Multi-statements are not allowed"),
+    ("""SELECT 1 AS "a'b"; DROP TABLE cx.events; SELECT 'c\"""", "Multi-statements are not allowed"),
     ("WITH 1 AS x INSERT INTO cx.events (tenant,event_id) VALUES ('shopB','pwn')", "got InsertQuery"),
+    ("SELECT file('/etc/passwd')", "function file() is not allowed"),
     ("SELECT * FROM file('/etc/passwd','LineAsString')", "table function file() is not allowed"),
     ("SELECT 'x' INTO OUTFILE 'x.tsv' FORMAT TSV", "INTO OUTFILE is not allowed"),
     ("SELECT * FROM url('http://127.0.0.1:9/health','LineAsString')", "table function url() is not allowed"),
@@ -90,7 +92,7 @@ PROBES = [
 ]
 
 
-@pytest.mark.parametrize(("sql", "why"), PROBES, ids=[p[1] for p in PROBES])
+@pytest.mark.parametrize(("sql", "why"), PROBES, ids=[f"{n}-{p[1]}" for n, p in enumerate(PROBES)])
 def test_each_probe_is_refused_and_the_next_query_answers_itself(running: Pipeline, sql: str, why: str) -> None:
     resp = _query(running, sql)
     assert resp.status_code == 400 and why in resp.json()["error"], resp.text
