@@ -10,11 +10,13 @@ On the hot path the worker handles events as plain dicts decoded by orjson
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
+import re
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "Action",
@@ -28,6 +30,7 @@ __all__ = [
     "TriggerKind",
     "dead_letter",
     "encode_batch",
+    "error_detail",
     "decode_batch",
     "decode_batch_checked",
     "BadRecord",
@@ -263,6 +266,36 @@ def dead_letter(
         received_at_ms=received_at_ms,
         source=source,
     )
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def error_detail(exc: BaseException) -> str:
+    """What went wrong, for a dead letter's ``detail``: the kind of error and where, never the value.
+
+    An exception's own text often quotes its input (pydantic's
+    ``input_value=...``, ``int()``'s "invalid literal ... 'x'", a KeyError's
+    key), and a dead letter's detail is stored in the clear. So only texts
+    known to quote nothing are kept: a BadRecord's, a JSON decoder's
+    position, a pydantic error's field path (names and indexes only) and
+    error types. Anything else is named by its type alone.
+    """
+    if isinstance(exc, BadRecord):
+        return str(exc)
+    if isinstance(exc, json.JSONDecodeError):  # orjson's too: a position, no input
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        parts = []
+        for error in errors[:3]:
+            loc = ".".join(
+                str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(str(part)) else "?" for part in error["loc"]
+            )
+            parts.append(f"{loc or '(root)'}: {error['type']}")
+        more = f" and {len(errors) - 3} more" if len(errors) > 3 else ""
+        return f"ValidationError: {'; '.join(parts)}{more}"
+    return type(exc).__name__
 
 
 def encode_batch(events: list[dict]) -> bytes:

@@ -71,7 +71,7 @@ from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.logs import context
 from pipeline.metrics import CONTENT_TYPE_LATEST, WorkerMetrics, render
 from pipeline.offsets import CommittedOffsets, SkippedRecords
-from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, truncate_depth
+from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, error_detail, truncate_depth
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
 from pipeline.webtoken import ensure_token
@@ -596,7 +596,7 @@ class Worker:
         dl = dead_letter(
             tenant=tenant,
             reason="processing_error",
-            detail=f"{where}: {type(error).__name__}: {error}",
+            detail=f"{where}: {error_detail(error)}",  # the log has the whole error
             payload=payload,
             received_at_ms=round(msg.timestamp * 1000),  # the record's time: the same id on a replay
             source="worker",
@@ -888,7 +888,7 @@ class Worker:
             dl = dead_letter(
                 tenant=_tenant_of(value),
                 reason="processing_error",
-                detail=f"{where} is not a dead letter: {type(exc).__name__}: {exc}",
+                detail=f"{where} is not a dead letter: {error_detail(exc)}",
                 payload=self.scrubber.payload(value),  # another producer's bytes: scrubbed like the collector's
                 received_at_ms=round(msg.timestamp * 1000),
                 source="worker",

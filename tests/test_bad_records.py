@@ -103,17 +103,17 @@ def test_another_producers_records_are_dead_lettered_without_their_personal_valu
 
     settings = embedded_settings(fresh_settings, kafka, tmp_path, "wk_foreign", pii_salt="foreign-salt")
     on_events = b'{"rows": [{"email": "buyer@example.com", "note": "call +33 6 12 34 56 78"}]}'  # not an EventBatch
-    on_deadletters = b'{"who": {"email": "other@example.org"}}'  # not a dead letter
+    on_deadletters = b'{"who": {"email": "other@example.org"}, "reason": "re@example.net"}'  # not a dead letter
     with Pipeline(settings) as running:
         producer = Producer({"bootstrap.servers": running.bootstrap})
         producer.produce(settings.topic_events, on_events, partition=0)
         producer.produce(settings.topic_deadletter, on_deadletters, partition=0)
         producer.flush(10)
         wait_until(lambda: scalar(running, "SELECT count() FROM cx.deadletters FINAL") == 2, what="both dead-lettered")
-        _, rows = running.query("SELECT reason, payload FROM cx.deadletters FINAL ORDER BY reason")
-    stored = "\n".join(f"{reason} {payload}" for reason, payload in rows)
+        _, rows = running.query("SELECT reason, detail, payload FROM cx.deadletters FINAL ORDER BY reason")
+    stored = "\n".join(f"{reason} {detail} {payload}" for reason, detail, payload in rows)  # detail quotes nothing
     assert [r[0] for r in rows] == ["processing_error", "schema_violation"]
-    for planted in ("buyer@example.com", "other@example.org", "+33 6 12 34 56 78", "12 34 56 78"):
+    for planted in ("buyer@example.com", "other@example.org", "re@example.net", "+33 6 12 34 56 78", "12 34 56 78"):
         assert planted not in stored
     # The email keys were hashed with the configured salt, as the collector does.
     assert hashlib.sha256(b"foreign-saltbuyer@example.com").hexdigest() in stored

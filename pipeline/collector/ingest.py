@@ -17,7 +17,7 @@ import orjson
 
 from pipeline.collector.body import MAX_EVENT_BYTES
 from pipeline.collector.normalize import DeadLetterDecision, NormalizeRules, normalize
-from pipeline.records import MAX_JSON_DEPTH, DeadLetter, dead_letter, json_depth_exceeds, truncate_depth
+from pipeline.records import MAX_JSON_DEPTH, DeadLetter, dead_letter, error_detail, json_depth_exceeds, truncate_depth
 
 __all__ = ["Ingested", "RequestError", "ingest", "messages_of"]
 
@@ -116,7 +116,7 @@ def ingest(
                 msg, tenant=tenant, received_at_ms=received_at_ms, batch_sent_at=batch_sent_at, rules=rules
             )
         except Exception as exc:  # noqa: BLE001 - a message no rule foresaw: kept, never a 500
-            result = DeadLetterDecision("processing_error", f"{type(exc).__name__}: {exc}")
+            result = DeadLetterDecision("processing_error", error_detail(exc))
         if isinstance(result, DeadLetterDecision):
             out.dead_letters.append(
                 dead_letter(

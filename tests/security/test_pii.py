@@ -211,3 +211,40 @@ def test_the_digit_count_agrees_with_the_phone_condition_on_any_text(text: str) 
     from pipeline.collector import pii
 
     assert pii._may_hold_phone(text) == (re.compile(r"(?:\d[^\d]{0,3}){8}\d").search(text) is not None)
+
+
+def test_a_dead_letter_detail_names_the_error_never_the_value() -> None:
+    from pipeline.records import BadRecord, DeadLetter, error_detail
+
+    planted = "quoted.value@example.com"
+    try:
+        DeadLetter.model_validate_json(orjson.dumps({"reason": planted, planted: 1}))
+    except Exception as exc:  # noqa: BLE001
+        validation = exc
+    try:
+        int(planted)
+    except ValueError as exc:
+        conversion = exc
+    try:
+        orjson.loads(b"{" + planted.encode())
+    except orjson.JSONDecodeError as exc:
+        decoding = exc
+    assert error_detail(validation) == "ValidationError: dl_id: missing; reason: literal_error; payload: missing and 3 more"
+    assert error_detail(conversion) == "ValueError"
+    assert error_detail(KeyError(planted)) == "KeyError"
+    assert error_detail(decoding).startswith("JSONDecodeError: unexpected character")
+    assert error_detail(BadRecord("schema_violation", "event 0: tenant is missing or not str")) == (
+        "event 0: tenant is missing or not str"
+    )
+    from pydantic import BaseModel, ConfigDict
+
+    class Strict(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        a: int
+
+    try:
+        Strict.model_validate({"a": 1, planted: 2})
+    except Exception as exc:  # noqa: BLE001
+        by_key = exc
+    assert error_detail(by_key) == "ValidationError: ?: extra_forbidden"  # a key that is no field name is not quoted
+    assert not any(planted in error_detail(e) for e in (validation, conversion, decoding, KeyError(planted), by_key))
