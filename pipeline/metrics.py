@@ -132,7 +132,8 @@ class CollectorMetrics:
         )
         self.connections_closed = Counter(
             "cxstream_collector_connections_closed",
-            "connections closed before a whole request's headers arrived, by reason (header_timeout, pending_limit)",
+            "connections closed while waiting for a request's headers, by reason (header_timeout, idle_timeout, "
+            "pending_limit)",
             ["reason"], registry=r,
         )
         self.inflight_bytes = Gauge(

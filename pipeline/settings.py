@@ -268,13 +268,18 @@ class Settings(BaseSettings):
     )
     collector_header_timeout_s: float = Field(
         10.0, gt=0, le=600,
-        description="time a connection has to send a whole request line and headers, from its opening or its previous "
-        "answer; past it the connection is closed",
+        description="time a connection has to send a whole request line and headers, from its opening or from the "
+        "first byte of a next request; past it the connection is closed",
+    )
+    collector_keepalive_s: float = Field(
+        75.0, gt=0, le=3600,
+        description="time a kept-alive connection may stay idle after an answer before the collector closes it "
+        "(keep it above the idle timeout of a load balancer in front)",
     )
     collector_max_pending_connections: int = Field(
         512, ge=1, le=100_000,
-        description="connections open at once that have not yet sent a whole request's headers; past it the oldest "
-        "of them is closed",
+        description="connections open at once that have not yet sent a whole request's headers (idle kept-alive "
+        "ones included); past it the oldest of them is closed",
     )
     collector_max_unauthenticated: int = Field(
         64, ge=1, le=100_000,

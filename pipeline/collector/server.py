@@ -116,33 +116,52 @@ class InflightBudget:
 class HeaderDeadlines:
     """Connections that have not yet sent a whole request line and headers (no write key can be known yet).
 
-    Each is closed when ``timeout_s`` passes without them, counted from its
-    opening or from the previous answer on a kept-alive connection; past
-    ``limit`` such connections at once, the oldest is closed to make room,
-    so a crowd of slow clients cannot hold the process's sockets while a
-    client that sends its headers at once is served.
+    A new connection, and a kept-alive one once the first byte of its next
+    request arrives, is closed when ``timeout_s`` passes without the whole
+    headers; a kept-alive connection that sends nothing after an answer is
+    closed after ``idle_s`` (longer, so that a proxy or load balancer reusing
+    it does not meet a closed one). Past ``limit`` such connections at once,
+    the oldest is closed to make room, so a crowd of slow clients cannot hold
+    the process's sockets while a client that sends its headers at once is
+    served.
     """
 
-    def __init__(self, timeout_s: float, limit: int, on_close: Callable[[str], None] = lambda reason: None) -> None:
+    def __init__(
+        self, timeout_s: float, limit: int, on_close: Callable[[str], None] = lambda reason: None, idle_s: float = 75.0
+    ) -> None:
         self.timeout_s = timeout_s
+        self.idle_s = idle_s
         self.limit = limit
-        self.on_close = on_close  # told "header_timeout" or "pending_limit" for each connection closed
+        self.on_close = on_close  # told "header_timeout", "idle_timeout" or "pending_limit" for each one closed
         self.pending: dict[web.RequestHandler, asyncio.TimerHandle] = {}  # oldest first
+        self.idle: set[web.RequestHandler] = set()  # kept-alive, no byte of a next request yet
 
     def wait(self, handler: web.RequestHandler) -> None:
-        """Start (or restart) the wait for ``handler``'s next request headers."""
-        self.arrived(handler)
-        if len(self.pending) >= self.limit:
-            self._close(next(iter(self.pending)), "pending_limit")
-        self.pending[handler] = asyncio.get_running_loop().call_later(
-            self.timeout_s, self._close, handler, "header_timeout"
-        )
+        """Start the wait for ``handler``'s request headers (a new connection, or a next request begun)."""
+        self._arm(handler, self.timeout_s, "header_timeout")
+
+    def rest(self, handler: web.RequestHandler) -> None:
+        """An answer was sent on a kept-alive connection: wait ``idle_s`` for its next request to begin."""
+        self._arm(handler, self.idle_s, "idle_timeout")
+        self.idle.add(handler)
+
+    def data(self, handler: web.RequestHandler) -> None:
+        """Bytes arrived: a resting connection's next request has begun and gets the header time."""
+        if handler in self.idle:
+            self.wait(handler)
 
     def arrived(self, handler: web.RequestHandler) -> None:
         """Headers came (or the connection ended): no deadline until the next wait."""
+        self.idle.discard(handler)
         timer = self.pending.pop(handler, None)
         if timer is not None:
             timer.cancel()
+
+    def _arm(self, handler: web.RequestHandler, after_s: float, reason: str) -> None:
+        self.arrived(handler)
+        if len(self.pending) >= self.limit:
+            self._close(next(iter(self.pending)), "pending_limit")
+        self.pending[handler] = asyncio.get_running_loop().call_later(after_s, self._close, handler, reason)
 
     def _close(self, handler: web.RequestHandler, reason: str) -> None:
         self.arrived(handler)
@@ -215,6 +234,10 @@ class _QuietRequestHandler(web.RequestHandler):
         super().connection_made(transport)
         self._cx_headers: HeaderDeadlines = self._manager.cx_headers  # type: ignore[union-attr]
         self._cx_headers.wait(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._cx_headers.data(self)
+        super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cx_headers.arrived(self)
@@ -479,7 +502,7 @@ async def _call(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _headers_in_time(request: web.Request, handler: Callable) -> web.StreamResponse:
-    """The request's headers arrived: its connection's deadline stops, and starts again after the answer."""
+    """The request's headers arrived: its connection's deadline stops, and an idle one starts after the answer."""
     protocol = request.protocol
     deadlines = request.app[STATE].headers
     deadlines.arrived(protocol)
@@ -487,7 +510,7 @@ async def _headers_in_time(request: web.Request, handler: Callable) -> web.Strea
         return await handler(request)
     finally:
         if isinstance(protocol, _QuietRequestHandler) and protocol.transport is not None:
-            deadlines.wait(protocol)  # a kept-alive connection: the next request's headers, in time too
+            deadlines.rest(protocol)  # kept alive: idle for a while, then the next request's headers in time
 
 
 @web.middleware
@@ -595,7 +618,10 @@ def make_app(settings: Settings, producer: EventProducer, *, now_ms: Callable[[]
         budget=InflightBudget(settings.collector_max_inflight_bytes),
         now_ms=now_ms,
         metrics=CollectorMetrics(settings.write_key_map.values()),
-        headers=HeaderDeadlines(settings.collector_header_timeout_s, settings.collector_max_pending_connections),
+        headers=HeaderDeadlines(
+            settings.collector_header_timeout_s, settings.collector_max_pending_connections,
+            idle_s=settings.collector_keepalive_s,
+        ),
     )
     app[STATE].headers.on_close = app[STATE].metrics.connection_closed
     app[STATE].metrics.inflight_bytes.set_function(lambda: app[STATE].budget.used)

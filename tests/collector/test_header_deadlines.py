@@ -46,17 +46,39 @@ async def test_past_the_limit_the_oldest_waiting_connection_is_closed() -> None:
     assert deadlines.pending == {}
 
 
-async def test_waiting_again_restarts_the_deadline_and_keeps_one_entry() -> None:
+async def test_a_kept_alive_connection_rests_for_the_idle_time_then_its_next_headers_get_the_header_time() -> None:
+    closed: list[str] = []
+    reasons: list[str] = []
+    deadlines = HeaderDeadlines(0.1, 10, reasons.append, idle_s=0.3)
+    conn = Conn("kept-alive", closed)
+    deadlines.rest(conn)  # an answer was sent
+    await asyncio.sleep(0.2)  # longer than the header time: resting is not late
+    assert (closed, len(deadlines.pending)) == ([], 1)
+    deadlines.data(conn)  # the first byte of the next request
+    deadlines.data(conn)  # more bytes of the same headers: the deadline does not move
+    await asyncio.sleep(0.15)
+    assert (closed, reasons) == (["kept-alive"], ["header_timeout"])
+
+
+async def test_an_idle_kept_alive_connection_is_closed_after_the_idle_time() -> None:
+    closed: list[str] = []
+    reasons: list[str] = []
+    deadlines = HeaderDeadlines(0.05, 10, reasons.append, idle_s=0.1)
+    deadlines.rest(Conn("idle", closed))
+    await asyncio.sleep(0.2)
+    assert (closed, reasons, deadlines.pending, deadlines.idle) == (["idle"], ["idle_timeout"], {}, set())
+
+
+async def test_bytes_on_a_new_connection_do_not_move_its_deadline() -> None:
     closed: list[str] = []
     deadlines = HeaderDeadlines(0.1, 10)
-    conn = Conn("kept-alive", closed)
+    conn = Conn("dripping", closed)
     deadlines.wait(conn)
-    await asyncio.sleep(0.06)
-    deadlines.wait(conn)  # an answer was sent: the next request's headers get the whole time again
-    await asyncio.sleep(0.06)
-    assert (closed, len(deadlines.pending)) == ([], 1)
-    await asyncio.sleep(0.1)
-    assert closed == ["kept-alive"]
+    for _ in range(3):
+        await asyncio.sleep(0.04)
+        deadlines.data(conn)
+    await asyncio.sleep(0.05)
+    assert closed == ["dripping"]
 
 
 def test_closed_connections_are_counted_by_reason() -> None:

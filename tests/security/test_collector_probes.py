@@ -186,6 +186,23 @@ def test_an_idle_kept_alive_connection_must_send_its_next_headers_in_time(strict
         assert 1.9 < time.monotonic() - started < 4.0
 
 
+def _raw_post(n: int) -> bytes:
+    body = orjson.dumps({"batch": [track(n)]})
+    return (
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: " + AUTH["Authorization"].encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+
+
+def test_a_kept_alive_connection_may_rest_past_the_header_time_between_requests(strict: CollectorThread) -> None:
+    with socket.create_connection(("127.0.0.1", strict.settings.collector_port), timeout=5) as s:
+        s.sendall(_raw_post(32))
+        assert s.recv(65_536).startswith(b"HTTP/1.1 200")
+        assert not _closed_by_server(s, within_s=3.0)  # 3 s of rest, past the 2 s header time: still open
+        s.sendall(_raw_post(33))
+        assert s.recv(65_536).startswith(b"HTTP/1.1 200")
+
+
 def test_past_the_limit_of_waiting_connections_the_oldest_is_closed_and_valid_requests_pass(
     strict: CollectorThread,
 ) -> None:
