@@ -38,7 +38,6 @@ __all__ = [
     "TooDeep",
     "json_depth_exceeds",
     "parse_bounded",
-    "processing_error",
     "stable_id",
     "truncate_depth",
     "visitor_key",
