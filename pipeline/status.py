@@ -21,7 +21,7 @@ from rich.table import Table
 from pipeline.settings import Settings
 from pipeline.webtoken import read_token, worker_headers
 
-__all__ = ["Scrape", "Snapshot", "collect", "parse_metrics", "render_status"]
+__all__ = ["Scrape", "Snapshot", "collect", "combine", "parse_metrics", "render_status"]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -111,21 +111,72 @@ def _scrape(scrape: Scrape, headers: dict[str, str] | None) -> Samples:
         return {}
 
 
+# The same in every process: ``up``'s count of the collector's restarts, passed to each one.
+SAME_IN_EVERY_PROCESS = ("cxstream_supervisor_restarts",)
+
+
+def _sum(samples: list[Samples]) -> Samples:
+    out: Samples = {}
+    for one in samples:
+        for key, value in one.items():
+            if key[0] in SAME_IN_EVERY_PROCESS:
+                out[key] = max(out.get(key, 0.0), value)
+            else:
+                out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def combine(name: str, processes: list[Scrape]) -> Scrape:
+    """Several collector processes (``CX_COLLECTOR_PROCESSES``) as one component.
+
+    Alive and ready when every process is; a check holds when it holds in
+    every process; the samples are summed (counters and gauges alike: each
+    process counts its own requests; the restarts ``up`` passed to all
+    of them are taken once). A process that did not answer makes
+    both scrapes empty, so that no rate is computed from part of the
+    processes.
+    """
+    if len(processes) == 1:
+        return processes[0]
+    checks: dict[str, bool] = {}
+    for p in processes:
+        for check, ok in p.ready_detail.get("checks", {}).items():
+            checks[check] = checks.get(check, True) and bool(ok)
+    complete = all(p.first and p.second and not p.error for p in processes)
+    return Scrape(
+        name=f"{name} ({len(processes)} processes)",
+        url=", ".join(p.url for p in processes),
+        alive=all(p.alive for p in processes),
+        ready=all(p.ready for p in processes),
+        ready_detail={"checks": checks},
+        first=_sum([p.first for p in processes]) if complete else {},
+        second=_sum([p.second for p in processes]) if complete else {},
+        error="; ".join(f"process {i}: {p.error}" for i, p in enumerate(processes) if p.error),
+    )
+
+
 def collect(
     settings: Settings, info: dict, interval_s: float, query: Callable[[str], tuple[list[str], list]]
 ) -> Snapshot:
-    """Probe and scrape the running pipeline described by ``info`` (its run.json)."""
-    collector = Scrape("collector", info.get("collector_metrics_url", ""))
+    """Probe and scrape the running pipeline described by ``info`` (its run.json).
+
+    Every collector process of ``collector_metrics_urls`` is scraped and
+    shown as one collector (``combine``).
+    """
+    urls = info.get("collector_metrics_urls") or [info.get("collector_metrics_url", "")]
+    collectors = [Scrape("collector", url) for url in urls]
     worker = Scrape("worker", f"http://{info.get('worker_host', '127.0.0.1')}:{info['worker_port']}")
     headers = worker_headers(read_token(settings.data_dir))
-    for scrape, h in ((collector, None), (worker, headers)):
+    targets = [(c, None) for c in collectors] + [(worker, headers)]
+    for scrape, h in targets:
         _probe(scrape, h)
         scrape.first = _scrape(scrape, h)
     started = time.monotonic()
     time.sleep(interval_s)
-    for scrape, h in ((collector, None), (worker, headers)):
+    for scrape, h in targets:
         scrape.second = _scrape(scrape, h)
     elapsed = time.monotonic() - started
+    collector = combine("collector", collectors)
     store_error = ""
     deadletters = triggers = None
     try:
