@@ -337,7 +337,7 @@ def status(
         raise typer.Exit(1)
     snap = collect(settings, info, interval, lambda sql: run_query(settings, sql))
     console.print(render_status(snap))
-    if not (snap.collector.ready and snap.worker.ready):
+    if not (snap.collector.ready and snap.worker.ready) or (snap.deliveries is not None and not snap.deliveries.alive):
         from pipeline.exitcodes import EXIT_NOT_READY
 
         raise typer.Exit(EXIT_NOT_READY)

@@ -50,6 +50,7 @@ from pipeline.webtoken import new_token, worker_headers
 
 __all__ = [
     "DataDirInUse",
+    "child_alive",
     "LOCK_FILE",
     "Pipeline",
     "RESTART_BACKOFF_MAX_S",
@@ -277,6 +278,7 @@ class Pipeline:
                     "worker_port": self.worker_port,
                     "worker_host": self.worker_host,
                     "dashboard_port": self.dashboard_port or None,
+                    "delivery_enabled": s.delivery_enabled,
                 }
             )
         )
@@ -648,6 +650,16 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def child_alive(data_dir: Path, name: str) -> bool:
+    """Whether the child ``name`` (``deliver``, ...) that the pipeline on ``data_dir`` recorded still runs.
+
+    Reads the lock file's record only: the pid must be alive with the
+    start time recorded (a reused pid is another process).
+    """
+    pid, start = (_read_record(data_dir / LOCK_FILE).get("children", {}).get(name) or (None, None))
+    return pid is not None and start is not None and process_start(pid) == start
 
 
 def data_dir_owner(data_dir: Path) -> int | None:

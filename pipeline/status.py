@@ -21,13 +21,17 @@ from rich.table import Table
 from pipeline.settings import Settings
 from pipeline.webtoken import read_token, worker_headers
 
-__all__ = ["Scrape", "Snapshot", "collect", "combine", "parse_metrics", "render_status"]
+__all__ = ["Deliveries", "Scrape", "Snapshot", "collect", "combine", "deliver_lag", "parse_metrics", "render_status"]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 DEADLETTERS_LAST_HOUR = (
     "SELECT reason, count() FROM cx.deadletters FINAL WHERE received_at >= now() - INTERVAL 1 HOUR "
     "GROUP BY reason ORDER BY reason"
+)
+DELIVERIES_LAST_HOUR = (
+    "SELECT destination, status, count() FROM cx.deliveries FINAL WHERE last_attempt_at >= now() - INTERVAL 1 HOUR "
+    "GROUP BY destination, status ORDER BY destination, status"
 )
 TRIGGERS_LAST_HOUR = (
     "SELECT kind, count() FROM cx.triggers FINAL WHERE emitted_at >= now() - INTERVAL 1 HOUR "
@@ -75,6 +79,16 @@ class Scrape:
 
 
 @dataclass
+class Deliveries:
+    """``cxstream deliver`` under ``up`` (``CX_DELIVERY_ENABLED``): it serves no metrics; this is what tells."""
+
+    alive: bool
+    lag: dict[str, int]  # triggers partition -> records after the deliver group's commit (-1: unknown)
+    last_hour: list[tuple[str, str, int]] | None  # (destination, status, triggers); None: the store did not answer
+    error: str = ""
+
+
+@dataclass
 class Snapshot:
     collector: Scrape
     worker: Scrape
@@ -83,6 +97,7 @@ class Snapshot:
     triggers_hour: list[tuple[str, int]] | None
     store_error: str = ""
     events_topic: str = "cx.events"
+    deliveries: Deliveries | None = None  # None: up runs no deliver
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> requests.Response:
@@ -155,6 +170,42 @@ def combine(name: str, processes: list[Scrape]) -> Scrape:
     )
 
 
+def deliver_lag(settings: Settings, bootstrap: str) -> dict[str, int]:
+    """``cx.triggers[p]`` -> records after the deliver group's committed offset (the end offset minus it)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pipeline.topics import kafka_config
+
+    topic = settings.topic_triggers
+    consumer = Consumer({**kafka_config(settings, bootstrap), "group.id": settings.delivery_group, "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        out = {}
+        for tp in consumer.committed([TopicPartition(topic, p) for p in sorted(parts)], timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            out[f"{topic}[{tp.partition}]"] = max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return out
+    finally:
+        consumer.close()
+
+
+def _deliveries(settings: Settings, info: dict, query: Callable[[str], tuple[list[str], list]]) -> Deliveries:
+    from pipeline.runner import child_alive
+
+    out = Deliveries(alive=child_alive(settings.data_dir, "deliver"), lag={}, last_hour=None)
+    errors = []
+    try:
+        out.lag = deliver_lag(settings, info["bootstrap"])
+    except Exception as exc:  # noqa: BLE001 - the screen says why
+        errors.append(f"Kafka: {type(exc).__name__}: {exc}")
+    try:
+        out.last_hour = [(r[0], r[1], int(r[2])) for r in query(DELIVERIES_LAST_HOUR)[1]]
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"store: {type(exc).__name__}: {exc}")
+    out.error = "; ".join(errors)
+    return out
+
+
 def collect(
     settings: Settings, info: dict, interval_s: float, query: Callable[[str], tuple[list[str], list]]
 ) -> Snapshot:
@@ -184,7 +235,8 @@ def collect(
         triggers = [(r[0], int(r[1])) for r in query(TRIGGERS_LAST_HOUR)[1]]
     except Exception as exc:  # noqa: BLE001 - the screen shows why the store did not answer
         store_error = f"{type(exc).__name__}: {exc}"
-    return Snapshot(collector, worker, elapsed, deadletters, triggers, store_error, settings.topic_events)
+    deliveries = _deliveries(settings, info, query) if info.get("delivery_enabled") else None
+    return Snapshot(collector, worker, elapsed, deadletters, triggers, store_error, settings.topic_events, deliveries)
 
 
 def _rate(scrape: Scrape, interval_s: float, name: str, **match: str) -> float | None:
@@ -264,4 +316,17 @@ def render_status(snap: Snapshot) -> Group:
         kinds.add_row(kind, f"{hourly.get(kind, 0):,}" if snap.triggers_hour is not None else "n/a", f"{since.get(kind, 0):,.0f}")
     if not since and not hourly:
         kinds.add_row("none", "0", "0")
-    return Group(components, flow, lag, hour, kinds)
+    if snap.deliveries is None:
+        return Group(components, flow, lag, hour, kinds)
+    d = snap.deliveries
+    hooks = Table("deliver", "value", title="Webhook deliveries (cxstream deliver)")
+    hooks.add_row("process alive", "yes" if d.alive else "[red]no[/red]")
+    for where, n in sorted(d.lag.items()):
+        hooks.add_row(f"not yet delivered: {where}", f"{n:,}")
+    for destination, status, n in d.last_hour or []:
+        hooks.add_row(f"last hour: {destination} {status}", f"{n:,}")
+    if d.last_hour == []:
+        hooks.add_row("last hour", "none")
+    if d.error:
+        hooks.add_row("did not answer", d.error)
+    return Group(components, flow, lag, hour, kinds, hooks)

@@ -210,3 +210,25 @@ def test_status_of_two_collector_processes_is_their_sum_and_ready_only_when_both
     partial = combine("collector", [process("http://c:9108", (10, 30), True), unreachable])
     assert (partial.alive, partial.first, partial.second) == (False, {}, {})  # no rate from half the processes
     assert partial.error == "process 1: ConnectionError: refused"
+
+
+def test_status_shows_deliver_alive_its_lag_and_the_last_hours_outcomes() -> None:
+    from rich.console import Console
+
+    from pipeline.status import Deliveries, Scrape, Snapshot, render_status
+
+    up = dict(alive=True, ready=True, ready_detail={"checks": {}}, first={}, second={})
+    hooks = Deliveries(alive=False, lag={"cx.triggers[0]": 3, "cx.triggers[1]": 0},
+                       last_hour=[("crm", "dead_lettered", 2), ("crm", "delivered", 40)])  # fmt: skip
+    snap = Snapshot(Scrape("collector", "http://c", **up), Scrape("worker", "http://w", **up), 2.0, [], [], deliveries=hooks)
+    console = Console(width=200, record=True)
+    console.print(render_status(snap))
+    screen = console.export_text()
+    assert "│ process alive                     │ no    │" in screen
+    assert "│ not yet delivered: cx.triggers[0] │ 3     │" in screen
+    assert "│ last hour: crm dead_lettered      │ 2     │" in screen
+    assert "│ last hour: crm delivered          │ 40    │" in screen
+    without = Snapshot(Scrape("collector", "http://c", **up), Scrape("worker", "http://w", **up), 2.0, [], [])
+    console = Console(width=200, record=True)
+    console.print(render_status(without))
+    assert "Webhook deliveries" not in console.export_text()  # up runs no deliver: no section
