@@ -129,7 +129,8 @@ def up() -> None:
     try:
         pipeline.start()
         say(f"collector   {pipeline.collector_url}")
-        say(f"metrics     {pipeline.collector_metrics_url}/metrics (collector), "
+        collectors = ", ".join(f"{url}/metrics" for url in pipeline.collector_metrics_urls)
+        say(f"metrics     {collectors} (collector{' processes' if len(pipeline.collector_metrics_urls) > 1 else ''}), "
             f"http://{pipeline.worker_host}:{pipeline.worker_port}/metrics (worker, with the token)")
         say(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
         say(f"clickhouse  {settings.resolved_clickhouse_url}")
