@@ -262,13 +262,11 @@ def collector(
 def deliver() -> None:
     """Post triggers to the webhooks of CX_DELIVERY_CONFIG, signed and retried (docs/delivery.md)."""
     import asyncio
-    import logging
 
     from pipeline.deliver.service import run_deliver
 
-    settings = load_settings()
+    settings = load_settings("deliver")  # CX_LOG_FORMAT, as every other process
     destinations = _require_destinations(settings, "cxstream deliver")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not asyncio.run(run_deliver(settings, _require_broker(settings, "deliver"), destinations)):
         raise typer.Exit(1)
 
