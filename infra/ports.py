@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-__all__ = ["free_port", "stop_process", "wait_for_port"]
+__all__ = ["free_port", "free_ports", "stop_process", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -15,6 +15,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int, attempts: int = 100) -> int:
+    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nothing listens on right now."""
+    for _ in range(attempts):
+        base = free_port()
+        if base + count - 1 > 65535:
+            continue
+        try:
+            for port in range(base + 1, base + count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise OSError(f"no {count} consecutive free ports found in {attempts} attempts")
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0, alive=None) -> None:

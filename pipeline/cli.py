@@ -129,7 +129,8 @@ def up() -> None:
     try:
         pipeline.start()
         say(f"collector   {pipeline.collector_url}")
-        say(f"metrics     {pipeline.collector_metrics_url}/metrics (collector), "
+        collectors = ", ".join(f"{url}/metrics" for url in pipeline.collector_metrics_urls)
+        say(f"metrics     {collectors} (collector{' processes' if len(pipeline.collector_metrics_urls) > 1 else ''}), "
             f"http://{pipeline.worker_host}:{pipeline.worker_port}/metrics (worker, with the token)")
         say(f"kafka       {pipeline.bootstrap}" + ("  (embedded, memory only)" if pipeline.broker else ""))
         say(f"clickhouse  {settings.resolved_clickhouse_url}")
@@ -261,13 +262,11 @@ def collector(
 def deliver() -> None:
     """Post triggers to the webhooks of CX_DELIVERY_CONFIG, signed and retried (docs/delivery.md)."""
     import asyncio
-    import logging
 
     from pipeline.deliver.service import run_deliver
 
-    settings = load_settings()
+    settings = load_settings("deliver")  # CX_LOG_FORMAT, as every other process
     destinations = _require_destinations(settings, "cxstream deliver")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not asyncio.run(run_deliver(settings, _require_broker(settings, "deliver"), destinations)):
         raise typer.Exit(1)
 
@@ -337,7 +336,7 @@ def status(
         raise typer.Exit(1)
     snap = collect(settings, info, interval, lambda sql: run_query(settings, sql))
     console.print(render_status(snap))
-    if not (snap.collector.ready and snap.worker.ready):
+    if not (snap.collector.ready and snap.worker.ready) or (snap.deliveries is not None and not snap.deliveries.alive):
         from pipeline.exitcodes import EXIT_NOT_READY
 
         raise typer.Exit(EXIT_NOT_READY)

@@ -40,7 +40,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from infra.broker import EmbeddedBroker
 from infra.lifeline import die_with_parent, process_start
-from infra.ports import free_port, stop_process, wait_for_port
+from infra.ports import free_port, free_ports, stop_process, wait_for_port
+from pipeline.collector.processes import CHILD_SHUTDOWN_S
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.metrics import RESTARTS_ENV
 from pipeline.settings import Settings
@@ -49,6 +50,7 @@ from pipeline.webtoken import new_token, worker_headers
 
 __all__ = [
     "DataDirInUse",
+    "child_alive",
     "LOCK_FILE",
     "Pipeline",
     "RESTART_BACKOFF_MAX_S",
@@ -199,10 +201,15 @@ class Pipeline:
 
     @property
     def collector_metrics_url(self) -> str:
-        """The collector's metrics port (``/metrics``, ``/health``, ``/ready``)."""
+        """The collector's metrics port (``/metrics``, ``/health``, ``/ready``); process 0's of several."""
+        return self.collector_metrics_urls[0]
+
+    @property
+    def collector_metrics_urls(self) -> list[str]:
+        """Each collector process's metrics port (``CX_COLLECTOR_PROCESSES``: the first port + i)."""
         host = self.settings.collector_metrics_host
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        return f"http://{host}:{self.collector_metrics_port}"
+        return [f"http://{host}:{self.collector_metrics_port + i}" for i in range(self.settings.collector_processes)]
 
     def start(self) -> "Pipeline":
         """Start broker (if embedded), topics, worker and collector; on any failure stop what started.
@@ -233,7 +240,10 @@ class Pipeline:
             self.bootstrap = s.kafka_bootstrap
         ensure_topics(s, self.bootstrap)
         self.collector_port = s.collector_port or free_port()
-        self.collector_metrics_port = free_port() if s.collector_metrics_port in (0, 9108) else s.collector_metrics_port
+        # Collector process i (CX_COLLECTOR_PROCESSES) serves its metrics on this port + i.
+        self.collector_metrics_port = (
+            free_ports(s.collector_processes) if s.collector_metrics_port in (0, 9108) else s.collector_metrics_port
+        )
         self.worker_port = free_port() if s.worker_web_port in (0, 6066) else s.worker_web_port
         self._env = {
             **os.environ,
@@ -264,9 +274,11 @@ class Pipeline:
                     "bootstrap": self.bootstrap,
                     "collector_url": self.collector_url,
                     "collector_metrics_url": self.collector_metrics_url,
+                    "collector_metrics_urls": self.collector_metrics_urls,
                     "worker_port": self.worker_port,
                     "worker_host": self.worker_host,
                     "dashboard_port": self.dashboard_port or None,
+                    "delivery_enabled": s.delivery_enabled,
                 }
             )
         )
@@ -615,7 +627,9 @@ class Pipeline:
         answer; the processes are stopped in any case.
         """
         self._due.clear()  # nothing is started again from here on
-        self._stop_proc("collector")
+        # The collector lets its requests finish (30 s), then flushes; several processes' supervisor
+        # waits for them up to CHILD_SHUTDOWN_S: killing it sooner kills its children mid-flush.
+        self._stop_proc("collector", timeout_s=CHILD_SHUTDOWN_S + 5.0)
         if "worker" in self.procs and (self.broker is None or self.broker.running()):
             try:
                 self.wait_drained()
@@ -636,6 +650,16 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def child_alive(data_dir: Path, name: str) -> bool:
+    """Whether the child ``name`` (``deliver``, ...) that the pipeline on ``data_dir`` recorded still runs.
+
+    Reads the lock file's record only: the pid must be alive with the
+    start time recorded (a reused pid is another process).
+    """
+    pid, start = (_read_record(data_dir / LOCK_FILE).get("children", {}).get(name) or (None, None))
+    return pid is not None and start is not None and process_start(pid) == start
 
 
 def data_dir_owner(data_dir: Path) -> int | None:

@@ -330,7 +330,7 @@ class Settings(BaseSettings):
         "cxstream", min_length=1, description="Faust app id, i.e. the Kafka consumer group of the workers"
     )
     worker_session_timeout_s: float = Field(
-        10.0, gt=0, description="consumer-group session timeout: how soon a dead worker's partitions move to another"
+        10.0, gt=0, description="consumer-group session timeout of the workers and of deliver: how soon a dead one's partitions move to another (heartbeat: a tenth of it)"
     )
     # How long a worker's fetch may wait at the broker for data. A Kafka broker
     # answers as soon as data arrives; the embedded broker only when this runs

@@ -21,13 +21,17 @@ from rich.table import Table
 from pipeline.settings import Settings
 from pipeline.webtoken import read_token, worker_headers
 
-__all__ = ["Scrape", "Snapshot", "collect", "parse_metrics", "render_status"]
+__all__ = ["Deliveries", "Scrape", "Snapshot", "collect", "combine", "deliver_lag", "parse_metrics", "render_status"]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 DEADLETTERS_LAST_HOUR = (
     "SELECT reason, count() FROM cx.deadletters FINAL WHERE received_at >= now() - INTERVAL 1 HOUR "
     "GROUP BY reason ORDER BY reason"
+)
+DELIVERIES_LAST_HOUR = (
+    "SELECT destination, status, count() FROM cx.deliveries FINAL WHERE last_attempt_at >= now() - INTERVAL 1 HOUR "
+    "GROUP BY destination, status ORDER BY destination, status"
 )
 TRIGGERS_LAST_HOUR = (
     "SELECT kind, count() FROM cx.triggers FINAL WHERE emitted_at >= now() - INTERVAL 1 HOUR "
@@ -75,6 +79,16 @@ class Scrape:
 
 
 @dataclass
+class Deliveries:
+    """``cxstream deliver`` under ``up`` (``CX_DELIVERY_ENABLED``): it serves no metrics; this is what tells."""
+
+    alive: bool
+    lag: dict[str, int]  # triggers partition -> records after the deliver group's commit (-1: unknown)
+    last_hour: list[tuple[str, str, int]] | None  # (destination, status, triggers); None: the store did not answer
+    error: str = ""
+
+
+@dataclass
 class Snapshot:
     collector: Scrape
     worker: Scrape
@@ -83,6 +97,7 @@ class Snapshot:
     triggers_hour: list[tuple[str, int]] | None
     store_error: str = ""
     events_topic: str = "cx.events"
+    deliveries: Deliveries | None = None  # None: up runs no deliver
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> requests.Response:
@@ -111,21 +126,108 @@ def _scrape(scrape: Scrape, headers: dict[str, str] | None) -> Samples:
         return {}
 
 
+# The same in every process: ``up``'s count of the collector's restarts, passed to each one.
+SAME_IN_EVERY_PROCESS = ("cxstream_supervisor_restarts",)
+
+
+def _sum(samples: list[Samples]) -> Samples:
+    out: Samples = {}
+    for one in samples:
+        for key, value in one.items():
+            if key[0] in SAME_IN_EVERY_PROCESS:
+                out[key] = max(out.get(key, 0.0), value)
+            else:
+                out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def combine(name: str, processes: list[Scrape]) -> Scrape:
+    """Several collector processes (``CX_COLLECTOR_PROCESSES``) as one component.
+
+    Alive and ready when every process is; a check holds when it holds in
+    every process; the samples are summed (counters and gauges alike: each
+    process counts its own requests; the restarts ``up`` passed to all
+    of them are taken once). A process that did not answer makes
+    both scrapes empty, so that no rate is computed from part of the
+    processes.
+    """
+    if len(processes) == 1:
+        return processes[0]
+    checks: dict[str, bool] = {}
+    for p in processes:
+        for check, ok in p.ready_detail.get("checks", {}).items():
+            checks[check] = checks.get(check, True) and bool(ok)
+    complete = all(p.first and p.second and not p.error for p in processes)
+    return Scrape(
+        name=f"{name} ({len(processes)} processes)",
+        url=", ".join(p.url for p in processes),
+        alive=all(p.alive for p in processes),
+        ready=all(p.ready for p in processes),
+        ready_detail={"checks": checks},
+        first=_sum([p.first for p in processes]) if complete else {},
+        second=_sum([p.second for p in processes]) if complete else {},
+        error="; ".join(f"process {i}: {p.error}" for i, p in enumerate(processes) if p.error),
+    )
+
+
+def deliver_lag(settings: Settings, bootstrap: str) -> dict[str, int]:
+    """``cx.triggers[p]`` -> records after the deliver group's committed offset (the end offset minus it)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pipeline.topics import kafka_config
+
+    topic = settings.topic_triggers
+    consumer = Consumer({**kafka_config(settings, bootstrap), "group.id": settings.delivery_group, "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        out = {}
+        for tp in consumer.committed([TopicPartition(topic, p) for p in sorted(parts)], timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            out[f"{topic}[{tp.partition}]"] = max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return out
+    finally:
+        consumer.close()
+
+
+def _deliveries(settings: Settings, info: dict, query: Callable[[str], tuple[list[str], list]]) -> Deliveries:
+    from pipeline.runner import child_alive
+
+    out = Deliveries(alive=child_alive(settings.data_dir, "deliver"), lag={}, last_hour=None)
+    errors = []
+    try:
+        out.lag = deliver_lag(settings, info["bootstrap"])
+    except Exception as exc:  # noqa: BLE001 - the screen says why
+        errors.append(f"Kafka: {type(exc).__name__}: {exc}")
+    try:
+        out.last_hour = [(r[0], r[1], int(r[2])) for r in query(DELIVERIES_LAST_HOUR)[1]]
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"store: {type(exc).__name__}: {exc}")
+    out.error = "; ".join(errors)
+    return out
+
+
 def collect(
     settings: Settings, info: dict, interval_s: float, query: Callable[[str], tuple[list[str], list]]
 ) -> Snapshot:
-    """Probe and scrape the running pipeline described by ``info`` (its run.json)."""
-    collector = Scrape("collector", info.get("collector_metrics_url", ""))
+    """Probe and scrape the running pipeline described by ``info`` (its run.json).
+
+    Every collector process of ``collector_metrics_urls`` is scraped and
+    shown as one collector (``combine``).
+    """
+    urls = info.get("collector_metrics_urls") or [info.get("collector_metrics_url", "")]
+    collectors = [Scrape("collector", url) for url in urls]
     worker = Scrape("worker", f"http://{info.get('worker_host', '127.0.0.1')}:{info['worker_port']}")
     headers = worker_headers(read_token(settings.data_dir))
-    for scrape, h in ((collector, None), (worker, headers)):
+    targets = [(c, None) for c in collectors] + [(worker, headers)]
+    for scrape, h in targets:
         _probe(scrape, h)
         scrape.first = _scrape(scrape, h)
     started = time.monotonic()
     time.sleep(interval_s)
-    for scrape, h in ((collector, None), (worker, headers)):
+    for scrape, h in targets:
         scrape.second = _scrape(scrape, h)
     elapsed = time.monotonic() - started
+    collector = combine("collector", collectors)
     store_error = ""
     deadletters = triggers = None
     try:
@@ -133,7 +235,8 @@ def collect(
         triggers = [(r[0], int(r[1])) for r in query(TRIGGERS_LAST_HOUR)[1]]
     except Exception as exc:  # noqa: BLE001 - the screen shows why the store did not answer
         store_error = f"{type(exc).__name__}: {exc}"
-    return Snapshot(collector, worker, elapsed, deadletters, triggers, store_error, settings.topic_events)
+    deliveries = _deliveries(settings, info, query) if info.get("delivery_enabled") else None
+    return Snapshot(collector, worker, elapsed, deadletters, triggers, store_error, settings.topic_events, deliveries)
 
 
 def _rate(scrape: Scrape, interval_s: float, name: str, **match: str) -> float | None:
@@ -213,4 +316,17 @@ def render_status(snap: Snapshot) -> Group:
         kinds.add_row(kind, f"{hourly.get(kind, 0):,}" if snap.triggers_hour is not None else "n/a", f"{since.get(kind, 0):,.0f}")
     if not since and not hourly:
         kinds.add_row("none", "0", "0")
-    return Group(components, flow, lag, hour, kinds)
+    if snap.deliveries is None:
+        return Group(components, flow, lag, hour, kinds)
+    d = snap.deliveries
+    hooks = Table("deliver", "value", title="Webhook deliveries (cxstream deliver)")
+    hooks.add_row("process alive", "yes" if d.alive else "[red]no[/red]")
+    for where, n in sorted(d.lag.items()):
+        hooks.add_row(f"not yet delivered: {where}", f"{n:,}")
+    for destination, status, n in d.last_hour or []:
+        hooks.add_row(f"last hour: {destination} {status}", f"{n:,}")
+    if d.last_hour == []:
+        hooks.add_row("last hour", "none")
+    if d.error:
+        hooks.add_row("did not answer", d.error)
+    return Group(components, flow, lag, hour, kinds, hooks)

@@ -7,6 +7,7 @@ creation, and clients that expect ``retention.ms`` then break.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -16,6 +17,10 @@ from pipeline.settings import Settings
 __all__ = ["TopicSpec", "topic_specs", "ensure_topics", "kafka_config"]
 
 WEEK_MS = 7 * 24 * 3600 * 1000
+# librdkafka's own log lines (a broker gone, a session lost) go through Python logging, so that
+# CX_LOG_FORMAT=json keeps every line of a process JSON; without a logger librdkafka prints
+# "%3|...|FAIL|..." lines to stderr. They are passed on when the client is polled.
+KAFKA_LOG = logging.getLogger("cxstream.kafka")
 
 
 @dataclass(frozen=True)
@@ -25,9 +30,9 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def kafka_config(settings: Settings, bootstrap: str) -> dict[str, str]:
-    """librdkafka client options: bootstrap plus the configured security settings."""
-    return {"bootstrap.servers": bootstrap, **settings.kafka_client_config()}
+def kafka_config(settings: Settings, bootstrap: str) -> dict[str, object]:
+    """librdkafka client options: bootstrap, the configured security settings, and its log to ``cxstream.kafka``."""
+    return {"bootstrap.servers": bootstrap, **settings.kafka_client_config(), "logger": KAFKA_LOG}
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:

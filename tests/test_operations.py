@@ -186,3 +186,49 @@ def test_status_screen_rates_latency_and_lag_come_from_two_scrapes() -> None:
     assert "│ cx.events[0]     │ 12            │ 1.5 s           │" in screen
     assert "│ too_old                         │ 5     │" in screen
     assert "│ cart_abandoned │ 3                 │ 4                  │" in screen
+
+
+def test_status_of_two_collector_processes_is_their_sum_and_ready_only_when_both_are() -> None:
+    from pipeline.status import Scrape, combine, parse_metrics, total
+
+    def process(url: str, accepted: tuple[int, int], ready: bool) -> Scrape:
+        text = ('cxstream_collector_events_total{tenant="a",type="track",status="accepted"} %d\n'
+                'cxstream_supervisor_restarts{component="collector"} 1\n')
+        return Scrape("collector", url, alive=True, ready=ready, ready_detail={"checks": {"broker": ready, "events_topic": True}},
+                      first=parse_metrics(text % accepted[0]), second=parse_metrics(text % accepted[1]))  # fmt: skip
+
+    both = combine("collector", [process("http://c:9108", (10, 30), True), process("http://c:9109", (5, 7), True)])
+    assert both.name == "collector (2 processes)" and both.ready
+    assert total(both.second, "cxstream_collector_events_total", status="accepted") - total(
+        both.first, "cxstream_collector_events_total", status="accepted"
+    ) == 22  # (30 - 10) + (7 - 5)
+    assert total(both.second, "cxstream_supervisor_restarts") == 1  # up's count, passed to each process, once
+    one_down = combine("collector", [process("http://c:9108", (10, 30), True), process("http://c:9109", (5, 7), False)])
+    assert not one_down.ready and one_down.ready_detail == {"checks": {"broker": False, "events_topic": True}}
+    unreachable = process("http://c:9109", (5, 7), True)
+    unreachable.error, unreachable.alive, unreachable.second = "ConnectionError: refused", False, {}
+    partial = combine("collector", [process("http://c:9108", (10, 30), True), unreachable])
+    assert (partial.alive, partial.first, partial.second) == (False, {}, {})  # no rate from half the processes
+    assert partial.error == "process 1: ConnectionError: refused"
+
+
+def test_status_shows_deliver_alive_its_lag_and_the_last_hours_outcomes() -> None:
+    from rich.console import Console
+
+    from pipeline.status import Deliveries, Scrape, Snapshot, render_status
+
+    up = dict(alive=True, ready=True, ready_detail={"checks": {}}, first={}, second={})
+    hooks = Deliveries(alive=False, lag={"cx.triggers[0]": 3, "cx.triggers[1]": 0},
+                       last_hour=[("crm", "dead_lettered", 2), ("crm", "delivered", 40)])  # fmt: skip
+    snap = Snapshot(Scrape("collector", "http://c", **up), Scrape("worker", "http://w", **up), 2.0, [], [], deliveries=hooks)
+    console = Console(width=200, record=True)
+    console.print(render_status(snap))
+    screen = console.export_text()
+    assert "│ process alive                     │ no    │" in screen
+    assert "│ not yet delivered: cx.triggers[0] │ 3     │" in screen
+    assert "│ last hour: crm dead_lettered      │ 2     │" in screen
+    assert "│ last hour: crm delivered          │ 40    │" in screen
+    without = Snapshot(Scrape("collector", "http://c", **up), Scrape("worker", "http://w", **up), 2.0, [], [])
+    console = Console(width=200, record=True)
+    console.print(render_status(without))
+    assert "Webhook deliveries" not in console.export_text()  # up runs no deliver: no section

@@ -36,7 +36,7 @@ from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, kafka_config
 from pipeline.triggers import decode_trigger
 
-__all__ = ["Deliverer", "Offsets", "run_deliver"]
+__all__ = ["Deliverer", "Offsets", "heartbeat_ms", "run_deliver"]
 
 log = logging.getLogger("cxstream.deliver")
 
@@ -56,6 +56,11 @@ def _epoch_ms(value: object) -> object:
     if isinstance(value, list):
         return [_epoch_ms(v) for v in value]
     return value
+
+
+def heartbeat_ms(session_timeout_s: float) -> int:
+    """The consumer's heartbeat interval: a tenth of the session timeout, at least 500 ms (as the workers')."""
+    return max(500, int(session_timeout_s * 100))
 
 
 class Offsets:
@@ -138,6 +143,10 @@ class Deliverer:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": int(settings.worker_session_timeout_s * 1000),
+                # librdkafka's default heartbeat (3 s) is not below a short session: at 3 s every
+                # session expired between two heartbeats and the group rebalanced forever. A tenth
+                # of the session, as the workers use.
+                "heartbeat.interval.ms": heartbeat_ms(settings.worker_session_timeout_s),
                 "fetch.wait.max.ms": settings.kafka_fetch_wait_ms,
             }
         )

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.runner import Pipeline, child_alive, read_run_file
 from pipeline.settings import Settings
+from pipeline.status import collect
 from tests.deliver.common import SECRET, committed, make_trigger, produce, read_topic, write_config
 from tests.deliver.receiver import Receiver
 from tests.integration.helpers import BACKENDS, e2e_pipeline, wait_until
@@ -66,15 +67,25 @@ def test_up_delivers_triggers_stores_each_delivery_once_and_restarts_a_killed_de
     dead = read_topic(s, pipeline.bootstrap, s.topic_delivery_deadletter, idle_s=1.0)
     assert [(d["trigger_id"], d["destination"], d["last_status"]) for d in dead] == [("tr-00002", "crm", 400)]
 
+    # cxstream status sees deliver: alive, nothing left on the triggers topic, the last hour's outcomes.
+    info = read_run_file(s)
+    assert info["delivery_enabled"] is True
+    hooks = collect(s, info, 0.2, pipeline.query).deliveries
+    assert (hooks.alive, hooks.error) == (True, "")
+    assert hooks.lag == {f"{s.topic_triggers}[0]": 0, f"{s.topic_triggers}[1]": 0}
+    assert hooks.last_hour == [("crm", "dead_lettered", 1), ("crm", "delivered", 5)]
+
     # kill -9 the deliver process: up's supervision starts it again, and it delivers what comes next.
     old = pipeline.procs["deliver"]
     old.kill()
     old.wait(10)
+    assert not child_alive(s.data_dir, "deliver")  # what cxstream status shows until up starts it again
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and ("deliver" not in pipeline.procs or pipeline.procs["deliver"] is old):
         pipeline.supervise()
         time.sleep(0.1)
     assert pipeline.procs["deliver"] is not old and pipeline.procs["deliver"].poll() is None
+    assert child_alive(s.data_dir, "deliver")
     more = [make_trigger(i, tenant=pipeline.tenant) for i in range(6, 9)]
     ends = produce(s, pipeline.bootstrap, more)
     want = {p: max(want[p], ends.get(p, -1001)) for p in range(2)}

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.deliver.config import ConfigError, load_destinations, parse_destinations
 from pipeline.deliver.send import RateLimiter, backoff_s, classify, retry_after_s
-from pipeline.deliver.service import Offsets
+from pipeline.deliver.service import Offsets, heartbeat_ms
 from pipeline.deliver.signing import sign, verify
 from pipeline.settings import Settings
 
@@ -180,3 +180,9 @@ def test_the_receivers_signature_check_in_the_docs_accepts_what_deliver_signs(pa
     assert check(b"s3cret", header, body + b" ") is False
     assert check(b"s3cret", sign(b"s3cret", body, now - 301), body) is False  # older than the tolerance
     assert check(b"s3cret", "v1=abc", body) is False
+
+
+@pytest.mark.parametrize(("session_s", "heartbeat"), [(3.0, 500), (10.0, 1000), (45.0, 4500)])
+def test_heartbeat_is_a_tenth_of_the_session_and_never_under_half_a_second(session_s: float, heartbeat: int) -> None:
+    # librdkafka's own default, 3,000 ms, equals a 3 s session: the session then expired between heartbeats.
+    assert heartbeat_ms(session_s) == heartbeat

@@ -11,12 +11,14 @@ token file) every second and loads ``deploy/prometheus/alerts.yml``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -96,7 +98,8 @@ def test_prometheus_scrapes_the_exact_counts_of_a_known_traffic(
     )
     assert settings.kafka_partitions == 2  # two tick pages in the journeys
     with Pipeline(settings) as running:
-        for batch in journey_batches(tenant, settings.kafka_partitions, day_d()):
+        day = day_d()
+        for batch in journey_batches(tenant, settings.kafka_partitions, day):
             assert post_batch(running.collector_url, "wk_prom", batch).status_code == 200
         bad = [{"type": "bogus", "anonymousId": f"x-{i}", "messageId": f"bad-{i}"} for i in range(3)]
         bad += [{"type": "track", "event": "Ping", "messageId": f"noid-{i}"} for i in range(2)]
@@ -186,6 +189,27 @@ def test_prometheus_scrapes_the_exact_counts_of_a_known_traffic(
             assert prom.query("sum by (component) (cxstream_supervisor_restarts)") == {
                 (("component", "collector"),): 0.0, (("component", "worker"),): 0.0,
             }  # fmt: skip
+
+            # Worker state and flow. Visitor states: A, B, C, D, tick-0 and tick-1 (E's only message was a dead letter).
+            worker = (("instance", f"{running.worker_host}:{running.worker_port}"), ("job", "cxstream-worker"))
+            assert prom.query("cxstream_visitor_states") == {worker: 6.0}
+            assert 6 * 100 < prom.query("cxstream_visitor_state_bytes")[worker] < 6 * 2000  # about 0.5 KB a state
+            # The watermark of both partitions: the ticks @240 (14:00 of day D) minus the 5-minute lateness.
+            watermark = dt.datetime(day.year, day.month, day.day, 13, 55, tzinfo=dt.timezone.utc).timestamp()
+            delays = prom.by("cxstream_watermark_delay_seconds", "partition")
+            assert sorted(delays) == ["0", "1"]
+            assert all(abs(d - (time.time() - watermark)) < 60 for d in delays.values()), delays
+            records_taken = prom.by("sum by (topic) (cxstream_batch_records_sum)", "topic")
+            assert records_taken == {settings.topic_events: running.records_produced(), settings.topic_deadletter: 8.0}
+            groups = prom.by("sum by (topic) (cxstream_batch_records_count)", "topic")
+            assert prom.by("sum by (topic) (cxstream_batch_seconds_count)", "topic") == groups
+            assert all(n >= 1 for n in groups.values()), groups
+            produced = prom.query("sum by (client, outcome) (cxstream_kafka_produce_seconds_count)")
+            produced = {(dict(k)["client"], dict(k)["outcome"]): v for k, v in produced.items()}
+            assert produced[("collector", "ok")] == 4.0  # the two journey requests, the bad batch, the body that is not JSON
+            assert produced[("triggers", "ok")] >= 1 and produced[("changelog", "ok")] >= 1
+            assert not any(outcome == "failed" for _, outcome in produced)
+            assert prom.query("cxstream_processor_rebuilds_total") == {worker: 0.0}
 
             # The alert rules loaded and evaluate without error.
             def rules_evaluated() -> bool:
