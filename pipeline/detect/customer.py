@@ -1,0 +1,303 @@
+"""The customer stage: promises made per person, whatever device or backend spoke; pure.
+
+The device stage (``processor.PartitionProcessor``) keeps one state per
+visitor key and does the per-device work: sessions, carts, friction,
+tickets. Once a visitor state knows its customer id (an ``identify``, an
+``alias``, any event with a user id, or a server-side event that has only
+the user id), the device stage sends what a per-person promise needs to
+this stage, keyed by tenant and customer id:
+
+``link``        the visitor (anonymous id) belongs to the customer
+``consent``     ``consent_marketing`` from an identify, with its event time
+``order``       an ``Order Completed`` (order id, revenue, the cart or checkout it names)
+``experience``  a friction or support pain (for the loyalty score)
+``candidate``   a ``cart_abandoned`` trigger whose action is still to decide
+
+Messages from all device partitions are put in one order by
+``merge.StreamMerge`` before they are applied, so the decisions below read
+event time, not which worker ran faster. Applying a released message:
+
+- ``consent``: the latest consent in event time wins, on every device;
+- ``order``: counted once per order id for the customer (a browser and a
+  backend sending the same order count one); every live offer or assist of
+  the customer is cancelled (``offer_cancelled``), from whichever device it
+  came;
+- ``candidate``: if an order of the customer names the cart (``cart_id``)
+  or its checkout, or names no cart, and falls between the cart's last
+  activity and its deadline, the cart was bought: no trigger, and the
+  conversion is reported (``conversions``). Otherwise the offer decision
+  (``offers.decide_offer``) runs on the customer's consent, offer cap,
+  orders and loyalty, and the trigger is emitted with its action;
+- ``experience`` and ``link`` update the customer's memory.
+
+Re-sent messages (a device partition replayed after a crash) change
+nothing: candidates are remembered by trigger id, orders by order id,
+pains by the event id that caused them, consent by its event time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
+
+from pipeline.detect.customers import loyalty_score, note_order
+from pipeline.detect.dedup import event_hash, pack_hashes, remember, unpack_hashes
+from pipeline.detect.merge import Held, StreamMerge
+from pipeline.detect.offers import decide_offer
+from pipeline.detect.rules import Rules
+from pipeline.detect.state import CustomerValue
+from pipeline.records import stable_id
+
+__all__ = [
+    "CustomerOutput",
+    "CustomerProcessor",
+    "CustomerState",
+    "customer_key",
+    "decode_customer",
+    "encode_customer",
+]
+
+VISITORS_KEPT = 20  # linked anonymous ids remembered per customer, most recent last
+ORDERS_KEPT = 8  # recent orders remembered for closing carts
+DECIDED_KEPT = 32  # recent candidate trigger ids
+PAINS_KEPT = 32  # recent event ids of friction and support pains
+LoadCustomer = Callable[[str], "bytes | None"]
+
+
+def customer_key(tenant: str, customer_id: str) -> str:
+    """The customer stage's key: one customer's messages stay in order in one partition."""
+    return f"{tenant}\x1f{customer_id}"
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """What the customer stage remembers of one customer."""
+
+    tenant: str
+    customer_id: str
+    visitors: list[str] = field(default_factory=list)
+    consent: bool | None = None
+    consent_ms: int | None = None
+    last_offer_ms: int | None = None
+    # Live offers and assists: the trigger fields an ``offer_cancelled`` repeats, with "expires_ms".
+    offers: list[dict] = field(default_factory=list)
+    # Recent orders as [event time, cart id or "", checkout id or ""].
+    orders: list[list] = field(default_factory=list)
+    decided: list[int] = field(default_factory=list)  # hashes of candidate trigger ids applied
+    pains: list[int] = field(default_factory=list)  # hashes of event ids of pains applied
+    value: CustomerValue = field(default_factory=CustomerValue)
+
+
+@dataclass(slots=True)
+class CustomerOutput:
+    triggers: list[dict] = field(default_factory=list)
+    conversions: list[dict] = field(default_factory=list)  # carts bought elsewhere before their deadline
+    states: dict[str, bytes] = field(default_factory=dict)
+
+
+def encode_customer(s: CustomerState) -> bytes:
+    v = s.value
+    out: dict = {"t": s.tenant, "c": s.customer_id}
+    for key, value in (("vi", s.visitors), ("of", s.offers), ("or", s.orders)):
+        if value:
+            out[key] = value
+    for key, value in (("cn", s.consent), ("cm", s.consent_ms), ("lo", s.last_offer_ms)):
+        if value is not None:
+            out[key] = value
+    if s.decided:
+        out["d"] = pack_hashes(s.decided)
+    if s.pains:
+        out["p"] = pack_hashes(s.pains)
+    if not v.is_empty():
+        out["v"] = [v.orders, v.revenue, v.first_order_ms, v.last_order_ms, pack_hashes(v.order_ids),
+                    v.friction_ms, v.support_ms]  # fmt: skip
+    return orjson.dumps(out)
+
+
+def decode_customer(data: bytes) -> CustomerState:
+    d = orjson.loads(data)
+    value = CustomerValue()
+    if "v" in d:
+        orders, revenue, first_ms, last_ms, order_ids, friction_ms, support_ms = d["v"]
+        value = CustomerValue(orders, revenue, first_ms, last_ms, unpack_hashes(order_ids), friction_ms, support_ms)
+    return CustomerState(
+        tenant=d["t"],
+        customer_id=d["c"],
+        visitors=d.get("vi", []),
+        consent=d.get("cn"),
+        consent_ms=d.get("cm"),
+        last_offer_ms=d.get("lo"),
+        offers=d.get("of", []),
+        orders=d.get("or", []),
+        decided=unpack_hashes(d["d"]) if "d" in d else [],
+        pains=unpack_hashes(d["p"]) if "p" in d else [],
+        value=value,
+    )
+
+
+class CustomerProcessor:
+    """One partition of the customer stage: the merge, then the per-customer rules."""
+
+    def __init__(self, rules: Rules, load_state: LoadCustomer, *, sources: int) -> None:
+        self.rules = rules
+        self.merge = StreamMerge(sources)
+        self._load_state = load_state
+        self._states: dict[str, CustomerState] = {}
+        self._dirty: set[str] = set()
+        self._out = CustomerOutput()
+
+    def add(self, message: dict, wall_ms: int) -> None:
+        """One message from the device stage (``watermark`` messages announce, the rest are held)."""
+        if message["m"] == "watermark":
+            released = self.merge.announce(message["src"], message["k"])
+        else:
+            released = self.merge.add(tuple(message["k"]), message)  # type: ignore[arg-type]
+        self._apply_all(released, wall_ms)
+
+    def drain(self) -> CustomerOutput:
+        out = self._out
+        out.states = {key: encode_customer(self._states[key]) for key in self._dirty}
+        self._out, self._dirty = CustomerOutput(), set()
+        return out
+
+    # -- internals ------------------------------------------------------------
+
+    def _apply_all(self, released: list[Held], wall_ms: int) -> None:
+        for held in released:
+            message = held.message
+            key = customer_key(message["t"], message["c"])
+            state = self._states.get(key)
+            if state is None:
+                data = self._load_state(key)
+                state = decode_customer(data) if data is not None else CustomerState(message["t"], message["c"])
+                self._states[key] = state
+            if _APPLY[message["m"]](self, state, message, wall_ms):
+                self._dirty.add(key)
+
+    def _link(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
+        visitor = m["v"]
+        if state.visitors and state.visitors[-1] == visitor:
+            return False
+        if visitor in state.visitors:
+            state.visitors.remove(visitor)
+        state.visitors.append(visitor)
+        del state.visitors[:-VISITORS_KEPT]
+        return True
+
+    def _consent(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
+        if state.consent_ms is not None and m["ts"] < state.consent_ms:
+            return False  # an older answer than the one kept
+        state.consent, state.consent_ms = m["val"], m["ts"]
+        return True
+
+    def _experience(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
+        h = event_hash(m["e"])
+        if h in state.pains:
+            return False
+        remember(state.pains, h, PAINS_KEPT)
+        times = state.value.friction_ms if m["x"] == "friction" else state.value.support_ms
+        times.append(m["ts"])
+        times.sort()
+        del times[:-PAINS_KEPT]
+        return True
+
+    def _order(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
+        t_ms = m["ts"]
+        if not note_order(state.value, m["oid"], m["rev"], t_ms):
+            return False  # the same order again (a resend, or the browser and the backend both sent it)
+        state.orders.append([t_ms, m.get("cart") or "", m.get("checkout") or ""])
+        state.orders.sort(key=lambda o: o[0])
+        del state.orders[:-ORDERS_KEPT]
+        for offer in state.offers:
+            if t_ms >= offer["expires_ms"]:
+                continue
+            ref_id = offer["trigger_id"]
+            self._out.triggers.append({
+                **{k: v for k, v in offer.items() if k not in ("trigger_id", "expires_ms")},
+                "trigger_id": stable_id("offer_cancelled", state.tenant, ref_id),
+                "kind": "offer_cancelled",
+                "session_id": m.get("session") or None,
+                "event_time_ms": t_ms,
+                "emitted_at_ms": wall_ms,
+                "reasons": ["order_completed"],
+                "action": "none",
+                "offer": None,
+                "holdout": False,
+                "friction_score": 0,
+                "ref_trigger_id": ref_id,
+            })  # fmt: skip
+        state.offers.clear()  # each live offer is spent by the order; an expired one needs no cancel
+        return True
+
+    def _bought_before(self, state: CustomerState, draft: dict, since_ms: int, deadline_ms: int) -> list | None:
+        """The customer's order that bought this cart before its deadline, if any."""
+        for order in state.orders:
+            t_ms, cart_id, checkout_id = order
+            if not since_ms <= t_ms <= deadline_ms:
+                continue
+            names_nothing = not cart_id and not checkout_id
+            if names_nothing or (cart_id and cart_id == draft.get("cart_id")) or checkout_id in draft["checkouts"]:
+                return order
+        return None
+
+    def _candidate(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
+        draft = m["trig"]
+        h = event_hash(draft["trigger_id"])
+        if h in state.decided:
+            return False
+        remember(state.decided, h, DECIDED_KEPT)
+        since_ms, deadline_ms = m["since"], draft["event_time_ms"]
+        bought = self._bought_before(state, draft, since_ms, deadline_ms)
+        if bought is not None:
+            self._out.conversions.append({
+                "tenant": state.tenant, "customer_id": state.customer_id, "cart_key": draft["cart_key"],
+                "ordered_at_ms": bought[0], "deadline_ms": deadline_ms,
+            })  # fmt: skip
+            return True
+        rules = self.rules
+        decision = decide_offer(
+            rules,
+            kind=draft["kind"],
+            tenant=state.tenant,
+            trigger_id=draft["trigger_id"],
+            customer_id=state.customer_id,
+            anonymous_id=draft.get("anonymous_id"),
+            consent=state.consent,
+            last_offer_ms=state.last_offer_ms,
+            last_order_ms=state.value.last_order_ms,
+            since_ms=since_ms,
+            loyalty=loyalty_score(state.value, deadline_ms, rules),
+            cart_value=draft["cart_value"],
+            event_time_ms=deadline_ms,
+        )
+        trigger = {k: v for k, v in draft.items() if k != "checkouts"}
+        trigger.update(
+            customer_id=state.customer_id,
+            emitted_at_ms=wall_ms,
+            action=decision.action,
+            offer=decision.offer,
+            holdout=decision.holdout,
+            experiment=decision.experiment,
+        )
+        self._out.triggers.append(trigger)
+        if decision.contacts:
+            state.last_offer_ms = deadline_ms
+            state.offers = [o for o in state.offers if o["expires_ms"] > deadline_ms]
+            keep = ("tenant", "customer_id", "anonymous_id", "cart_id", "cart_key", "cart_value", "currency",
+                    "items", "experiment")  # fmt: skip
+            state.offers.append({
+                **{k: trigger[k] for k in keep}, "trigger_id": trigger["trigger_id"],
+                "expires_ms": deadline_ms + rules.offer_valid_ms,
+            })  # fmt: skip
+        return True
+
+
+_APPLY = {
+    "link": CustomerProcessor._link,
+    "consent": CustomerProcessor._consent,
+    "experience": CustomerProcessor._experience,
+    "order": CustomerProcessor._order,
+    "candidate": CustomerProcessor._candidate,
+}

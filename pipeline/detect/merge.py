@@ -1,0 +1,111 @@
+"""An event-time merge of several ordered streams: the same order on every run; pure.
+
+The customer stage reads messages that the device stage sent from each of
+the ``sources`` partitions of ``cx.events``. Kafka keeps each source's
+messages in order (one producer per source partition, one key per
+customer), but the interleaving of two sources depends on which worker ran
+faster. A decision that reads what another device did ("one offer per 24 h",
+"not after an order") would then depend on timing. This merge removes the
+timing: messages are released in the order of their key, and a key is
+released only when every source has promised that nothing smaller follows.
+
+Each message carries ``key = (key_ms, source, offset, index)``:
+
+- ``key_ms`` is ``max(event time, the source's watermark when it sent the
+  message)``. The source's watermark never goes back, so every later
+  message of that source has ``key_ms`` at or above it;
+- ``source``, ``offset`` (the ``cx.events`` offset that produced it) and
+  ``index`` (its place among that record's messages) break ties the same
+  way on every run.
+
+A source *announces* its watermark from time to time; the announcement is
+a promise that its later messages have ``key_ms >= announced``. The merge
+releases, in key order, every held message whose ``key_ms`` is below the
+smallest announcement of all sources. When the announcements arrive does
+not change what is released in which order, only how soon.
+
+A message with ``key_ms`` below the frontier cannot come from a source
+that keeps its promise; the merge still releases it at once, after
+everything released before it (``late`` counts them), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Held", "StreamMerge"]
+
+Key = tuple[int, int, int, int]  # (key_ms, source, offset, index)
+
+
+@dataclass(order=True, slots=True)
+class Held:
+    key: Key
+    message: Any = field(compare=False)
+
+
+class StreamMerge:
+    """Holds messages until every source's announced watermark has passed them."""
+
+    def __init__(self, sources: int) -> None:
+        if sources < 1:
+            raise ValueError("a merge needs at least one source")
+        self.sources = sources
+        self.announced: list[int | None] = [None] * sources
+        self.late = 0
+        self._held: list[Held] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @property
+    def frontier_ms(self) -> int | None:
+        """Messages with ``key_ms`` below this are released; None until every source announced."""
+        if any(a is None for a in self.announced):
+            return None
+        return min(self.announced)  # type: ignore[type-var]
+
+    def add(self, key: Key, message: Any) -> list[Held]:
+        """Hold one message; returns it at once (as a one-item list) when it is late."""
+        if not 0 <= key[1] < self.sources:
+            raise ValueError(f"source {key[1]} is not one of the {self.sources} sources")
+        frontier = self.frontier_ms
+        if frontier is not None and key[0] < frontier:
+            self.late += 1  # its source broke its promise: release it now, in arrival order
+            return [Held(key, message)]
+        heapq.heappush(self._held, Held(key, message))
+        return []
+
+    def announce(self, source: int, watermark_ms: int) -> list[Held]:
+        """Record a source's watermark (a smaller one than before is ignored); returns what it releases."""
+        if not 0 <= source < self.sources:
+            raise ValueError(f"source {source} is not one of the {self.sources} sources")
+        previous = self.announced[source]
+        if previous is not None and watermark_ms <= previous:
+            return []
+        self.announced[source] = watermark_ms
+        return self._release()
+
+    def held(self) -> list[Held]:
+        """The messages still held, in key order (for persisting)."""
+        return sorted(self._held)
+
+    def restore(self, announced: list[int | None], held: list[Held]) -> None:
+        """Continue from ``announced`` and ``held`` persisted earlier (before any ``add``)."""
+        if len(announced) != self.sources:
+            raise ValueError(f"{len(announced)} announcements for {self.sources} sources")
+        self.announced = list(announced)
+        self._held = list(held)
+        heapq.heapify(self._held)
+
+    def _release(self) -> list[Held]:
+        frontier = self.frontier_ms
+        out: list[Held] = []
+        if frontier is None:
+            return out
+        held = self._held
+        while held and held[0].key[0] < frontier:
+            out.append(heapq.heappop(held))
+        return out
