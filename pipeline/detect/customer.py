@@ -42,7 +42,8 @@ from typing import Callable
 
 import orjson
 
-from pipeline.detect.customers import loyalty_score, note_order
+from pipeline.detect.attribution import RECOVERIES_TABLE
+from pipeline.detect.customers import SCORES_TABLE, loyalty_score, note_order
 from pipeline.detect.dedup import event_hash, pack_hashes, remember, unpack_hashes
 from pipeline.detect.merge import Held, StreamMerge
 from pipeline.detect.offers import decide_offer
@@ -66,9 +67,31 @@ PAINS_KEPT = 32  # recent event ids of friction and support pains
 LoadCustomer = Callable[[str], "bytes | None"]
 
 
+# Keys of the customer stage in the worker's table start with this byte, which no visitor key has
+# (a visitor key starts with its tenant's name).
+STAGE_PREFIX = "\x1e"
+
+
 def customer_key(tenant: str, customer_id: str) -> str:
-    """The customer stage's key: one customer's messages stay in order in one partition."""
-    return f"{tenant}\x1f{customer_id}"
+    """The customer stage's key (also the Kafka key on ``cx.customers``): one customer, one partition."""
+    return f"{STAGE_PREFIX}{tenant}\x1f{customer_id}"
+
+
+def merge_key(partition: int) -> str:
+    """The table key of a customer partition's merge (held messages and the sources' promises)."""
+    return f"{STAGE_PREFIX}merge\x1f{partition}"
+
+
+def encode_merge(merge: StreamMerge) -> bytes:
+    return orjson.dumps({
+        "a": merge.announced, "h": [[list(h.key), h.message] for h in merge.held()], "i": sorted(merge.idle),
+    })  # fmt: skip
+
+
+def restore_merge(merge: StreamMerge, data: bytes) -> None:
+    d = orjson.loads(data)
+    announced = [tuple(a) if a is not None else None for a in d["a"]]
+    merge.restore(announced, [Held(tuple(k), m) for k, m in d["h"]], set(d["i"]))  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -88,6 +111,9 @@ class CustomerState:
     decided: list[int] = field(default_factory=list)  # hashes of candidate trigger ids applied
     pains: list[int] = field(default_factory=list)  # hashes of event ids of pains applied
     value: CustomerValue = field(default_factory=CustomerValue)
+    # The latest cart_abandoned decision a later order may recover (``detect.attribution``):
+    # [trigger id, event time, holdout, experiment, action, discount pct, anonymous id].
+    attribution: list | None = None
 
 
 @dataclass(slots=True)
@@ -95,6 +121,10 @@ class CustomerOutput:
     triggers: list[dict] = field(default_factory=list)
     conversions: list[dict] = field(default_factory=list)  # carts bought elsewhere before their deadline
     states: dict[str, bytes] = field(default_factory=dict)
+    facts: dict[str, list[dict]] = field(default_factory=dict)  # by ClickHouse table, as ``processor.Output``
+
+    def fact(self, table: str, row: dict) -> None:
+        self.facts.setdefault(table, []).append(row)
 
 
 def encode_customer(s: CustomerState) -> bytes:
@@ -110,6 +140,8 @@ def encode_customer(s: CustomerState) -> bytes:
         out["d"] = pack_hashes(s.decided)
     if s.pains:
         out["p"] = pack_hashes(s.pains)
+    if s.attribution is not None:
+        out["at"] = s.attribution
     if not v.is_empty():
         out["v"] = [v.orders, v.revenue, v.first_order_ms, v.last_order_ms, pack_hashes(v.order_ids),
                     v.friction_ms, v.support_ms]  # fmt: skip
@@ -134,32 +166,53 @@ def decode_customer(data: bytes) -> CustomerState:
         decided=unpack_hashes(d["d"]) if "d" in d else [],
         pains=unpack_hashes(d["p"]) if "p" in d else [],
         value=value,
+        attribution=d.get("at"),
     )
 
 
 class CustomerProcessor:
     """One partition of the customer stage: the merge, then the per-customer rules."""
 
-    def __init__(self, rules: Rules, load_state: LoadCustomer, *, sources: int) -> None:
+    def __init__(self, rules: Rules, load_state: LoadCustomer, *, sources: int, partition: int = 0) -> None:
+        """``sources``: the partitions of ``cx.events``; ``partition``: the one of ``cx.customers`` this reads.
+
+        The merge resumes from what ``load_state`` holds for the partition.
+        """
         self.rules = rules
+        self.partition = partition
         self.merge = StreamMerge(sources)
+        stored = load_state(merge_key(partition))
+        if stored is not None:
+            restore_merge(self.merge, stored)
         self._load_state = load_state
         self._states: dict[str, CustomerState] = {}
         self._dirty: set[str] = set()
+        self._merge_changed = False
         self._out = CustomerOutput()
 
+    @property
+    def pending(self) -> CustomerOutput:
+        """What accumulated since the last drain."""
+        return self._out
+
     def add(self, message: dict, wall_ms: int) -> None:
-        """One message from the device stage (``watermark`` messages announce, the rest are held)."""
-        if message["m"] == "watermark":
-            released = self.merge.announce(message["src"], message["k"])
+        """One message from the device stage: a promise (``watermark``), an ``idle`` source, or one to hold."""
+        kind = message["m"]
+        if kind == "watermark":
+            released = self.merge.announce(tuple(message["k"]))  # type: ignore[arg-type]
+        elif kind == "idle":
+            released = self.merge.set_idle(message["src"])
         else:
             released = self.merge.add(tuple(message["k"]), message)  # type: ignore[arg-type]
+        self._merge_changed = True
         self._apply_all(released, wall_ms)
 
     def drain(self) -> CustomerOutput:
         out = self._out
         out.states = {key: encode_customer(self._states[key]) for key in self._dirty}
-        self._out, self._dirty = CustomerOutput(), set()
+        if self._merge_changed:
+            out.states[merge_key(self.partition)] = encode_merge(self.merge)
+        self._out, self._dirty, self._merge_changed = CustomerOutput(), set(), False
         return out
 
     # -- internals ------------------------------------------------------------
@@ -176,8 +229,18 @@ class CustomerProcessor:
             if _APPLY[message["m"]](self, state, message, wall_ms):
                 self._dirty.add(key)
 
+    def _score(self, state: CustomerState, m: dict, now_ms: int) -> None:
+        """A ``cx.customer_scores`` row: the customer's score at ``now_ms``, over every device."""
+        v = state.value
+        self._out.fact(SCORES_TABLE, {
+            "tenant": state.tenant, "customer_id": state.customer_id, "visitor_id": m["vis"],
+            "scored_at_ms": now_ms, "loyalty_score": loyalty_score(v, now_ms, self.rules),
+            "orders": v.orders, "revenue": v.revenue,
+        })  # fmt: skip
+
     def _link(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
         visitor = m["v"]
+        self._score(state, m, m["ts"])
         if state.visitors and state.visitors[-1] == visitor:
             return False
         if visitor in state.visitors:
@@ -201,6 +264,7 @@ class CustomerProcessor:
         times.append(m["ts"])
         times.sort()
         del times[:-PAINS_KEPT]
+        self._score(state, m, m["ts"])
         return True
 
     def _order(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
@@ -210,6 +274,8 @@ class CustomerProcessor:
         state.orders.append([t_ms, m.get("cart") or "", m.get("checkout") or ""])
         state.orders.sort(key=lambda o: o[0])
         del state.orders[:-ORDERS_KEPT]
+        self._recover(state, m)
+        self._score(state, m, t_ms)
         for offer in state.offers:
             if t_ms >= offer["expires_ms"]:
                 continue
@@ -230,6 +296,22 @@ class CustomerProcessor:
             })  # fmt: skip
         state.offers.clear()  # each live offer is spent by the order; an expired one needs no cancel
         return True
+
+    def _recover(self, state: CustomerState, m: dict) -> None:
+        """A new order recovers the pending cart_abandoned decision (rules of ``detect.attribution``)."""
+        pending, t_ms = state.attribution, m["ts"]
+        if pending is None or t_ms < pending[1]:
+            return
+        state.attribution = None
+        trigger_id, trigger_ms, holdout, experiment, action, discount_pct, anonymous_id = pending
+        if t_ms - trigger_ms >= self.rules.attribution_window_ms:
+            return
+        self._out.fact(RECOVERIES_TABLE, {
+            "tenant": state.tenant, "trigger_id": trigger_id, "kind": "cart_abandoned",
+            "trigger_time_ms": trigger_ms, "order_time_ms": t_ms, "customer_id": state.customer_id,
+            "anonymous_id": anonymous_id, "order_id": m["oid"], "revenue": m["rev"], "holdout": holdout,
+            "experiment": experiment, "action": action, "discount_pct": discount_pct,
+        })  # fmt: skip
 
     def _bought_before(self, state: CustomerState, draft: dict, since_ms: int, deadline_ms: int) -> list | None:
         """The customer's order that bought this cart before its deadline, if any."""
@@ -282,6 +364,10 @@ class CustomerProcessor:
             experiment=decision.experiment,
         )
         self._out.triggers.append(trigger)
+        self._score(state, m, deadline_ms)  # the score the decision used
+        offer = decision.offer or {}
+        state.attribution = [trigger["trigger_id"], deadline_ms, decision.holdout, decision.experiment,
+                             decision.action, int(offer.get("discount_pct") or 0), draft.get("anonymous_id") or ""]
         if decision.contacts:
             state.last_offer_ms = deadline_ms
             state.offers = [o for o in state.offers if o["expires_ms"] > deadline_ms]

@@ -11,22 +11,26 @@ released only when every source has promised that nothing smaller follows.
 
 Each message carries ``key = (key_ms, source, offset, index)``:
 
-- ``key_ms`` is ``max(event time, the source's watermark when it sent the
-  message)``. The source's watermark never goes back, so every later
-  message of that source has ``key_ms`` at or above it;
+- ``key_ms`` is the source's watermark when it sent the message (it never
+  goes back: one source's keys only grow);
 - ``source``, ``offset`` (the ``cx.events`` offset that produced it) and
-  ``index`` (its place among that record's messages) break ties the same
+  ``index`` (its place among what that offset produced) break ties the same
   way on every run.
 
-A source *announces* its watermark from time to time; the announcement is
-a promise that its later messages have ``key_ms >= announced``. The merge
-releases, in key order, every held message whose ``key_ms`` is below the
-smallest announcement of all sources. When the announcements arrive does
-not change what is released in which order, only how soon.
+A source *announces* a key from time to time: a promise that its later
+messages have keys at or above it (the watermark and the position the
+source's next message will take). The merge releases, in key order, every
+held message whose key is below the smallest announcement of all sources.
+When the announcements arrive does not change what is released in which
+order, only how soon.
 
-A message with ``key_ms`` below the frontier cannot come from a source
-that keeps its promise; the merge still releases it at once, after
-everything released before it (``late`` counts them), so nothing is lost.
+A source that has sent nothing since it was assigned and is caught up may
+say it is *idle*: until its next promise it does not hold the others back.
+Its first message may then be below the frontier (late).
+
+A message whose key is below the frontier cannot come from a source that
+keeps its promise; the merge still releases it at once, after everything
+released before it (``late`` counts them), so nothing is lost.
 """
 
 from __future__ import annotations
@@ -53,59 +57,76 @@ class StreamMerge:
         if sources < 1:
             raise ValueError("a merge needs at least one source")
         self.sources = sources
-        self.announced: list[int | None] = [None] * sources
+        self.announced: list[Key | None] = [None] * sources
         self.late = 0
+        self.idle: set[int] = set()
         self._held: list[Held] = []
 
     def __len__(self) -> int:
         return len(self._held)
 
     @property
-    def frontier_ms(self) -> int | None:
-        """Messages with ``key_ms`` below this are released; None until every source announced."""
-        if any(a is None for a in self.announced):
+    def frontier(self) -> Key | None:
+        """Messages with keys below this are released; None until every source announced."""
+        promises = [a for source, a in enumerate(self.announced) if source not in self.idle]
+        if not promises or any(a is None for a in promises):
             return None
-        return min(self.announced)  # type: ignore[type-var]
+        return min(promises)  # type: ignore[type-var]
 
     def add(self, key: Key, message: Any) -> list[Held]:
         """Hold one message; returns it at once (as a one-item list) when it is late."""
         if not 0 <= key[1] < self.sources:
             raise ValueError(f"source {key[1]} is not one of the {self.sources} sources")
-        frontier = self.frontier_ms
-        if frontier is not None and key[0] < frontier:
+        frontier = self.frontier
+        if frontier is not None and key < frontier:
             self.late += 1  # its source broke its promise: release it now, in arrival order
             return [Held(key, message)]
         heapq.heappush(self._held, Held(key, message))
         return []
 
-    def announce(self, source: int, watermark_ms: int) -> list[Held]:
-        """Record a source's watermark (a smaller one than before is ignored); returns what it releases."""
+    def announce(self, promise: Key) -> list[Held]:
+        """Record a source's promise (its own key; one not above the last is ignored); returns what it releases."""
+        source = promise[1]
         if not 0 <= source < self.sources:
             raise ValueError(f"source {source} is not one of the {self.sources} sources")
         previous = self.announced[source]
-        if previous is not None and watermark_ms <= previous:
+        if previous is not None and promise <= previous:
+            if source in self.idle:
+                self.idle.discard(source)  # it speaks again, with nothing newer to promise
+                return self._release()
             return []
-        self.announced[source] = watermark_ms
+        self.announced[source] = promise
+        self.idle.discard(source)
+        return self._release()
+
+    def set_idle(self, source: int) -> list[Held]:
+        """The source is caught up and has sent nothing lately: stop waiting for it; returns what that releases."""
+        if not 0 <= source < self.sources:
+            raise ValueError(f"source {source} is not one of the {self.sources} sources")
+        if source in self.idle:
+            return []
+        self.idle.add(source)
         return self._release()
 
     def held(self) -> list[Held]:
         """The messages still held, in key order (for persisting)."""
         return sorted(self._held)
 
-    def restore(self, announced: list[int | None], held: list[Held]) -> None:
-        """Continue from ``announced`` and ``held`` persisted earlier (before any ``add``)."""
+    def restore(self, announced: list[Key | None], held: list[Held], idle: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        """Continue from ``announced``, ``held`` and ``idle`` persisted earlier (before any ``add``)."""
         if len(announced) != self.sources:
             raise ValueError(f"{len(announced)} announcements for {self.sources} sources")
         self.announced = list(announced)
+        self.idle = set(idle)
         self._held = list(held)
         heapq.heapify(self._held)
 
     def _release(self) -> list[Held]:
-        frontier = self.frontier_ms
+        frontier = self.frontier
         out: list[Held] = []
         if frontier is None:
             return out
         held = self._held
-        while held and held[0].key[0] < frontier:
+        while held and held[0].key < frontier:
             out.append(heapq.heappop(held))
         return out

@@ -23,12 +23,13 @@ class Stage:
 
     def send(self, source: int, kind: str, t_ms: int, key_ms: int | None = None, **fields) -> None:
         self.offsets[source] += 1
-        message = {"m": kind, "t": TENANT, "c": fields.pop("customer", "cust-1"), "ts": t_ms,
+        message = {"m": kind, "t": TENANT, "c": fields.pop("customer", "cust-1"), "ts": t_ms, "vis": "v1",
                    "k": [t_ms if key_ms is None else key_ms, source, self.offsets[source], 0], **fields}  # fmt: skip
         self.proc.add(message, wall_ms=0)
 
     def announce(self, source: int, watermark_ms: int) -> None:
-        self.proc.add({"m": "watermark", "src": source, "k": watermark_ms}, wall_ms=0)
+        promise = [watermark_ms, source, self.offsets[source] + 1, 0]  # where its next message goes
+        self.proc.add({"m": "watermark", "k": promise}, wall_ms=0)
 
     def announce_all(self, watermark_ms: int) -> None:
         for source in range(len(self.offsets)):
