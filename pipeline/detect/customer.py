@@ -10,7 +10,8 @@ this stage, keyed by tenant and customer id:
 ``link``        the visitor (anonymous id) belongs to the customer
 ``consent``     ``consent_marketing`` from an identify, with its event time
 ``order``       an ``Order Completed`` (order id, revenue, the cart or checkout it names)
-``experience``  a friction or support pain (for the loyalty score)
+``experience``  a friction or support pain (for the loyalty score); on the
+                first identification, the ones the device lived through before
 ``candidate``   a ``cart_abandoned`` trigger whose action is still to decide
 
 Messages from all device partitions are put in one order by
@@ -70,16 +71,17 @@ LoadCustomer = Callable[[str], "bytes | None"]
 # Keys of the customer stage in the worker's table start with this byte, which no visitor key has
 # (a visitor key starts with its tenant's name).
 STAGE_PREFIX = "\x1e"
+CUSTOMER_PREFIX = STAGE_PREFIX + "c\x1f"  # then the tenant and the customer id
 
 
 def customer_key(tenant: str, customer_id: str) -> str:
     """The customer stage's key (also the Kafka key on ``cx.customers``): one customer, one partition."""
-    return f"{STAGE_PREFIX}{tenant}\x1f{customer_id}"
+    return f"{CUSTOMER_PREFIX}{tenant}\x1f{customer_id}"
 
 
 def merge_key(partition: int) -> str:
     """The table key of a customer partition's merge (held messages and the sources' promises)."""
-    return f"{STAGE_PREFIX}merge\x1f{partition}"
+    return f"{STAGE_PREFIX}m\x1f{partition}"
 
 
 def encode_merge(merge: StreamMerge) -> bytes:
@@ -186,7 +188,7 @@ class CustomerProcessor:
             restore_merge(self.merge, stored)
         self._load_state = load_state
         self._states: dict[str, CustomerState] = {}
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, None] = {}  # changed customers, in the order they changed
         self._merge_changed = False
         self._out = CustomerOutput()
 
@@ -212,7 +214,7 @@ class CustomerProcessor:
         out.states = {key: encode_customer(self._states[key]) for key in self._dirty}
         if self._merge_changed:
             out.states[merge_key(self.partition)] = encode_merge(self.merge)
-        self._out, self._dirty, self._merge_changed = CustomerOutput(), set(), False
+        self._out, self._dirty, self._merge_changed = CustomerOutput(), {}, False
         return out
 
     # -- internals ------------------------------------------------------------
@@ -227,7 +229,7 @@ class CustomerProcessor:
                 state = decode_customer(data) if data is not None else CustomerState(message["t"], message["c"])
                 self._states[key] = state
             if _APPLY[message["m"]](self, state, message, wall_ms):
-                self._dirty.add(key)
+                self._dirty[key] = None
 
     def _score(self, state: CustomerState, m: dict, now_ms: int) -> None:
         """A ``cx.customer_scores`` row: the customer's score at ``now_ms``, over every device."""
@@ -264,7 +266,8 @@ class CustomerProcessor:
         times.append(m["ts"])
         times.sort()
         del times[:-PAINS_KEPT]
-        self._score(state, m, m["ts"])
+        if not m.get("h"):  # a pain from before the visitor was identified is history, not news
+            self._score(state, m, m["ts"])
         return True
 
     def _order(self, state: CustomerState, m: dict, wall_ms: int) -> bool:

@@ -103,7 +103,7 @@ class EventFailed(Exception):
 
 def watermark_key(source: int) -> str:
     """The table key of a partition's stored watermark and message position."""
-    return f"{STAGE_PREFIX}wm\x1f{source}"
+    return f"{STAGE_PREFIX}w\x1f{source}"
 
 
 def _json_object(value: object) -> dict:
@@ -380,8 +380,13 @@ class PartitionProcessor:
         user_id = event.get("user_id")
         call = event.get("type")
         if user_id:
-            linked = user_id != state.user_id
+            linked, first = user_id != state.user_id, state.user_id is None
             state.user_id = user_id
+            if first:  # the pains this device lived through before are the customer's too
+                for pain, times in (("friction", state.value.friction_ms), ("support", state.value.support_ms)):
+                    for pain_ms in times:
+                        self._send("experience", state, pain_ms, x=pain, e=f"{state.visitor_id}:{pain}:{pain_ms}",
+                                   h=True)
             if (linked or call in ("identify", "alias")) and state.anonymous_id:
                 self._send("link", state, t_ms, v=state.anonymous_id)
         if call == "identify":

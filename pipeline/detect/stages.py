@@ -23,6 +23,7 @@ from pipeline.detect.rules import Rules
 __all__ = ["CONVERSIONS_TABLE", "LocalStages", "forward"]
 
 CONVERSIONS_TABLE = "cx.cart_conversions"
+END_MS = 2**62  # a promise past any event time
 Route = Callable[[str], int]  # a customer key -> its partition of cx.customers
 
 
@@ -75,8 +76,25 @@ class LocalStages:
         self._forward(partition, wall_ms)
 
     def tick(self, partition: int, wall_ms: int, caught_up: bool) -> None:
-        self.device(partition).tick(wall_ms, caught_up)
+        device = self.device(partition)
+        device.tick(wall_ms, caught_up)
+        if device.watermark_ms is None and caught_up:
+            self.idle(partition, wall_ms)  # nothing ever came: it holds nobody back
         self._forward(partition, wall_ms)
+
+    def finish(self, wall_ms: int) -> None:
+        """The end of the data: every source promises nothing more, so the customer stage decides all it holds."""
+        for source in range(self.partitions):
+            for customer in self.customers:
+                customer.add({"m": "watermark", "k": [END_MS, source, 0, 0]}, wall_ms)
+        self._take_triggers()
+
+    def idle(self, partition: int, wall_ms: int = 0) -> None:
+        """The partition is caught up with nothing to send: the customer stage stops waiting for it."""
+        source = partition if self.partitions > 1 else 0
+        for customer in self.customers:
+            customer.add({"m": "idle", "src": source}, wall_ms)
+        self._take_triggers()
 
     def drain(self) -> Output:
         """Everything since the last drain, both stages; triggers in the order they fired."""
