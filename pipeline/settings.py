@@ -384,6 +384,10 @@ class Settings(BaseSettings):
         "cx.triggers.deadletter",
         description="topic of triggers a destination refused for good or that ran out of attempts, with the reason",
     )
+    topic_customers: str = Field(
+        "cx.customers",
+        description="topic from the per-device stage to the per-customer stage of the worker (keyed by customer)",
+    )
     topic_deliveries: str = Field(
         "cx.deliveries", description="topic of delivery outcomes (one per trigger and destination); the worker stores them"
     )

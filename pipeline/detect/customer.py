@@ -53,6 +53,7 @@ from pipeline.detect.state import CustomerValue
 from pipeline.records import stable_id
 
 __all__ = [
+    "bad_message",
     "CustomerOutput",
     "CustomerProcessor",
     "CustomerState",
@@ -65,6 +66,7 @@ VISITORS_KEPT = 20  # linked anonymous ids remembered per customer, most recent 
 ORDERS_KEPT = 8  # recent orders remembered for closing carts
 DECIDED_KEPT = 32  # recent candidate trigger ids
 PAINS_KEPT = 32  # recent event ids of friction and support pains
+CACHED_CUSTOMERS = 10_000  # decoded customer states kept between drains
 LoadCustomer = Callable[[str], "bytes | None"]
 
 
@@ -172,6 +174,53 @@ def decode_customer(data: bytes) -> CustomerState:
     )
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_key(v: object, sources: int) -> bool:
+    return isinstance(v, list) and len(v) == 4 and all(_is_int(x) for x in v) and 0 <= v[1] < sources
+
+
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "link": {"v": (str,)},
+    "consent": {"val": (bool,)},
+    "order": {"oid": (str,), "rev": (int, float)},
+    "experience": {"x": (str,), "e": (str,)},
+    "candidate": {"trig": (dict,), "since": (int,)},
+}
+_DRAFT = {"trigger_id": str, "kind": str, "event_time_ms": int, "cart_key": str, "cart_value": (int, float),
+          "checkouts": list}  # fmt: skip
+
+
+def bad_message(m: object, sources: int) -> str | None:
+    """What is wrong with a ``cx.customers`` record's message, or None (the worker dead-letters the rest)."""
+    if not isinstance(m, dict):
+        return "not a JSON object"
+    kind = m.get("m")
+    if kind == "watermark":
+        return None if _is_key(m.get("k"), sources) else "a watermark needs k = [ms, source, offset, index]"
+    if kind == "idle":
+        src = m.get("src")
+        return None if _is_int(src) and 0 <= src < sources else f"idle needs src within 0..{sources - 1}"
+    if kind not in _FIELDS:
+        return f"unknown kind {str(kind)[:40]!r}"
+    for name, types in (("t", (str,)), ("c", (str,)), ("ts", (int,)), ("vis", (str,)), *_FIELDS[kind].items()):
+        value = m.get(name)
+        if not isinstance(value, types) or (types == (int,) and isinstance(value, bool)):
+            return f"{kind}: field {name} missing or of the wrong type"
+    if not _is_key(m.get("k"), sources):
+        return f"{kind}: k must be [ms, source, offset, index]"
+    if kind == "experience" and m["x"] not in ("friction", "support"):
+        return "experience: x must be friction or support"
+    if kind == "candidate":
+        for name, types in _DRAFT.items():
+            value = m["trig"].get(name)
+            if not isinstance(value, types) or isinstance(value, bool):
+                return f"candidate: trig.{name} missing or of the wrong type"
+    return None
+
+
 class CustomerProcessor:
     """One partition of the customer stage: the merge, then the per-customer rules."""
 
@@ -215,6 +264,8 @@ class CustomerProcessor:
         if self._merge_changed:
             out.states[merge_key(self.partition)] = encode_merge(self.merge)
         self._out, self._dirty, self._merge_changed = CustomerOutput(), {}, False
+        if len(self._states) > CACHED_CUSTOMERS:
+            self._states.clear()  # all stored by now: they are read back from the table when needed
         return out
 
     # -- internals ------------------------------------------------------------
