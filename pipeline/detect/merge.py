@@ -11,8 +11,9 @@ released only when every source has promised that nothing smaller follows.
 
 Each message carries ``key = (key_ms, source, offset, index)``:
 
-- ``key_ms`` is the source's watermark when it sent the message (it never
-  goes back: one source's keys only grow);
+- ``key_ms`` is the message's event time, raised to the source's
+  watermark before the record that produced it (so it is never below a
+  promise the source made before);
 - ``source``, ``offset`` (the ``cx.events`` offset that produced it) and
   ``index`` (its place among what that offset produced) break ties the same
   way on every run.

@@ -154,6 +154,7 @@ class PartitionProcessor:
         self._out = Output()
         # Where the next message to the customer stage goes in this partition's order: (offset, index).
         self._pos = [-1, 0]
+        self._floor: int | None = None  # the watermark before the current record or tick
         # The watermark and position are stored with the states (``drain``) and resumed from there, so
         # that after a restart this partition's messages keep the keys they had (``detect.merge``).
         stored = load_state(watermark_key(self.source))
@@ -219,6 +220,7 @@ class PartitionProcessor:
         applying: dict[str, bool] = {}  # per visitor: apply this record, or skip it as replayed
         if offset > self._pos[0]:
             self._pos = [offset, 0]
+        self._floor = self._watermark.value  # what this partition may have promised before this record
         # Bound methods fetched once: this loop runs for every event.
         observe, index, get = self._watermark.observe, self._index, self._get
         event = None
@@ -255,6 +257,7 @@ class PartitionProcessor:
         With ``caught_up`` False (the consumer is behind, e.g. replaying)
         nothing happens: event time alone must decide then.
         """
+        self._floor = self._watermark.value
         if caught_up and self._watermark.follow_wall_clock(wall_ms):
             assert self._watermark.value is not None
             self._fire_due(self._watermark.value, wall_ms)
@@ -317,13 +320,20 @@ class PartitionProcessor:
             self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
 
     def _send(self, kind: str, state: VisitorState, t_ms: int, **fields: object) -> None:
-        """Tell the customer stage something about the visitor's customer (identified visitors only)."""
-        wm = self._watermark.value
-        assert wm is not None and state.user_id, "messages follow an event of an identified visitor"
+        """Tell the customer stage something about the visitor's customer (identified visitors only).
+
+        The message's merge key is its event time, raised to the watermark
+        this partition had before the current record or tick: no promise
+        made before (``announcement``) can be above that, so the key keeps
+        every promise, and the customer stage sees the messages of all
+        devices in event time except for late ones.
+        """
+        assert state.user_id, "messages are about identified visitors"
+        floor = self._floor
         pos = self._pos
         self._out.messages.append({
             "m": kind, "t": state.tenant, "c": state.user_id, "ts": t_ms, "vis": state.visitor_id,
-            "k": [wm, self.source, pos[0], pos[1]], **fields,
+            "k": [t_ms if floor is None or t_ms > floor else floor, self.source, pos[0], pos[1]], **fields,
         })  # fmt: skip
         pos[1] += 1
 
