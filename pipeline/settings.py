@@ -385,8 +385,9 @@ class Settings(BaseSettings):
         description="topic of triggers a destination refused for good or that ran out of attempts, with the reason",
     )
     topic_customers: str = Field(
-        "cx.customers",
-        description="topic from the per-device stage to the per-customer stage of the worker (keyed by customer)",
+        "",
+        description="topic from the worker's device stage to its customer stage, keyed by customer; empty: the "
+        "events topic's name with .events replaced by (or else followed by) .customers, so cx.customers",
     )
     topic_deliveries: str = Field(
         "cx.deliveries", description="topic of delivery outcomes (one per trigger and destination); the worker stores them"
@@ -552,6 +553,14 @@ class Settings(BaseSettings):
         if not url.startswith(("clickhouse://", "clickhouses://")):
             raise ValueError("cluster mode needs a ClickHouse server: set CX_CLICKHOUSE_URL to clickhouse://...")
         return value
+
+    @property
+    def customers_topic(self) -> str:
+        """``topic_customers``, or the name derived from the events topic (one pipeline, one pair of topics)."""
+        if self.topic_customers:
+            return self.topic_customers
+        events = self.topic_events
+        return (events[: -len(".events")] if events.endswith(".events") else events) + ".customers"
 
     @cached_property
     def write_key_map(self) -> dict[str, str]:

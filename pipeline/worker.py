@@ -151,7 +151,7 @@ class Worker:
         # One agent reads both stages' inputs: the device stage's (cx.events) and the customer stage's
         # (cx.customers), so one window makes both durable before their records are acknowledged.
         self.events_topic = app.topic(
-            settings.topic_events, settings.topic_customers, key_serializer="raw", value_serializer="raw"
+            settings.topic_events, settings.customers_topic, key_serializer="raw", value_serializer="raw"
         )
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.metrics = WorkerMetrics(settings.write_key_map.values(), self.gauges)
@@ -308,7 +308,7 @@ class Worker:
                     self._promised_at.pop(tp.partition, None)
                     self._idle_sent.discard(tp.partition)
                     self._assigned_at.pop(tp.partition, None)
-                elif tp.topic == self.settings.topic_customers:
+                elif tp.topic == self.settings.customers_topic:
                     self.customers.pop(tp.partition, None)
                     self.cust_next_offset.pop(tp.partition, None)
                 elif tp.topic == self.settings.topic_deadletter:
@@ -357,7 +357,7 @@ class Worker:
             assigned = set()
         next_of = {
             self.settings.topic_events: self.next_offset,
-            self.settings.topic_customers: self.cust_next_offset,
+            self.settings.customers_topic: self.cust_next_offset,
             self.settings.topic_deadletter: self.dl_next_offset,
             self.settings.topic_deliveries: self.delivery_next_offset,
         }
@@ -429,7 +429,7 @@ class Worker:
             kinds: dict[tuple[object, object], int] = {}
             decoded: list[tuple[faust.types.Message, list[dict]]] = []
             for_customers: list[faust.types.Message] = []
-            topic_customers = self.settings.topic_customers
+            topic_customers = self.settings.customers_topic
             for event in events:
                 msg = event.message
                 if msg.topic == topic_customers:
@@ -641,7 +641,7 @@ class Worker:
         return None
 
     def _customer_dead_letter(self, msg: faust.types.Message, problem: str) -> bytes:
-        topic = self.settings.topic_customers
+        topic = self.settings.customers_topic
         where = f"{topic}[{msg.partition}]@{msg.offset}"
         log.error("%s is not a customer-stage message (%s); dead-lettered", where, problem)
         dl = dead_letter(
@@ -1155,7 +1155,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     app.before_stop = worker.flush_on_stop
     worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
     worker.trigger_writer = TriggerWriter(settings, bootstrap, settings.topic_triggers)
-    worker.customer_writer = CustomerWriter(settings, bootstrap, settings.topic_customers)
+    worker.customer_writer = CustomerWriter(settings, bootstrap, settings.customers_topic)
     worker.committed = CommittedOffsets(settings, bootstrap, settings.worker_group)
     take = settings.batch_max_records
     # The dead-letter and delivery agents hold what they take until it is
