@@ -28,6 +28,7 @@ class Reference:
     events: int  # stored events (valid, de-duplicated)
     deadletters: int
     trigger_ids: dict[str, set[str]]  # kind -> trigger ids
+    actions: dict[str, str]  # trigger id -> action (offer, assist, none)
 
 
 def reference_run(messages: list[dict], tenant: str, settings: Settings, received_at_ms: int) -> Reference:
@@ -39,6 +40,7 @@ def reference_run(messages: list[dict], tenant: str, settings: Settings, receive
     gate = IdGate()  # ids across partitions, as the worker's lookup in cx.events
     events = deadletters = 0
     triggers: dict[str, set[str]] = defaultdict(set)
+    actions: dict[str, str] = {}
 
     def collect() -> None:
         nonlocal events
@@ -47,6 +49,7 @@ def reference_run(messages: list[dict], tenant: str, settings: Settings, receive
         table.update(out.states)
         for t in out.triggers:
             triggers[t["kind"]].add(t["trigger_id"])
+            actions[t["trigger_id"]] = t["action"]
 
     for p in range(n):
         stages.device(p, restore=())
@@ -64,4 +67,4 @@ def reference_run(messages: list[dict], tenant: str, settings: Settings, receive
         stages.tick(p, received_at_ms + 10 * 86_400_000, True)
     stages.finish(received_at_ms + 10 * 86_400_000)
     collect()
-    return Reference(events, deadletters, dict(triggers))
+    return Reference(events, deadletters, dict(triggers), actions)
