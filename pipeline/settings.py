@@ -438,7 +438,7 @@ class Settings(BaseSettings):
     holdout_pct: float = Field(
         10.0, ge=0, le=100, description="holdout share (percent) of experiments without their own in CX_EXPERIMENT_HOLDOUTS"
     )
-    offer_cap_ms: int = Field(DAY_MS, ge=0, description="at most one offer or assist per visitor state in this time")
+    offer_cap_ms: int = Field(DAY_MS, ge=0, description="at most one offer or assist per customer (over all devices) in this time")
     offer_valid_ms: int = Field(2 * DAY_MS, gt=0, description="offer validity: expires_at = trigger time + this")
     offer_discount_pct: int = Field(10, ge=0, le=100, description="discount of a cart below the first tier")
     offer_discount_tiers: str = Field(

@@ -364,7 +364,12 @@ class PartitionProcessor:
         self._out.triggers.append(abandon(state, cart, self.rules, wall_ms))
 
     def _order(self, state: VisitorState, props: dict, t_ms: int, session_id: str, wall_ms: int) -> None:
-        """Any ``Order Completed`` of the visitor: cancel live offers, count the order, attribute it."""
+        """Any ``Order Completed`` of the visitor: cancel live offers, count the order, attribute it.
+
+        The customer stage makes and cancels identified customers' offers;
+        the device cancels those its own carts still record (states written
+        before the customer stage decided them).
+        """
         self._out.triggers.extend(cancel_offers(state, t_ms, session_id, self.rules, wall_ms))
         order_id = props.get("order_id")
         order_id = str(order_id) if isinstance(order_id, (str, int)) and not isinstance(order_id, bool) else ""
