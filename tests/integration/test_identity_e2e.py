@@ -12,7 +12,8 @@ activity). Expected, by hand:
   cart (10:32) gets none;
 - cleo: offer at 10:33; the backend's order at 11:00 cancels it;
 - dora: the backend's order at 10:15 names her cart: bought, no trigger,
-  one ``cx.cart_conversions`` row.
+  one ``cx.cart_conversions`` row, and her browsing session converted in
+  ``cx.kpi_daily``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def test_customers_on_two_devices_and_the_backend_get_per_person_decisions(pipel
         ("ana", "ana-laptop", "cart_abandoned", "none"),  # 10:36, capped
         ("cleo", "cleo-phone", "offer_cancelled", "none"),  # 11:00, the backend's order
     ]
+    # The window's tables are inserted one after the other: wait for this one too.
+    q = f"SELECT count() FROM cx.cart_conversions FINAL WHERE tenant = '{tenant}'"
+    wait_until(lambda: scalar(pipeline, q) == 1, what="dora's cart conversion in ClickHouse")
     _, conversions = pipeline.query(
         f"SELECT customer_id, cart_key, ordered_at_ms FROM cx.cart_conversions FINAL WHERE tenant = '{tenant}'"
     )
@@ -89,8 +93,20 @@ def test_customers_on_two_devices_and_the_backend_get_per_person_decisions(pipel
     # 10:15, give or take the collector's clock-skew correction (sentAt against its own clock).
     assert abs(ordered_at_ms - int(at(15).timestamp() * 1000)) < 1000
     # The backend's order for cleo counts once for her, with the browser's history.
-    _, customers = pipeline.query(
-        "SELECT customer_id, argMax(orders, scored_at_ms) FROM cx.customer_scores FINAL "
-        f"WHERE tenant = '{tenant}' GROUP BY customer_id ORDER BY customer_id"
+    q = (
+        "SELECT argMax(orders, scored_at_ms) FROM cx.customer_scores FINAL "
+        f"WHERE tenant = '{tenant}' AND customer_id = 'cleo'"
     )
-    assert dict((r[0], r[1]) for r in customers)["cleo"] == 1
+    wait_until(lambda: scalar(pipeline, q) == 1, what="cleo's score row counting the backend's order")
+    # kpi_daily: 8 browsing sessions (ana x2, ben x2, cleo, dora, the two page views at 14:00); the
+    # backend's orders are no sessions. dora's order (10:15) came 11 minutes after her session's last
+    # event (10:04): converted. cleo's (11:00) came 57 minutes after hers (10:03): not. 5 carts, 4
+    # abandoned (dora's was bought); 2 orders.
+    _, kpi = pipeline.query(
+        "SELECT sessions, carts, orders, conversion_rate, cart_abandonment_rate FROM cx.kpi_daily "
+        f"WHERE tenant = '{tenant}'"
+    )
+    ((sessions, carts, orders, conversion_rate, abandonment_rate),) = kpi
+    assert (sessions, carts, orders) == (8, 5, 2)
+    assert conversion_rate == pytest.approx(1 / 8)
+    assert abandonment_rate == pytest.approx(4 / 5)
