@@ -353,11 +353,13 @@ def _record_time(record: Record) -> int:
 
 
 def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[list[Output]], None]) -> None:
-    """Run the partitions' records through one ``PartitionProcessor`` per partition, as the worker does.
+    """Run the partitions' records through both stages (``LocalStages``), as the worker does.
 
-    Each processor gets its partition's records in offset order, has its own
-    event-time watermark and its own visitor states; nothing crosses
-    partitions but the id check (``pipeline.detect.ids``): one ``IdGate``
+    Each device processor gets its partition's records in offset order, has
+    its own event-time watermark and its own visitor states; identified
+    visitors' messages go to the customer stage, whose merge orders them as
+    the worker's does. Besides, only the id check (``pipeline.detect.ids``)
+    crosses partitions: one ``IdGate``
     for the whole replay, as ClickHouse holds every stored id, takes out an
     event whose id an event with other content took first (the worker's
     ``duplicate_id_conflict``; here it is only left out). The records play as live traffic: a record arrives when its
@@ -366,7 +368,8 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
     arrival so far, and before each record every partition that has nothing
     waiting gets the worker's idle tick at that clock (``tick(wall,
     caught_up=True)``). After the last record every partition is ticked
-    ``SETTLE_MS`` later, so each cart still open is decided. ``emit``
+    ``SETTLE_MS`` later, so each cart still open is decided, and the
+    customer stage decides what it still holds (``finish``). ``emit``
     receives the partitions' drained outputs (every ``DRAIN_EVENTS`` events
     and at the end) after their states were stored.
     """
