@@ -179,6 +179,9 @@ class Worker:
         self._assigned_at: dict[int, float] = {}  # device partition -> when it was assigned (perf_counter)
         self._cust_sent_upto: dict[int, int] = {}  # customer partition -> its pending triggers already sent
         self._customers_sent = False  # messages went to cx.customers in the open window
+        # device partition -> (its promise after its last record, that record's newest receive time):
+        # a promise sent with that time lets the customer stage observe its triggers' latency.
+        self._promise_cause: dict[int, tuple] = {}
         # The open window (``handle``, ``flush``): records processed, their
         # triggers sent, their rows and states not yet durable.
         self._unacked: list[tuple[Ack, faust.types.EventT]] = []
@@ -306,6 +309,7 @@ class Worker:
                     self._msg_rebuilds_seen.pop(tp.partition, None)
                     self._promised.pop(tp.partition, None)
                     self._promised_at.pop(tp.partition, None)
+                    self._promise_cause.pop(tp.partition, None)
                     self._idle_sent.discard(tp.partition)
                     self._assigned_at.pop(tp.partition, None)
                 elif tp.topic == self.settings.customers_topic:
@@ -461,6 +465,9 @@ class Worker:
                     bad.append(self._processing_error(msg, kept, rejected))
                 if proc.rebuilds == rebuilds and len(proc.proc.pending.triggers) > fired_from:
                     self._note_causes(proc.proc.pending.triggers[fired_from:], kept)
+                if kept:  # the promise this record leads to, and when its newest event was received
+                    received = max(e["received_at_ms"] for e in kept)
+                    self._promise_cause[msg.partition] = (proc.proc.announcement(), received)
                 self.stats["rebuilds"] += proc.rebuilds - rebuilds
                 self.metrics.rebuilds.inc(proc.rebuilds - rebuilds)
                 self.stats["records"] += 1
@@ -481,9 +488,12 @@ class Worker:
             self._send_new_triggers()
             m = self.metrics
             topic = self.settings.topic_events
-            m.records.labels(topic).inc(len(events))
-            m.batch_records.labels(topic).observe(len(events))
+            from_events = len(events) - len(for_customers)
+            m.records.labels(topic).inc(from_events)
+            m.batch_records.labels(topic).observe(from_events)
             m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
+            if for_customers:
+                m.records.labels(topic_customers).inc(len(for_customers))
             for (tenant, kind), n in kinds.items():
                 m.events.labels(m.labels.tenant(tenant), m.labels.call_type(kind)).inc(n)
             if len(self._unacked) >= self.settings.batch_max_records:
@@ -586,7 +596,11 @@ class Worker:
                 continue
             if not force and clock - self._promised_at.get(partition, 0.0) < PROMISE_INTERVAL_S:
                 continue
-            value = orjson.dumps({"m": "watermark", "k": list(promise)})
+            body: dict = {"m": "watermark", "k": list(promise)}
+            cause = self._promise_cause.get(partition)
+            if cause is not None and cause[0] == promise:
+                body["r"] = cause[1]  # records moved it (an idle tick's promise has no event behind it)
+            value = orjson.dumps(body)
             records += [(q, b"", value) for q in range(n)]
             self._promised[partition], self._promised_at[partition] = promise, clock
             self._idle_sent.discard(partition)
@@ -635,9 +649,13 @@ class Worker:
         if problem is not None:
             return self._customer_dead_letter(msg, problem)
         customer = self.customer(msg.partition)
-        late = customer.merge.late
+        late, fired = customer.merge.late, len(customer.pending.triggers)
         customer.add(message, now_ms)
         self.stats["late_messages"] += customer.merge.late - late
+        received = message.get("r")
+        if isinstance(received, int) and not isinstance(received, bool):
+            for trigger in customer.pending.triggers[fired:]:  # released by the promise of that event
+                self._trigger_cause[id(trigger)] = received
         return None
 
     def _customer_dead_letter(self, msg: faust.types.Message, problem: str) -> bytes:
