@@ -43,7 +43,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.detect import PartitionProcessor, Rules
+from pipeline.detect import Rules
+from pipeline.detect.stages import LocalStages
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import Output
 from pipeline.settings import DAY_MS, HOUR_MS, MINUTE_MS, Settings, SettingsError, parse_tiers
@@ -352,11 +353,13 @@ def _record_time(record: Record) -> int:
 
 
 def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[list[Output]], None]) -> None:
-    """Run the partitions' records through one ``PartitionProcessor`` per partition, as the worker does.
+    """Run the partitions' records through both stages (``LocalStages``), as the worker does.
 
-    Each processor gets its partition's records in offset order, has its own
-    event-time watermark and its own visitor states; nothing crosses
-    partitions but the id check (``pipeline.detect.ids``): one ``IdGate``
+    Each device processor gets its partition's records in offset order, has
+    its own event-time watermark and its own visitor states; identified
+    visitors' messages go to the customer stage, whose merge orders them as
+    the worker's does. Besides, only the id check (``pipeline.detect.ids``)
+    crosses partitions: one ``IdGate``
     for the whole replay, as ClickHouse holds every stored id, takes out an
     event whose id an event with other content took first (the worker's
     ``duplicate_id_conflict``; here it is only left out). The records play as live traffic: a record arrives when its
@@ -365,12 +368,21 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
     arrival so far, and before each record every partition that has nothing
     waiting gets the worker's idle tick at that clock (``tick(wall,
     caught_up=True)``). After the last record every partition is ticked
-    ``SETTLE_MS`` later, so each cart still open is decided. ``emit``
+    ``SETTLE_MS`` later, so each cart still open is decided, and the
+    customer stage decides what it still holds (``finish``). ``emit``
     receives the partitions' drained outputs (every ``DRAIN_EVENTS`` events
     and at the end) after their states were stored.
     """
-    tables: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
-    procs = {p: PartitionProcessor(rules, load_state=tables[p].get) for p in partitions}
+    from pipeline.collector.partitioner import partition_for_key
+
+    n = max(partitions, default=0) + 1
+    table: dict[str, bytes] = {}
+    stages = LocalStages(rules, table, partitions=n, route=lambda key: partition_for_key(key.encode(), n))
+    for p in range(n):
+        if partitions.get(p):
+            stages.device(p, restore=())
+        else:
+            stages.idle(p)  # no records: it holds the customer stage back for nothing
     gate = IdGate()
     position = dict.fromkeys(partitions, 0)
     heads = [(_record_time(records[0]), p) for p, records in partitions.items() if records]
@@ -379,12 +391,9 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
     since_drain = 0
 
     def drain() -> None:
-        outputs = []
-        for p, proc in procs.items():
-            out = proc.drain()
-            tables[p].update(out.states)  # stored before the next process or tick, as the agent does
-            outputs.append(out)
-        emit(outputs)
+        out = stages.drain()
+        table.update(out.states)  # stored before the next process or tick, as the agent does
+        emit([out])
 
     while heads:
         arrival, p = heapq.heappop(heads)
@@ -392,11 +401,12 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
         records = partitions[p]
         offset, events = records[position[p]]
         position[p] += 1
-        for other, proc in procs.items():
+        for other in stages.devices:
             if other != p:
                 waiting = position[other] < len(partitions[other])
-                proc.tick(wall_ms, caught_up=not waiting or _record_time(partitions[other][position[other]]) > wall_ms)
-        procs[p].process(offset, judge_record(gate, events)[0], wall_ms)
+                caught_up = not waiting or _record_time(partitions[other][position[other]]) > wall_ms
+                stages.tick(other, wall_ms, caught_up=caught_up)
+        stages.process(p, offset, judge_record(gate, events)[0], wall_ms)
         if position[p] < len(records):
             heapq.heappush(heads, (_record_time(records[position[p]]), p))
         since_drain += len(events)
@@ -404,8 +414,9 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
             drain()
             since_drain = 0
     if wall_ms:
-        for proc in procs.values():  # end of the data: decide every open cart
-            proc.tick(wall_ms + SETTLE_MS, caught_up=True)
+        for p in list(stages.devices):  # end of the data: decide every open cart
+            stages.tick(p, wall_ms + SETTLE_MS, caught_up=True)
+        stages.finish(wall_ms + SETTLE_MS)
     drain()
 
 

@@ -12,10 +12,11 @@ partition as ``cxstream bench`` does, and each record goes through what
   stored so far (a dict stands in for the ClickHouse lookup, whose time is
   not measured);
 - **detect**: ``PartitionProcessor.process`` of the record (one processor
-  per partition, offsets in partition order);
-- **states**: ``PartitionProcessor.drain``, which serializes the changed
-  visitor states, after every ``BATCH_RECORDS`` records as at the end of a
-  worker batch;
+  per partition, offsets in partition order), and the customer stage's
+  handling of what it sent (``pipeline.detect.stages.LocalStages``);
+- **states**: the drain of both stages, which serializes the changed
+  visitor and customer states, after every ``BATCH_RECORDS`` records as at
+  the end of a worker batch;
 - **rows**: the drained events, facts and triggers handed to
   ``ClickHouseSink.add_*`` in ``Worker._flush``'s order (row tuples built by
   ``sinks.rows``);
@@ -59,7 +60,9 @@ from pipeline.bench import (
     make_traffic,
 )
 from pipeline.detect.ids import IdGate, judge_record
-from pipeline.detect.processor import PartitionProcessor
+from pipeline.collector.partitioner import partition_for_key
+from pipeline.detect.customer import CUSTOMER_PREFIX, STAGE_PREFIX
+from pipeline.detect.stages import LocalStages
 from pipeline.detect.rules import Rules
 from pipeline.records import decode_batch_checked
 from pipeline.settings import Settings
@@ -82,7 +85,8 @@ class _Figures:
     cpu_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     rows: Counter = field(default_factory=Counter)  # by table
     triggers: Counter = field(default_factory=Counter)  # by kind
-    states: int = 0  # serialized states drained (one per changed visitor per batch)
+    states: int = 0  # serialized visitor states drained (one per changed visitor per batch)
+    stage_states: int = 0  # the customer stage's states and the partitions' positions drained
     id_conflicts: int = 0  # events the id check took out (duplicate_id_conflict)
     insert_bytes: int = 0
 
@@ -171,8 +175,9 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
     recorder = _Recorder(digest, figures, _column_types() if insert else None)
     sink = ClickHouseSink(recorder)  # type: ignore[arg-type] - the recorder implements insert only
     cpu = figures.cpu_s
-    tables: dict[bytes, bytes] = {}
-    processors: dict[int, PartitionProcessor] = {}
+    tables: dict[str, bytes] = {}
+    stages = LocalStages(rules, tables, partitions=PARTITIONS,
+                         route=lambda key: partition_for_key(key.encode(), PARTITIONS))  # fmt: skip
     next_offset: dict[int, int] = {}
     decoded = 0
     clock = time.thread_time
@@ -181,7 +186,7 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
     def emit() -> None:
         # Worker._flush, without the I/O.
         started = clock()
-        outputs = [(p, proc.drain()) for p, proc in processors.items()]
+        outputs = [(0, stages.drain())]
         cpu["states"] += clock() - started
         started = clock()
         triggers = [t for _, out in outputs for t in out.triggers]
@@ -205,8 +210,11 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
             digest.update(b"trigger\n" + key + b"\n" + value + b"\n")
         for partition, out in outputs:
             for key, value in out.states.items():
-                figures.states += 1
-                tables[key.encode()] = value
+                if key.startswith(STAGE_PREFIX):
+                    figures.stage_states += 1
+                else:
+                    figures.states += 1
+                tables[key] = value
                 digest.update(b"state %d\n" % partition + key.encode() + b"\n" + value + b"\n")
 
     stored_ids: dict[tuple[str, str], int] = {}  # what cx.events holds: (tenant, event_id) -> fingerprint
@@ -231,15 +239,14 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
         cpu["ids"] += clock() - started
         for (partition, batch), (_, kept) in zip(decoded_group, judged):
             started = clock()
-            proc = processors.get(partition)
-            if proc is None:
-                proc = processors[partition] = PartitionProcessor(rules, load_state=lambda key: tables.get(key.encode()))
             offset = next_offset.get(partition, 0)
-            proc.process(offset, kept, wall_ms)
+            stages.process(partition, offset, kept, wall_ms)
             cpu["detect"] += clock() - started
             next_offset[partition] = offset + 1
             decoded += len(batch)
         emit()
+    stages.finish(wall_ms)  # the end of the data: the customer stage decides what it still holds
+    emit()
     started = clock()
     sink.add_deadletters([orjson.loads(value) for value in dead_letters])
     cpu["dead letters"] += clock() - started
@@ -256,7 +263,9 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
         "rows": dict(sorted(figures.rows.items())),
         "triggers": dict(sorted(figures.triggers.items())),
         "states": figures.states,
-        "visitors": len(tables),
+        "stage_states": figures.stage_states,
+        "customers": sum(1 for key in tables if key.startswith(CUSTOMER_PREFIX)),
+        "visitors": sum(1 for key in tables if not key.startswith(STAGE_PREFIX)),
         "id_conflicts": figures.id_conflicts,
         "insert_bytes": figures.insert_bytes,
         "cpu_us_per_event": {stage: cpu[stage] / decoded * 1e6 for stage in STAGES if insert or stage != "insert"},
@@ -273,7 +282,8 @@ def report(result: dict) -> str:
         "rows: " + ", ".join(f"{t} {n:,}" for t, n in result["rows"].items()),
         "triggers: " + ", ".join(f"{k} {n:,}" for k, n in result["triggers"].items())
         + f" (ledger cart_abandoned {result['ledger']['abandoned_carts']:,})",
-        f"states drained {result['states']:,} ({result['visitors']:,} visitors)",
+        f"states drained {result['states']:,} ({result['visitors']:,} visitors); customer stage "
+        f"{result['stage_states']:,} ({result['customers']:,} customers)",
         "",
         f"{'stage':<18}{'CPU us/event':>14}",
     ]

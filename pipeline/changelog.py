@@ -46,17 +46,20 @@ class AckedWriter:
     records produced with ``ANY_PARTITION``.
     """
 
-    def __init__(self, settings: Settings, bootstrap: str, topic: str) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, topic: str, *, in_order: bool = False) -> None:
+        """``in_order``: records of one partition reach Kafka in the order produced, retries included
+        (the idempotent producer); the customer stage relies on it."""
         self.topic = topic
-        self._producer = Producer(
-            {
-                **kafka_config(settings, bootstrap),
-                "acks": "all",
-                "linger.ms": 5,
-                "queue.buffering.max.kbytes": 131072,
-                "partitioner": "murmur2_random",
-            }
-        )
+        config = {
+            **kafka_config(settings, bootstrap),
+            "acks": "all",
+            "linger.ms": 5,
+            "queue.buffering.max.kbytes": 131072,
+            "partitioner": "murmur2_random",
+        }
+        if in_order:
+            config["enable.idempotence"] = True
+        self._producer = Producer(config)
         self._failed: list[tuple[int, bytes, bytes | None]] = []
 
     def _produce(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -129,6 +132,18 @@ class TriggerWriter(AckedWriter):
     A retry can reorder two triggers of one key; consumers de-duplicate and
     order by ``trigger_id`` and ``emitted_at`` anyway (at-least-once).
     """
+
+
+class CustomerWriter(AckedWriter):
+    """What the device stage tells the customer stage, to ``cx.customers`` (``pipeline.detect.customer``).
+
+    Messages are keyed by customer; each device partition's promise goes to
+    every partition after the messages it covers. The merge needs each
+    partition to receive them in the order sent: the producer is idempotent.
+    """
+
+    def __init__(self, settings: Settings, bootstrap: str, topic: str) -> None:
+        super().__init__(settings, bootstrap, topic, in_order=True)
 
 
 class ChangelogWriter(AckedWriter):

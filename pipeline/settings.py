@@ -399,6 +399,11 @@ class Settings(BaseSettings):
         "cx.triggers.deadletter",
         description="topic of triggers a destination refused for good or that ran out of attempts, with the reason",
     )
+    topic_customers: str = Field(
+        "",
+        description="topic from the worker's device stage to its customer stage, keyed by customer; empty: the "
+        "events topic's name with .events replaced by (or else followed by) .customers, so cx.customers",
+    )
     topic_deliveries: str = Field(
         "cx.deliveries", description="topic of delivery outcomes (one per trigger and destination); the worker stores them"
     )
@@ -448,7 +453,7 @@ class Settings(BaseSettings):
     holdout_pct: float = Field(
         10.0, ge=0, le=100, description="holdout share (percent) of experiments without their own in CX_EXPERIMENT_HOLDOUTS"
     )
-    offer_cap_ms: int = Field(DAY_MS, ge=0, description="at most one offer or assist per visitor state in this time")
+    offer_cap_ms: int = Field(DAY_MS, ge=0, description="at most one offer or assist per customer (over all devices) in this time")
     offer_valid_ms: int = Field(2 * DAY_MS, gt=0, description="offer validity: expires_at = trigger time + this")
     offer_discount_pct: int = Field(10, ge=0, le=100, description="discount of a cart below the first tier")
     offer_discount_tiers: str = Field(
@@ -563,6 +568,14 @@ class Settings(BaseSettings):
         if not url.startswith(("clickhouse://", "clickhouses://")):
             raise ValueError("cluster mode needs a ClickHouse server: set CX_CLICKHOUSE_URL to clickhouse://...")
         return value
+
+    @property
+    def customers_topic(self) -> str:
+        """``topic_customers``, or the name derived from the events topic (one pipeline, one pair of topics)."""
+        if self.topic_customers:
+            return self.topic_customers
+        events = self.topic_events
+        return (events[: -len(".events")] if events.endswith(".events") else events) + ".customers"
 
     @cached_property
     def write_key_map(self) -> dict[str, str]:

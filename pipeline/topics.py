@@ -45,6 +45,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.kafka_partitions
     return [
         TopicSpec(settings.topic_events, n, base),
+        TopicSpec(settings.customers_topic, n, base),  # the worker's customer stage (docs/identity.md)
         TopicSpec(settings.topic_deadletter, n, base),
         TopicSpec(settings.topic_triggers, n, base),
         TopicSpec(settings.topic_delivery_deadletter, n, base),  # cxstream deliver (docs/delivery.md)

@@ -60,13 +60,15 @@ from faust.types import TP
 
 from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.app import STATE_TABLE, create_app
-from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
+from pipeline.changelog import ANY_PARTITION, ChangelogWriter, CustomerWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.collector.normalize import NormalizeRules
+from pipeline.detect.customer import CustomerProcessor, bad_message, customer_key
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
 from pipeline.detect.processor import Output, PartitionProcessor
 from pipeline.detect.rules import Rules
+from pipeline.detect.stages import CONVERSIONS_TABLE
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.logs import context
 from pipeline.metrics import CONTENT_TYPE_LATEST, WorkerMetrics, render
@@ -94,6 +96,8 @@ TICK_INTERVAL_S = 0.5
 TAKE_WITHIN_S = 0.01
 # How often the window's age is checked against ``sink_max_interval_ms``.
 FLUSH_CHECK_S = 0.05
+# A device partition's promise to the customer stage goes out at most this often (and at each tick).
+PROMISE_INTERVAL_S = 0.1
 # Longest the dead-letter and delivery agents wait to fill a batch.
 OTHER_TAKE_MAX_S = 1.0
 LAG_INTERVAL_S = 1.0
@@ -144,7 +148,11 @@ class Worker:
         self.scrubber = NormalizeRules.from_settings(settings).scrubber
         self.wall_ms = wall_ms
         self.table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)
-        self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
+        # One agent reads both stages' inputs: the device stage's (cx.events) and the customer stage's
+        # (cx.customers), so one window makes both durable before their records are acknowledged.
+        self.events_topic = app.topic(
+            settings.topic_events, settings.customers_topic, key_serializer="raw", value_serializer="raw"
+        )
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.metrics = WorkerMetrics(settings.write_key_map.values(), self.gauges)
         self.sink = ClickHouseSink(ch, observe=self._observe_insert)
@@ -160,6 +168,20 @@ class Worker:
         self.lag_unknown: set[tuple[str, int]] = set()  # assigned partitions whose end is not known yet
         self._trigger_cause: dict[int, int] = {}  # id(trigger) -> receipt (ms) of the event that fired it
         self.processors: dict[int, IsolatedPartition] = {}
+        # The customer stage (pipeline.detect.customer), one processor per partition of cx.customers.
+        self.customers: dict[int, CustomerProcessor] = {}
+        self.cust_next_offset: dict[int, int] = {}
+        self._msgs_sent: dict[int, int] = {}  # device partition -> its pending messages already sent
+        self._msg_rebuilds_seen: dict[int, int] = {}
+        self._promised: dict[int, tuple] = {}  # device partition -> the last promise sent
+        self._promised_at: dict[int, float] = {}
+        self._idle_sent: set[int] = set()  # device partitions said idle since their assignment
+        self._assigned_at: dict[int, float] = {}  # device partition -> when it was assigned (perf_counter)
+        self._cust_sent_upto: dict[int, int] = {}  # customer partition -> its pending triggers already sent
+        self._customers_sent = False  # messages went to cx.customers in the open window
+        # device partition -> (its promise after its last record, that record's newest receive time):
+        # a promise sent with that time lets the customer stage observe its triggers' latency.
+        self._promise_cause: dict[int, tuple] = {}
         # The open window (``handle``, ``flush``): records processed, their
         # triggers sent, their rows and states not yet durable.
         self._unacked: list[tuple[Ack, faust.types.EventT]] = []
@@ -175,6 +197,7 @@ class Worker:
         # Kafka clients of their own (librdkafka), set by build_worker.
         self.changelog: ChangelogWriter | None = None
         self.trigger_writer: TriggerWriter | None = None
+        self.customer_writer: CustomerWriter | None = None
         self.committed: CommittedOffsets | None = None  # without it records are not checked for skipped offsets
         # Served at /cx/stats; ``cxstream bench`` reads insert sizes and the start time from it.
         self.stats = {
@@ -190,6 +213,9 @@ class Worker:
             "foreign_deadletters": 0,  # records on the dead-letter topic that were not dead letters
             "deliveries": 0,  # delivery outcomes of cxstream deliver stored in cx.deliveries
             "foreign_deliveries": 0,  # records on the deliveries topic that were not delivery outcomes: skipped
+            "customer_messages": 0,  # messages of the device stage to the customer stage, sent
+            "customer_records": 0,  # records of cx.customers read by the customer stage
+            "late_messages": 0,  # customer-stage messages that came below their merge's frontier
             "event_inserts": 0,
             "event_rows": 0,
             "first_record_wall_ms": 0,
@@ -227,6 +253,16 @@ class Worker:
             for k, v in list(self.table.data.items())
             if v is not None and partition_for_key(k, n) == partition
         )
+        return proc
+
+    def customer(self, partition: int) -> CustomerProcessor:
+        """The customer stage's processor for a partition of cx.customers; built from the table on first use."""
+        proc = self.customers.get(partition)
+        if proc is None:
+            proc = CustomerProcessor(
+                self.rules, self._load_state, sources=self.settings.kafka_partitions, partition=partition
+            )
+            self.customers[partition] = proc
         return proc
 
     def _prepare(self, out: Output, mark: Mark) -> None:
@@ -270,6 +306,15 @@ class Worker:
                     self.processors.pop(tp.partition, None)
                     self.next_offset.pop(tp.partition, None)
                     self._rebuilds_seen.pop(tp.partition, None)
+                    self._msg_rebuilds_seen.pop(tp.partition, None)
+                    self._promised.pop(tp.partition, None)
+                    self._promised_at.pop(tp.partition, None)
+                    self._promise_cause.pop(tp.partition, None)
+                    self._idle_sent.discard(tp.partition)
+                    self._assigned_at.pop(tp.partition, None)
+                elif tp.topic == self.settings.customers_topic:
+                    self.customers.pop(tp.partition, None)
+                    self.cust_next_offset.pop(tp.partition, None)
                 elif tp.topic == self.settings.topic_deadletter:
                     self.dl_next_offset.pop(tp.partition, None)
                 elif tp.topic == self.settings.topic_deliveries:
@@ -316,6 +361,7 @@ class Worker:
             assigned = set()
         next_of = {
             self.settings.topic_events: self.next_offset,
+            self.settings.customers_topic: self.cust_next_offset,
             self.settings.topic_deadletter: self.dl_next_offset,
             self.settings.topic_deliveries: self.delivery_next_offset,
         }
@@ -386,8 +432,15 @@ class Worker:
             bad: list[bytes] = []
             kinds: dict[tuple[object, object], int] = {}
             decoded: list[tuple[faust.types.Message, list[dict]]] = []
+            for_customers: list[faust.types.Message] = []
+            topic_customers = self.settings.customers_topic
             for event in events:
                 msg = event.message
+                if msg.topic == topic_customers:
+                    await self._check_offset(self.cust_next_offset, topic_customers, msg.partition, msg.offset)
+                    self.cust_next_offset[msg.partition] = msg.offset + 1
+                    for_customers.append(msg)
+                    continue
                 await self._check_offset(self.next_offset, self.settings.topic_events, msg.partition, msg.offset)
                 self.next_offset[msg.partition] = msg.offset + 1
                 try:
@@ -412,6 +465,9 @@ class Worker:
                     bad.append(self._processing_error(msg, kept, rejected))
                 if proc.rebuilds == rebuilds and len(proc.proc.pending.triggers) > fired_from:
                     self._note_causes(proc.proc.pending.triggers[fired_from:], kept)
+                if kept:  # the promise this record leads to, and when its newest event was received
+                    received = max(e["received_at_ms"] for e in kept)
+                    self._promise_cause[msg.partition] = (proc.proc.announcement(), received)
                 self.stats["rebuilds"] += proc.rebuilds - rebuilds
                 self.metrics.rebuilds.inc(proc.rebuilds - rebuilds)
                 self.stats["records"] += 1
@@ -419,17 +475,25 @@ class Worker:
                 for e in batch:
                     key = (e.get("tenant"), e.get("type"))
                     kinds[key] = kinds.get(key, 0) + 1
+            for msg in for_customers:
+                dead = self._customer_record(msg, now)
+                if dead is not None:
+                    bad.append(dead)
             self._unacked += [(ack, event) for event in events]
             self.stats["batches"] += 1
             self.stats["process_s"] += time.perf_counter() - started
             if bad:
                 await self._send_deadletters(bad)
+            self._send_customer_messages()
             self._send_new_triggers()
             m = self.metrics
             topic = self.settings.topic_events
-            m.records.labels(topic).inc(len(events))
-            m.batch_records.labels(topic).observe(len(events))
+            from_events = len(events) - len(for_customers)
+            m.records.labels(topic).inc(from_events)
+            m.batch_records.labels(topic).observe(from_events)
             m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
+            if for_customers:
+                m.records.labels(topic_customers).inc(len(for_customers))
             for (tenant, kind), n in kinds.items():
                 m.events.labels(m.labels.tenant(tenant), m.labels.call_type(kind)).inc(n)
             if len(self._unacked) >= self.settings.batch_max_records:
@@ -482,6 +546,12 @@ class Worker:
             if len(triggers) > sent:
                 fresh += triggers[sent:]
                 self._sent_upto[partition] = len(triggers)
+        for partition, customer in self.customers.items():
+            triggers = customer.pending.triggers
+            sent = self._cust_sent_upto.get(partition, 0)
+            if len(triggers) > sent:
+                fresh += triggers[sent:]
+                self._cust_sent_upto[partition] = len(triggers)
         if not fresh:
             return
         if self._window_opened is None:
@@ -496,6 +566,113 @@ class Worker:
             received = self._trigger_cause.pop(id(t), None)
             if received:
                 m.trigger_latency.labels(kind).observe(max(0, sent_ms - received) / 1000)
+
+    def _send_customer_messages(self, force: bool = False) -> None:
+        """Hand the device stage's new messages to ``cx.customers`` now, then each partition's promise.
+
+        Messages are keyed by customer; a promise goes to every partition of
+        ``cx.customers``, after the messages it covers (the producer keeps
+        each partition's order), at most every ``PROMISE_INTERVAL_S`` unless
+        ``force``. ``flush`` waits for their acknowledgement.
+        """
+        records: list[tuple[int, bytes, bytes]] = []
+        n = self.settings.kafka_partitions
+        clock = time.perf_counter()
+        for partition, isolated in self.processors.items():
+            proc = isolated.proc
+            messages = proc.pending.messages
+            sent = self._msgs_sent.get(partition, 0)
+            if isolated.rebuilds != self._msg_rebuilds_seen.get(partition, 0):
+                # A rebuilt processor sent its window's messages again: the customer stage
+                # recognises them (candidates by trigger id, orders by order id, ...).
+                self._msg_rebuilds_seen[partition] = isolated.rebuilds
+                sent = 0
+            for m in messages[sent:]:
+                records.append((ANY_PARTITION, customer_key(m["t"], m["c"]).encode(), orjson.dumps(m)))
+            self.stats["customer_messages"] += len(messages) - sent
+            self._msgs_sent[partition] = len(messages)
+            promise = proc.announcement()
+            if promise is None or promise == self._promised.get(partition):
+                continue
+            if not force and clock - self._promised_at.get(partition, 0.0) < PROMISE_INTERVAL_S:
+                continue
+            body: dict = {"m": "watermark", "k": list(promise)}
+            cause = self._promise_cause.get(partition)
+            if cause is not None and cause[0] == promise:
+                body["r"] = cause[1]  # records moved it (an idle tick's promise has no event behind it)
+            value = orjson.dumps(body)
+            records += [(q, b"", value) for q in range(n)]
+            self._promised[partition], self._promised_at[partition] = promise, clock
+            self._idle_sent.discard(partition)
+        if not records:
+            return
+        if self._window_opened is None:
+            self._window_opened = time.perf_counter()
+        assert self.customer_writer is not None, "build_worker sets the customer writer"
+        self.customer_writer.send(records)
+        self._customers_sent = True
+
+    def _say_idle(self, now_ms: int) -> None:
+        """Tell the customer stage which assigned device partitions are caught up with nothing new.
+
+        A partition that has had no record since it was assigned, is caught
+        up (lag 0) and was assigned ``idle_partition_ms`` ago holds no
+        customer decision back until it sends again (``merge.StreamMerge``).
+        """
+        clock = time.perf_counter()
+        idle_s = self.settings.idle_partition_ms / 1000
+        topic = self.settings.topic_events
+        records = []
+        for partition, assigned_at in self._assigned_at.items():
+            if partition in self.processors or partition in self._idle_sent or clock - assigned_at < idle_s:
+                continue
+            if self.lag.get((topic, partition)) != 0:
+                continue  # records are waiting, or the end is not known yet
+            value = orjson.dumps({"m": "idle", "src": partition})
+            records += [(q, b"", value) for q in range(self.settings.kafka_partitions)]
+            self._idle_sent.add(partition)
+        if records:
+            if self._window_opened is None:
+                self._window_opened = time.perf_counter()
+            assert self.customer_writer is not None, "build_worker sets the customer writer"
+            self.customer_writer.send(records)
+            self._customers_sent = True
+
+    def _customer_record(self, msg: faust.types.Message, now_ms: int) -> bytes | None:
+        """Give one ``cx.customers`` record to its customer processor; a dead letter if it is not a message."""
+        self.stats["customer_records"] += 1
+        try:
+            message = orjson.loads(msg.value or b"")
+        except orjson.JSONDecodeError as exc:
+            return self._customer_dead_letter(msg, f"not JSON: {exc}")
+        problem = bad_message(message, self.settings.kafka_partitions)
+        if problem is not None:
+            return self._customer_dead_letter(msg, problem)
+        customer = self.customer(msg.partition)
+        late, fired = customer.merge.late, len(customer.pending.triggers)
+        customer.add(message, now_ms)
+        self.stats["late_messages"] += customer.merge.late - late
+        received = message.get("r")
+        if isinstance(received, int) and not isinstance(received, bool):
+            for trigger in customer.pending.triggers[fired:]:  # released by the promise of that event
+                self._trigger_cause[id(trigger)] = received
+        return None
+
+    def _customer_dead_letter(self, msg: faust.types.Message, problem: str) -> bytes:
+        topic = self.settings.customers_topic
+        where = f"{topic}[{msg.partition}]@{msg.offset}"
+        log.error("%s is not a customer-stage message (%s); dead-lettered", where, problem)
+        dl = dead_letter(
+            tenant=None,
+            reason="processing_error",
+            detail=f"{where} is not a customer-stage message: {problem}",
+            payload=self.scrubber.payload(msg.value or b""),  # maybe another producer's: scrubbed
+            received_at_ms=round(msg.timestamp * 1000),
+            source="worker",
+            id_parts=(topic, msg.partition, msg.offset),
+        )
+        self.stats["processing_errors"] += 1
+        return dl.model_dump_json().encode()
 
     def _note_causes(self, fired: list[dict], batch: list[dict]) -> None:
         """Remember when the collector received the record whose events fired these triggers."""
@@ -665,6 +842,8 @@ class Worker:
                               type(error).__name__, error, extra=context(partition=partition))
                 if proc.proc.has_pending and self._window_opened is None:
                     self._window_opened = time.perf_counter()
+            self._say_idle(now)
+            self._send_customer_messages(force=True)
             self._send_new_triggers()
 
     async def _flush(self) -> None:
@@ -681,7 +860,10 @@ class Worker:
         await self.wait_durable()
         started = time.perf_counter()
         outputs = [(p, proc.drain()) for p, proc in self.processors.items()]
+        customer_outputs = [(q, customer.drain()) for q, customer in self.customers.items()]
         self._sent_upto.clear()
+        self._msgs_sent.clear()
+        self._cust_sent_upto.clear()
         self._trigger_cause.clear()
         any_triggers = False
         event_rows = 0
@@ -694,17 +876,26 @@ class Worker:
             if out.triggers:
                 self.sink.add_triggers(out.triggers)
                 any_triggers = True
+        for _, cout in customer_outputs:
+            for table, facts in cout.facts.items():
+                self.sink.add_facts(table, facts)
+            if cout.conversions:
+                self.sink.add_facts(CONVERSIONS_TABLE, cout.conversions)
+            if cout.triggers:
+                self.sink.add_triggers(cout.triggers)
+                any_triggers = True
         if event_rows:
             # Counted before the write: a reader that sees the rows in
             # ClickHouse must also see them here.
             self.stats["event_inserts"] += 1
             self.stats["event_rows"] += event_rows
         records = []
-        for partition, out in outputs:
-            for key, value in out.states.items():
+        for partition, states in [(p, out.states) for p, out in outputs] + [(q, c.states) for q, c in customer_outputs]:
+            for key, value in states.items():
                 bkey = key.encode()
                 self.table.data[bkey] = value
                 records.append((partition, bkey, value))
+        customers_sent, self._customers_sent = self._customers_sent, False
         unacked, self._unacked = self._unacked, []
         conflicts, self._conflicts = self._conflicts, []
         # The ids taken in this window stay known to the next one until its
@@ -713,7 +904,7 @@ class Worker:
         self._window_opened = None
         self.stats["emit_s"] += time.perf_counter() - started
         self._durable = asyncio.ensure_future(
-            self._or_stop(self._make_durable(any_triggers, records, conflicts, unacked))
+            self._or_stop(self._make_durable(any_triggers, records, conflicts, unacked, customers_sent))
         )
 
     async def wait_durable(self) -> None:
@@ -728,6 +919,7 @@ class Worker:
         records: list[tuple[int, bytes, bytes]],
         conflicts: list[bytes],
         unacked: list[tuple[Ack, faust.types.EventT]],
+        customers_sent: bool = False,
     ) -> None:
         """A closed window's I/O, in order; then its records are acknowledged.
 
@@ -746,6 +938,10 @@ class Worker:
             steps.append(self._timed("clickhouse_s", self._flush_events(stopping)))
         if any_triggers:
             steps.append(self._timed("triggers_s", self._settle_triggers()))
+        if customers_sent:
+            # The customer stage's messages, like triggers, before the states that no longer send them.
+            assert self.customer_writer is not None, "build_worker sets the customer writer"
+            steps.append(self.customer_writer.settle(stopping))
         await asyncio.gather(*steps)
         sent = time.perf_counter()
         self.stats["emit_s"] += sent - started
@@ -977,6 +1173,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     app.before_stop = worker.flush_on_stop
     worker.changelog = ChangelogWriter(settings, bootstrap, worker.table.changelog_topic.get_topic_name())
     worker.trigger_writer = TriggerWriter(settings, bootstrap, settings.topic_triggers)
+    worker.customer_writer = CustomerWriter(settings, bootstrap, settings.customers_topic)
     worker.committed = CommittedOffsets(settings, bootstrap, settings.worker_group)
     take = settings.batch_max_records
     # The dead-letter and delivery agents hold what they take until it is
@@ -1017,6 +1214,10 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     async def on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ANN001
         worker.stats["events_partitions"] = sum(tp.topic == settings.topic_events for tp in assigned)
         worker.assigned = True
+        now = time.perf_counter()
+        for tp in assigned:
+            if tp.topic == settings.topic_events:
+                worker._assigned_at.setdefault(tp.partition, now)
 
     @app.timer(LAG_INTERVAL_S)
     async def refresh_lag() -> None:

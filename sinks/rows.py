@@ -491,3 +491,15 @@ def delivery_row(d: dict) -> tuple:
 
 
 FACT_TABLES["cx.deliveries"] = (DELIVERY_COLUMNS, delivery_row)
+
+
+CONVERSION_COLUMNS = ("tenant", "cart_key", "customer_id", "day", "ordered_at", "ordered_at_ms", "deadline_ms")
+
+
+def conversion_row(c: dict) -> tuple:
+    """Row for ``cx.cart_conversions``: a cart the customer bought elsewhere before its deadline."""
+    t_ms = c["ordered_at_ms"]
+    return (c["tenant"], c["cart_key"], c["customer_id"], day_of(t_ms), t_ms // 1000, t_ms, c["deadline_ms"])
+
+
+FACT_TABLES["cx.cart_conversions"] = (CONVERSION_COLUMNS, conversion_row)

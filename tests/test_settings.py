@@ -64,3 +64,10 @@ def test_malformed_allowed_origins_name_the_variable(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("CX_COLLECTOR_ALLOWED_ORIGINS", raw)
     with pytest.raises(SettingsError, match="CX_COLLECTOR_ALLOWED_ORIGINS"):
         Settings.load(_env_file=None)
+
+
+def test_customers_topic_follows_the_events_topic_unless_set() -> None:
+    assert Settings(_env_file=None).customers_topic == "cx.customers"
+    assert Settings(_env_file=None, topic_events="shop1.events").customers_topic == "shop1.customers"
+    assert Settings(_env_file=None, topic_events="events-eu").customers_topic == "events-eu.customers"
+    assert Settings(_env_file=None, topic_customers="mine").customers_topic == "mine"

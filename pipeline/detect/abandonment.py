@@ -17,7 +17,7 @@ from pipeline.detect.rules import Rules
 from pipeline.detect.state import Cart, VisitorState
 from pipeline.records import stable_id
 
-__all__ = ["abandon", "cancel_offers"]
+__all__ = ["abandon", "abandon_for_customer", "cancel_offers"]
 
 
 def _base(state: VisitorState, cart: Cart, rules: Rules) -> dict:
@@ -71,6 +71,28 @@ def abandon(state: VisitorState, cart: Cart, rules: Rules, wall_ms: int) -> dict
     }
     remember_trigger(state, trigger)
     return trigger
+
+
+def abandon_for_customer(state: VisitorState, cart: Cart, rules: Rules) -> tuple[dict, int]:
+    """Mark ``cart`` abandoned and return its trigger without a decision, and the cart's last activity.
+
+    For an identified visitor: the customer stage (``detect.customer``)
+    decides the action with what it knows of the customer on every device.
+    The draft also names the cart's checkouts (``checkouts``), so that an
+    order sent from elsewhere for one of them is recognised.
+    """
+    deadline = cart.last_activity_ms + rules.abandon_after_ms
+    cart.abandoned_ms = deadline
+    draft = {
+        **_base(state, cart, rules),
+        "trigger_id": stable_id("cart_abandoned", state.tenant, state.cart_key(cart), deadline),
+        "kind": "cart_abandoned",
+        "session_id": cart.session_id or None,
+        "event_time_ms": deadline,
+        "reasons": [rules.inactivity_reason],
+        "checkouts": [cid for cid, key in state.checkouts.items() if key == cart.local_key],
+    }
+    return draft, cart.last_activity_ms
 
 
 def cancel_offers(state: VisitorState, order_ms: int, session_id: str, rules: Rules, wall_ms: int) -> list[dict]:

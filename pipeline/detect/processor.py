@@ -39,10 +39,11 @@ from typing import Callable, Iterable
 
 import orjson
 
-from pipeline.detect.abandonment import abandon, cancel_offers
+from pipeline.detect.abandonment import abandon, abandon_for_customer, cancel_offers
 from pipeline.detect.attribution import RECOVERIES_TABLE, recover
 from pipeline.detect.carts import apply_activity, close_for_order, forget_stale, resolve_cart
-from pipeline.detect.customers import SCORES_TABLE, note_experience, note_order, score_row
+from pipeline.detect.customer import STAGE_PREFIX
+from pipeline.detect.customers import note_experience, note_order
 from pipeline.detect.deadlines import DeadlineIndex
 from pipeline.detect.dedup import event_hash, remember
 from pipeline.detect.friction import FRICTION_TABLE, observe
@@ -54,10 +55,11 @@ from pipeline.detect.support import note_order as note_support_order
 from pipeline.detect.watermark import Watermark
 from pipeline.records import TooDeep, json_depth_exceeds, parse_bounded, visitor_key
 from pipeline.vocabulary import (
-    CARTS_OPEN_OR_CHANGE, CHECKOUT_PROGRESS, FRICTION_INPUTS, ORDER_COMPLETED, SUPPORT_EVENTS, order_revenue,
+    CARTS_OPEN_OR_CHANGE, CHECKOUT_PROGRESS, FRICTION_INPUTS, LOYALTY_FRICTION, ORDER_COMPLETED, SUPPORT_EVENTS,
+    label, order_revenue,
 )  # fmt: skip
 
-__all__ = ["EventFailed", "Output", "PartitionProcessor", "LoadState"]
+__all__ = ["EventFailed", "Output", "PartitionProcessor", "LoadState", "watermark_key"]
 
 LoadState = Callable[[str], "bytes | None"]
 _CART_RELATED = CARTS_OPEN_OR_CHANGE | CHECKOUT_PROGRESS | {ORDER_COMPLETED}
@@ -71,13 +73,16 @@ class Output:
     ``cart_key`` ('' if none) and ``props``, the parsed properties);
     ``triggers``: trigger dicts; ``states``: changed visitor states, serialized,
     by visitor key; ``facts``: derived rows by ClickHouse table (each table
-    registered in ``sinks.rows.FACT_TABLES``), e.g. friction signals.
+    registered in ``sinks.rows.FACT_TABLES``), e.g. friction signals;
+    ``messages``: what identified visitors tell the customer stage, in the
+    order sent (``detect.customer``; each carries its merge key).
     """
 
     rows: list[dict] = field(default_factory=list)
     triggers: list[dict] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
     facts: dict[str, list[dict]] = field(default_factory=dict)
+    messages: list[dict] = field(default_factory=list)  # for the customer stage (``detect.customer``)
 
     def fact(self, table: str, row: dict) -> None:
         self.facts.setdefault(table, []).append(row)
@@ -94,6 +99,11 @@ class EventFailed(Exception):
         super().__init__(f"event {index}: {type(error).__name__}: {error}")
         self.index = index
         self.error = error
+
+
+def watermark_key(source: int) -> str:
+    """The table key of a partition's stored watermark and message position."""
+    return f"{STAGE_PREFIX}w\x1f{source}"
 
 
 def _json_object(value: object) -> dict:
@@ -142,6 +152,45 @@ class PartitionProcessor:
         self._watermark = Watermark(rules.allowed_lateness_ms, rules.idle_partition_ms)
         self._index = DeadlineIndex()
         self._out = Output()
+        # Where the next message to the customer stage goes in this partition's order: (offset, index).
+        self._pos = [-1, 0]
+        self._floor: int | None = None  # the watermark before the current record or tick
+        # The watermark and position are stored with the states (``drain``) and resumed from there, so
+        # that after a restart this partition's messages keep the keys they had (``detect.merge``).
+        stored = load_state(watermark_key(self.source))
+        if stored is not None:
+            wm, offset, index = orjson.loads(stored)
+            self._watermark.value, self._pos = wm, [offset, index]
+        self._stored_position: tuple | None = None if stored is None else (self._watermark.value, *self._pos)
+
+    @property
+    def source(self) -> int:
+        """This partition's number among the customer stage's sources."""
+        return max(self.partition, 0)
+
+    def announcement(self) -> tuple[int, int, int, int] | None:
+        """The promise the customer stage may rely on: every later message's key is at or above this.
+
+        None before the first event (no watermark yet). ``watermark_ms`` never
+        goes back and positions only grow, so the promise holds until the
+        processor is rebuilt from stored states (``restore_watermark``).
+        """
+        wm = self._watermark.value
+        if wm is None:
+            return None
+        return (wm, self.source, self._pos[0], self._pos[1])
+
+    def restore_watermark(self, value_ms: int | None, position: tuple[int, int] | None = None) -> None:
+        """Resume from a watermark stored with the states (before any ``process``)."""
+        if value_ms is not None:
+            self._watermark.value = value_ms
+        if position is not None:
+            self._pos = list(position)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(offset, index) the next message to the customer stage takes."""
+        return (self._pos[0], self._pos[1])
 
     @property
     def watermark_ms(self) -> int | None:
@@ -156,6 +205,8 @@ class PartitionProcessor:
         """
         abandon_after_ms = self.rules.abandon_after_ms
         for key, data in items:
+            if key.startswith(STAGE_PREFIX):
+                continue  # the customer stage's and the watermark's entries
             self._index.schedule(key, decode_state(data).next_deadline(abandon_after_ms))
 
     def process(self, offset: int, events: list[dict], wall_ms: int) -> None:
@@ -167,6 +218,9 @@ class PartitionProcessor:
         (``pipeline.detect.isolation`` rebuilds one from the stored states).
         """
         applying: dict[str, bool] = {}  # per visitor: apply this record, or skip it as replayed
+        if offset > self._pos[0]:
+            self._pos = [offset, 0]
+        self._floor = self._watermark.value  # what this partition may have promised before this record
         # Bound methods fetched once: this loop runs for every event.
         observe, index, get = self._watermark.observe, self._index, self._get
         event = None
@@ -203,6 +257,7 @@ class PartitionProcessor:
         With ``caught_up`` False (the consumer is behind, e.g. replaying)
         nothing happens: event time alone must decide then.
         """
+        self._floor = self._watermark.value
         if caught_up and self._watermark.follow_wall_clock(wall_ms):
             assert self._watermark.value is not None
             self._fire_due(self._watermark.value, wall_ms)
@@ -216,7 +271,7 @@ class PartitionProcessor:
     def has_pending(self) -> bool:
         """True when something (rows, triggers, facts or a changed state) waits for ``drain``."""
         out = self._out
-        return bool(self._dirty or out.rows or out.triggers or out.facts)
+        return bool(self._dirty or out.rows or out.triggers or out.facts or out.messages)
 
     def watermark_copy(self) -> Watermark:
         """A copy of the partition's watermark (``pipeline.detect.isolation`` rebuilds with it)."""
@@ -230,6 +285,10 @@ class PartitionProcessor:
         """Return and clear what accumulated since the last drain."""
         out = self._out
         out.states = {key: encode_state(state) for key, state in self._dirty.items()}
+        position = (self._watermark.value, *self._pos)
+        if position[0] is not None and position != self._stored_position:
+            out.states[watermark_key(self.source)] = orjson.dumps(list(position))
+            self._stored_position = position
         self._out, self._dirty = Output(), {}
         return out
 
@@ -260,6 +319,24 @@ class PartitionProcessor:
         if state.carts:  # without carts there is no deadline to schedule
             self._index.schedule(key, state.next_deadline(self.rules.abandon_after_ms))
 
+    def _send(self, kind: str, state: VisitorState, t_ms: int, **fields: object) -> None:
+        """Tell the customer stage something about the visitor's customer (identified visitors only).
+
+        The message's merge key is its event time, raised to the watermark
+        this partition had before the current record or tick: no promise
+        made before (``announcement``) can be above that, so the key keeps
+        every promise, and the customer stage sees the messages of all
+        devices in event time except for late ones.
+        """
+        assert state.user_id, "messages are about identified visitors"
+        floor = self._floor
+        pos = self._pos
+        self._out.messages.append({
+            "m": kind, "t": state.tenant, "c": state.user_id, "ts": t_ms, "vis": state.visitor_id,
+            "k": [t_ms if floor is None or t_ms > floor else floor, self.source, pos[0], pos[1]], **fields,
+        })  # fmt: skip
+        pos[1] += 1
+
     def _fire_due(self, watermark_ms: int, wall_ms: int) -> None:
         """Fire every scheduled deadline <= the watermark, earliest first."""
         while (key := self._index.pop_due(watermark_ms)) is not None:
@@ -280,13 +357,19 @@ class PartitionProcessor:
         return bool(due)
 
     def _abandon(self, state: VisitorState, cart: Cart, wall_ms: int) -> None:
-        trigger = abandon(state, cart, self.rules, wall_ms)
-        self._out.triggers.append(trigger)
-        if state.user_id:  # the score the decision used
-            self._out.fact(SCORES_TABLE, score_row(state, trigger["event_time_ms"], self.rules))
+        if state.user_id:  # a customer: the customer stage decides, knowing every device
+            draft, since_ms = abandon_for_customer(state, cart, self.rules)
+            self._send("candidate", state, draft["event_time_ms"], trig=draft, since=since_ms)
+            return
+        self._out.triggers.append(abandon(state, cart, self.rules, wall_ms))
 
     def _order(self, state: VisitorState, props: dict, t_ms: int, session_id: str, wall_ms: int) -> None:
-        """Any ``Order Completed`` of the visitor: cancel live offers, count the order, attribute it."""
+        """Any ``Order Completed`` of the visitor: cancel live offers, count the order, attribute it.
+
+        The customer stage makes and cancels identified customers' offers;
+        the device cancels those its own carts still record (states written
+        before the customer stage decided them).
+        """
         self._out.triggers.extend(cancel_offers(state, t_ms, session_id, self.rules, wall_ms))
         order_id = props.get("order_id")
         order_id = str(order_id) if isinstance(order_id, (str, int)) and not isinstance(order_id, bool) else ""
@@ -297,8 +380,9 @@ class PartitionProcessor:
             return  # the same order again under a new message id
         for recovered in recover(state, order_id=order_id, revenue=revenue, order_ms=t_ms, rules=self.rules):
             self._out.fact(RECOVERIES_TABLE, recovered)
-        if state.user_id:
-            self._out.fact(SCORES_TABLE, score_row(state, t_ms, self.rules))
+        if state.user_id:  # the customer stage counts it for the customer, cancels offers, closes carts
+            self._send("order", state, t_ms, oid=order_id, rev=revenue, cart=label(props.get("cart_id")),
+                       checkout=label(props.get("checkout_id")), session=session_id)
 
     def _apply(self, key: str, state: VisitorState, offset: int, event: dict, h: int, wall_ms: int) -> None:
         rules = self.rules
@@ -309,13 +393,23 @@ class PartitionProcessor:
         props = _json_object(event.get("properties"))
         session_id = assign_session(state, t_ms, event.get("session_hint"), rules.session_gap_ms)
         user_id = event.get("user_id")
-        if user_id:
-            state.user_id = user_id
         call = event.get("type")
+        if user_id:
+            linked, first = user_id != state.user_id, state.user_id is None
+            state.user_id = user_id
+            if first:  # the pains this device lived through before are the customer's too
+                for pain, times in (("friction", state.value.friction_ms), ("support", state.value.support_ms)):
+                    for pain_ms in times:
+                        self._send("experience", state, pain_ms, x=pain, e=f"{state.visitor_id}:{pain}:{pain_ms}",
+                                   h=True)
+            if (linked or call in ("identify", "alias")) and state.anonymous_id:
+                self._send("link", state, t_ms, v=state.anonymous_id)
         if call == "identify":
             consent = _json_object(event.get("traits")).get("consent_marketing")
             if isinstance(consent, bool):
                 state.consent = consent
+                if state.user_id:
+                    self._send("consent", state, t_ms, val=consent)
         cart_key = ""
         name = event.get("event") if call == "track" else None
         if name in _CART_RELATED:
@@ -353,9 +447,8 @@ class PartitionProcessor:
                 if support.trigger is not None:
                     self._out.triggers.append(support.trigger)
             if name is not None and note_experience(state.value, name, props, t_ms) and state.user_id:
-                self._out.fact(SCORES_TABLE, score_row(state, t_ms, rules))
-            elif call == "identify" and state.user_id:
-                self._out.fact(SCORES_TABLE, score_row(state, t_ms, rules))
+                pain = "friction" if name in LOYALTY_FRICTION else "support"
+                self._send("experience", state, t_ms, x=pain, e=event["event_id"])
         if state.carts:  # most visitors have none: skip the call
             forget_stale(state, max(t_ms, state.max_event_ms or t_ms), rules)
         self._changed(key, state)

@@ -18,7 +18,7 @@ from pipeline.runner import Pipeline
 from tests.chaos.reference import Reference, reference_run
 from tests.integration.helpers import scalar, wait_until
 
-__all__ = ["Day", "day_of_traffic", "post", "worker_stats", "settle_and_check"]
+__all__ = ["Day", "cross_device_customers", "day_of_traffic", "post", "worker_stats", "settle_and_check"]
 
 DAY_MS = 86_400_000
 
@@ -28,6 +28,8 @@ class Day:
     messages: list[dict]  # the storefront's day, then one page view per partition at the present time
     expected: Expected
     reference: Reference
+    extra_carts: int = 0  # carts and orders of the cross-device customers (not in the storefront's ledger)
+    extra_orders: int = 0
 
 
 def _clock_pages(tenant: str, partitions: int, now_ms: int) -> list[dict]:
@@ -37,6 +39,54 @@ def _clock_pages(tenant: str, partitions: int, now_ms: int) -> list[dict]:
         {"type": "page", "anonymousId": a, "properties": {"path": "/"}, "timestamp": ts, "messageId": a}
         for a in ids_per_partition(tenant, "clock", partitions)
     ]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cross_device_customers(start_ms: int, customers: int = 12) -> list[dict]:
+    """Customers with a phone, a laptop and the shop's backend, within the day starting at ``start_ms``.
+
+    Customer ``i`` starts at ``start_ms + (i + 1)`` hours: identifies on the
+    phone (consent) and adds to a cart, then 5 minutes later on the laptop
+    (consent withdrawn there for every fourth customer) and adds to another.
+    Every third customer's backend sends an order two hours later (it
+    cancels the live offer); for the next one, an order naming the phone's
+    cart ten minutes in (the cart was bought). In time order.
+    """
+    hour, minute = 3_600_000, 60_000
+    out: list[tuple[int, dict]] = []
+
+    def at(t_ms: int, body: dict) -> None:
+        out.append((t_ms, {**body, "timestamp": _iso(t_ms), "messageId": f"xd-{len(out)}-{t_ms}"}))
+
+    for i in range(customers):
+        b = start_ms + (i + 1) * hour
+        user, phone, laptop = f"xd-cust-{i}", f"xd-{i}-phone", f"xd-{i}-laptop"
+        for anon, t, consent in ((phone, b, True), (laptop, b + 5 * minute, i % 4 != 1)):
+            at(t, {"type": "identify", "userId": user, "anonymousId": anon, "traits": {"consent_marketing": consent}})
+            props = {"cart_id": f"{anon}-cart", "product_id": "p1", "price": 30.0 + i, "quantity": 1}
+            at(t + minute, {"type": "track", "event": "Product Added", "userId": user, "anonymousId": anon,
+                            "properties": props})  # fmt: skip
+        if i % 3 == 0:
+            at(b + 2 * hour, {"type": "track", "event": "Order Completed", "userId": user,
+                              "properties": {"order_id": f"xd-o-{i}", "total": 30.0 + i}})  # fmt: skip
+        elif i % 3 == 1:
+            at(b + 10 * minute, {"type": "track", "event": "Order Completed", "userId": user,
+                                 "properties": {"order_id": f"xd-o-{i}", "total": 30.0 + i, "cart_id": f"{phone}-cart"}})  # fmt: skip
+    return [m for _, m in sorted(out, key=lambda pair: pair[0])]
+
+
+def _interleave(day: list[dict], extra: list[dict]) -> list[dict]:
+    """``extra`` placed among ``day`` (both in time order) by timestamp: each as if sent when it happened."""
+    out, i = [], 0
+    for m in extra:
+        while i < len(day) and day[i].get("timestamp", "") <= m["timestamp"]:
+            out.append(day[i])
+            i += 1
+        out.append(m)
+    return out + day[i:]
 
 
 def chaos_settings(fresh_settings: Settings, kafka: str, clickhouse_url: str, **overrides: object) -> Settings:
@@ -57,15 +107,21 @@ def chaos_settings(fresh_settings: Settings, kafka: str, clickhouse_url: str, **
     )
 
 
-def day_of_traffic(pipeline: Pipeline, seed: int, visitors: int, extra: list[dict] | None = None) -> Day:
-    """The UTC day before yesterday of the demo shop (the same on every run), and what must come of it."""
+def day_of_traffic(
+    pipeline: Pipeline, seed: int, visitors: int, extra: list[dict] | None = None, cross_device: int = 0
+) -> Day:
+    """The UTC day before yesterday of the demo shop (the same on every run), and what must come of it.
+
+    ``cross_device``: that many ``cross_device_customers`` among the day's traffic.
+    """
     now_ms = int(time.time() * 1000)
     start_ms = (now_ms // DAY_MS - 2) * DAY_MS
     traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=DAY_MS)
-    messages = traffic.messages + (extra or [])
+    messages = _interleave(traffic.messages, cross_device_customers(start_ms, cross_device)) + (extra or [])
     messages += _clock_pages(pipeline.tenant, pipeline.settings.kafka_partitions, now_ms)
     ref = reference_run(messages, pipeline.tenant, pipeline.settings, now_ms)
-    return Day(messages, traffic.expected, ref)
+    orders = sum(1 for i in range(cross_device) if i % 3 != 2)
+    return Day(messages, traffic.expected, ref, extra_carts=2 * cross_device, extra_orders=orders)
 
 
 def post(pipeline: Pipeline, messages: list[dict], write_key: str = "wk_chaos") -> None:
@@ -161,6 +217,9 @@ def settle_and_check(
     got: dict[str, set[str]] = {}
     for kind, trigger_id in pipeline.query(f"SELECT kind, trigger_id FROM cx.triggers FINAL WHERE {t}")[1]:
         got.setdefault(kind, set()).add(trigger_id)
+    _, acted = pipeline.query(f"SELECT trigger_id, action FROM cx.triggers FINAL WHERE {t}")
+    actions = dict((r[0], r[1]) for r in acted)
+    wrong_actions = {i: (a, actions.get(i)) for i, a in ref.actions.items() if actions.get(i) != a}
     missing = {k: v - got.get(k, set()) for k, v in ref.trigger_ids.items() if v - got.get(k, set())}
     extra = {k: v - ref.trigger_ids.get(k, set()) for k, v in got.items() if v - ref.trigger_ids.get(k, set())}
     _, kpi = pipeline.query(f"SELECT sum(carts), sum(orders) FROM cx.kpi_daily WHERE {t}")
@@ -182,5 +241,6 @@ def settle_and_check(
             f"WHERE {t} AND trigger_id IN ({', '.join(repr(i) for i in ids)})"
         )[1]
         raise AssertionError(f"{figures}; missing {missing}; extra {extra}: {rows}")
-    assert [int(v) for v in kpi[0]] == [exp.carts, exp.orders]
+    assert not wrong_actions, f"triggers whose action differs from the crash-free run (expected, found): {wrong_actions}"
+    assert [int(v) for v in kpi[0]] == [exp.carts + day.extra_carts, exp.orders + day.extra_orders]
     return figures

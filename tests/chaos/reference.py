@@ -1,9 +1,9 @@
 """What a correct pipeline produces for a message stream, computed in-process.
 
 The stream goes through the collector's own ``normalize`` and partitioner,
-the worker's id check and the same ``PartitionProcessor`` the worker drives, one record per
-message, with no crash, then every partition's watermark is carried past
-every deadline. Fault-injection runs compare what the real pipeline stored
+the worker's id check and the same two stages the worker drives (``LocalStages``), one record
+per message, with no crash, then every partition's watermark is carried past every deadline and
+the customer stage decides what it holds. Fault-injection runs compare what the real pipeline stored
 after its crashes with this.
 """
 
@@ -16,7 +16,7 @@ from pipeline.collector.normalize import NormalizeRules, normalize
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.detect import Rules
 from pipeline.detect.ids import IdGate, judge_record
-from pipeline.detect.processor import PartitionProcessor
+from pipeline.detect.stages import LocalStages
 from pipeline.records import visitor_key
 from pipeline.settings import Settings
 
@@ -28,26 +28,31 @@ class Reference:
     events: int  # stored events (valid, de-duplicated)
     deadletters: int
     trigger_ids: dict[str, set[str]]  # kind -> trigger ids
+    actions: dict[str, str]  # trigger id -> action (offer, assist, none)
 
 
 def reference_run(messages: list[dict], tenant: str, settings: Settings, received_at_ms: int) -> Reference:
     rules = Rules.from_settings(settings)
     norm = NormalizeRules.from_settings(settings)
     n = settings.kafka_partitions
-    tables: dict[int, dict[str, bytes]] = defaultdict(dict)
-    procs = {p: PartitionProcessor(rules, tables[p].get) for p in range(n)}
+    table: dict[str, bytes] = {}
+    stages = LocalStages(rules, table, partitions=n, route=lambda key: partition_for_key(key.encode(), n))
     gate = IdGate()  # ids across partitions, as the worker's lookup in cx.events
     events = deadletters = 0
     triggers: dict[str, set[str]] = defaultdict(set)
+    actions: dict[str, str] = {}
 
-    def collect(p: int) -> None:
+    def collect() -> None:
         nonlocal events
-        out = procs[p].drain()
+        out = stages.drain()
         events += len(out.rows)
-        tables[p].update(out.states)
+        table.update(out.states)
         for t in out.triggers:
             triggers[t["kind"]].add(t["trigger_id"])
+            actions[t["trigger_id"]] = t["action"]
 
+    for p in range(n):
+        stages.device(p, restore=())
     for offset, msg in enumerate(messages):
         ev = normalize(msg, tenant=tenant, received_at_ms=received_at_ms, batch_sent_at=None, rules=norm)
         if not isinstance(ev, dict):
@@ -56,9 +61,10 @@ def reference_run(messages: list[dict], tenant: str, settings: Settings, receive
         p = partition_for_key(visitor_key(tenant, ev.get("anonymous_id"), ev.get("user_id")).encode(), n)
         kept, conflicts = judge_record(gate, [ev])
         deadletters += len(conflicts)  # duplicate_id_conflict
-        procs[p].process(offset, kept, received_at_ms)
-        collect(p)
-    for p, proc in procs.items():
-        proc.tick(received_at_ms + 10 * 86_400_000, True)
-        collect(p)
-    return Reference(events, deadletters, dict(triggers))
+        stages.process(p, offset, kept, received_at_ms)
+        collect()
+    for p in range(n):
+        stages.tick(p, received_at_ms + 10 * 86_400_000, True)
+    stages.finish(received_at_ms + 10 * 86_400_000)
+    collect()
+    return Reference(events, deadletters, dict(triggers), actions)

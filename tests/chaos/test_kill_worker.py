@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
     ids=["short-6-kills", "20-kills", "long-100-kills"],
 )
 def test_kill_9_worker_repeatedly_loses_nothing_and_counts_nothing_twice(pipeline: Pipeline, kills: int) -> None:
-    day = day_of_traffic(pipeline, seed=31, visitors=150 if kills <= 20 else 600)
+    day = day_of_traffic(pipeline, seed=31, visitors=150 if kills <= 20 else 600, cross_device=12)
     messages = day.messages
     rng = random.Random(kills)
     per_round = -(-len(messages) // kills)

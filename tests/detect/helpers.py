@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import orjson
 
-from pipeline.detect import PartitionProcessor, Rules
+from pipeline.detect import Rules
+from pipeline.detect.stages import LocalStages
 
 T0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 MIN = 60_000
@@ -88,13 +89,31 @@ def order(t_ms: int, *, anon: str = "anon-1", **props: object) -> dict:
     return track("Order Completed", t_ms, anon=anon, order_id=f"o-{t_ms}", total=99.8, **props)
 
 
+class _Device:
+    """The harness's device partition, as tests poke it: ticks go through both stages."""
+
+    def __init__(self, stages: LocalStages) -> None:
+        self._stages = stages
+
+    def tick(self, wall_ms: int, caught_up: bool) -> None:
+        self._stages.tick(0, wall_ms, caught_up)
+
+    @property
+    def watermark_ms(self) -> int | None:
+        return self._stages.device(0).watermark_ms
+
+
 class Harness:
-    """A fake events agent around one PartitionProcessor and a dict table."""
+    """A fake events agent around one partition of both stages (``LocalStages``) and a dict table.
+
+    Identified visitors' cart decisions go through the customer stage, as in the worker.
+    """
 
     def __init__(self, rules: Rules = EXACT, table: dict[str, bytes] | None = None, start_offset: int = 0) -> None:
         self.table: dict[str, bytes] = {} if table is None else table
-        self.proc = PartitionProcessor(rules, load_state=self.table.get)
-        self.proc.restore(list(self.table.items()))
+        self.stages = LocalStages(rules, self.table)
+        self.stages.device(0)
+        self.proc = _Device(self.stages)
         self.offset = start_offset
         self.rows: list[dict] = []
         self.triggers: list[dict] = []
@@ -103,7 +122,7 @@ class Harness:
     def feed(self, *events: dict, wall_ms: int | None = None) -> None:
         """One Kafka record holding ``events``; the wall clock defaults to live traffic."""
         wall = wall_ms if wall_ms is not None else max(e["event_time_ms"] for e in events) + 500
-        self.proc.process(self.offset, list(events), wall)
+        self.stages.process(0, self.offset, list(events), wall)
         self.offset += 1
 
     def each(self, *events: dict) -> list[dict]:
@@ -113,7 +132,7 @@ class Harness:
         return self.drain()
 
     def drain(self) -> list[dict]:
-        out = self.proc.drain()
+        out = self.stages.drain()
         self.rows += out.rows
         self.triggers += out.triggers
         for table, rows in out.facts.items():

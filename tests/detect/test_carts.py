@@ -114,18 +114,18 @@ def test_closed_carts_are_forgotten_after_retention() -> None:
     assert decode_state(h.table[ANON_1]).carts == []
 
 
-def test_abandoned_cart_with_live_offer_is_kept_until_the_offer_expires() -> None:
+def test_an_offer_is_cancelled_by_a_later_order_after_the_device_forgot_its_cart() -> None:
     h = Harness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, offer_valid_ms=3 * DAY))
-    # T0        identify cust-1 with consent, add    -> deadline T0+30m
-    # T0+30m    bystander -> abandoned with an offer expiring T0+30m+3d
-    # T0+3d     past the 2 d retention, the offer is still live: kept
-    # T0+3d+30m the offer expired: forgotten
+    # T0         identify cust-1 with consent, add    -> deadline T0+30m
+    # T0+30m     bystander -> abandoned with an offer expiring T0+30m+3d (kept by the customer stage)
+    # T0+3d      past the 2 d retention: the device forgets the cart
+    # T0+3d+10m  an order, the offer still live: the customer stage cancels it
     (trigger,) = h.each(identify(T0, "cust-1", True), add(T0), page(T0 + 30 * MIN))
     assert trigger["action"] == "offer"
     h.each(page(T0 + 3 * DAY, anon="anon-1"))
-    assert len(decode_state(h.table[ANON_1]).carts) == 1
-    h.each(page(T0 + 3 * DAY + 30 * MIN, anon="anon-1"))
     assert decode_state(h.table[ANON_1]).carts == []
+    (cancelled,) = h.each(order(T0 + 3 * DAY + 10 * MIN))
+    assert (cancelled["kind"], cancelled["ref_trigger_id"]) == ("offer_cancelled", trigger["trigger_id"])
 
 
 def test_checkout_map_keeps_the_latest_eight() -> None:
@@ -143,13 +143,12 @@ def test_visitor_over_max_carts_loses_its_least_recently_active_cart() -> None:
     assert [c.cart_id for c in decode_state(h.table[ANON_1]).carts] == ["c-2", "c-3"]
 
 
-def test_a_full_visitor_keeps_the_cart_whose_offer_an_order_may_still_cancel() -> None:
+def test_a_full_visitor_drops_the_cart_with_an_offer_and_a_later_order_still_cancels_it() -> None:
     h = Harness(Rules(allowed_lateness_ms=0, holdout_pct=0.0, max_carts=2))
     # T0      identify cust-1 with consent
     # T0+1m   add to c-1 (deadline T0+31m); T0+2m add to c-2 (deadline T0+32m)
     # T0+40m  bystander: c-1 abandoned with an offer (live 48 h); c-2 abandoned, capped: no offer
-    # T0+50m  add to c-3: one cart must go. c-1 is the least recently active, but its offer is
-    #         live; c-2 needs nothing any more: c-2 goes
+    # T0+50m  add to c-3: c-1, the least recently active, goes (its offer lives in the customer stage)
     # T0+60m  order: c-1's offer is cancelled
     first = h.each(
         identify(T0, "cust-1", consent=True),
@@ -159,6 +158,6 @@ def test_a_full_visitor_keeps_the_cart_whose_offer_an_order_may_still_cancel() -
     )
     assert [(t["cart_id"], t["action"]) for t in first] == [("c-1", "offer"), ("c-2", "none")]
     h.each(add(T0 + 50 * MIN, cart_id="c-3"))
-    assert [c.cart_id for c in decode_state(h.table[ANON_1]).carts] == ["c-1", "c-3"]
+    assert [c.cart_id for c in decode_state(h.table[ANON_1]).carts] == ["c-2", "c-3"]
     (cancelled,) = h.each(order(T0 + 60 * MIN, cart_id="c-3"))
     assert (cancelled["kind"], cancelled["ref_trigger_id"]) == ("offer_cancelled", first[0]["trigger_id"])

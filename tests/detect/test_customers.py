@@ -7,6 +7,7 @@ from pipeline.detect.customers import loyalty_score, note_experience, note_order
 from pipeline.detect.state import CustomerValue, decode_state
 from pipeline.records import visitor_key
 
+from pipeline.detect.customer import customer_key, decode_customer
 from tests.detect.helpers import DAY, HOUR, MIN, T0, Harness, add, identify, page, track
 
 RULES = Rules()  # loyalty_full_revenue 500
@@ -89,5 +90,6 @@ def test_loyal_buyer_abandoning_gets_assist_and_score_rows_are_written() -> None
         (T0 + 3 * HOUR, 88, 3),
         (T0 + 4 * HOUR + 30 * MIN, 88, 3),
     ]
-    state = decode_state(h.table[visitor_key("shop-a", "anon-1", None)])
-    assert (state.value.orders, state.value.revenue, state.last_offer_ms) == (3, 600.0, T0 + 4 * HOUR + 30 * MIN)
+    customer = decode_customer(h.table[customer_key("shop-a", "cust-1")])
+    assert (customer.value.orders, customer.value.revenue) == (3, 600.0)
+    assert customer.last_offer_ms == T0 + 4 * HOUR + 30 * MIN  # an assist counts for the cap

@@ -180,7 +180,7 @@ def test_prometheus_scrapes_the_exact_counts_of_a_known_traffic(
             assert records[settings.topic_deadletter] == 8.0  # one record per dead letter
             assert records[settings.topic_events] == running.records_produced()  # every record on the topic, once
             lag = prom.query("cxstream_consumer_lag")
-            assert len(lag) == 6 and set(lag.values()) == {0.0}  # 2 partitions each: events, dead letters, deliveries; caught up
+            assert len(lag) == 8 and set(lag.values()) == {0.0}  # 2 partitions each: events, customers, dead letters, deliveries
             assert prom.query("cxstream_assigned_partitions") == {
                 (("instance", f"{running.worker_host}:{running.worker_port}"), ("job", "cxstream-worker")): 2.0
             }

@@ -16,6 +16,7 @@ VIEWS_AND_TABLES = sorted(
     + ["support_daily", "support_messages", "support_tickets", "surveys"]  # 0003_support
     + ["customer_scores", "customers", "offers_daily", "recoveries"]  # 0004_offers
     + ["deliveries"]  # 0009_deliveries
+    + ["cart_conversions"]  # 0011_cart_conversions
 )
 # Every file in sinks/ddl, as (version, name): what a fresh schema records.
 APPLIED = [(m.version, m.name) for m in load_migrations()]

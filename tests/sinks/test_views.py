@@ -107,6 +107,40 @@ def test_kpi_daily_matches_hand_computed_values(ch_backend: ClickHouse) -> None:
         assert got[key][3:] == pytest.approx(expected[3:]), key
 
 
+def _as(e: dict, *, user: str, anon: str | None) -> dict:
+    """``e`` sent by a known customer: from a browser (``anon``) or from the shop's backend (None)."""
+    return {**e, "user_id": user, "anonymous_id": anon}
+
+
+def test_backend_order_converts_the_customers_latest_browser_session_within_30_minutes(
+    ch_backend: ClickHouse,
+) -> None:
+    # shop-c, D1, three customers, each with a browsing session and a backend order (user id only):
+    #   ana  s-a1 10:00 page, s-a2 10:40 page, 10:50 Product Added; backend order 11:15
+    #        -> 25 min after s-a2's last event: s-a2 converted (the latest), s-a1 not
+    #   ben  s-b  10:00 page; backend order 10:30:00 -> exactly 30 min: not converted
+    #   cleo s-c  10:00 page, 10:29:59; backend order 10:45 -> 15 min 1 s after: converted
+    # The backend's events are no sessions: 4 sessions, 2 converted; 3 orders.
+    browser = [
+        _as(event("shop-c", "c-1", "2024-03-10 10:00:00", None, "s-a1", call="page"), user="ana", anon="a-phone"),
+        _as(event("shop-c", "c-2", "2024-03-10 10:40:00", None, "s-a2", call="page"), user="ana", anon="a-laptop"),
+        _as(event("shop-c", "c-3", "2024-03-10 10:50:00", "Product Added", "s-a2", cart_key="a-laptop/k",
+                  props={"product_id": "p", "price": 10}), user="ana", anon="a-laptop"),  # fmt: skip
+        _as(event("shop-c", "c-4", "2024-03-10 10:00:00", None, "s-b", call="page"), user="ben", anon="b-phone"),
+        _as(event("shop-c", "c-5", "2024-03-10 10:00:00", None, "s-c", call="page"), user="cleo", anon="c-phone"),
+        _as(event("shop-c", "c-6", "2024-03-10 10:29:59", None, "s-c", call="page"), user="cleo", anon="c-phone"),
+    ]
+    backend = [
+        _as(event("shop-c", f"o-{who}", at, "Order Completed", f"srv-{who}", props={"order_id": f"o-{who}", "total": 10}),
+            user=who, anon=None)  # fmt: skip
+        for who, at in (("ana", "2024-03-10 11:15:00"), ("ben", "2024-03-10 10:30:00"), ("cleo", "2024-03-10 10:45:00"))
+    ]
+    write(ch_backend, browser + backend)
+    sessions, carts, orders, revenue, conversion_rate, _, _ = kpis(ch_backend)[("shop-c", D1)]
+    assert (sessions, carts, orders, revenue) == (4, 1, 3, 30.0)
+    assert conversion_rate == pytest.approx(2 / 4)
+
+
 def test_deadletter_daily_counts_by_tenant_day_and_reason(ch_backend: ClickHouse) -> None:
     write(ch_backend, [], [], DEADLETTERS)
     assert deadletter_counts(ch_backend) == EXPECTED_DEADLETTERS

@@ -1,0 +1,133 @@
+"""An event-time merge of several ordered streams: the same order on every run; pure.
+
+The customer stage reads messages that the device stage sent from each of
+the ``sources`` partitions of ``cx.events``. Kafka keeps each source's
+messages in order (one producer per source partition, one key per
+customer), but the interleaving of two sources depends on which worker ran
+faster. A decision that reads what another device did ("one offer per 24 h",
+"not after an order") would then depend on timing. This merge removes the
+timing: messages are released in the order of their key, and a key is
+released only when every source has promised that nothing smaller follows.
+
+Each message carries ``key = (key_ms, source, offset, index)``:
+
+- ``key_ms`` is the message's event time, raised to the source's
+  watermark before the record that produced it (so it is never below a
+  promise the source made before);
+- ``source``, ``offset`` (the ``cx.events`` offset that produced it) and
+  ``index`` (its place among what that offset produced) break ties the same
+  way on every run.
+
+A source *announces* a key from time to time: a promise that its later
+messages have keys at or above it (the watermark and the position the
+source's next message will take). The merge releases, in key order, every
+held message whose key is below the smallest announcement of all sources.
+When the announcements arrive does not change what is released in which
+order, only how soon.
+
+A source that has sent nothing since it was assigned and is caught up may
+say it is *idle*: until its next promise it does not hold the others back.
+Its first message may then be below the frontier (late).
+
+A message whose key is below the frontier cannot come from a source that
+keeps its promise; the merge still releases it at once, after everything
+released before it (``late`` counts them), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Held", "StreamMerge"]
+
+Key = tuple[int, int, int, int]  # (key_ms, source, offset, index)
+
+
+@dataclass(order=True, slots=True)
+class Held:
+    key: Key
+    message: Any = field(compare=False)
+
+
+class StreamMerge:
+    """Holds messages until every source's announced watermark has passed them."""
+
+    def __init__(self, sources: int) -> None:
+        if sources < 1:
+            raise ValueError("a merge needs at least one source")
+        self.sources = sources
+        self.announced: list[Key | None] = [None] * sources
+        self.late = 0
+        self.idle: set[int] = set()
+        self._held: list[Held] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @property
+    def frontier(self) -> Key | None:
+        """Messages with keys below this are released; None until every source announced."""
+        promises = [a for source, a in enumerate(self.announced) if source not in self.idle]
+        if not promises or any(a is None for a in promises):
+            return None
+        return min(promises)  # type: ignore[type-var]
+
+    def add(self, key: Key, message: Any) -> list[Held]:
+        """Hold one message; returns it at once (as a one-item list) when it is late."""
+        if not 0 <= key[1] < self.sources:
+            raise ValueError(f"source {key[1]} is not one of the {self.sources} sources")
+        frontier = self.frontier
+        if frontier is not None and key < frontier:
+            self.late += 1  # its source broke its promise: release it now, in arrival order
+            return [Held(key, message)]
+        heapq.heappush(self._held, Held(key, message))
+        return []
+
+    def announce(self, promise: Key) -> list[Held]:
+        """Record a source's promise (its own key; one not above the last is ignored); returns what it releases."""
+        source = promise[1]
+        if not 0 <= source < self.sources:
+            raise ValueError(f"source {source} is not one of the {self.sources} sources")
+        previous = self.announced[source]
+        if previous is not None and promise <= previous:
+            if source in self.idle:
+                self.idle.discard(source)  # it speaks again, with nothing newer to promise
+                return self._release()
+            return []
+        self.announced[source] = promise
+        self.idle.discard(source)
+        return self._release()
+
+    def set_idle(self, source: int) -> list[Held]:
+        """The source is caught up and has sent nothing lately: stop waiting for it; returns what that releases."""
+        if not 0 <= source < self.sources:
+            raise ValueError(f"source {source} is not one of the {self.sources} sources")
+        if source in self.idle:
+            return []
+        self.idle.add(source)
+        return self._release()
+
+    def held(self) -> list[Held]:
+        """The messages still held, in key order (for persisting)."""
+        return sorted(self._held)
+
+    def restore(self, announced: list[Key | None], held: list[Held], idle: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        """Continue from ``announced``, ``held`` and ``idle`` persisted earlier (before any ``add``)."""
+        if len(announced) != self.sources:
+            raise ValueError(f"{len(announced)} announcements for {self.sources} sources")
+        self.announced = list(announced)
+        self.idle = set(idle)
+        self._held = list(held)
+        heapq.heapify(self._held)
+
+    def _release(self) -> list[Held]:
+        frontier = self.frontier
+        out: list[Held] = []
+        if frontier is None:
+            return out
+        held = self._held
+        while held and held[0].key < frontier:
+            out.append(heapq.heappop(held))
+        return out

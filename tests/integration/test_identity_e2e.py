@@ -1,0 +1,112 @@
+"""One customer on two devices and the shop's backend, through the real Segment SDK, down to ClickHouse.
+
+Segment's Python SDK plays the two browsers (anonymous id, then identify)
+and the backend (user id only, as Segment advises for orders). Times are
+yesterday from 10:00 UTC; a page view on each partition at 14:00 carries
+every watermark past every deadline (30 minutes after the last cart
+activity). Expected, by hand:
+
+- ana: the phone's cart (deadline 10:31) gets the offer; the laptop's
+  (10:36) is capped, one offer per customer per 24 h;
+- ben: consented on the phone, said no on the laptop at 10:10: his phone
+  cart (10:32) gets none;
+- cleo: offer at 10:33; the backend's order at 11:00 cancels it;
+- dora: the backend's order at 10:15 names her cart: bought, no trigger,
+  one ``cx.cart_conversions`` row, and her browsing session converted in
+  ``cx.kpi_daily``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from segment.analytics import Client
+
+from pipeline.runner import Pipeline
+from pipeline.settings import Settings
+from tests.integration.helpers import BACKENDS, e2e_pipeline, scalar, wait_until
+from tests.integration.journeys import day_d, tick_ids
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=BACKENDS)
+def pipeline(request, kafka: str, fresh_settings: Settings, tmp_path):  # noqa: ANN001
+    with e2e_pipeline(request, kafka, fresh_settings, tmp_path, "wk_identity", allowed_lateness_ms=5 * 60_000,
+                      holdout_pct=0.0) as running:  # fmt: skip
+        yield running
+
+
+def test_customers_on_two_devices_and_the_backend_get_per_person_decisions(pipeline: Pipeline) -> None:
+    day = day_d()
+    start = dt.datetime(day.year, day.month, day.day, 10, tzinfo=dt.timezone.utc)
+
+    def at(minute: int) -> dt.datetime:
+        return start + dt.timedelta(minutes=minute)
+
+    errors: list[str] = []
+    sdk = Client("wk_identity", host=pipeline.collector_url, on_error=lambda e, batch: errors.append(str(e)))
+
+    def browser_cart(user: str, anon: str, minute: int, cart: str, consent: bool = True) -> None:
+        sdk.identify(user, {"consent_marketing": consent}, anonymous_id=anon, timestamp=at(minute))
+        sdk.track(user, "Product Added", {"cart_id": cart, "product_id": "p1", "price": 40.0, "quantity": 1},
+                  anonymous_id=anon, timestamp=at(minute + 1))  # fmt: skip
+
+    browser_cart("ana", "ana-phone", 0, "c-ana-1")
+    browser_cart("ana", "ana-laptop", 5, "c-ana-2")
+    browser_cart("ben", "ben-phone", 1, "c-ben")
+    sdk.identify("ben", {"consent_marketing": False}, anonymous_id="ben-laptop", timestamp=at(10))
+    browser_cart("cleo", "cleo-phone", 2, "c-cleo")
+    browser_cart("dora", "dora-phone", 3, "c-dora")
+    # The backend: user id only.
+    sdk.track("cleo", "Order Completed", {"order_id": "o-cleo", "total": 40.0}, timestamp=at(60))
+    sdk.track("dora", "Order Completed", {"order_id": "o-dora", "total": 40.0, "cart_id": "c-dora"}, timestamp=at(15))
+    for anon in tick_ids(pipeline.tenant, pipeline.settings.kafka_partitions):
+        sdk.page(anonymous_id=anon, name="Home", properties={"path": "/"}, timestamp=at(240))
+    sdk.flush()
+    sdk.join()
+    assert errors == []
+
+    tenant = pipeline.tenant
+    q = f"SELECT count() FROM cx.triggers FINAL WHERE tenant = '{tenant}'"
+    wait_until(lambda: scalar(pipeline, q) == 5, what="5 triggers in ClickHouse")
+    _, rows = pipeline.query(
+        "SELECT customer_id, anonymous_id, kind, action FROM cx.triggers FINAL "
+        f"WHERE tenant = '{tenant}' ORDER BY event_time_ms, kind"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("ana", "ana-phone", "cart_abandoned", "offer"),  # 10:31
+        ("ben", "ben-phone", "cart_abandoned", "none"),  # 10:32, consent withdrawn on the laptop
+        ("cleo", "cleo-phone", "cart_abandoned", "offer"),  # 10:33
+        ("ana", "ana-laptop", "cart_abandoned", "none"),  # 10:36, capped
+        ("cleo", "cleo-phone", "offer_cancelled", "none"),  # 11:00, the backend's order
+    ]
+    # The window's tables are inserted one after the other: wait for this one too.
+    q = f"SELECT count() FROM cx.cart_conversions FINAL WHERE tenant = '{tenant}'"
+    wait_until(lambda: scalar(pipeline, q) == 1, what="dora's cart conversion in ClickHouse")
+    _, conversions = pipeline.query(
+        f"SELECT customer_id, cart_key, ordered_at_ms FROM cx.cart_conversions FINAL WHERE tenant = '{tenant}'"
+    )
+    ((customer, cart_key, ordered_at_ms),) = conversions
+    assert (customer, cart_key) == ("dora", "dora-phone/c-dora")
+    # 10:15, give or take the collector's clock-skew correction (sentAt against its own clock).
+    assert abs(ordered_at_ms - int(at(15).timestamp() * 1000)) < 1000
+    # The backend's order for cleo counts once for her, with the browser's history.
+    q = (
+        "SELECT argMax(orders, scored_at_ms) FROM cx.customer_scores FINAL "
+        f"WHERE tenant = '{tenant}' AND customer_id = 'cleo'"
+    )
+    wait_until(lambda: scalar(pipeline, q) == 1, what="cleo's score row counting the backend's order")
+    # kpi_daily: 8 browsing sessions (ana x2, ben x2, cleo, dora, the two page views at 14:00); the
+    # backend's orders are no sessions. dora's order (10:15) came 11 minutes after her session's last
+    # event (10:04): converted. cleo's (11:00) came 57 minutes after hers (10:03): not. 5 carts, 4
+    # abandoned (dora's was bought); 2 orders.
+    _, kpi = pipeline.query(
+        "SELECT sessions, carts, orders, conversion_rate, cart_abandonment_rate FROM cx.kpi_daily "
+        f"WHERE tenant = '{tenant}'"
+    )
+    ((sessions, carts, orders, conversion_rate, abandonment_rate),) = kpi
+    assert (sessions, carts, orders) == (8, 5, 2)
+    assert conversion_rate == pytest.approx(1 / 8)
+    assert abandonment_rate == pytest.approx(4 / 5)
