@@ -51,13 +51,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.bench import (
-    RECEIVED_AT_MS,
-    CLOCK_TENANT,
-    clock_messages,
-    collector_records,
-    make_traffic,
-)
+from pipeline.bench import clock_messages, collector_records
+from pipeline.bench_common import CLOCK_TENANT, RECEIVED_AT_MS, make_traffic
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules

@@ -16,7 +16,7 @@ import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from infra.ports import free_port, stop_process, wait_for_port
-from pipeline.bench import (
+from pipeline.bench_common import (
     DAY_MS,
     FRICTION_KIND,
     LIVE_ABANDON_AFTER_MS,
