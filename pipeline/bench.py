@@ -437,7 +437,7 @@ def run_workers(
 
 def state_sizes(settings: Settings, bootstrap: str, group: str) -> dict:
     """Latest state bytes per visitor, read back from the worker table's changelog topic."""
-    from pipeline.app import STATE_TABLE
+    from pipeline.runtime.faust_adapter import STATE_TABLE
 
     topic = f"{group}-{STATE_TABLE}-changelog"
     consumer = Consumer({**kafka_config(settings, bootstrap), "group.id": f"{group}-sizes", "enable.auto.commit": False})

@@ -194,10 +194,7 @@ def dashboard(
 @cli.command()
 def worker() -> None:
     """Run one Faust worker process (``cxstream up`` starts one for you)."""
-    import asyncio
-
-    import faust
-
+    from pipeline.runtime.faust_adapter import run_worker
     from pipeline.worker import build_worker, tune_gc
 
     from pipeline.logs import dict_config
@@ -210,19 +207,8 @@ def worker() -> None:
     # and neither its start-up spinner nor its console messages (not JSON) are written.
     json_logs = settings.log_format == "json"
 
-    class _Worker(faust.Worker):
-        async def _sentinel_task(self) -> None:
-            # mode sleeps 1 s here, after every service stopped and every commit was made,
-            # before it closes the loop: a tenth is enough for the cancelled tasks to end.
-            await asyncio.sleep(0.1)
-
-    runner = _Worker(
-        w.app, loglevel="warning", logging_config=dict_config("worker") if json_logs else None, quiet=json_logs
-    )
-    if json_logs:
-        runner.spinner = None
     try:
-        runner.execute_from_commandline()
+        run_worker(w.app, loglevel="warning", logging_config=dict_config("worker") if json_logs else None, quiet=json_logs)
     finally:
         # Close ClickHouse before the interpreter exits: an embedded chdb
         # session torn down by interpreter finalization can crash the process.

@@ -13,7 +13,7 @@ processed. Measured on the embedded broker, ``kill -9`` loop: one record of
 runs had a batch refused, a restart, and exact numbers. One way the
 consumer skipped records is known and fixed: records Faust fetched and
 dropped during a rebalance on a partition the group had never committed
-(``pipeline.app.seek_to_committed_or_earliest``).
+(``pipeline.runtime.faust_adapter.seek_to_committed_or_earliest``).
 """
 
 from __future__ import annotations

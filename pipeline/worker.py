@@ -59,7 +59,6 @@ import orjson
 from faust.types import TP
 
 from pipeline.analyst_sql import QueryLimits, run_analyst_query
-from pipeline.app import STATE_TABLE, create_app
 from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
 from pipeline.collector.partitioner import partition_for_key
 from pipeline.collector.normalize import NormalizeRules
@@ -71,6 +70,7 @@ from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.logs import context
 from pipeline.metrics import CONTENT_TYPE_LATEST, WorkerMetrics, render
 from pipeline.offsets import CommittedOffsets, SkippedRecords
+from pipeline.runtime.faust_adapter import STATE_TABLE, create_app, rebalancing, state_store, take_unacked
 from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, truncate_depth
 from pipeline.settings import Settings
 from pipeline.triggers import encode_trigger, trigger_key
@@ -144,6 +144,7 @@ class Worker:
         self.scrubber = NormalizeRules.from_settings(settings).scrubber
         self.wall_ms = wall_ms
         self.table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)
+        self.states = state_store(self.table)  # visitor key -> state; the worker writes its changelog itself
         self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.metrics = WorkerMetrics(settings.write_key_map.values(), self.gauges)
@@ -208,7 +209,7 @@ class Worker:
     # -- partitions -----------------------------------------------------------
 
     def _load_state(self, key: str) -> bytes | None:
-        return self.table.data.get(key.encode())
+        return self.states.get(key.encode())
 
     def processor(self, partition: int) -> IsolatedPartition:
         """The partition's processor; built on first use from the recovered table."""
@@ -224,7 +225,7 @@ class Worker:
         n = self.settings.kafka_partitions
         proc.restore(
             (k.decode(), v)
-            for k, v in list(self.table.data.items())
+            for k, v in list(self.states.items())
             if v is not None and partition_for_key(k, n) == partition
         )
         return proc
@@ -293,7 +294,7 @@ class Worker:
             watermark = proc.proc.watermark_ms
             if watermark is not None:
                 delay[partition] = max(0, now - watermark) / 1000
-        data = self.table.data
+        data = self.states
         return {
             "lag": dict(self.lag),
             "watermark_delay": delay,
@@ -448,7 +449,7 @@ class Worker:
         if opened is None:
             return
         due = time.perf_counter() - opened >= self.settings.sink_max_interval_ms / 1000
-        if due or self.app.rebalancing:
+        if due or rebalancing(self.app):
             async with self.lock:
                 if self._window_opened is not None:
                     await self._flush()
@@ -703,7 +704,7 @@ class Worker:
         for partition, out in outputs:
             for key, value in out.states.items():
                 bkey = key.encode()
-                self.table.data[bkey] = value
+                self.states[bkey] = value
                 records.append((partition, bkey, value))
         unacked, self._unacked = self._unacked, []
         conflicts, self._conflicts = self._conflicts, []
@@ -988,7 +989,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     async def process_events(stream):  # noqa: ANN001 - Faust's stream type
         # Records as they arrive (within TAKE_WITHIN_S), acknowledged by the
         # worker only once durable (Worker.flush), not when the loop goes on.
-        async for events in stream.noack_take(take, within=TAKE_WITHIN_S):
+        async for events in take_unacked(stream, take, TAKE_WITHIN_S):
             await _or_exit(worker.handle(events, stream.ack))
 
     @app.timer(FLUSH_CHECK_S)

@@ -14,7 +14,7 @@ from pipeline.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from pipeline.worker import Worker
-from pipeline.app import create_app
+from pipeline.runtime.faust_adapter import create_app
 
 
 class _Committed:

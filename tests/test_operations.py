@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.app import create_app
+from pipeline.runtime.faust_adapter import create_app
 from pipeline.logs import configure, context
 from pipeline.settings import Settings
 from pipeline.worker import Worker
