@@ -22,7 +22,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 from mode.utils.trees import Node
 
-from pipeline.changelog import END_MARK_KEY
+from pipeline.runtime.changelog import END_MARK_KEY
 from pipeline.runtime.faust_adapter import (
     EXIT_SLEEP_S,
     STATE_TABLE,
@@ -34,7 +34,7 @@ from pipeline.runtime.faust_adapter import (
     take_unacked,
 )
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
+from pipeline.wire.topics import ensure_topics
 
 
 def test_worker_consumer_fetch_wait_comes_from_the_settings() -> None:
@@ -266,7 +266,7 @@ def test_writes_to_the_table_store_send_nothing_to_the_changelog() -> None:
 
 
 def test_faust_recovers_raw_changelog_records_and_ignores_a_tombstone_it_never_held() -> None:
-    # Workaround 6: what ``pipeline.changelog`` writes (raw key, raw value; a tombstone of
+    # Workaround 6: what ``pipeline.runtime.changelog`` writes (raw key, raw value; a tombstone of
     # ``END_MARK_KEY`` after each batch) is what Faust's recovery puts back in the store.
     app = _app()
     table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)

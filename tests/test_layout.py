@@ -16,7 +16,7 @@ PACKAGES = ("pipeline", "schemas", "sinks", "infra")
 CORE = "pipeline.detect"
 # What the core may import from the project: itself, the wire formats it reads, the event vocabulary and the
 # sentiment scorer (pure functions); and, from ``pipeline.detect.rules`` only, the settings' declarations.
-CORE_MAY_IMPORT = ("pipeline.detect", "pipeline.records", "pipeline.vocabulary", "pipeline.sentiment")
+CORE_MAY_IMPORT = ("pipeline.detect", "pipeline.wire.records", "pipeline.vocabulary", "pipeline.sentiment")
 CORE_SETTINGS_SEAM = "pipeline.detect.rules"
 # Libraries the core may use besides the standard library (no I/O, no clock).
 CORE_LIBRARIES = {"orjson"}
@@ -159,3 +159,33 @@ def test_what_the_core_imports_imports_no_runtime_either() -> None:
                     or (name == "schemas")
                 )  # fmt: skip
                 assert ok, f"{module} imports {name} at module level"
+
+
+# Development and test infrastructure (a ClickHouse server for the tests, a local cluster): only the tests
+# and the tools (``pipeline.tools``: the benchmarks start a server when given none) may use it.
+DEV_INFRA = "infra"
+MAY_USE_DEV_INFRA = ("infra", "pipeline.tools")
+
+
+def test_shipped_code_imports_no_development_infrastructure() -> None:
+    graph = import_graph()
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if not _under(module, MAY_USE_DEV_INFRA)
+        for target in targets
+        if _under(target, (DEV_INFRA,))
+    )
+    assert wrong == []
+
+
+def test_the_runtime_is_the_only_part_that_imports_faust() -> None:
+    # Faust, mode and aiokafka stay behind the worker and its adapter (pipeline.runtime).
+    wrong = []
+    for module, path in sorted(MODULES.items()):
+        if _under(module, ("pipeline.runtime",)):
+            continue
+        for name in _imported_names(module, path):
+            if name.split(".")[0] in {"faust", "mode", "aiokafka"}:
+                wrong.append(f"{module} imports {name}")
+    assert wrong == []

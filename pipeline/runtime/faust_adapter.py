@@ -158,7 +158,7 @@ def _credentials(settings: Settings) -> faust.auth.Credentials | None:
 
 
 def create_app(settings: Settings, bootstrap: str, web_token: str | None = None) -> faust.App:
-    """A Faust app wired to ``bootstrap``; agents are added by ``pipeline.worker``.
+    """A Faust app wired to ``bootstrap``; agents are added by ``pipeline.runtime.worker``.
 
     Session timeout and heartbeat are short so that a replacement worker
     takes over a crashed one's partitions in seconds, not the minute a

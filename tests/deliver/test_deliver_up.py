@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.deliver.common import SECRET, committed, make_trigger, produce, read_topic, write_config
 from tests.deliver.receiver import Receiver

@@ -121,10 +121,10 @@ def test_planted_personal_values_never_reach_kafka_in_clear() -> None:
     """End to end through a running collector: the raw bytes on cx.events and cx.deadletter hold none of them."""
     import requests
 
-    from infra.broker import EmbeddedBroker
-    from infra.ports import free_port
+    from pipeline.supervisor.broker import EmbeddedBroker
+    from pipeline.supervisor.ports import free_port
     from pipeline.settings import Settings
-    from pipeline.topics import ensure_topics
+    from pipeline.wire.topics import ensure_topics
     from tests.collector.conftest import basic
     from tests.collector.harness import CollectorThread, read_topic
 

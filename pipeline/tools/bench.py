@@ -24,7 +24,7 @@ What one run does, in order (every part prints one section of the table):
 5. **collector**: concurrent clients post pre-built batches as fast as the
    collector acknowledges them.
 
-Sections 4 and 5 are in ``pipeline.bench_live``. Exact counts are checked,
+Sections 4 and 5 are in ``pipeline.tools.bench_live``. Exact counts are checked,
 not only printed: a run whose ClickHouse counts do not match the ledger
 raises ``BenchError`` (when the counts stop moving, or at the timeout).
 """
@@ -44,8 +44,8 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from infra.ports import free_port, stop_process, wait_for_port
-from pipeline.bench_common import (
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
+from pipeline.tools.bench_common import (
     CLOCK_TENANT,
     RAW_PASSES,
     RECEIVED_AT_MS,
@@ -62,14 +62,14 @@ from pipeline.bench_common import (
     spawn,
     wall_ms,
 )
-from pipeline.bench_live import run_collector, run_live
+from pipeline.tools.bench_live import run_collector, run_live
 from pipeline.collector.ingest import ingest
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
 from pipeline.demo.storefront import Expected
-from pipeline.records import decode_batch
+from pipeline.wire.records import decode_batch
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics, kafka_config
+from pipeline.wire.topics import ensure_topics, kafka_config
 from pipeline.webtoken import new_token, worker_headers
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
@@ -206,8 +206,8 @@ def clock_messages(settle_ms: int, settings: Settings, partitions: int) -> list[
     time. A later event on every partition carries each watermark past
     ``settle_ms``, as live traffic would, so every deadline fires at once.
     """
-    from pipeline.collector.partitioner import partition_for_key
-    from pipeline.records import visitor_key
+    from pipeline.wire.partitioner import partition_for_key
+    from pipeline.wire.records import visitor_key
 
     t_ms = settle_ms + settings.allowed_lateness_ms + 1
     by_partition: dict[int, dict] = {}
@@ -526,7 +526,7 @@ def run_bench(
             }
         )
         if not bootstrap:
-            from infra.broker import EmbeddedBroker
+            from pipeline.supervisor.broker import EmbeddedBroker
 
             bootstrap = stack.enter_context(EmbeddedBroker(log_path=work_dir / "broker.log")).bootstrap
         if not clickhouse_url:

@@ -23,7 +23,7 @@ next one fills (one at a time, in order):
    nothing is acknowledged that is not stored) while Kafka acknowledges its
    triggers;
 4. the changed visitor states go to the table and its changelog topic, and
-   Kafka acknowledges them (``pipeline.changelog``);
+   Kafka acknowledges them (``pipeline.runtime.changelog``);
 5. only then does Faust get the window's records acknowledged; offsets are
    committed after.
 
@@ -59,8 +59,8 @@ import orjson
 from faust.types import TP
 
 from pipeline.analyst_sql import QueryLimits, run_analyst_query
-from pipeline.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
-from pipeline.collector.partitioner import partition_for_key
+from pipeline.runtime.changelog import ANY_PARTITION, ChangelogWriter, TriggerWriter
+from pipeline.wire.partitioner import partition_for_key
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
@@ -69,11 +69,11 @@ from pipeline.detect.rules import Rules
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.logs import context
 from pipeline.metrics import CONTENT_TYPE_LATEST, WorkerMetrics, render
-from pipeline.offsets import CommittedOffsets, SkippedRecords
+from pipeline.runtime.offsets import CommittedOffsets, SkippedRecords
 from pipeline.runtime.faust_adapter import STATE_TABLE, create_app, rebalancing, state_store, take_unacked
-from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, truncate_depth
+from pipeline.wire.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, truncate_depth
 from pipeline.settings import Settings
-from pipeline.triggers import encode_trigger, trigger_key
+from pipeline.wire.triggers import encode_trigger, trigger_key
 from pipeline.webtoken import ensure_token
 from sinks.client import ClickHouse, ClickHouseError, connect
 from sinks.migrate import migrate
@@ -622,7 +622,7 @@ class Worker:
         return dl.model_dump_json().encode()
 
     async def _check_offset(self, next_offset: dict[int, int], topic: str, partition: int, offset: int) -> None:
-        """Refuse a record past the partition's next offset (``pipeline.offsets``).
+        """Refuse a record past the partition's next offset (``pipeline.runtime.offsets``).
 
         Raising leaves the batch unfinished: the worker exits before Faust can
         acknowledge it (``_or_exit``) and the next worker starts again from

@@ -23,7 +23,7 @@ import asyncio
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
+from pipeline.wire.topics import kafka_config
 
 __all__ = ["CommittedOffsets", "SkippedRecords"]
 

@@ -129,8 +129,8 @@ def _normalizer(tenant: str, settings: Settings):  # noqa: ANN202 - a closure
 
 def partition_of(event: dict, partitions: int) -> int:
     """The partition the collector writes ``event`` to: Kafka's partitioner on its visitor key."""
-    from pipeline.collector.partitioner import partition_for_key
-    from pipeline.records import visitor_key
+    from pipeline.wire.partitioner import partition_for_key
+    from pipeline.wire.records import visitor_key
 
     key = visitor_key(event["tenant"], event.get("anonymous_id"), event.get("user_id"))
     return partition_for_key(key.encode("utf-8"), partitions)
@@ -266,8 +266,8 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
     """
     from confluent_kafka import KafkaError, Consumer, TopicPartition
 
-    from pipeline.records import BadRecord, decode_batch_checked
-    from pipeline.topics import kafka_config
+    from pipeline.wire.records import BadRecord, decode_batch_checked
+    from pipeline.wire.topics import kafka_config
 
     if not settings.kafka_bootstrap:
         raise BacktestError("CX_KAFKA_BOOTSTRAP: needed to read the events topic")

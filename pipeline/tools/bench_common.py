@@ -1,6 +1,6 @@
 """What every section of ``cxstream bench`` shares: its options and constants, the traffic, child processes, clocks.
 
-``pipeline.bench`` (sections 1-3 and the whole run) and ``pipeline.bench_live``
+``pipeline.tools.bench`` (sections 1-3 and the whole run) and ``pipeline.tools.bench_live``
 (sections 4 and 5) both import from here, and not from each other's sections.
 """
 
