@@ -144,7 +144,6 @@ class Worker:
         self.scrubber = NormalizeRules.from_settings(settings).scrubber
         self.wall_ms = wall_ms
         self.table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes)
-        self.states = state_store(self.table)  # visitor key -> state; the worker writes its changelog itself
         self.events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.metrics = WorkerMetrics(settings.write_key_map.values(), self.gauges)
@@ -153,6 +152,7 @@ class Worker:
         self.deliveries_topic = app.topic(settings.topic_deliveries, key_serializer="raw", value_serializer="raw")
         self.delivery_sink = ClickHouseSink(ch, observe=self._observe_insert)
         self.delivery_next_offset: dict[int, int] = {}
+        self.states = state_store(self.table)  # visitor key -> state; the worker writes its changelog itself
         # Readiness (``ready``): the last insert's outcome, the assignment, the lag.
         self.store_ok = True
         self.store_error = ""
