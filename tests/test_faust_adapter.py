@@ -1,8 +1,9 @@
 """The Faust adapter (``pipeline.runtime.faust_adapter``), and the faust-streaming behaviour each workaround relies on.
 
-A test named ``test_faust_...`` / ``test_mode_...`` pins what faust-streaming (or mode, its service
-library) does today, with nothing of the project in between: when an upgrade changes it, that test
-fails and names the workaround to revisit (the adapter's docstring lists them).
+Each test the adapter's docstring names pins what faust-streaming (or mode, its service library, or
+aiokafka) does today, calling the installed library with as little of the project in between as it
+can: when an upgrade changes that behaviour, the test fails and its name says which workaround to
+revisit.
 """
 
 from __future__ import annotations
@@ -308,3 +309,15 @@ def test_mode_sleeps_a_second_before_closing_the_loop(monkeypatch: pytest.Monkey
     asyncio.run(mode.Worker._sentinel_task(None))  # type: ignore[arg-type]
     asyncio.run(_Worker._sentinel_task(None))  # type: ignore[arg-type]
     assert slept == [1.0, EXIT_SLEEP_S] and EXIT_SLEEP_S == 0.1
+
+
+def test_every_workaround_the_adapter_lists_names_a_test_of_this_file() -> None:
+    import re
+
+    from pipeline.runtime import faust_adapter
+
+    listed = re.findall(r"^(\d+)\. ", faust_adapter.__doc__ or "", re.M)
+    named = set(re.findall(r"``(test_\w+)``", faust_adapter.__doc__ or ""))
+    assert listed == [str(n) for n in range(1, 9)]
+    assert len(named) >= len(listed)
+    assert named <= {name for name in globals() if name.startswith("test_")}
