@@ -1,1 +1,1 @@
-"""Start and stop the real components cxstream runs on: Kafka and ClickHouse."""
+"""Development and test infrastructure: a ClickHouse server (and cluster) for the tests and the benchmarks (``pipeline.tools``); the pipeline itself never imports it."""

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from infra.clickhouse_server import ClickHouseServer
-from infra.ports import free_port, stop_process, wait_for_port
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
 
 __all__ = ["ClickHouseCluster", "ZooKeeperServer", "zookeeper_command"]
 

@@ -29,7 +29,7 @@ from string import Template
 from typing import Callable
 from xml.sax.saxutils import escape
 
-from infra.ports import free_port, stop_process
+from pipeline.supervisor.ports import free_port, stop_process
 
 __all__ = ["ClickHouseContainerServer", "ClickHouseServer", "docker_available", "server_command"]
 

@@ -1,1 +1,1 @@
-"""cxstream: the collector, the detection core, the Faust worker and the pipeline runner."""
+"""cxstream: the collector (edge), the wire formats, the pure detection core, the Faust runtime, the supervisor and the tools."""

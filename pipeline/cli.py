@@ -105,7 +105,7 @@ def _shown_url(url: str, settings: Settings) -> str:
 def up() -> None:
     """Run the pipeline in the foreground until SIGINT, SIGTERM or SIGHUP; restart what exits (docs/supervision.md)."""
     from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_GAVE_UP
-    from pipeline.runner import DataDirInUse, Pipeline, SupervisionError
+    from pipeline.supervisor.runner import DataDirInUse, Pipeline, SupervisionError
 
     settings = load_settings("up")
     _require_salt(settings)
@@ -195,11 +195,8 @@ def dashboard(
 @cli.command()
 def worker() -> None:
     """Run one Faust worker process (``cxstream up`` starts one for you)."""
-    import asyncio
-
-    import faust
-
-    from pipeline.worker import build_worker, tune_gc
+    from pipeline.runtime.faust_adapter import run_worker
+    from pipeline.runtime.worker import build_worker, tune_gc
 
     from pipeline.logs import dict_config
 
@@ -211,19 +208,8 @@ def worker() -> None:
     # and neither its start-up spinner nor its console messages (not JSON) are written.
     json_logs = settings.log_format == "json"
 
-    class _Worker(faust.Worker):
-        async def _sentinel_task(self) -> None:
-            # mode sleeps 1 s here, after every service stopped and every commit was made,
-            # before it closes the loop: a tenth is enough for the cancelled tasks to end.
-            await asyncio.sleep(0.1)
-
-    runner = _Worker(
-        w.app, loglevel="warning", logging_config=dict_config("worker") if json_logs else None, quiet=json_logs
-    )
-    if json_logs:
-        runner.spinner = None
     try:
-        runner.execute_from_commandline()
+        run_worker(w.app, loglevel="warning", logging_config=dict_config("worker") if json_logs else None, quiet=json_logs)
     finally:
         # Close ClickHouse before the interpreter exits: an embedded chdb
         # session torn down by interpreter finalization can crash the process.
@@ -290,7 +276,7 @@ def _print_result(columns: list[str], rows: list, fmt: str) -> None:
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list]:
     """Run SQL on the configured ClickHouse, through the running worker if it owns chdb."""
     from pipeline.webtoken import read_token
-    from pipeline.runner import query_running_worker, read_run_file
+    from pipeline.supervisor.runner import query_running_worker, read_run_file
 
     url = settings.resolved_clickhouse_url
     info = read_run_file(settings)
@@ -326,7 +312,7 @@ def status(
     interval: float = typer.Option(2.0, min=0.2, max=60, help="seconds between the two scrapes the rates come from"),
 ) -> None:
     """One screen of a running ``cxstream up``: components, lag, events/s, dead letters, triggers, inserts."""
-    from pipeline.runner import read_run_file
+    from pipeline.supervisor.runner import read_run_file
     from pipeline.status import collect, render_status
 
     settings = load_settings()
@@ -359,7 +345,7 @@ def demo(
     from pipeline.demo.run import run_demo
 
     from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE
-    from pipeline.runner import DataDirInUse, data_dir_owner
+    from pipeline.supervisor.runner import DataDirInUse, data_dir_owner
 
     settings = load_settings("demo")
     try:
@@ -375,7 +361,7 @@ def demo(
     raise typer.Exit(code)
 
 
-from pipeline.backtest import backtest  # noqa: E402 - registered with the other commands
+from pipeline.tools.backtest import backtest  # noqa: E402 - registered with the other commands
 
 cli.command(name="backtest")(backtest)
 @cli.command()
@@ -392,7 +378,7 @@ def bench(
     ),
 ) -> None:
     """Measure the pipeline end to end (Kafka -> workers -> ClickHouse), live latency and the collector."""
-    from pipeline.bench import BenchError, BenchOptions, report_rows, run_bench
+    from pipeline.tools.bench import BenchError, BenchOptions, report_rows, run_bench
 
     settings = load_settings("bench")
     if quick:
@@ -425,7 +411,7 @@ def bench_cpu(
     seed: int = typer.Option(7, help="traffic seed"),
 ) -> None:
     """CPU time per event of the worker's pure path (decode, detect, states, rows, insert), no Kafka or ClickHouse."""
-    from pipeline.bench_cpu import report, run
+    from pipeline.tools.bench_cpu import report, run
 
     console.print(report(run(events, seed)), highlight=False)
 

@@ -29,7 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.records import CallType, DeadLetterReason, TriggerKind
+from pipeline.wire.records import CallType, DeadLetterReason, TriggerKind
 
 __all__ = [
     "CONTENT_TYPE_LATEST",

@@ -174,7 +174,7 @@ def deliver_lag(settings: Settings, bootstrap: str) -> dict[str, int]:
     """``cx.triggers[p]`` -> records after the deliver group's committed offset (the end offset minus it)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from pipeline.topics import kafka_config
+    from pipeline.wire.topics import kafka_config
 
     topic = settings.topic_triggers
     consumer = Consumer({**kafka_config(settings, bootstrap), "group.id": settings.delivery_group, "enable.auto.commit": False})
@@ -190,7 +190,7 @@ def deliver_lag(settings: Settings, bootstrap: str) -> dict[str, int]:
 
 
 def _deliveries(settings: Settings, info: dict, query: Callable[[str], tuple[list[str], list]]) -> Deliveries:
-    from pipeline.runner import child_alive
+    from pipeline.supervisor.runner import child_alive
 
     out = Deliveries(alive=child_alive(settings.data_dir, "deliver"), lag={}, last_hour=None)
     errors = []

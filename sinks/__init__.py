@@ -21,10 +21,10 @@ Design, and why:
   server's nor the session's time zone can move an event to another day.
 
 Modules: ``client`` (``connect(url)`` for ``chdb://`` and ``clickhouse://``;
-backends in ``backend_chdb`` and ``backend_server``), ``migrate`` (applies
+backends in ``backend_chdb`` and ``backend_server``, what both share in ``protocol``), ``migrate`` (applies
 ``ddl/*.sql`` once), ``cluster`` (the same DDL rendered for a ClickHouse
 cluster: replicated ``_local`` tables under Distributed tables, ``ON
 CLUSTER``), ``rows`` (worker dicts to row tuples, dropping free
-text), ``sink`` (buffer, then one insert per table), ``insert_bench``
-(``python -m sinks.insert_bench``: rows/s per backend).
+text), ``sink`` (buffer, then one insert per table). Rows/s per backend:
+``python -m pipeline.tools.insert_bench``.
 """

@@ -22,7 +22,7 @@ import pyarrow as pa
 from chdb.session import Session
 
 from sinks.chtypes import arrow_type, decoder, split_type, to_epoch_s
-from sinks.client import ClickHouseError, Params, check_identifiers, check_params, error_code, parse_version
+from sinks.protocol import ClickHouseError, Params, check_identifiers, check_params, error_code, parse_version
 
 __all__ = ["ChdbClickHouse", "ReadOnlySession", "arrow_stream", "bind_params"]
 

@@ -18,7 +18,7 @@ from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as DriverError
 from clickhouse_driver.errors import ServerException, TypeMismatchError
 
-from sinks.client import ClickHouseError, Params, check_identifiers, check_params, parse_version
+from sinks.protocol import ClickHouseError, Params, check_identifiers, check_params, parse_version
 
 # The driver logs each failed connection attempt with its stack trace before
 # raising; the error it raises reaches the caller as a ClickHouseError with

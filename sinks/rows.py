@@ -31,7 +31,7 @@ from typing import Any, Callable
 import orjson
 
 from pipeline.detect.ids import fingerprint, version
-from pipeline.records import MAX_JSON_DEPTH, TooDeep, parse_bounded
+from pipeline.wire.records import MAX_JSON_DEPTH, TooDeep, parse_bounded
 from pipeline.vocabulary import ORDER_COMPLETED, label, order_revenue
 
 __all__ = [

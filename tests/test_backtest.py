@@ -8,7 +8,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.backtest import (
+from pipeline.tools.backtest import (
     BacktestError,
     load_file,
     parse_duration_ms,
@@ -143,7 +143,7 @@ def test_cli_runs_on_the_demo_traffic(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_demo_replay_at_30m_finds_the_ledgers_abandoned_and_recovered_carts(tmp_path: Path) -> None:
-    from pipeline.backtest import load_demo
+    from pipeline.tools.backtest import load_demo
     from pipeline.demo.storefront import generate
 
     settings = Settings(_env_file=None)

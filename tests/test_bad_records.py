@@ -7,8 +7,8 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
-from pipeline.records import BadRecord, decode_batch_checked
-from pipeline.runner import Pipeline
+from pipeline.wire.records import BadRecord, decode_batch_checked
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import embedded_settings, post_batch, scalar, wait_until
 from tests.integration.journeys import _ts, day_d

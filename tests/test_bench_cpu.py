@@ -1,10 +1,10 @@
-"""``pipeline.bench_cpu``: the pure path's counts match the demo ledger, and the digest pins every output."""
+"""``pipeline.tools.bench_cpu``: the pure path's counts match the demo ledger, and the digest pins every output."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.bench_cpu import PARTITIONS, STAGES, run
+from pipeline.tools.bench_cpu import PARTITIONS, STAGES, run
 from pipeline.settings import Settings
 
 EVENTS = 3_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import docs_config
+from pipeline.tools import docs_config
 from pipeline.settings import Settings
 
 
@@ -58,7 +58,7 @@ def test_check_mode_fails_with_the_command_when_the_page_differs(
     page.write_text("old\n", encoding="utf-8")
     monkeypatch.setattr(docs_config, "PAGE", page)
     assert docs_config.main(["--check"]) == 1
-    assert "python -m pipeline.docs_config" in capsys.readouterr().err
+    assert "python -m pipeline.tools.docs_config" in capsys.readouterr().err
     assert docs_config.main([]) == 0
     assert docs_config.main(["--check"]) == 0
     assert page.read_text(encoding="utf-8") == docs_config.render()

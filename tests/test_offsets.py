@@ -9,12 +9,12 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
-from pipeline.offsets import CommittedOffsets, SkippedRecords
-from pipeline.runner import Pipeline
+from pipeline.runtime.offsets import CommittedOffsets, SkippedRecords
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
-from pipeline.worker import Worker
-from pipeline.app import create_app
+from pipeline.wire.topics import ensure_topics
+from pipeline.runtime.worker import Worker
+from pipeline.runtime.faust_adapter import create_app
 
 
 class _Committed:

@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.app import create_app
+from pipeline.runtime.faust_adapter import create_app
 from pipeline.logs import configure, context
 from pipeline.settings import Settings
-from pipeline.worker import Worker
+from pipeline.runtime.worker import Worker
 from sinks.client import ClickHouseError
 
 ALERTS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"

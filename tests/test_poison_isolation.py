@@ -10,7 +10,7 @@ from pipeline.collector.normalize import NormalizeRules
 from pipeline.detect.isolation import IsolatedPartition
 from pipeline.detect.processor import PartitionProcessor
 from pipeline.detect.rules import Rules
-from pipeline.records import MAX_JSON_DEPTH, TooDeep, json_depth_exceeds, parse_bounded, truncate_depth
+from pipeline.wire.records import MAX_JSON_DEPTH, TooDeep, json_depth_exceeds, parse_bounded, truncate_depth
 from pipeline.settings import Settings
 from sinks.rows import deadletter_row
 

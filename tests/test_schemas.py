@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 import fastavro
 import pytest
 
-from pipeline.records import DeadLetter, Event, Trigger, dead_letter
+from pipeline.wire.records import DeadLetter, Event, Trigger, dead_letter
 from pipeline.settings import Settings
-from pipeline.triggers import decode_trigger, encode_trigger, to_record
+from pipeline.wire.triggers import decode_trigger, encode_trigger, to_record
 from schemas import load_schema
 
 T0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC

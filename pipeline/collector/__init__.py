@@ -6,9 +6,9 @@ Modules, from the edge inwards:
 - ``auth``: write keys -> tenants; ``body``: size limits, gzip, JSON;
 - ``ingest``: a request's messages -> events and dead letters;
 - ``normalize`` and ``catalog``: one message -> one Event dict (pure);
-- ``packing`` and ``partitioner``: events -> one Kafka record per partition;
+- ``packing``: events -> one Kafka record per partition (``pipeline.wire.partitioner``);
 - ``producer``: acknowledged sends with confluent-kafka.
 
-Nothing is imported here, so the worker can use ``partitioner`` without
+Nothing is imported here, so the worker can use ``normalize`` (its scrubber) without
 pulling in aiohttp or the producer.
 """

@@ -164,7 +164,7 @@ def decode_json(body: bytes) -> tuple[object, str | None]:
     """(value, None) for a JSON body, or (None, reason) with reason ``bad_encoding`` or ``bad_json``.
 
     orjson refuses nesting past 1024 levels (``bad_json``); within that, a
-    message deeper than ``pipeline.records.MAX_JSON_DEPTH`` is a dead letter
+    message deeper than ``pipeline.wire.records.MAX_JSON_DEPTH`` is a dead letter
     of its own (``pipeline.collector.ingest``), and a body that is not an
     object is refused whole with its text kept as the dead letter's payload.
     """

@@ -27,7 +27,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError, model_validator
 
-from pipeline.records import CallType
+from pipeline.wire.records import CallType
 
 __all__ = ["Envelope", "EnvelopeError", "SegmentMessage", "validate_envelope", "validate_with_model"]
 

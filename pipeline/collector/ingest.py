@@ -17,7 +17,7 @@ import orjson
 
 from pipeline.collector.body import MAX_EVENT_BYTES
 from pipeline.collector.normalize import DeadLetterDecision, NormalizeRules, normalize
-from pipeline.records import MAX_JSON_DEPTH, DeadLetter, dead_letter, error_detail, json_depth_exceeds, truncate_depth
+from pipeline.wire.records import MAX_JSON_DEPTH, DeadLetter, dead_letter, error_detail, json_depth_exceeds, truncate_depth
 
 __all__ = ["Ingested", "RequestError", "ingest", "messages_of"]
 

@@ -41,7 +41,7 @@ import orjson
 from pipeline.collector.envelope import Envelope, EnvelopeError, validate_envelope
 from pipeline.collector.catalog import CATALOG, IDENTIFY_TRAITS, PAGE, EventSpec, PropertyError, check_properties
 from pipeline.collector.pii import Scrubber, TooDeep, hash_pii
-from pipeline.records import DeadLetterReason, stable_id
+from pipeline.wire.records import DeadLetterReason, stable_id
 from pipeline.sentiment import lang_of_locale, score
 from pipeline.settings import DEFAULT_PII_KEYS, Settings, parse_pii_keys
 from pipeline.vocabulary import SUPPORT_MESSAGE_SENT, SURVEY_ANSWERED, text_or_none

@@ -9,8 +9,8 @@ their order, whichever record carries them.
 
 from __future__ import annotations
 
-from pipeline.collector.partitioner import partition_for_key
-from pipeline.records import DeadLetter, encode_batch, visitor_key
+from pipeline.wire.partitioner import partition_for_key
+from pipeline.wire.records import DeadLetter, encode_batch, visitor_key
 
 __all__ = ["MAX_RECORD_BYTES", "Record", "dead_letter_records", "pack_events"]
 

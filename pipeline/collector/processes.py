@@ -13,7 +13,7 @@ exits (after ``RESTART_DELAY_S``), and on SIGTERM or SIGINT passes the
 signal on and waits for each to finish its requests and flush its
 producer. Each child serves its own metrics port,
 ``CX_COLLECTOR_METRICS_PORT + i`` (any free port when it is 0). The
-children die with the supervisor, however it ends (``infra.lifeline``).
+children die with the supervisor, however it ends (``pipeline.supervisor.lifeline``).
 
 Without ``SO_REUSEPORT`` (not Linux or a BSD) several processes need a
 front proxy instead (docs/deployment.md, "Several collector processes on
@@ -29,8 +29,8 @@ import subprocess
 import sys
 import time
 
-from infra.lifeline import die_with_parent
-from infra.ports import free_port
+from pipeline.supervisor.lifeline import die_with_parent
+from pipeline.supervisor.ports import free_port
 from pipeline.settings import Settings
 
 __all__ = ["CHILD_SHUTDOWN_S", "RESTART_DELAY_S", "child_settings", "reuse_port_available", "serve_processes"]

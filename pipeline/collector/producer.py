@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline.collector.packing import Record
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
+from pipeline.wire.topics import kafka_config
 
 __all__ = ["DELIVERY_TIMEOUT_MS", "BrokerUnavailable", "EventProducer", "KafkaProducer"]
 

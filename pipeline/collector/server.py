@@ -55,9 +55,9 @@ from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
 from pipeline.collector.producer import BrokerUnavailable, EventProducer, KafkaProducer
 from pipeline.metrics import CONTENT_TYPE_LATEST, CollectorMetrics, render
-from pipeline.records import DeadLetterReason, dead_letter
+from pipeline.wire.records import DeadLetterReason, dead_letter
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
+from pipeline.wire.topics import ensure_topics
 
 __all__ = [
     "BEACON_PREFIX", "CALL_PATHS", "RETRY_AFTER_S", "InflightBudget", "make_app", "make_metrics_app", "run_collector", "tune_gc",

@@ -112,7 +112,7 @@ class WorkerStore:
         self.settings = settings
 
     def query(self, sql: str) -> tuple[list[str], list[list]]:
-        from pipeline.runner import query_running_worker, read_run_file
+        from pipeline.supervisor.runner import query_running_worker, read_run_file
 
         info = read_run_file(self.settings)
         if info is not None:

@@ -33,8 +33,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pipeline.deliver.config import Destination
 from pipeline.deliver.send import Outcome, RateLimiter, deliver
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics, kafka_config
-from pipeline.triggers import decode_trigger
+from pipeline.wire.topics import ensure_topics, kafka_config
+from pipeline.wire.triggers import decode_trigger
 
 __all__ = ["Deliverer", "Offsets", "heartbeat_ms", "run_deliver"]
 

@@ -38,13 +38,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.collector.partitioner import ids_per_partition
+from pipeline.wire.partitioner import ids_per_partition
 from pipeline.demo.send import send
 from pipeline.demo.storefront import generate
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
-from pipeline.triggers import decode_trigger
+from pipeline.wire.topics import kafka_config
+from pipeline.wire.triggers import decode_trigger
 
 __all__ = ["run_demo"]
 

@@ -5,7 +5,7 @@ visitor, whichever cart it was made for: the customer bought.
 
 Both build the trigger dicts of ``schemas/trigger.avsc`` with millisecond
 field names (``event_time_ms``, ``emitted_at_ms``, ``offer.expires_at_ms``)
-plus the internal ``cart_key``; ``pipeline.triggers`` turns them into the
+plus the internal ``cart_key``; ``pipeline.wire.triggers`` turns them into the
 public record (docs/events.md). Ids depend on the events only, never on the wall clock.
 """
 
@@ -15,7 +15,7 @@ from pipeline.detect.attribution import remember_trigger
 from pipeline.detect.offers import decide_for_state
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import Cart, VisitorState
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 
 __all__ = ["abandon", "abandon_for_customer", "cancel_offers"]
 

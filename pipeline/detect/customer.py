@@ -50,7 +50,7 @@ from pipeline.detect.merge import Held, StreamMerge
 from pipeline.detect.offers import decide_offer
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import CustomerValue
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 
 __all__ = [
     "bad_message",

@@ -32,9 +32,8 @@ score is the in-stream estimate the decision had.
 from __future__ import annotations
 
 from pipeline.detect.dedup import event_hash
-from pipeline.detect.rules import Rules
+from pipeline.detect.rules import DAY_MS, Rules
 from pipeline.detect.state import CustomerValue, VisitorState
-from pipeline.settings import DAY_MS
 from pipeline.vocabulary import (
     LOYALTY_FRICTION, LOYALTY_SUPPORT, SUPPORT_TICKET_OPENED, SUPPORT_TICKET_RESOLVED, number,
 )  # fmt: skip

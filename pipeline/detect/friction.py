@@ -72,10 +72,9 @@ from pipeline.detect.friction_state import (
 )  # fmt: skip
 from pipeline.detect.attribution import remember_trigger
 from pipeline.detect.offers import decide_assist
-from pipeline.detect.rules import Rules
+from pipeline.detect.rules import FRICTION_SIGNALS, Rules
 from pipeline.detect.state import VisitorState
-from pipeline.records import stable_id
-from pipeline.settings import FRICTION_SIGNALS
+from pipeline.wire.records import stable_id
 from pipeline.vocabulary import (
     CHECKOUT_STEP_VIEWED, COUPON_DENIED, ELEMENT_CLICKED, ERROR_SHOWN, IN_CHECKOUT, ORDER_COMPLETED, PAYMENT_FAILED,
     PRODUCTS_SEARCHED, label, number,

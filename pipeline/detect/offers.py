@@ -40,7 +40,7 @@ from typing import Literal
 from pipeline.detect.customers import loyalty_score
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 
 __all__ = [
     "BUCKETS",

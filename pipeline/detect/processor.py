@@ -53,7 +53,7 @@ from pipeline.detect.state import Cart, VisitorState, decode_state, encode_state
 from pipeline.detect.support import apply_support
 from pipeline.detect.support import note_order as note_support_order
 from pipeline.detect.watermark import Watermark
-from pipeline.records import TooDeep, json_depth_exceeds, parse_bounded, visitor_key
+from pipeline.wire.records import TooDeep, json_depth_exceeds, parse_bounded, visitor_key
 from pipeline.vocabulary import (
     CARTS_OPEN_OR_CHANGE, CHECKOUT_PROGRESS, FRICTION_INPUTS, LOYALTY_FRICTION, ORDER_COMPLETED, SUPPORT_EVENTS,
     label, order_revenue,

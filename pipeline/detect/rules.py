@@ -1,4 +1,9 @@
-"""Detection rules: event-time thresholds and the offer policy, fixed at start-up."""
+"""Detection rules: event-time thresholds and the offer policy, fixed at start-up.
+
+The one module of the pure core that reads ``pipeline.settings``, and only its declarations: each
+rule's default and the parsers of the text settings, so that every knob is written once. The core
+never reads the environment; the runtime builds ``Rules.from_settings(settings)`` and hands it over.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any, Literal
 
 from pipeline.settings import (
     DAY_MS,
+    FRICTION_SIGNALS,
     MINUTE_MS,
     Settings,
     parse_friction_weights,
@@ -16,7 +22,7 @@ from pipeline.settings import (
     parse_tiers,
 )
 
-__all__ = ["Rules", "Channel"]
+__all__ = ["Rules", "Channel", "DAY_MS", "MINUTE_MS", "FRICTION_SIGNALS"]
 
 Channel = Literal["email", "sms", "onsite"]
 

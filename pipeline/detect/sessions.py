@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from pipeline.detect.state import VisitorState
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 
 __all__ = ["assign_session", "SESSION_ID_HEX"]
 

@@ -43,7 +43,7 @@ from pipeline.detect.offers import decide_assist
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import VisitorState
 from pipeline.detect.tickets import SURVEY_KINDS, Ticket
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 from pipeline.sentiment import Sentiment, lang_of_locale, score
 from pipeline.vocabulary import (
     SUPPORT_MESSAGE_SENT, SUPPORT_TICKET_OPENED, SUPPORT_TICKET_RESOLVED, SURVEY_ANSWERED, label,

@@ -23,8 +23,8 @@ import aiohttp
 from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from infra.ports import free_port, wait_for_port
-from pipeline.records import decode_batch
+from pipeline.supervisor.ports import free_port, wait_for_port
+from pipeline.wire.records import decode_batch
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")

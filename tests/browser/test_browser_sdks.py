@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from infra.broker import EmbeddedBroker
+from pipeline.supervisor.broker import EmbeddedBroker
 from tests.browser.harness import (
     CHROMIUM,
     HERE,

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.browser.harness import CHROMIUM, HERE, PageServer, build_bundles, chromium_missing
 from tests.integration.helpers import embedded_settings, wait_until

@@ -32,7 +32,7 @@ from pipeline.dashboard.server import cookie_name, cookie_value
 from pipeline.demo.run import DAY_MS, SETTLED_AGO_MS, _clock_pages
 from pipeline.demo.send import send
 from pipeline.demo.storefront import generate
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.browser.harness import CHROMIUM, HERE, chromium_missing
 

@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 import orjson
 import requests
 
-from pipeline.collector.partitioner import ids_per_partition
+from pipeline.wire.partitioner import ids_per_partition
 from pipeline.demo.ledger import Expected
 from pipeline.demo.storefront import generate
 from pipeline.settings import Settings
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from tests.chaos.reference import Reference, reference_run
 from tests.integration.helpers import scalar, wait_until
 

@@ -13,11 +13,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from pipeline.collector.normalize import NormalizeRules, normalize
-from pipeline.collector.partitioner import partition_for_key
+from pipeline.wire.partitioner import partition_for_key
 from pipeline.detect import Rules
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.stages import LocalStages
-from pipeline.records import visitor_key
+from pipeline.wire.records import visitor_key
 from pipeline.settings import Settings
 
 __all__ = ["Reference", "reference_run"]

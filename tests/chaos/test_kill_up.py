@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.ports import free_port
+from pipeline.supervisor.ports import free_port
 from tests.integration.processes import Proc, alive, command_of, descendants, stop_process_tree
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -114,7 +114,7 @@ def test_kill_9_of_up_on_your_own_kafka_stores_every_acknowledged_event_once(
     import json
     import random
 
-    from pipeline.runner import Pipeline
+    from pipeline.supervisor.runner import Pipeline
     from pipeline.webtoken import read_token
     from tests.chaos.common import day_of_traffic, post, settle_and_check
     from tests.integration.helpers import wait_until

@@ -10,7 +10,7 @@ in-process run produces: every event once, every dead letter once, every
 expected trigger id and no other, and the storefront ledger's KPIs.
 
 The 6-kill run is part of the default test run; the 20- and 100-kill runs
-need ``CX_SLOW=1``. A worker that refuses a batch (``pipeline.offsets``: the
+need ``CX_SLOW=1``. A worker that refuses a batch (``pipeline.runtime.offsets``: the
 consumer skipped a record) exits and is started again by the runner; the
 figures count those restarts.
 """
@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from tests.chaos.common import day_of_traffic, post, settle_and_check, worker_stats
 from tests.integration.helpers import wait_until
 

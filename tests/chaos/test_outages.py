@@ -16,8 +16,8 @@ import pytest
 import orjson
 import requests
 
-from pipeline.records import DeadLetterReason
-from pipeline.runner import Pipeline
+from pipeline.wire.records import DeadLetterReason
+from pipeline.supervisor.runner import Pipeline
 from sinks.client import connect
 from tests.chaos.common import day_of_traffic, post, settle_and_check, wait_caught_up, worker_stats
 from tests.chaos.poison import INJECTIONS, batch_poison, oversize_event, raw_poison

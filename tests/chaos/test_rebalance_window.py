@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from sinks.client import connect
 from tests.chaos.common import chaos_settings, day_of_traffic, post, settle_and_check, worker_stats

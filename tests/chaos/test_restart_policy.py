@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.runner import Pipeline, SupervisionError
+from pipeline.supervisor.runner import Pipeline, SupervisionError
 
 
 class _Proc:
@@ -20,7 +20,7 @@ def test_a_worker_failing_at_start_is_restarted_with_doubling_backoff_then_stops
     pipeline = Pipeline(settings)
     pipeline._log_dir = tmp_path
     clock = [100.0]
-    monkeypatch.setattr("pipeline.runner.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pipeline.supervisor.runner.time.monotonic", lambda: clock[0])
     spawned: list[float] = []
 
     def spawn(name: str, env=None) -> None:
@@ -54,7 +54,7 @@ def _budget_one(fresh_settings, tmp_path, monkeypatch):  # noqa: ANN001, ANN202
     pipeline = Pipeline(settings)
     pipeline._log_dir = tmp_path
     clock = [0.0]
-    monkeypatch.setattr("pipeline.runner.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pipeline.supervisor.runner.time.monotonic", lambda: clock[0])
 
     def spawn(name: str, env=None) -> None:
         pipeline.procs[name] = _Proc(None)

@@ -9,7 +9,7 @@ import orjson
 
 from pipeline.collector.packing import Record
 from pipeline.collector.producer import BrokerUnavailable
-from pipeline.records import decode_batch
+from pipeline.wire.records import decode_batch
 
 __all__ = ["FakeProducer"]
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from infra.ports import free_port, wait_for_port
+from pipeline.supervisor.ports import free_port, wait_for_port
 from pipeline.collector.server import run_collector
-from pipeline.records import decode_batch
+from pipeline.wire.records import decode_batch
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
+from pipeline.wire.topics import ensure_topics
 
 __all__ = ["CollectorThread", "collector_settings", "event_count", "read_topic"]
 

@@ -17,11 +17,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from segment.analytics import Client
 
-from infra.broker import EmbeddedBroker
-from pipeline.collector.partitioner import partition_for_key
-from pipeline.records import decode_batch, visitor_key
+from pipeline.supervisor.broker import EmbeddedBroker
+from pipeline.wire.partitioner import partition_for_key
+from pipeline.wire.records import decode_batch, visitor_key
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
+from pipeline.wire.topics import ensure_topics
 from tests.collector.conftest import basic
 from tests.collector.harness import CollectorThread, collector_settings, event_count, read_topic
 
@@ -39,7 +39,7 @@ def broker():
 
 @pytest.fixture(scope="module")
 def settings(broker: EmbeddedBroker) -> Settings:
-    # explicit topic configs (cleanup.policy, retention.ms, max.message.bytes): see pipeline.topics
+    # explicit topic configs (cleanup.policy, retention.ms, max.message.bytes): see pipeline.wire.topics
     settings = collector_settings(
         broker.bootstrap, "it.collector", partitions=3, write_key=WRITE_KEY, tenant=TENANT, pii_salt="int-salt"
     )

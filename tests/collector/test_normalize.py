@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from pipeline.collector.normalize import DeadLetterDecision, NormalizeRules, normalize, parse_time_ms
-from pipeline.records import Event
+from pipeline.wire.records import Event
 from tests.collector.conftest import ms
 
 RULES = NormalizeRules(max_event_age_ms=7 * 86_400_000, max_event_future_ms=3_600_000, pii_salt="test-salt")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 
 from pipeline.collector.packing import MAX_RECORD_BYTES, dead_letter_records, pack_events
-from pipeline.collector.partitioner import partition_for_key
-from pipeline.records import dead_letter, decode_batch, visitor_key
+from pipeline.wire.partitioner import partition_for_key
+from pipeline.wire.records import dead_letter, decode_batch, visitor_key
 
 
 def event(anon: str, n: int, props: str = "{}") -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.collector.partitioner import murmur2, partition_for_key, to_positive
+from pipeline.wire.partitioner import murmur2, partition_for_key, to_positive
 
 # The vectors of Kafka's own UtilsTest.testMurmur2 (clients/src/test/.../utils/UtilsTest.java).
 KAFKA_VECTORS = [
@@ -44,8 +44,8 @@ def test_partition_for_key_refuses_zero_partitions() -> None:
 
 
 def test_ids_per_partition_names_one_visitor_for_each_partition_in_order() -> None:
-    from pipeline.collector.partitioner import ids_per_partition
-    from pipeline.records import visitor_key
+    from pipeline.wire.partitioner import ids_per_partition
+    from pipeline.wire.records import visitor_key
 
     for anonymous in (True, False):
         ids = ids_per_partition("shop-a", "probe", 4, anonymous=anonymous)

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.broker import EmbeddedBroker
-from infra.ports import free_port, wait_for_port
+from pipeline.supervisor.broker import EmbeddedBroker
+from pipeline.supervisor.ports import free_port, wait_for_port
 from pipeline.collector.processes import FAST_EXITS_MAX, child_settings, reuse_port_available
 from pipeline.settings import Settings
-from pipeline.records import decode_batch
+from pipeline.wire.records import decode_batch
 from tests.collector.harness import collector_settings, event_count, read_topic
 
 needs_reuse_port = pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT is not available on this platform")

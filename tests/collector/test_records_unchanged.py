@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 
-from pipeline.bench import RECEIVED_AT_MS, collector_records, make_traffic
+from pipeline.tools.bench import collector_records
+from pipeline.tools.bench_common import RECEIVED_AT_MS, make_traffic
 from pipeline.settings import Settings
 
 ODD_MESSAGES = [

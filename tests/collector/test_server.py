@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from infra.ports import free_port
+from pipeline.supervisor.ports import free_port
 from pipeline.collector.server import STATE, make_app
-from pipeline.records import decode_batch
+from pipeline.wire.records import decode_batch
 from pipeline.settings import Settings
 from tests.collector.conftest import RECEIVED, basic, ms
 from tests.collector.fakes import FakeProducer

@@ -12,7 +12,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics, kafka_config
+from pipeline.wire.topics import ensure_topics, kafka_config
 
 __all__ = ["SECRET", "assert_schema", "committed", "make_trigger", "produce", "read_topic", "start_deliver", "wait_for", "write_config"]
 

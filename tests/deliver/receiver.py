@@ -23,7 +23,7 @@ from typing import Callable
 import orjson
 from aiohttp import web
 
-from infra.ports import free_port
+from pipeline.supervisor.ports import free_port
 from pipeline.deliver.signing import verify
 
 __all__ = ["Action", "Receiver", "Request"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from infra.broker import EmbeddedBroker
+from pipeline.supervisor.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from tests.deliver.common import SECRET, make_trigger, produce, start_deliver, wait_for, write_config
 from tests.deliver.receiver import Receiver

@@ -174,7 +174,7 @@ def test_avro_triggers_are_posted_as_the_json_record_with_epoch_millisecond_time
     import fastavro
     from confluent_kafka import Producer
 
-    from pipeline.topics import ensure_topics, kafka_config
+    from pipeline.wire.topics import ensure_topics, kafka_config
     from schemas import load_schema
 
     triggers = [make_trigger(i) for i in range(3)]

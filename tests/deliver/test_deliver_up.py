@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import Pipeline, child_alive, read_run_file
+from pipeline.supervisor.runner import Pipeline, child_alive, read_run_file
 from pipeline.settings import Settings
 from pipeline.status import collect
 from tests.deliver.common import SECRET, committed, make_trigger, produce, read_topic, write_config

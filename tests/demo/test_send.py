@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from infra.ports import free_port
+from pipeline.supervisor.ports import free_port
 from pipeline.demo.send import Pacer, send
 from pipeline.demo.storefront import generate
 from tests.demo.contract_reading import invalid_reason

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from infra.clickhouse_server import docker_available
-from infra.ports import free_port
+from pipeline.supervisor.ports import free_port
 from tests.integration.helpers import post_batch, wait_until
 
 pytestmark = pytest.mark.integration

@@ -63,8 +63,8 @@ def _collector_routes() -> tuple[frozenset[str], frozenset[str]]:
 
 
 def _worker_routes() -> frozenset[str]:
-    """Paths the worker registers with ``@app.page(...)`` in pipeline/worker.py."""
-    tree = ast.parse((ROOT / "pipeline" / "worker.py").read_text())
+    """Paths the worker registers with ``@app.page(...)`` in pipeline/runtime/worker.py."""
+    tree = ast.parse((ROOT / "pipeline" / "runtime" / "worker.py").read_text())
     paths = set()
     for node in ast.walk(tree):
         for deco in getattr(node, "decorator_list", []):

@@ -22,7 +22,7 @@ import pytest
 import requests
 import yaml
 
-from infra.ports import free_port, stop_process, wait_for_port
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
 from pipeline.settings import Settings
 from tests.integration.helpers import post_batch, wait_until
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from infra.ports import free_port, stop_process, wait_for_port
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
 from pipeline.settings import Settings
 from pipeline.webtoken import TOKEN_FILE, worker_headers
 from tests.integration.helpers import wait_until

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.detect import Rules
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 
 from tests.detect.helpers import MIN, T0, Harness, add, identify, order, page, track
 

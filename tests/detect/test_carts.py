@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.detect import Rules
 from pipeline.detect.state import decode_state
-from pipeline.records import visitor_key
+from pipeline.wire.records import visitor_key
 
 from tests.detect.helpers import DAY, MIN, T0, Harness, add, identify, order, page, track
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.detect import Rules
 from pipeline.detect.customers import loyalty_score, note_experience, note_order
 from pipeline.detect.state import CustomerValue, decode_state
-from pipeline.records import visitor_key
+from pipeline.wire.records import visitor_key
 
 from pipeline.detect.customer import customer_key, decode_customer
 from tests.detect.helpers import DAY, HOUR, MIN, T0, Harness, add, identify, page, track

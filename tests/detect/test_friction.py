@@ -14,7 +14,7 @@ from collections import Counter
 from pipeline.detect import Rules
 from pipeline.detect.friction import reasons, score
 from pipeline.detect.state import decode_state, encode_state
-from pipeline.records import visitor_key
+from pipeline.wire.records import visitor_key
 
 from tests.detect.helpers import EXACT, MIN, T0, Harness, ev, track
 

@@ -8,7 +8,7 @@ partition's watermark, as other visitors' traffic does.
 
 from __future__ import annotations
 
-from pipeline.collector.partitioner import partition_for_key
+from pipeline.wire.partitioner import partition_for_key
 from pipeline.detect.customer import customer_key, decode_customer
 from pipeline.detect.stages import CONVERSIONS_TABLE, LocalStages
 from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, add, ev, identify, order, page, track

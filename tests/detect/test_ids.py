@@ -14,7 +14,7 @@ from pipeline.detect.ids import (
     judge_record,
     version,
 )
-from pipeline.records import Event
+from pipeline.wire.records import Event
 
 T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
 

@@ -7,7 +7,7 @@ import hashlib
 
 from pipeline.detect import Rules
 from pipeline.detect.offers import decide_offer, holdout_bucket, in_holdout
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 
 from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, add, identify, order, page, track
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 
 from tests.detect.helpers import MIN, T0, Harness, ev, page
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.detect.state import decode_state, encode_state
-from pipeline.records import visitor_key
+from pipeline.wire.records import visitor_key
 
 from tests.detect.helpers import MIN, T0, Harness, add, ev, identify, page, track
 

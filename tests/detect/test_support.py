@@ -14,7 +14,7 @@ from pipeline.detect import Rules
 from pipeline.detect.state import decode_state, encode_state
 from pipeline.detect.support import MESSAGES_TABLE, SURVEYS_TABLE, TICKETS_TABLE
 from pipeline.vocabulary import SUPPORT_TICKET_OPENED
-from pipeline.records import stable_id
+from pipeline.wire.records import stable_id
 from sinks.rows import FACT_TABLES, event_row
 from pipeline.detect.customer import STAGE_PREFIX
 from tests.detect.helpers import DAY, EXACT, HOUR, MIN, T0, Harness, ev, order

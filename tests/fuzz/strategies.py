@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from pipeline.collector.catalog import CATALOG
 from pipeline.collector.pii import MAX_DEPTH as SCRUB_DEPTH
-from pipeline.records import MAX_JSON_DEPTH
+from pipeline.wire.records import MAX_JSON_DEPTH
 
 __all__ = [
     "SCRUB_DEPTH",

@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.records import BadRecord, DeadLetter, Event, decode_batch_checked
+from pipeline.wire.records import BadRecord, DeadLetter, Event, decode_batch_checked
 from tests.fixtures.report import tell
 from tests.fuzz.conftest import RUN_LENGTHS, FuzzPipeline, Ledger, fuzz_settings, start_fuzz_pipeline
 from tests.fuzz.strategies import deadletter_records, letters_id, topic_records, valid_event

@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline.collector.partitioner import ids_per_partition
-from pipeline.records import stable_id
+from pipeline.wire.partitioner import ids_per_partition
+from pipeline.wire.records import stable_id
 
 __all__ = ["EXPECTED_ROWS", "EXPECTED_ASSISTS", "friction_messages", "sentinel_messages", "at_ms"]
 

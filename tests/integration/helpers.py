@@ -13,10 +13,10 @@ import pytest
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
-from pipeline.triggers import decode_trigger
+from pipeline.wire.topics import kafka_config
+from pipeline.wire.triggers import decode_trigger
 
 __all__ = ["BACKENDS", "e2e_pipeline", "post_batch", "wait_until", "read_triggers", "scalar"]
 

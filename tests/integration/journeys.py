@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline.collector.partitioner import ids_per_partition
+from pipeline.wire.partitioner import ids_per_partition
 
 __all__ = ["journey_batches", "day_d", "EXPECTED"]
 

@@ -8,11 +8,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from typer.testing import CliRunner
 
-from pipeline.backtest import load_kafka
+from pipeline.tools.backtest import load_kafka
 from pipeline.cli import cli
-from pipeline.records import encode_batch
+from pipeline.wire.records import encode_batch
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics, kafka_config
+from pipeline.wire.topics import ensure_topics, kafka_config
 from tests.detect.helpers import MIN, T0, add, page
 from tests.test_backtest import decisions, three_partitions
 

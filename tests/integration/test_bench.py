@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.bench import BenchOptions, report_rows, run_bench
+from pipeline.tools.bench import BenchOptions, report_rows, run_bench
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration

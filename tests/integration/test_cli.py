@@ -133,7 +133,7 @@ def test_a_wrong_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("command", ["worker", "collector"])
 def test_no_broker_at_the_address_is_one_line_and_exit_69(tmp_path: Path, command: str) -> None:
-    from infra.ports import free_port
+    from pipeline.supervisor.ports import free_port
 
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     out = _cx([command], _env(tmp_path / "data", CX_KAFKA_BOOTSTRAP=address), timeout=60)
@@ -145,7 +145,7 @@ def test_no_broker_at_the_address_is_one_line_and_exit_69(tmp_path: Path, comman
 
 
 def test_a_query_to_a_server_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
-    from infra.ports import free_port
+    from pipeline.supervisor.ports import free_port
 
     port = free_port()
     out = _cx(["query", "SELECT 1"], _env(tmp_path / "data", CX_CLICKHOUSE_URL=f"clickhouse://default@127.0.0.1:{port}/cx"))

@@ -20,7 +20,7 @@ import pytest
 from infra.clickhouse_cluster import ClickHouseCluster, zookeeper_command
 from infra.clickhouse_server import server_command
 from pipeline.analyst_sql import QueryLimits, run_analyst_query
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from sinks.client import ClickHouse, connect
 from sinks.cluster import ClusterDDL

@@ -26,9 +26,9 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from pipeline.collector.partitioner import ids_per_partition
+from pipeline.wire.partitioner import ids_per_partition
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
+from pipeline.wire.topics import kafka_config
 from sinks.client import connect
 from tests.integration.helpers import BACKENDS, e2e_pipeline, post_batch, scalar, wait_until, worker_stats
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.friction_journeys import (
     EXPECTED_ASSISTS,

@@ -23,7 +23,7 @@ import datetime as dt
 import pytest
 from segment.analytics import Client
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import BACKENDS, e2e_pipeline, scalar, wait_until
 from tests.integration.journeys import day_d, tick_ids

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import embedded_settings, post_batch, read_triggers, scalar, wait_until
 

@@ -9,7 +9,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import BACKENDS, e2e_pipeline, post_batch, read_triggers, scalar, wait_until
 from tests.integration.journeys import day_d

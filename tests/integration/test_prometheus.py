@@ -26,8 +26,8 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
-from infra.ports import free_port, stop_process, wait_for_port
-from pipeline.runner import Pipeline
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import embedded_settings, post_batch, scalar, wait_until
 from tests.integration.journeys import day_d, journey_batches

@@ -16,8 +16,8 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 from segment.analytics import Client
 
-from pipeline.runner import Pipeline
-from pipeline.topics import kafka_config
+from pipeline.supervisor.runner import Pipeline
+from pipeline.wire.topics import kafka_config
 from tests.conftest import new_settings
 from tests.integration.helpers import e2e_pipeline, scalar, wait_until
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from pipeline.collector.processes import reuse_port_available
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.status import collect, total
 from tests.integration.helpers import embedded_settings, post_batch, wait_until

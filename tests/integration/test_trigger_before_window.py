@@ -18,10 +18,10 @@ import pytest
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
-from pipeline.triggers import decode_trigger
+from pipeline.wire.topics import kafka_config
+from pipeline.wire.triggers import decode_trigger
 from tests.integration.helpers import embedded_settings, post_batch, scalar, wait_until
 
 pytestmark = pytest.mark.integration

@@ -1,10 +1,10 @@
-"""A new worker rebuilds visitor states from the changelog the previous one wrote (``pipeline.changelog``)."""
+"""A new worker rebuilds visitor states from the changelog the previous one wrote (``pipeline.runtime.changelog``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from tests.integration.helpers import embedded_settings, post_batch, scalar, wait_until, worker_stats
 from tests.integration.journeys import _ts, day_d, tick_ids

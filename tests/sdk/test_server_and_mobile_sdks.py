@@ -22,7 +22,7 @@ import requests
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 
-from infra.broker import EmbeddedBroker
+from pipeline.supervisor.broker import EmbeddedBroker
 from tests.browser.harness import HERE, THIRTEEN, EventsReader, calls, sdk_tools_missing
 from tests.collector.harness import CollectorThread, collector_settings
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import requests
 
-from infra.broker import EmbeddedBroker
-from pipeline.records import decode_batch
+from pipeline.supervisor.broker import EmbeddedBroker
+from pipeline.wire.records import decode_batch
 from pipeline.settings import Settings
 from tests.collector.conftest import basic
 from tests.collector.harness import CollectorThread, collector_settings, read_topic

@@ -121,10 +121,10 @@ def test_planted_personal_values_never_reach_kafka_in_clear() -> None:
     """End to end through a running collector: the raw bytes on cx.events and cx.deadletter hold none of them."""
     import requests
 
-    from infra.broker import EmbeddedBroker
-    from infra.ports import free_port
+    from pipeline.supervisor.broker import EmbeddedBroker
+    from pipeline.supervisor.ports import free_port
     from pipeline.settings import Settings
-    from pipeline.topics import ensure_topics
+    from pipeline.wire.topics import ensure_topics
     from tests.collector.conftest import basic
     from tests.collector.harness import CollectorThread, read_topic
 
@@ -214,7 +214,7 @@ def test_the_digit_count_agrees_with_the_phone_condition_on_any_text(text: str) 
 
 
 def test_a_dead_letter_detail_names_the_error_never_the_value() -> None:
-    from pipeline.records import BadRecord, DeadLetter, error_detail
+    from pipeline.wire.records import BadRecord, DeadLetter, error_detail
 
     planted = "quoted.value@example.com"
     try:

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from pipeline.runner import Pipeline
+from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
 from pipeline.webtoken import TOKEN_FILE
 

@@ -5,7 +5,7 @@ loses every topic. It is the default for the demo and the tests; in
 production point ``CX_KAFKA_BOOTSTRAP`` at your own Kafka.
 
 The broker process dies with the thread that started it, whatever ends that
-thread's process (``infra.lifeline``): a ``kill -9`` of ``cxstream up`` leaves
+thread's process (``pipeline.supervisor.lifeline``): a ``kill -9`` of ``cxstream up`` leaves
 no broker behind.
 """
 
@@ -17,8 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.lifeline import die_with_parent
-from infra.ports import free_port, stop_process, wait_for_port
+from pipeline.supervisor.lifeline import die_with_parent
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
 
 __all__ = ["EmbeddedBroker", "tansu_binary"]
 

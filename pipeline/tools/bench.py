@@ -24,7 +24,7 @@ What one run does, in order (every part prints one section of the table):
 5. **collector**: concurrent clients post pre-built batches as fast as the
    collector acknowledges them.
 
-Sections 4 and 5 are in ``pipeline.bench_live``. Exact counts are checked,
+Sections 4 and 5 are in ``pipeline.tools.bench_live``. Exact counts are checked,
 not only printed: a run whose ClickHouse counts do not match the ledger
 raises ``BenchError`` (when the counts stop moving, or at the timeout).
 """
@@ -34,26 +34,42 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from infra.ports import free_port, stop_process, wait_for_port
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
+from pipeline.tools.bench_common import (
+    CLOCK_TENANT,
+    RAW_PASSES,
+    RECEIVED_AT_MS,
+    REQUEST_MESSAGES,
+    STALL_S,
+    TENANT,
+    WRITE_KEY,
+    BenchError,
+    BenchOptions,
+    child_env,
+    cpu_seconds,
+    iso_ms,
+    make_traffic,
+    spawn,
+    wall_ms,
+)
+from pipeline.tools.bench_live import run_collector, run_live
 from pipeline.collector.ingest import ingest
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
-from pipeline.demo.storefront import Expected, generate
-from pipeline.records import decode_batch
+from pipeline.demo.storefront import Expected
+from pipeline.wire.records import decode_batch
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics, kafka_config
+from pipeline.wire.topics import ensure_topics, kafka_config
 from pipeline.webtoken import new_token, worker_headers
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
@@ -62,60 +78,12 @@ __all__ = [
     "BenchError",
     "BenchOptions",
     "BenchResult",
-    "child_env",
+    "clock_messages",
     "collector_records",
-    "iso_ms",
-    "make_traffic",
     "report_rows",
     "run_bench",
-    "spawn",
-    "wall_ms",
 ]
 
-DAY_MS = 86_400_000
-# Messages per visitor of the demo storefront (measured on the bench day, seed 7): the
-# number of visitors to plan for about ``--events`` messages.
-MESSAGES_PER_VISITOR = 11.78
-# An SDK's batch (analytics.js and segment-analytics-python upload 100-250 messages).
-REQUEST_MESSAGES = 250
-TENANT = "bench-shop"
-# A second tenant whose one event per partition closes event time after the
-# traffic (see ``clock_messages``); its rows are not counted as the shop's.
-CLOCK_TENANT = "bench-clock"
-WRITE_KEY = "bench_key"
-FRICTION_KIND = "checkout_friction"
-LIVE_ABANDON_AFTER_MS = 3_000
-# The loaded traffic is one fixed simulated day, received two hours after it
-# ends (inside the collector's 7-day window): the same options give the same
-# records and counts on every run. Live mode uses the wall clock instead.
-BENCH_START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC
-RECEIVED_AT_MS = BENCH_START_MS + DAY_MS + 2 * 3_600_000
-RAW_PASSES = 3
-# Counts that do not move for this long mean a mismatch, not a slow worker
-# (one batch of ``batch_max_records`` records can take a minute on a busy machine).
-STALL_S = 300.0
-
-
-class BenchError(RuntimeError):
-    """A component failed or the counts in ClickHouse never matched the ledger."""
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    events: int = 1_000_000
-    workers: tuple[int, ...] = (1, 2)
-    live_rates: tuple[int, ...] = (2_000, 10_000)
-    live_seconds: float = 30.0
-    collector_events: int = 200_000
-    clients: int = 4
-    seed: int = 7
-    partitions: int = 4
-    timeout_s: float = 1800.0
-
-    @classmethod
-    def quick(cls) -> "BenchOptions":
-        """A small run (about a minute): every section, exact counts, rates not meaningful."""
-        return cls(events=4_000, workers=(1,), live_rates=(500,), live_seconds=6.0, collector_events=5_000, clients=2)
 
 
 @dataclass
@@ -200,13 +168,6 @@ class BenchResult:
 # -- traffic -------------------------------------------------------------------
 
 
-def make_traffic(events: int, seed: int, start_ms: int = BENCH_START_MS) -> tuple[list[dict], Expected]:
-    """About ``events`` messages of one simulated day from ``start_ms``, and their ledger."""
-    visitors = max(1, round(events / MESSAGES_PER_VISITOR))
-    traffic = generate(seed, visitors=visitors, start_ms=start_ms, span_ms=DAY_MS)
-    return traffic.messages, traffic.expected
-
-
 def collector_records(
     messages: list[dict], settings: Settings, *, partitions: int, received_at_ms: int, tenant: str = TENANT
 ) -> tuple[list[Record], int, int]:
@@ -245,8 +206,8 @@ def clock_messages(settle_ms: int, settings: Settings, partitions: int) -> list[
     time. A later event on every partition carries each watermark past
     ``settle_ms``, as live traffic would, so every deadline fires at once.
     """
-    from pipeline.collector.partitioner import partition_for_key
-    from pipeline.records import visitor_key
+    from pipeline.wire.partitioner import partition_for_key
+    from pipeline.wire.records import visitor_key
 
     t_ms = settle_ms + settings.allowed_lateness_ms + 1
     by_partition: dict[int, dict] = {}
@@ -331,33 +292,6 @@ def raw_consume(settings: Settings, bootstrap: str, topic: str, expected: int) -
 
 
 # -- processes -----------------------------------------------------------------
-
-
-def child_env(settings: Settings, bootstrap: str, **overrides: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        **settings.to_env(),
-        "CX_KAFKA_BOOTSTRAP": bootstrap,
-        **{f"CX_{k.upper()}": v for k, v in overrides.items()},
-    }
-
-
-def spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """``python -m pipeline.cli <command>`` in its own session, output to ``log_path``."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", command],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process used so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -503,7 +437,7 @@ def run_workers(
 
 def state_sizes(settings: Settings, bootstrap: str, group: str) -> dict:
     """Latest state bytes per visitor, read back from the worker table's changelog topic."""
-    from pipeline.app import STATE_TABLE
+    from pipeline.runtime.faust_adapter import STATE_TABLE
 
     topic = f"{group}-{STATE_TABLE}-changelog"
     consumer = Consumer({**kafka_config(settings, bootstrap), "group.id": f"{group}-sizes", "enable.auto.commit": False})
@@ -540,14 +474,6 @@ def state_sizes(settings: Settings, bootstrap: str, group: str) -> dict:
 # -- time ------------------------------------------------------------------------
 
 
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 # -- the whole bench -----------------------------------------------------------
 
 
@@ -582,7 +508,6 @@ def run_bench(
     progress=print,  # noqa: ANN001 - any callable taking a line
 ) -> BenchResult:
     """Run every section; start an embedded broker / ClickHouse server when none is given."""
-    from pipeline.bench_live import run_collector, run_live  # it imports this module's helpers
 
     with ExitStack() as stack:
         if work_dir is None:
@@ -601,7 +526,7 @@ def run_bench(
             }
         )
         if not bootstrap:
-            from infra.broker import EmbeddedBroker
+            from pipeline.supervisor.broker import EmbeddedBroker
 
             bootstrap = stack.enter_context(EmbeddedBroker(log_path=work_dir / "broker.log")).bootstrap
         if not clickhouse_url:

@@ -9,7 +9,7 @@ broker: stop the collector (no new acknowledgements), wait until the worker
 has committed every record, stop the worker, then the broker.
 
 Supervision (docs/supervision.md): every child dies with the pipeline's
-process, whatever kills it (``infra.lifeline``); one pipeline at a time owns
+process, whatever kills it (``pipeline.supervisor.lifeline``); one pipeline at a time owns
 a data directory (an ``flock`` on ``up.lock``, which also records the
 children so that the next owner stops any a dead one left behind); and
 ``supervise`` starts again a collector or worker that exited, with
@@ -38,14 +38,14 @@ import urllib.request
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from infra.broker import EmbeddedBroker
-from infra.lifeline import die_with_parent, process_start
-from infra.ports import free_port, free_ports, stop_process, wait_for_port
+from pipeline.supervisor.broker import EmbeddedBroker
+from pipeline.supervisor.lifeline import die_with_parent, process_start
+from pipeline.supervisor.ports import free_port, free_ports, stop_process, wait_for_port
 from pipeline.collector.processes import CHILD_SHUTDOWN_S
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.metrics import RESTARTS_ENV
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics, kafka_config
+from pipeline.wire.topics import ensure_topics, kafka_config
 from pipeline.webtoken import new_token, worker_headers
 
 __all__ = [

@@ -130,8 +130,8 @@ def _normalizer(tenant: str, settings: Settings):  # noqa: ANN202 - a closure
 
 def partition_of(event: dict, partitions: int) -> int:
     """The partition the collector writes ``event`` to: Kafka's partitioner on its visitor key."""
-    from pipeline.collector.partitioner import partition_for_key
-    from pipeline.records import visitor_key
+    from pipeline.wire.partitioner import partition_for_key
+    from pipeline.wire.records import visitor_key
 
     key = visitor_key(event["tenant"], event.get("anonymous_id"), event.get("user_id"))
     return partition_for_key(key.encode("utf-8"), partitions)
@@ -267,8 +267,8 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
     """
     from confluent_kafka import KafkaError, Consumer, TopicPartition
 
-    from pipeline.records import BadRecord, decode_batch_checked
-    from pipeline.topics import kafka_config
+    from pipeline.wire.records import BadRecord, decode_batch_checked
+    from pipeline.wire.topics import kafka_config
 
     if not settings.kafka_bootstrap:
         raise BacktestError("CX_KAFKA_BOOTSTRAP: needed to read the events topic")
@@ -373,7 +373,7 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
     receives the partitions' drained outputs (every ``DRAIN_EVENTS`` events
     and at the end) after their states were stored.
     """
-    from pipeline.collector.partitioner import partition_for_key
+    from pipeline.wire.partitioner import partition_for_key
 
     n = max(partitions, default=0) + 1
     table: dict[str, bytes] = {}

@@ -4,8 +4,8 @@ Each ``Settings`` field gives one row: its ``CX_`` variable, its default,
 the values it accepts (from its type and bounds) and its description. The
 page is written by::
 
-    python -m pipeline.docs_config           # rewrite docs/configuration.md
-    python -m pipeline.docs_config --check   # exit 1 when the page is stale
+    python -m pipeline.tools.docs_config           # rewrite docs/configuration.md
+    python -m pipeline.tools.docs_config --check   # exit 1 when the page is stale
 
 and ``tests/test_docs_config.py`` fails when the page differs from what
 this module renders, so the page cannot drift from the code.
@@ -24,8 +24,8 @@ from pipeline.settings import Settings
 
 __all__ = ["PAGE", "REGENERATE", "env_var", "render", "setting_rows"]
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
-REGENERATE = "python -m pipeline.docs_config"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+REGENERATE = "python -m pipeline.tools.docs_config"
 
 _HEADER = f"""\
 # Configuration

@@ -68,7 +68,7 @@ def ids_per_partition(tenant: str, prefix: str, partitions: int, *, anonymous: b
     page views that carry each partition's event time to the present. The id
     is an anonymous id, or with ``anonymous=False`` a user id.
     """
-    from pipeline.records import visitor_key
+    from pipeline.wire.records import visitor_key
 
     found: dict[int, str] = {}
     i = 0

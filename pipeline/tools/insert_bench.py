@@ -1,7 +1,7 @@
 """Measure insert throughput into ``cx.events`` on each backend.
 
-    python -m sinks.insert_bench                      # chdb in a temp dir + a local test server
-    python -m sinks.insert_bench --rows 200000 --batch 10000 clickhouse://default:@host:9000/default
+    python -m pipeline.tools.insert_bench                      # chdb in a temp dir + a local test server
+    python -m pipeline.tools.insert_bench --rows 200000 --batch 10000 clickhouse://default:@host:9000/default
 
 Rows are built once (``event_row`` on synthetic events), then inserted in
 batches of ``--batch`` rows, one ``insert`` per batch as the sink does; the

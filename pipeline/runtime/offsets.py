@@ -13,7 +13,7 @@ processed. Measured on the embedded broker, ``kill -9`` loop: one record of
 runs had a batch refused, a restart, and exact numbers. One way the
 consumer skipped records is known and fixed: records Faust fetched and
 dropped during a rebalance on a partition the group had never committed
-(``pipeline.app.seek_to_committed_or_earliest``).
+(``pipeline.runtime.faust_adapter.seek_to_committed_or_earliest``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import asyncio
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
+from pipeline.wire.topics import kafka_config
 
 __all__ = ["CommittedOffsets", "SkippedRecords"]
 

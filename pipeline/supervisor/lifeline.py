@@ -20,7 +20,7 @@ Two details of ``PR_SET_PDEATHSIG`` matter:
 Without ``prctl`` (not Linux) ``die_with_parent`` returns None: the
 children are then only stopped by the next ``cxstream up`` on the same data
 directory, which stops the processes its dead predecessor recorded
-(``pipeline.runner``). Only Linux keeps ``/proc``, so ``process_start``
+(``pipeline.supervisor.runner``). Only Linux keeps ``/proc``, so ``process_start``
 is None elsewhere.
 """
 

@@ -1,10 +1,10 @@
-"""``python -m pipeline.bench_cpu``: CPU time per event of the worker's pure path, with exact counts.
+"""``python -m pipeline.tools.bench_cpu``: CPU time per event of the worker's pure path, with exact counts.
 
 No Kafka, no ClickHouse, no Faust: the demo storefront's traffic
-(``pipeline.bench.make_traffic``) is packed into the collector's records
-(``pipeline.bench.collector_records``), closed by one clock event per
+(``pipeline.tools.bench.make_traffic``) is packed into the collector's records
+(``pipeline.tools.bench.collector_records``), closed by one clock event per
 partition as ``cxstream bench`` does, and each record goes through what
-``pipeline.worker.Worker`` does with it, stage by stage:
+``pipeline.runtime.worker.Worker`` does with it, stage by stage:
 
 - **decode**: ``decode_batch_checked`` of each EventBatch record (as the worker);
 - **ids**: the id check of ``Worker.handle`` (``pipeline.detect.ids``): each
@@ -52,21 +52,16 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.bench import (
-    RECEIVED_AT_MS,
-    CLOCK_TENANT,
-    clock_messages,
-    collector_records,
-    make_traffic,
-)
+from pipeline.tools.bench import clock_messages, collector_records
+from pipeline.tools.bench_common import CLOCK_TENANT, RECEIVED_AT_MS, make_traffic
 from pipeline.detect.ids import IdGate, judge_record
-from pipeline.collector.partitioner import partition_for_key
+from pipeline.wire.partitioner import partition_for_key
 from pipeline.detect.customer import CUSTOMER_PREFIX, STAGE_PREFIX
 from pipeline.detect.stages import LocalStages
 from pipeline.detect.rules import Rules
-from pipeline.records import decode_batch_checked
+from pipeline.wire.records import decode_batch_checked
 from pipeline.settings import Settings
-from pipeline.triggers import encode_trigger, trigger_key
+from pipeline.wire.triggers import encode_trigger, trigger_key
 from sinks.sink import ClickHouseSink
 
 __all__ = ["BATCH_RECORDS", "PARTITIONS", "STAGES", "report", "run", "main"]

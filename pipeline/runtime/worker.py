@@ -23,7 +23,7 @@ next one fills (one at a time, in order):
    nothing is acknowledged that is not stored) while Kafka acknowledges its
    triggers;
 4. the changed visitor states go to the table and its changelog topic, and
-   Kafka acknowledges them (``pipeline.changelog``);
+   Kafka acknowledges them (``pipeline.runtime.changelog``);
 5. only then does Faust get the window's records acknowledged; offsets are
    committed after.
 
@@ -59,9 +59,8 @@ import orjson
 from faust.types import TP
 
 from pipeline.analyst_sql import QueryLimits, run_analyst_query
-from pipeline.app import STATE_TABLE, create_app
-from pipeline.changelog import ANY_PARTITION, ChangelogWriter, CustomerWriter, TriggerWriter
-from pipeline.collector.partitioner import partition_for_key
+from pipeline.runtime.changelog import ANY_PARTITION, ChangelogWriter, CustomerWriter, TriggerWriter
+from pipeline.wire.partitioner import partition_for_key
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.detect.customer import CustomerProcessor, bad_message, customer_key
 from pipeline.detect.ids import IdGate, judge_record
@@ -72,10 +71,11 @@ from pipeline.detect.stages import CONVERSIONS_TABLE
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.logs import context
 from pipeline.metrics import CONTENT_TYPE_LATEST, WorkerMetrics, render
-from pipeline.offsets import CommittedOffsets, SkippedRecords
-from pipeline.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, error_detail, truncate_depth
+from pipeline.runtime.offsets import CommittedOffsets, SkippedRecords
+from pipeline.runtime.faust_adapter import STATE_TABLE, create_app, rebalancing, state_store, take_unacked
+from pipeline.wire.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, error_detail, truncate_depth
 from pipeline.settings import Settings
-from pipeline.triggers import encode_trigger, trigger_key
+from pipeline.wire.triggers import encode_trigger, trigger_key
 from pipeline.webtoken import ensure_token
 from sinks.client import ClickHouse, ClickHouseError, connect
 from sinks.migrate import migrate
@@ -160,6 +160,7 @@ class Worker:
         self.deliveries_topic = app.topic(settings.topic_deliveries, key_serializer="raw", value_serializer="raw")
         self.delivery_sink = ClickHouseSink(ch, observe=self._observe_insert)
         self.delivery_next_offset: dict[int, int] = {}
+        self.states = state_store(self.table)  # visitor key -> state; the worker writes its changelog itself
         # Readiness (``ready``): the last insert's outcome, the assignment, the lag.
         self.store_ok = True
         self.store_error = ""
@@ -234,7 +235,7 @@ class Worker:
     # -- partitions -----------------------------------------------------------
 
     def _load_state(self, key: str) -> bytes | None:
-        return self.table.data.get(key.encode())
+        return self.states.get(key.encode())
 
     def processor(self, partition: int) -> IsolatedPartition:
         """The partition's processor; built on first use from the recovered table."""
@@ -250,7 +251,7 @@ class Worker:
         n = self.settings.kafka_partitions
         proc.restore(
             (k.decode(), v)
-            for k, v in list(self.table.data.items())
+            for k, v in list(self.states.items())
             if v is not None and partition_for_key(k, n) == partition
         )
         return proc
@@ -338,7 +339,7 @@ class Worker:
             watermark = proc.proc.watermark_ms
             if watermark is not None:
                 delay[partition] = max(0, now - watermark) / 1000
-        data = self.table.data
+        data = self.states
         return {
             "lag": dict(self.lag),
             "watermark_delay": delay,
@@ -512,7 +513,7 @@ class Worker:
         if opened is None:
             return
         due = time.perf_counter() - opened >= self.settings.sink_max_interval_ms / 1000
-        if due or self.app.rebalancing:
+        if due or rebalancing(self.app):
             async with self.lock:
                 if self._window_opened is not None:
                     await self._flush()
@@ -798,7 +799,7 @@ class Worker:
         return dl.model_dump_json().encode()
 
     async def _check_offset(self, next_offset: dict[int, int], topic: str, partition: int, offset: int) -> None:
-        """Refuse a record past the partition's next offset (``pipeline.offsets``).
+        """Refuse a record past the partition's next offset (``pipeline.runtime.offsets``).
 
         Raising leaves the batch unfinished: the worker exits before Faust can
         acknowledge it (``_or_exit``) and the next worker starts again from
@@ -893,7 +894,7 @@ class Worker:
         for partition, states in [(p, out.states) for p, out in outputs] + [(q, c.states) for q, c in customer_outputs]:
             for key, value in states.items():
                 bkey = key.encode()
-                self.table.data[bkey] = value
+                self.states[bkey] = value
                 records.append((partition, bkey, value))
         customers_sent, self._customers_sent = self._customers_sent, False
         unacked, self._unacked = self._unacked, []
@@ -1185,7 +1186,7 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     async def process_events(stream):  # noqa: ANN001 - Faust's stream type
         # Records as they arrive (within TAKE_WITHIN_S), acknowledged by the
         # worker only once durable (Worker.flush), not when the loop goes on.
-        async for events in stream.noack_take(take, within=TAKE_WITHIN_S):
+        async for events in take_unacked(stream, take, TAKE_WITHIN_S):
             await _or_exit(worker.handle(events, stream.ack))
 
     @app.timer(FLUSH_CHECK_S)

@@ -1,6 +1,6 @@
 """``cxstream bench``, sections 4 and 5: live trigger latency through the collector, and the collector's rate.
 
-See ``pipeline.bench`` for the whole run and what each figure means.
+See ``pipeline.tools.bench`` for the whole run and what each figure means.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import orjson
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from infra.ports import free_port, stop_process, wait_for_port
-from pipeline.bench import (
+from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
+from pipeline.tools.bench_common import (
     DAY_MS,
     FRICTION_KIND,
     LIVE_ABANDON_AFTER_MS,
@@ -32,13 +32,13 @@ from pipeline.bench import (
     wall_ms,
 )
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics, kafka_config
-from pipeline.triggers import decode_trigger
+from pipeline.wire.topics import ensure_topics, kafka_config
+from pipeline.wire.triggers import decode_trigger
 from sinks.client import connect
 from sinks.migrate import migrate
 
 if TYPE_CHECKING:
-    from pipeline.runner import Pipeline
+    from pipeline.supervisor.runner import Pipeline
 
 __all__ = ["TriggerListener", "run_collector", "run_live", "send_live", "trigger_latency"]
 
@@ -175,7 +175,7 @@ def run_live(
     rate: int, opts: BenchOptions, settings: Settings, bootstrap: str, clickhouse_url: str, log_dir: Path
 ) -> dict:
     """Collector + one worker at ``rate`` events/s for ``opts.live_seconds``; trigger latency per kind."""
-    from pipeline.runner import Pipeline
+    from pipeline.supervisor.runner import Pipeline
 
     live_settings = settings.model_copy(
         update={

@@ -211,7 +211,7 @@ class Offer(_Record):
 
 
 class Trigger(_Record):
-    """The record on ``cx.triggers`` (times in epoch ms; see ``pipeline.triggers``)."""
+    """The record on ``cx.triggers`` (times in epoch ms; see ``pipeline.wire.triggers``)."""
 
     trigger_id: str
     kind: TriggerKind

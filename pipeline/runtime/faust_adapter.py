@@ -1,4 +1,48 @@
-"""Build the Faust application from a Settings object; nothing else happens here.
+"""Everything the worker needs from faust-streaming that Faust does not offer as it is: one adapter.
+
+``create_app`` builds the Faust application from a Settings object. Each
+workaround below relies on what faust-streaming 0.15 (and mode 0.7, aiokafka
+0.14) really do; ``tests/test_faust_adapter.py`` pins each of those behaviours
+in a test of the same name, so a Faust upgrade that changes one fails there
+first, not in production.
+
+1. Fetch wait (``_ConsumerThread._create_worker_consumer``): Faust passes
+   ``fetch_max_wait_ms=1500`` to aiokafka with no setting for it; the worker
+   sets ``CX_KAFKA_FETCH_WAIT_MS``. Pinned by
+   ``test_faust_hard_codes_a_1500_ms_fetch_wait``.
+2. Seek back (``seek_to_committed_or_earliest``): after dropping records
+   fetched during a rebalance Faust seeks to the committed offsets, which
+   leaves a never-committed partition past the dropped records. Pinned by
+   ``test_faust_seeks_back_through_its_consumer_thread`` and (real broker)
+   ``test_seek_back_puts_a_never_committed_partition_at_its_earliest_record``.
+3. Graceful stop (``_App.before_stop``): Faust's timers have ended when
+   ``App.on_stop`` runs, and ``on_stop`` waits for every record taken to be
+   acknowledged; the worker's open window is flushed first. Pinned by
+   ``test_timers_have_ended_when_on_stop_runs`` and
+   ``test_before_stop_runs_before_faust_waits_for_acknowledgements``.
+4. Rebalance (``rebalancing``): Faust waits for every record taken to be
+   acknowledged (``stream_wait_empty``) *before* it sends the
+   ``on_partitions_revoked`` signal, so the worker cannot flush in its
+   revoke handler: it flushes on its timer while ``app.rebalancing``. Pinned
+   by ``test_faust_waits_for_acknowledgements_before_the_revoke_signal``.
+5. Manual acknowledgement (``take_unacked``): ``Stream.noack_take`` hands
+   over events and never acknowledges them; the worker acknowledges each
+   record with ``Stream.ack`` once its window is durable. Pinned by
+   ``test_noack_take_leaves_events_unacknowledged_until_stream_ack``.
+6. The state table (``state_store``): the worker reads and writes the
+   table's in-memory store directly (outside any event, where ``table[k] =
+   v`` raises) and writes the changelog with its own producer
+   (``pipeline.runtime.changelog``); Faust still reads the changelog back
+   into the store on start-up. Pinned by
+   ``test_writes_to_the_table_store_send_nothing_to_the_changelog`` and
+   ``test_faust_recovers_raw_changelog_records_and_ignores_a_tombstone_it_never_held``.
+7. Skipped records (``pipeline.runtime.offsets``): Faust's commit lets one
+   missing offset just after the committed one through, so the worker checks
+   every record's offset itself. Pinned by
+   ``test_faust_commits_past_one_record_it_never_handed_over``.
+8. Exit (``run_worker``): mode sleeps 1 s before it closes the loop, after
+   every service stopped; the worker sleeps 0.1 s. Pinned by
+   ``test_mode_sleeps_a_second_before_closing_the_loop``.
 
 The worker's web port (``/cx/query``, ``/cx/stats``, ``/metrics``) listens on
 ``CX_WORKER_WEB_BIND`` (loopback by default) and answers only requests that
@@ -11,8 +55,9 @@ the token like everything else on the port.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from typing import Awaitable, Callable, Collection, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping, MutableMapping, Sequence
 
 import aiokafka
 import faust
@@ -21,7 +66,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from pipeline.settings import Settings
 from pipeline.webtoken import token_middleware
 
-__all__ = ["create_app", "STATE_TABLE"]
+__all__ = ["create_app", "STATE_TABLE", "rebalancing", "run_worker", "state_store", "take_unacked"]
 
 STATE_TABLE = "visitors"
 
@@ -113,7 +158,7 @@ def _credentials(settings: Settings) -> faust.auth.Credentials | None:
 
 
 def create_app(settings: Settings, bootstrap: str, web_token: str | None = None) -> faust.App:
-    """A Faust app wired to ``bootstrap``; agents are added by ``pipeline.worker``.
+    """A Faust app wired to ``bootstrap``; agents are added by ``pipeline.runtime.worker``.
 
     Session timeout and heartbeat are short so that a replacement worker
     takes over a crashed one's partitions in seconds, not the minute a
@@ -149,3 +194,43 @@ def create_app(settings: Settings, bootstrap: str, web_token: str | None = None)
     )
     app.fetch_wait_ms = settings.kafka_fetch_wait_ms
     return app
+
+
+def state_store(table: faust.Table) -> MutableMapping[bytes, bytes | None]:
+    """The table's in-memory store (``Table.data``): read and written by the worker, outside any event.
+
+    A write here sends nothing to the changelog; ``pipeline.runtime.changelog``
+    writes the same records itself, acknowledged, before the offsets are committed.
+    """
+    return table.data
+
+
+def take_unacked(stream: faust.Stream, max_: int, within: float) -> AsyncIterator[Sequence[faust.types.EventT]]:
+    """Lists of up to ``max_`` events (what arrived within ``within`` s); none is ever acknowledged here.
+
+    The caller acknowledges each one with ``stream.ack(event)`` once it is durable.
+    """
+    return stream.noack_take(max_, within=within)
+
+
+def rebalancing(app: faust.App) -> bool:
+    """True while the group rebalances: Faust waits for every record taken to be acknowledged before revoking."""
+    return bool(app.rebalancing)
+
+
+EXIT_SLEEP_S = 0.1
+
+
+class _Worker(faust.Worker):
+    async def _sentinel_task(self) -> None:
+        # mode sleeps 1 s here, after every service stopped and every commit was made,
+        # before it closes the loop: a tenth is enough for the cancelled tasks to end.
+        await asyncio.sleep(EXIT_SLEEP_S)
+
+
+def run_worker(app: faust.App, **options: Any) -> None:
+    """Run ``app`` in this process until it stops (``faust.Worker`` with ``options``), with a short exit."""
+    runner = _Worker(app, **options)
+    if options.get("quiet"):
+        runner.spinner = None
+    runner.execute_from_commandline()

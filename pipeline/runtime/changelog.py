@@ -21,7 +21,7 @@ from typing import Callable
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline.settings import Settings
-from pipeline.topics import kafka_config
+from pipeline.wire.topics import kafka_config
 
 __all__ = ["ChangelogError", "ChangelogWriter", "TriggerWriter"]
 
@@ -127,7 +127,7 @@ class AckedWriter:
 
 
 class TriggerWriter(AckedWriter):
-    """Triggers to ``cx.triggers``, keyed by customer (``pipeline.triggers.trigger_key``).
+    """Triggers to ``cx.triggers``, keyed by customer (``pipeline.wire.triggers.trigger_key``).
 
     A retry can reorder two triggers of one key; consumers de-duplicate and
     order by ``trigger_id`` and ``emitted_at`` anyway (at-least-once).

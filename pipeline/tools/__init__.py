@@ -1,0 +1,1 @@
+"""Tools around the pipeline: the benchmarks, the backtest, and the generator of docs/configuration.md."""
