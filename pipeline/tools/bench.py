@@ -647,7 +647,7 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
         at = f"live {lv['requested_rate']:,}/s"
         rows.append((f"{at}: rate achieved", f"{lv['achieved_rate']:,} events/s ({lv['sent']:,} sent)"))
         for kind, lat in lv["latency"].items():
-            what = "deadline -> trigger" if kind == "cart_abandoned" else "event -> trigger"
+            what = "deadline -> trigger" if kind.startswith("cart_abandoned") else "event -> trigger"
             value = lat.get("note") or f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms (n={lat['count']:,})"
             rows.append((f"{at}: {kind} {what}", value))
     if result.collector:

@@ -89,16 +89,25 @@ def _percentiles(values: list[int]) -> dict:
     return {"count": len(ordered), "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": ordered[-1]}
 
 
+CUSTOMER_DECIDED = "cart_abandoned_customer"
+
+
 def trigger_latency(seen: list[tuple[int, dict]]) -> dict:
     """Per trigger kind: wall time from its ``event_time`` to its arrival on the topic.
 
     For ``cart_abandoned`` event_time is the cart's deadline; for the
     friction and support kinds it is the event that made the condition
     true, received at that same wall time in live mode.
+    ``cart_abandoned_customer`` is the part of ``cart_abandoned`` decided
+    by the customer stage (identified customers).
     """
     by_kind: dict[str, list[int]] = {}
     for arrived_ms, trigger in seen:
-        by_kind.setdefault(trigger["kind"], []).append(arrived_ms - trigger["event_time"])
+        latency = arrived_ms - trigger["event_time"]
+        by_kind.setdefault(trigger["kind"], []).append(latency)
+        if trigger["kind"] == "cart_abandoned" and trigger.get("customer_id"):
+            # Decided by the customer stage (docs/identity.md): the second hop and its merge.
+            by_kind.setdefault(CUSTOMER_DECIDED, []).append(latency)
     out = {kind: _percentiles(values) for kind, values in sorted(by_kind.items())}
     if FRICTION_KIND not in out:
         out[FRICTION_KIND] = {"count": 0, "note": "no checkout_friction trigger in this run"}
