@@ -7,6 +7,20 @@ export const config = {
   mode: params.get('mode') || '',
 };
 
+// A shopper's journey instead (?user=&consent=&cart=): identify, then one Product Added in that cart.
+// Without &consent=, the identify carries no consent: an earlier answer stands.
+export const journey = params.get('user')
+  ? { user: params.get('user'), consent: params.get('consent'), cart: params.get('cart') }
+  : null;
+
+export async function sendJourney(sdk) {
+  const traits = journey.consent ? { consent_marketing: journey.consent === 'true' } : {};
+  await sdk.identify(journey.user, traits);
+  if (journey.cart) {
+    await sdk.track('Product Added', { cart_id: journey.cart, product_id: 'p1', price: 40, quantity: 1 });
+  }
+}
+
 export async function sendThirteen(sdk) {
   await sdk.page('Home', { path: '/', url: location.href });
   await sdk.identify(`user-${config.anon}`, { plan: 'gold' });

@@ -1,6 +1,6 @@
 // @rudderstack/analytics-js (the "bundled" build: its plugins are in the bundle, none fetched from a CDN).
 import { RudderAnalytics } from '@rudderstack/analytics-js/bundled';
-import { config, sendThirteen, report } from './common.js';
+import { config, journey, sendJourney, sendThirteen, report } from './common.js';
 
 const options = {
   // The source configuration RudderStack's control plane would serve: no destinations.
@@ -22,5 +22,10 @@ const sdk = {
   identify: (id, traits) => analytics.identify(id, traits),
   track: (name, props) => analytics.track(name, props),
 };
-await sendThirteen(sdk);
-report({ sent: 13 });
+if (journey) {
+  await sendJourney(sdk);
+  report({ sent: journey.cart ? 2 : 1 });
+} else {
+  await sendThirteen(sdk);
+  report({ sent: 13 });
+}

@@ -1,6 +1,6 @@
 // @segment/analytics-next, pointed at the collector by the Segment.io integration settings.
 import { AnalyticsBrowser } from '@segment/analytics-next';
-import { config, sendThirteen, report } from './common.js';
+import { config, journey, sendJourney, sendThirteen, report } from './common.js';
 
 const url = new URL(config.collector);
 const segmentio = { apiKey: config.writeKey, apiHost: `${url.host}/v1`, protocol: url.protocol.replace(':', '') };
@@ -17,5 +17,10 @@ const sdk = {
   identify: (id, traits) => analytics.identify(id, traits),
   track: (name, props) => analytics.track(name, props),
 };
-await sendThirteen(sdk);
-report({ sent: 13 });
+if (journey) {
+  await sendJourney(sdk);
+  report({ sent: journey.cart ? 2 : 1 });
+} else {
+  await sendThirteen(sdk);
+  report({ sent: 13 });
+}
