@@ -185,6 +185,14 @@ class _WorkerGauges(Collector):
         yield GaugeMetricFamily(
             "cxstream_visitor_state_bytes", "bytes of the encoded visitor states this worker holds", value=snapshot.get("state_bytes", 0)
         )
+        yield GaugeMetricFamily(
+            "cxstream_customer_states", "customer states (the customer stage) this worker holds",
+            value=snapshot.get("customer_states", 0),
+        )
+        yield GaugeMetricFamily(
+            "cxstream_customer_state_bytes", "bytes of the encoded customer states this worker holds",
+            value=snapshot.get("customer_state_bytes", 0),
+        )
 
 
 class WorkerMetrics:

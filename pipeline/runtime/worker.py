@@ -62,7 +62,7 @@ from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.runtime.changelog import ANY_PARTITION, ChangelogWriter, CustomerWriter, TriggerWriter
 from pipeline.wire.partitioner import partition_for_key
 from pipeline.collector.normalize import NormalizeRules
-from pipeline.detect.customer import CustomerProcessor, bad_message, customer_key
+from pipeline.detect.customer import CUSTOMER_PREFIX, STAGE_PREFIX, CustomerProcessor, bad_message, customer_key
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
 from pipeline.detect.processor import Output, PartitionProcessor
@@ -85,6 +85,8 @@ from sinks.sink import ClickHouseSink, RejectedRow, SinkError, stored_fingerprin
 _DL_TENANT, _DL_REASON, _DL_SOURCE = (DEADLETTER_COLUMNS.index(c) for c in ("tenant", "reason", "source"))
 
 __all__ = ["Worker", "build_worker", "tune_gc"]
+
+_STAGE_KEY, _CUSTOMER_KEY = STAGE_PREFIX.encode(), CUSTOMER_PREFIX.encode()
 
 log = logging.getLogger("cxstream.worker")
 
@@ -339,13 +341,22 @@ class Worker:
             watermark = proc.proc.watermark_ms
             if watermark is not None:
                 delay[partition] = max(0, now - watermark) / 1000
-        data = self.states
+        visitors = customers = visitor_bytes = customer_bytes = 0
+        for key, value in list(self.states.items()):
+            if value is None:
+                continue
+            if key.startswith(_CUSTOMER_KEY):
+                customers, customer_bytes = customers + 1, customer_bytes + len(value)
+            elif not key.startswith(_STAGE_KEY):  # not a partition's stored watermark or merge
+                visitors, visitor_bytes = visitors + 1, visitor_bytes + len(value)
         return {
             "lag": dict(self.lag),
             "watermark_delay": delay,
             "assigned": self.stats["events_partitions"],
-            "states": len(data),
-            "state_bytes": sum(len(v) for v in list(data.values()) if v is not None),
+            "states": visitors,
+            "state_bytes": visitor_bytes,
+            "customer_states": customers,
+            "customer_state_bytes": customer_bytes,
         }
 
     async def refresh_lag(self) -> None:

@@ -194,6 +194,9 @@ def test_prometheus_scrapes_the_exact_counts_of_a_known_traffic(
             worker = (("instance", f"{running.worker_host}:{running.worker_port}"), ("job", "cxstream-worker"))
             assert prom.query("cxstream_visitor_states") == {worker: 6.0}
             assert 6 * 100 < prom.query("cxstream_visitor_state_bytes")[worker] < 6 * 2000  # about 0.5 KB a state
+            # Customer states: u-b and u-c, the two visitors who identified (docs/identity.md).
+            assert prom.query("cxstream_customer_states") == {worker: 2.0}
+            assert 2 * 50 < prom.query("cxstream_customer_state_bytes")[worker] < 2 * 2000
             # The watermark of both partitions: the ticks @240 (14:00 of day D) minus the 5-minute lateness.
             watermark = dt.datetime(day.year, day.month, day.day, 13, 55, tzinfo=dt.timezone.utc).timestamp()
             delays = prom.by("cxstream_watermark_delay_seconds", "partition")
