@@ -51,6 +51,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import time
 from typing import Awaitable, Callable
 
@@ -779,7 +780,7 @@ class Worker:
         if not isinstance(tenant, str):
             tenant = None
         self.stats["processing_errors"] += 1
-        log.error("%s could not be processed (%s: %s); sent to %s", where, type(error).__name__, error,
+        log.error("%s could not be processed (%s); sent to %s", where, error_detail(error),
                   self.settings.topic_deadletter,
                   extra=context(tenant=tenant, topic=topic, partition=msg.partition, offset=msg.offset))
         dl = dead_letter(
@@ -850,8 +851,8 @@ class Worker:
                     # next tick or record fires the same deadlines again.
                     self.stats["rebuilds"] += 1
                     self.metrics.rebuilds.inc()
-                    log.error("partition %d: an idle tick raised (%s: %s); processor rebuilt", partition,
-                              type(error).__name__, error, extra=context(partition=partition))
+                    log.error("partition %d: an idle tick raised (%s); processor rebuilt", partition,
+                              error_detail(error), extra=context(partition=partition))
                 if proc.proc.has_pending and self._window_opened is None:
                     self._window_opened = time.perf_counter()
             self._say_idle(now)
@@ -1003,11 +1004,12 @@ class Worker:
         row = dict(zip(rejected.columns, rejected.row))
         tenant = row.get("tenant")
         payload = orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS)
-        log.error("ClickHouse refused a row of %s for good (%s); dead-lettered", rejected.table, rejected.error)
+        why = clickhouse_refusal(rejected.error)
+        log.error("ClickHouse refused a row of %s for good (%s); dead-lettered", rejected.table, why)
         return dead_letter(
             tenant=tenant if isinstance(tenant, str) and tenant else None,
             reason="store_rejected",
-            detail=f"{rejected.table}: {rejected.error}",
+            detail=f"{rejected.table}: {why}",
             payload=payload,
             received_at_ms=self.wall_ms(),
             source="worker",
@@ -1078,7 +1080,8 @@ class Worker:
                 rows.append(delivery_row(orjson.loads(msg.value or b"")))
             except Exception as exc:  # noqa: BLE001 - another producer's record
                 self.stats["foreign_deliveries"] += 1
-                log.error("%s[%d]@%d is not a delivery outcome (%s); skipped", topic, msg.partition, msg.offset, exc)
+                log.error("%s[%d]@%d is not a delivery outcome (%s); skipped", topic, msg.partition, msg.offset,
+                          error_detail(exc))
         self.delivery_sink.add_facts("cx.deliveries", rows)
         for r in await flush_with_retry(self.delivery_sink, "deliveries", lambda: self.app.should_stop):
             log.critical("ClickHouse refused delivery row %r: %s; not stored", r.row[:3], r.error)
@@ -1118,6 +1121,20 @@ class Worker:
             id_parts=(rejected.table, dl_id or repr(rejected.row)),
         )
         return deadletter_row(dl.model_dump())
+
+
+_CLICKHOUSE_CODE = re.compile(r"Code: (\d+)")
+
+
+def clickhouse_refusal(error: str) -> str:
+    """What ClickHouse said when it refused a row, without the values its message may quote.
+
+    A refusal's text can quote the offending value ("Cannot parse ... 'x'");
+    logs and dead-letter details keep its error code only (the row itself is
+    the dead letter's payload).
+    """
+    code = _CLICKHOUSE_CODE.search(error or "")
+    return f"ClickHouse error code {code.group(1)}" if code else "ClickHouse refused it (no error code)"
 
 
 def _tenant_of(value: bytes) -> str | None:
