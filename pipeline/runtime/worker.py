@@ -183,6 +183,7 @@ class Worker:
         self._assigned_at: dict[int, float] = {}  # device partition -> when it was assigned (perf_counter)
         self._cust_sent_upto: dict[int, int] = {}  # customer partition -> its pending triggers already sent
         self._customers_sent = False  # messages went to cx.customers in the open window
+        self._stopping = False  # a graceful stop began (``flush_on_stop``)
         # device partition -> (its promise after its last record, that record's newest receive time):
         # a promise sent with that time lets the customer stage observe its triggers' latency.
         self._promise_cause: dict[int, tuple] = {}
@@ -509,8 +510,13 @@ class Worker:
                 m.records.labels(topic_customers).inc(len(for_customers))
             for (tenant, kind), n in kinds.items():
                 m.events.labels(m.labels.tenant(tenant), m.labels.call_type(kind)).inc(n)
-            if len(self._unacked) >= self.settings.batch_max_records:
+            if len(self._unacked) >= self.settings.batch_max_records or self._stopping:
+                # While stopping, the timers that close windows have ended: records taken now
+                # (the worker's own cx.customers records keep coming) are made durable at once,
+                # or Faust would wait for their acknowledgement until the process is killed.
                 await self._flush()
+                if self._stopping:
+                    await self.wait_durable()
 
     async def flush_if_due(self) -> None:
         """Flush the window when it is ``sink_max_interval_ms`` old, or at once while the group rebalances.
@@ -536,6 +542,7 @@ class Worker:
         If that fails (ClickHouse or Kafka down), the window stays
         unacknowledged and the next owner of its partitions replays it.
         """
+        self._stopping = True
         try:
             async with self.lock:
                 if self._window_opened is not None:

@@ -105,8 +105,8 @@ def test_each_probe_is_refused_and_the_next_query_answers_itself(running: Pipeli
 
 
 def test_a_slow_analyst_query_does_not_hold_the_events_being_stored(running: Pipeline) -> None:
-    """The probe that held inserts for 18 s: an 18 s query runs while events go in and are stored at the usual pace."""
-    slow_sql = " UNION ALL ".join(["SELECT sleep(3) AS s"] * 6)  # 18 s, no SETTINGS needed
+    """The probe that held inserts for 18 s: a 9 s query runs while events go in and are stored at the usual pace."""
+    slow_sql = " UNION ALL ".join(["SELECT sleep(3) AS s"] * 3)  # 9 s, no SETTINGS needed
     slow: dict[str, object] = {}
 
     def run_slow() -> None:
@@ -136,5 +136,5 @@ def test_a_slow_analyst_query_does_not_hold_the_events_being_stored(running: Pip
             took.append(store_one(f"during-slow-{os.getpid()}-{n}", limit_s=8))
     finally:
         thread.join(timeout=60)
-    assert slow["status"] == 200 and slow["took"] > 15  # it did run alongside, to its end
-    assert max(took) < 5, took  # the 1 s window, not the 18 s query
+    assert slow["status"] == 200 and slow["took"] > 8  # it did run alongside, to its end
+    assert max(took) < 5, took  # the 1 s window, not the 9 s query
