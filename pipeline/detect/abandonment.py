@@ -17,7 +17,7 @@ from pipeline.detect.rules import Rules
 from pipeline.detect.state import Cart, VisitorState
 from pipeline.wire.records import stable_id
 
-__all__ = ["abandon", "abandon_for_customer", "cancel_offers"]
+__all__ = ["abandon", "abandon_for_customer", "cancel_offers", "cancellation"]
 
 
 def _base(state: VisitorState, cart: Cart, rules: Rules) -> dict:
@@ -109,17 +109,28 @@ def cancel_offers(state: VisitorState, order_ms: int, session_id: str, rules: Ru
         cart.offer_id, expires_ms, cart.offer_expires_ms = None, cart.offer_expires_ms, 0
         if order_ms >= expires_ms:
             continue
-        out.append({
-            **_base(state, cart, rules),
-            "trigger_id": stable_id("offer_cancelled", state.tenant, ref_id),
-            "kind": "offer_cancelled",
-            "session_id": session_id or None,
-            "event_time_ms": order_ms,
-            "emitted_at_ms": wall_ms,
-            "reasons": ["order_completed"],
-            "action": "none",
-            "offer": None,
-            "holdout": False,
-            "ref_trigger_id": ref_id,
-        })  # fmt: skip
+        out.append(cancellation(_base(state, cart, rules), ref_id, order_ms, session_id, wall_ms))
     return out
+
+
+def cancellation(base: dict, ref_id: str, order_ms: int, session_id: str | None, wall_ms: int) -> dict:
+    """The ``offer_cancelled`` trigger of offer ``ref_id`` for an order at ``order_ms``.
+
+    ``base`` holds the cart's trigger fields (tenant, ids, cart, experiment);
+    the id depends on the cancelled trigger only, the same on any replay and
+    from either stage.
+    """
+    return {
+        **base,
+        "trigger_id": stable_id("offer_cancelled", base["tenant"], ref_id),
+        "kind": "offer_cancelled",
+        "session_id": session_id or None,
+        "event_time_ms": order_ms,
+        "emitted_at_ms": wall_ms,
+        "reasons": ["order_completed"],
+        "action": "none",
+        "offer": None,
+        "holdout": False,
+        "friction_score": 0,
+        "ref_trigger_id": ref_id,
+    }

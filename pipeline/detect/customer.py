@@ -43,14 +43,14 @@ from typing import Callable
 
 import orjson
 
+from pipeline.detect.abandonment import cancellation
 from pipeline.detect.attribution import RECOVERIES_TABLE
-from pipeline.detect.customers import SCORES_TABLE, loyalty_score, note_order
+from pipeline.detect.customers import SCORES_TABLE, loyalty_score, note_order, score_fact
 from pipeline.detect.dedup import event_hash, pack_hashes, remember, unpack_hashes
 from pipeline.detect.merge import Held, StreamMerge
 from pipeline.detect.offers import decide_offer
 from pipeline.detect.rules import Rules
 from pipeline.detect.state import CustomerValue
-from pipeline.wire.records import stable_id
 
 __all__ = [
     "bad_message",
@@ -284,12 +284,7 @@ class CustomerProcessor:
 
     def _score(self, state: CustomerState, m: dict, now_ms: int) -> None:
         """A ``cx.customer_scores`` row: the customer's score at ``now_ms``, over every device."""
-        v = state.value
-        self._out.fact(SCORES_TABLE, {
-            "tenant": state.tenant, "customer_id": state.customer_id, "visitor_id": m["vis"],
-            "scored_at_ms": now_ms, "loyalty_score": loyalty_score(v, now_ms, self.rules),
-            "orders": v.orders, "revenue": v.revenue,
-        })  # fmt: skip
+        self._out.fact(SCORES_TABLE, score_fact(state.tenant, state.customer_id, m["vis"], state.value, now_ms, self.rules))
 
     def _link(self, state: CustomerState, m: dict, wall_ms: int) -> bool:
         visitor = m["v"]
@@ -333,21 +328,8 @@ class CustomerProcessor:
         for offer in state.offers:
             if t_ms >= offer["expires_ms"]:
                 continue
-            ref_id = offer["trigger_id"]
-            self._out.triggers.append({
-                **{k: v for k, v in offer.items() if k not in ("trigger_id", "expires_ms")},
-                "trigger_id": stable_id("offer_cancelled", state.tenant, ref_id),
-                "kind": "offer_cancelled",
-                "session_id": m.get("session") or None,
-                "event_time_ms": t_ms,
-                "emitted_at_ms": wall_ms,
-                "reasons": ["order_completed"],
-                "action": "none",
-                "offer": None,
-                "holdout": False,
-                "friction_score": 0,
-                "ref_trigger_id": ref_id,
-            })  # fmt: skip
+            base = {k: v for k, v in offer.items() if k not in ("trigger_id", "expires_ms")}
+            self._out.triggers.append(cancellation(base, offer["trigger_id"], t_ms, m.get("session"), wall_ms))
         state.offers.clear()  # each live offer is spent by the order; an expired one needs no cancel
         return True
 

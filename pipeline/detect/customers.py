@@ -21,19 +21,18 @@ Frequency weighs most: "usually completes on their own" takes several
 orders, so one order, however large, scores at most 62.5 and stays below
 the default assist threshold of 70.
 
-What the score can know: the state belongs to one visitor key (the
-anonymous id, else the user id). A customer on a second device starts a
-new state with no orders, and helpdesk events sent with a user id only land
-in the user id's state, not in the browser's. The ``customers`` view counts
-orders and lifetime value exactly from ``cx.events`` per customer id; the
-score is the in-stream estimate the decision had.
+What the score can know: the customer stage (``detect.customer``) keeps
+one ``CustomerValue`` per customer over every device and the backend, and
+decides with it; a device's own value (orders, pains) is also what it
+sends there on its first identification. The ``customers`` view counts
+orders and lifetime value exactly from ``cx.events``.
 """
 
 from __future__ import annotations
 
 from pipeline.detect.dedup import event_hash
 from pipeline.detect.rules import DAY_MS, Rules
-from pipeline.detect.state import CustomerValue, VisitorState
+from pipeline.detect.state import CustomerValue
 from pipeline.vocabulary import (
     LOYALTY_FRICTION, LOYALTY_SUPPORT, SUPPORT_TICKET_OPENED, SUPPORT_TICKET_RESOLVED, number,
 )  # fmt: skip
@@ -43,7 +42,7 @@ __all__ = [
     "loyalty_score",
     "note_experience",
     "note_order",
-    "score_row",
+    "score_fact",
 ]
 
 SCORES_TABLE = "cx.customer_scores"
@@ -116,15 +115,14 @@ def loyalty_score(value: CustomerValue, now_ms: int, rules: Rules) -> int:
     return max(0, min(100, int(raw + 0.5)))
 
 
-def score_row(state: VisitorState, now_ms: int, rules: Rules) -> dict:
-    """A ``cx.customer_scores`` row: the identified visitor's score at ``now_ms``."""
-    v = state.value
+def score_fact(tenant: str, customer_id: str, visitor_id: str, value: CustomerValue, now_ms: int, rules: Rules) -> dict:
+    """A ``cx.customer_scores`` row from what is known of the customer's value at ``now_ms``."""
     return {
-        "tenant": state.tenant,
-        "customer_id": state.user_id or "",
-        "visitor_id": state.visitor_id,
+        "tenant": tenant,
+        "customer_id": customer_id,
+        "visitor_id": visitor_id,
         "scored_at_ms": now_ms,
-        "loyalty_score": loyalty_score(v, now_ms, rules),
-        "orders": v.orders,
-        "revenue": v.revenue,
+        "loyalty_score": loyalty_score(value, now_ms, rules),
+        "orders": value.orders,
+        "revenue": value.revenue,
     }

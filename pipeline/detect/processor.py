@@ -173,24 +173,13 @@ class PartitionProcessor:
 
         None before the first event (no watermark yet). ``watermark_ms`` never
         goes back and positions only grow, so the promise holds until the
-        processor is rebuilt from stored states (``restore_watermark``).
+        processor is rebuilt from the stored states (``__init__`` resumes the
+        stored watermark and position).
         """
         wm = self._watermark.value
         if wm is None:
             return None
         return (wm, self.source, self._pos[0], self._pos[1])
-
-    def restore_watermark(self, value_ms: int | None, position: tuple[int, int] | None = None) -> None:
-        """Resume from a watermark stored with the states (before any ``process``)."""
-        if value_ms is not None:
-            self._watermark.value = value_ms
-        if position is not None:
-            self._pos = list(position)
-
-    @property
-    def position(self) -> tuple[int, int]:
-        """(offset, index) the next message to the customer stage takes."""
-        return (self._pos[0], self._pos[1])
 
     @property
     def watermark_ms(self) -> int | None:
