@@ -23,8 +23,8 @@ the default assist threshold of 70.
 
 What the score can know: the customer stage (``detect.customer``) keeps
 one ``CustomerValue`` per customer over every device and the backend, and
-decides with it; a device's own value (orders, pains) is also what it
-sends there on its first identification. The ``customers`` view counts
+decides with it; what a device lived through before it was identified it
+sends there (its painful moments) on its first identification. The ``customers`` view counts
 orders and lifetime value exactly from ``cx.events``.
 """
 
