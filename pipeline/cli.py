@@ -63,9 +63,6 @@ def _require_destinations(settings: Settings, who: str) -> list:
         raise typer.Exit(2) from None
 
 
-BROKER_CHECK_TIMEOUT_S = 10.0
-
-
 def _require_broker(settings: Settings, command: str) -> str:
     """The bootstrap address, once a broker there answered; else one line and exit 69 (EX_UNAVAILABLE)."""
     from confluent_kafka import KafkaException
@@ -76,11 +73,11 @@ def _require_broker(settings: Settings, command: str) -> str:
     bootstrap = _require_bootstrap(settings)
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **settings.kafka_client_config()})
     try:
-        admin.list_topics(timeout=BROKER_CHECK_TIMEOUT_S)
+        admin.list_topics(timeout=settings.kafka_check_timeout_s)
     except KafkaException as exc:
         reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
         message = (
-            f"cxstream {command}: no Kafka broker answered at {bootstrap} within {BROKER_CHECK_TIMEOUT_S:.0f} s "
+            f"cxstream {command}: no Kafka broker answered at {bootstrap} within {settings.kafka_check_timeout_s:g} s "
             f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings"
         )
         if settings.log_format == "json":

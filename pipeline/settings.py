@@ -230,6 +230,10 @@ class Settings(BaseSettings):
         4, ge=1, le=1024, description="partitions of the topics cxstream creates (an existing topic keeps its own)"
     )
     kafka_replication: int = Field(1, ge=1, le=16, description="replication factor of the topics cxstream creates")
+    kafka_check_timeout_s: float = Field(
+        10.0, gt=0, le=300,
+        description="how long a starting worker, collector or deliver waits for the broker to answer before it exits 69",
+    )
 
     clickhouse_url: str = Field(
         "",
@@ -331,6 +335,10 @@ class Settings(BaseSettings):
     )
     worker_session_timeout_s: float = Field(
         10.0, gt=0, description="consumer-group session timeout of the workers and of deliver: how soon a dead one's partitions move to another (heartbeat: a tenth of it)"
+    )
+    recovery_stall_s: float = Field(
+        30.0, ge=1, le=3600,
+        description="a worker whose table recovery reads nothing from a changelog partition it still needs for this long exits 75 and starts again",
     )
     # How long a worker's fetch may wait at the broker for data. A Kafka broker
     # answers as soon as data arrives; the embedded broker only when this runs

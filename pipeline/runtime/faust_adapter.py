@@ -43,6 +43,10 @@ first, not in production.
 8. Exit (``run_worker``): mode sleeps 1 s before it closes the loop, after
    every service stopped; the worker sleeps 0.1 s. Pinned by
    ``test_mode_sleeps_a_second_before_closing_the_loop``.
+9. Stalled recovery (``stalled_recovery``): Faust's table recovery waits
+   without end for a changelog partition that sends nothing; the worker
+   exits 75 after ``CX_RECOVERY_STALL_S`` and a new process recovers from
+   the start. Pinned by ``test_stalled_recovery_reads_fausts_recovery_state``.
 
 The worker's web port (``/cx/query``, ``/cx/stats``, ``/metrics``) listens on
 ``CX_WORKER_WEB_BIND`` (loopback by default) and answers only requests that
@@ -57,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping, MutableMapping, Sequence
 
 import aiokafka
@@ -66,7 +71,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from pipeline.settings import Settings
 from pipeline.webtoken import token_middleware
 
-__all__ = ["create_app", "STATE_TABLE", "rebalancing", "run_worker", "state_store", "take_unacked"]
+__all__ = ["create_app", "STATE_TABLE", "rebalancing", "run_worker", "stalled_recovery", "state_store", "take_unacked"]
 
 STATE_TABLE = "visitors"
 
@@ -216,6 +221,35 @@ def take_unacked(stream: faust.Stream, max_: int, within: float) -> AsyncIterato
 def rebalancing(app: faust.App) -> bool:
     """True while the group rebalances: Faust waits for every record taken to be acknowledged before revoking."""
     return bool(app.rebalancing)
+
+
+def stalled_recovery(app: faust.App, stall_s: float, now: float | None = None) -> str | None:
+    """What a table recovery that stopped reading is waiting for, or None while it reads (or is done).
+
+    faust-streaming's recovery reads each active changelog partition up to
+    its high watermark and only warns, forever, when a partition it still
+    needs sends nothing (``Recovery._verify_remaining``): seen on the
+    embedded broker under load after a second worker joined, with the
+    worker alive, its partitions assigned and nothing consumed for minutes.
+    Returns a description once some partition with records left has
+    received nothing for ``stall_s`` (since the recovery started, or since
+    its last record).
+    """
+    recovery = app.tables.recovery
+    started = recovery._recovery_started_at
+    if not recovery.in_recovery or started is None:
+        return None
+    now = time.monotonic() if now is None else now
+    received = recovery._active_events_received_at
+    stuck = {
+        tp: left
+        for tp, left in recovery.active_remaining().items()
+        if left > 0 and now - max(started, received.get(tp, started)) >= stall_s
+    }
+    if not stuck:
+        return None
+    parts = ", ".join(f"{tp.topic}[{tp.partition}] ({left} left)" for tp, left in sorted(stuck.items()))
+    return f"table recovery read nothing for {stall_s:g} s from {parts}"
 
 
 EXIT_SLEEP_S = 0.1

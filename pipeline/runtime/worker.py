@@ -73,7 +73,14 @@ from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.logs import context
 from pipeline.metrics import CONTENT_TYPE_LATEST, WorkerMetrics, render
 from pipeline.runtime.offsets import CommittedOffsets, SkippedRecords
-from pipeline.runtime.faust_adapter import STATE_TABLE, create_app, rebalancing, state_store, take_unacked
+from pipeline.runtime.faust_adapter import (
+    STATE_TABLE,
+    create_app,
+    rebalancing,
+    stalled_recovery,
+    state_store,
+    take_unacked,
+)
 from pipeline.wire.records import BadRecord, DeadLetter, decode_batch_checked, dead_letter, error_detail, truncate_depth
 from pipeline.settings import Settings
 from pipeline.wire.triggers import encode_trigger, trigger_key
@@ -104,6 +111,7 @@ PROMISE_INTERVAL_S = 0.1
 # Longest the dead-letter and delivery agents wait to fill a batch.
 OTHER_TAKE_MAX_S = 1.0
 LAG_INTERVAL_S = 1.0
+RECOVERY_CHECK_INTERVAL_S = 5.0  # how often a stalled table recovery is looked for (CX_RECOVERY_STALL_S)
 MAX_BACKOFF_S = 30.0
 ANALYST_QUERIES_AT_ONCE = 2
 
@@ -1258,6 +1266,16 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     @app.timer(LAG_INTERVAL_S)
     async def refresh_lag() -> None:
         await worker.refresh_lag()
+
+    @app.timer(RECOVERY_CHECK_INTERVAL_S)
+    async def watch_recovery() -> None:
+        stalled = stalled_recovery(app, settings.recovery_stall_s)
+        if stalled is not None:
+            # Nothing of the worker's is half done during a recovery: its last window was
+            # flushed before the rebalance. The next process replays from the commits.
+            log.critical("%s; exiting (75) so that a new process recovers the table from the start", stalled)
+            logging.shutdown()
+            os._exit(EXIT_UNFINISHED_BATCH)
 
     limits = QueryLimits.from_settings(settings)
     # Analyst queries at once; more wait their turn (each runs with max_threads=1).

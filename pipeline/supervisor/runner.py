@@ -482,8 +482,11 @@ class Pipeline:
 
         Against a ClickHouse server any number of workers share the work as
         one consumer group; with chdb only one process can own the store.
+        A worker started again under the same name keeps its port: whoever
+        watches it (a test, an operator's probe) keeps its address.
         """
-        port = self.worker_port if name == "worker" else free_port()
+        known = self._envs.get(name, {}).get("CX_WORKER_WEB_PORT")
+        port = self.worker_port if name == "worker" else int(known) if known else free_port()
         self._spawn(name, {"CX_WORKER_WEB_PORT": str(port)})
         self._wait_worker(name, port)
         return port

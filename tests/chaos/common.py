@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import orjson
 import requests
@@ -141,12 +143,22 @@ def post(pipeline: Pipeline, messages: list[dict], write_key: str = "wk_chaos") 
 
 
 def worker_stats(pipeline: Pipeline, port: int | None = None) -> dict:
-    """The worker's /cx/stats; first restarts a worker that exited to replay an unfinished batch."""
-    pipeline.restart_exited_workers()
-    resp = requests.get(
-        f"http://127.0.0.1:{port or pipeline.worker_port}/cx/stats", headers=pipeline.worker_headers, timeout=10
-    )
-    return resp.json()
+    """The worker's /cx/stats; first restarts a worker that exited to replay an unfinished batch.
+
+    A worker that exits while it answers (exit 75) is started again and asked again, twice at most.
+    """
+    for attempt in range(3):
+        pipeline.restart_exited_workers()
+        try:
+            resp = requests.get(
+                f"http://127.0.0.1:{port or pipeline.worker_port}/cx/stats", headers=pipeline.worker_headers, timeout=10
+            )
+            return resp.json()
+        except requests.ConnectionError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def wait_caught_up(pipeline: Pipeline, what: str, ports: dict[str, int], timeout_s: float = 120) -> None:
@@ -177,6 +189,22 @@ def wait_caught_up(pipeline: Pipeline, what: str, ports: dict[str, int], timeout
         raise AssertionError("\n".join(lines)) from None
 
 
+def _stats_or_why(pipeline: Pipeline) -> object:
+    try:
+        return worker_stats(pipeline)
+    except Exception as exc:  # noqa: BLE001 - a failure message: say why there are none
+        return f"unavailable ({type(exc).__name__}: {exc})"
+
+
+def _log_tail(path: Path, lines: int = 60) -> str:
+    """The last lines of a process's log, for a failure message (what the workers were doing)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"({path.name} unreadable: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def settle_and_check(
     pipeline: Pipeline, day: Day, what: str, timeout_s: float = 240, extra_deadletters: int = 0
 ) -> dict:
@@ -189,13 +217,18 @@ def settle_and_check(
     abandoned = len(ref.trigger_ids.get("cart_abandoned", ()))
     want = (ref.events, ref.deadletters + extra_deadletters, abandoned)
 
-    def counts() -> tuple[int, int, int]:
+    def counts() -> tuple[int, int, int] | None:
         pipeline.restart_exited_workers()
-        return (
-            scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}"),
-            scalar(pipeline, f"SELECT count() FROM cx.deadletters FINAL WHERE {t}"),
-            scalar(pipeline, f"SELECT count() FROM cx.triggers FINAL WHERE {t} AND kind = 'cart_abandoned'"),
-        )
+        try:
+            return (
+                scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}"),
+                scalar(pipeline, f"SELECT count() FROM cx.deadletters FINAL WHERE {t}"),
+                scalar(pipeline, f"SELECT count() FROM cx.triggers FINAL WHERE {t} AND kind = 'cart_abandoned'"),
+            )
+        except (OSError, http.client.HTTPException):
+            # The worker exited while answering (exit 75 to replay a window): it is started
+            # again by the next call, which asks again.
+            return None
 
     try:
         wait_until(lambda: counts() == want, timeout_s=timeout_s, what=f"(events, dead letters, abandonments) {want} {what}")
@@ -208,9 +241,12 @@ def settle_and_check(
             f"WHERE {t} AND kind = 'cart_abandoned' ORDER BY cart_key, event_time_ms"
         )[1]
         odd = [r for r in rows if r[0] not in expected_ids]
+        logs = sorted(pipeline.log_path("worker").parent.glob("worker*.log"))
         raise AssertionError(
             f"{exc}; found {counts()}, worker alive: {alive}, lag: {pipeline.lag()}; "
+            f"offsets (committed, end): {pipeline.offsets()}; worker stats: {_stats_or_why(pipeline)}; "
             f"abandonments not in the reference: {odd}; all: {rows}"
+            + "".join(f"\n{path.name}, last lines:\n{_log_tail(path)}" for path in logs)
         ) from None
     stored = scalar(pipeline, f"SELECT count() FROM cx.events FINAL WHERE {t}")
     distinct = scalar(pipeline, f"SELECT uniqExact(event_id) FROM cx.events FINAL WHERE {t}")

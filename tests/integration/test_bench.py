@@ -5,6 +5,8 @@ No rate is asserted (the machine decides those); the counts are exact.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipeline.tools.bench import BenchOptions, report_rows, run_bench
@@ -14,13 +16,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, clickhouse_server, fresh_settings: Settings, tmp_path) -> None:
-    opts = BenchOptions.quick()
+    # Smaller than --quick (every section still runs): the counts are what is asserted, not rates.
+    opts = dataclasses.replace(BenchOptions.quick(), events=2_500, live_seconds=3.0, collector_events=2_000)
     result = run_bench(
         opts, fresh_settings, bootstrap=kafka, clickhouse_url=clickhouse_server.url, work_dir=tmp_path, progress=print
     )
     e = result.expected
     # The ledger itself: a day of the demo shop with carts, orders and invalid events.
-    assert e["messages"] > 3_000 and e["invalid"] > 0 and e["abandoned_carts"] > 0
+    assert e["messages"] > 2_000 and e["invalid"] > 0 and e["abandoned_carts"] > 0
 
     [run] = result.runs
     assert run.workers == 1

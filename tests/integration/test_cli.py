@@ -136,11 +136,11 @@ def test_no_broker_at_the_address_is_one_line_and_exit_69(tmp_path: Path, comman
     from pipeline.supervisor.ports import free_port
 
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
-    out = _cx([command], _env(tmp_path / "data", CX_KAFKA_BOOTSTRAP=address), timeout=60)
+    out = _cx([command], _env(tmp_path / "data", CX_KAFKA_BOOTSTRAP=address, CX_KAFKA_CHECK_TIMEOUT_S="1.5"), timeout=60)
     assert out.returncode == 69  # EX_UNAVAILABLE: `up` starts it again, with its backoff
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"cxstream {command}: no Kafka broker answered at {address}")
+    assert lines[0].startswith(f"cxstream {command}: no Kafka broker answered at {address} within 1.5 s")
     assert "CX_KAFKA_BOOTSTRAP" in lines[0]
 
 
