@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.settings import Settings
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.clickhouse"]
+pytest_plugins = ["tests.fixtures.report", "tests.fixtures.kafka", "tests.fixtures.clickhouse"]
 
 _seq = itertools.count()
 
