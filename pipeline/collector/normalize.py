@@ -265,7 +265,9 @@ def _build(msg: dict, tenant: str, received_at_ms: int, batch_sent_at: object, r
         "tenant": tenant,
         "type": call,
         "event": env.event if call == "track" else None,
-        "anonymous_id": env.anonymousId,
+        # A server-side alias names the device by previousId only: that id is the event's
+        # anonymous id, so the alias reaches the device's state and links it (docs/identity.md).
+        "anonymous_id": env.previousId if call == "alias" and env.anonymousId is None else env.anonymousId,
         "user_id": env.userId,
         "event_time_ms": event_time_ms,
         "received_at_ms": received_at_ms,

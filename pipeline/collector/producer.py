@@ -10,11 +10,14 @@ A daemon thread polls librdkafka for delivery reports and resolves the
 waiting coroutine with ``loop.call_soon_threadsafe``, once per call (not
 per record).
 
-An idempotent producer becomes unusable after a fatal error, e.g.
-``UNKNOWN_PRODUCER_ID`` when a broker that lost its state (the embedded
-broker after a restart) sees the producer's next sequence number. The
-producer then replaces its librdkafka client on the next send; the
-requests that were in flight fail with 503 and are retried by the SDKs.
+An idempotent producer becomes unusable after a fatal error, and also
+when a broker that lost its state (the embedded broker after a restart)
+answers ``UNKNOWN_PRODUCER_ID``: librdkafka then bumps the producer's epoch
+itself and retries, which such a broker never accepts, until the record
+times out. After a fatal error or a timed-out delivery the producer
+replaces its librdkafka client on the next send (a new client asks the
+broker for a new producer id); the requests that were in flight fail with
+503 and are retried by the SDKs.
 """
 
 from __future__ import annotations
@@ -69,20 +72,22 @@ def _resolve(future: asyncio.Future, error: KafkaError | None) -> None:
 class _Delivery:
     """The delivery reports of one ``send_many`` call; ``on_delivery`` runs in a poll thread."""
 
-    __slots__ = ("remaining", "failed", "loop", "future", "on_fatal")
+    __slots__ = ("remaining", "failed", "loop", "future", "client")
 
-    def __init__(self, count: int, loop: asyncio.AbstractEventLoop, future: asyncio.Future, on_fatal) -> None:
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop, future: asyncio.Future, client: "_Client") -> None:
         self.remaining = count
         self.failed = False
         self.loop = loop
         self.future = future
-        self.on_fatal = on_fatal
+        self.client = client
 
     def on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         self.remaining -= 1
         if err is not None:
             if err.fatal():
-                self.on_fatal(err)
+                self.client.on_error(err)
+            elif err.code() == KafkaError._MSG_TIMED_OUT:
+                self.client.timed_out = True
             if not self.failed:
                 self.failed = True
                 self._settle(err)
@@ -101,6 +106,7 @@ class _Client:
 
     def __init__(self, conf: dict) -> None:
         self.fatal: KafkaError | None = None
+        self.timed_out = False  # a delivery timed out: the next send replaces this client
         self.producer = Producer({**conf, "error_cb": self.on_error})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="cx-producer-poll", daemon=True)
@@ -161,8 +167,10 @@ class KafkaProducer:
         self._client = _Client(self._conf)
 
     def _current(self) -> _Client:
-        """The client to produce with; one that failed fatally is replaced first."""
-        if self._client.fatal is not None:
+        """The client to produce with; one that failed fatally or timed out a delivery is replaced first."""
+        if self._client.fatal is not None or self._client.timed_out:
+            if self._client.fatal is None:
+                log.warning("a delivery to Kafka timed out: the producer is replaced by a new one")
             old, self._client = self._client, _Client(self._conf)
             threading.Thread(target=old.retire, args=(self._timeout_s,), name="cx-producer-retire", daemon=True).start()
         return self._client
@@ -180,7 +188,7 @@ class KafkaProducer:
         client = self._current()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        delivery = _Delivery(len(records), loop, future, client.on_error)
+        delivery = _Delivery(len(records), loop, future, client)
         producer = client.producer
         try:
             for topic, partition, key, value in records:

@@ -199,6 +199,22 @@ def test_screen_group_alias_are_accepted(msg: dict, props: dict) -> None:
     assert orjson.loads(event["properties"]) == props
 
 
+def test_server_side_alias_takes_its_previous_id_as_the_anonymous_id() -> None:
+    event = run({"type": "alias", "previousId": "anon-phone", "userId": "u-1", "messageId": "m"})
+    assert (event["anonymous_id"], event["user_id"]) == ("anon-phone", "u-1")
+    assert orjson.loads(event["properties"]) == {"previous_id": "anon-phone"}
+
+
+def test_alias_with_its_own_anonymous_id_keeps_it() -> None:
+    msg = {"type": "alias", "previousId": "old", "anonymousId": "anon-laptop", "userId": "u-1", "messageId": "m"}
+    assert (run(msg)["anonymous_id"], run(msg)["user_id"]) == ("anon-laptop", "u-1")
+
+
+def test_previous_id_of_another_call_is_not_an_anonymous_id() -> None:
+    event = run(track(anonymousId=None, userId="u-1", previousId="anon-phone"))
+    assert (event["anonymous_id"], event["user_id"]) == (None, "u-1")
+
+
 def test_context_fields_are_extracted() -> None:
     ctx = {"userAgent": "Mozilla/5.0", "locale": "de-DE", "session_id": 1710064800, "page": {"path": "/cart"}}
     event = run(track(context=ctx))

@@ -13,7 +13,11 @@ activity). Expected, by hand:
 - cleo: offer at 10:33; the backend's order at 11:00 cancels it;
 - dora: the backend's order at 10:15 names her cart: bought, no trigger,
   one ``cx.cart_conversions`` row, and her browsing session converted in
-  ``cx.kpi_daily``.
+  ``cx.kpi_daily``;
+- eve: adds to a cart anonymously at 10:05, never identifies in the
+  browser; the backend aliases the browser's anonymous id to her at 10:06
+  (``previousId`` and ``userId`` only, as server-side SDKs send it) and
+  sends her order naming that cart at 10:20: bought, like dora's.
 """
 
 from __future__ import annotations
@@ -59,7 +63,11 @@ def test_customers_on_two_devices_and_the_backend_get_per_person_decisions(pipel
     sdk.identify("ben", {"consent_marketing": False}, anonymous_id="ben-laptop", timestamp=at(10))
     browser_cart("cleo", "cleo-phone", 2, "c-cleo")
     browser_cart("dora", "dora-phone", 3, "c-dora")
+    sdk.track(None, "Product Added", {"cart_id": "c-eve", "product_id": "p1", "price": 40.0, "quantity": 1},
+              anonymous_id="eve-phone", timestamp=at(5))  # fmt: skip
     # The backend: user id only.
+    sdk.alias("eve-phone", "eve", timestamp=at(6))
+    sdk.track("eve", "Order Completed", {"order_id": "o-eve", "total": 40.0, "cart_id": "c-eve"}, timestamp=at(20))
     sdk.track("cleo", "Order Completed", {"order_id": "o-cleo", "total": 40.0}, timestamp=at(60))
     sdk.track("dora", "Order Completed", {"order_id": "o-dora", "total": 40.0, "cart_id": "c-dora"}, timestamp=at(15))
     for anon in tick_ids(pipeline.tenant, pipeline.settings.kafka_partitions):
@@ -84,29 +92,31 @@ def test_customers_on_two_devices_and_the_backend_get_per_person_decisions(pipel
     ]
     # The window's tables are inserted one after the other: wait for this one too.
     q = f"SELECT count() FROM cx.cart_conversions FINAL WHERE tenant = '{tenant}'"
-    wait_until(lambda: scalar(pipeline, q) == 1, what="dora's cart conversion in ClickHouse")
+    wait_until(lambda: scalar(pipeline, q) == 2, what="dora's and eve's cart conversions in ClickHouse")
     _, conversions = pipeline.query(
-        f"SELECT customer_id, cart_key, ordered_at_ms FROM cx.cart_conversions FINAL WHERE tenant = '{tenant}'"
+        "SELECT customer_id, cart_key, ordered_at_ms FROM cx.cart_conversions FINAL "
+        f"WHERE tenant = '{tenant}' ORDER BY customer_id"
     )
-    ((customer, cart_key, ordered_at_ms),) = conversions
-    assert (customer, cart_key) == ("dora", "dora-phone/c-dora")
-    # 10:15, give or take the collector's clock-skew correction (sentAt against its own clock).
-    assert abs(ordered_at_ms - int(at(15).timestamp() * 1000)) < 1000
+    assert [(c, k) for c, k, _ in conversions] == [("dora", "dora-phone/c-dora"), ("eve", "eve-phone/c-eve")]
+    # 10:15 and 10:20, give or take the collector's clock-skew correction (sentAt against its own clock).
+    for (_, _, ordered_at_ms), minute in zip(conversions, (15, 20)):
+        assert abs(ordered_at_ms - int(at(minute).timestamp() * 1000)) < 1000
     # The backend's order for cleo counts once for her, with the browser's history.
     q = (
         "SELECT argMax(orders, scored_at_ms) FROM cx.customer_scores FINAL "
         f"WHERE tenant = '{tenant}' AND customer_id = 'cleo'"
     )
     wait_until(lambda: scalar(pipeline, q) == 1, what="cleo's score row counting the backend's order")
-    # kpi_daily: 8 browsing sessions (ana x2, ben x2, cleo, dora, the two page views at 14:00); the
-    # backend's orders are no sessions. dora's order (10:15) came 11 minutes after her session's last
-    # event (10:04): converted. cleo's (11:00) came 57 minutes after hers (10:03): not. 5 carts, 4
-    # abandoned (dora's was bought); 2 orders.
+    # kpi_daily: 9 browsing sessions (ana x2, ben x2, cleo, dora, eve, the two page views at 14:00); the
+    # backend's orders are no sessions (eve's alias names her browser: it is in her session). dora's
+    # order (10:15) came 11 minutes after her session's last event (10:04): converted; eve's (10:20),
+    # 14 minutes after hers (the alias at 10:06): converted. cleo's (11:00) came 57 minutes after hers
+    # (10:03): not. 6 carts, 4 abandoned (dora's and eve's were bought); 3 orders.
     _, kpi = pipeline.query(
         "SELECT sessions, carts, orders, conversion_rate, cart_abandonment_rate FROM cx.kpi_daily "
         f"WHERE tenant = '{tenant}'"
     )
     ((sessions, carts, orders, conversion_rate, abandonment_rate),) = kpi
-    assert (sessions, carts, orders) == (8, 5, 2)
-    assert conversion_rate == pytest.approx(1 / 8)
-    assert abandonment_rate == pytest.approx(4 / 5)
+    assert (sessions, carts, orders) == (9, 6, 3)
+    assert conversion_rate == pytest.approx(2 / 9)
+    assert abandonment_rate == pytest.approx(4 / 6)
