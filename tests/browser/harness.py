@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import shutil
 import subprocess
 import threading
@@ -38,6 +39,40 @@ def sdk_tools_missing() -> str | None:
     if not (NODE_MODULES / "puppeteer-core").is_dir():
         return f"the pinned npm SDKs are not installed in {NODE_MODULES}: run bash infra/setup.sh --clickhouse-server"
     return None
+
+
+def drive_pages(urls: dict[str, str], then: Callable[[dict[str, dict]], None] | None = None) -> dict[str, dict]:
+    """Open every page at once in one headless Chromium (``drive.mjs``); page name -> its answer line.
+
+    Reads one answer per page until ``drive.mjs`` says all ran; runs
+    ``then(answers)`` (where a test waits for what the pages sent); then
+    closes the pages and the browser, which flushes what the pages still
+    hold. Raises when ``drive.mjs`` exits with an error.
+    """
+    spec = {"chromium": str(CHROMIUM), "pages": [{"name": n, "url": u} for n, u in urls.items()]}
+    proc = subprocess.Popen(
+        ["node", str(HERE / "drive.mjs"), json.dumps(spec)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    answers: dict[str, dict] = {}
+    try:
+        for line in proc.stdout:
+            answer = json.loads(line)
+            if answer["name"] == "*":
+                break
+            answers[answer["name"]] = answer
+        if then is not None:
+            then(answers)
+        proc.stdin.write("close\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    if proc.returncode != 0:
+        raise RuntimeError(f"drive.mjs exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
+    return answers
 
 
 def chromium_missing() -> str | None:

@@ -14,15 +14,13 @@ wall time:
 
 from __future__ import annotations
 
-import json
-import subprocess
 from urllib.parse import urlencode
 
 import pytest
 
 from pipeline.settings import Settings
 from pipeline.supervisor.runner import Pipeline
-from tests.browser.harness import CHROMIUM, HERE, PageServer, build_bundles, chromium_missing
+from tests.browser.harness import PageServer, build_bundles, chromium_missing, drive_pages
 from tests.integration.helpers import embedded_settings, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,29 +45,7 @@ def _run_pages(origin: str, collector: str, pages: dict) -> dict:
         })  # fmt: skip
         for name, (anon, user, consent, cart) in pages.items()
     }
-    spec = {"chromium": str(CHROMIUM), "pages": [{"name": n, "url": u} for n, u in urls.items()]}
-    browser = subprocess.Popen(
-        ["node", str(HERE / "drive.mjs"), json.dumps(spec)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    ran = {}
-    try:
-        for line in browser.stdout:
-            answer = json.loads(line)
-            if answer["name"] == "*":
-                break
-            ran[answer["name"]] = answer
-            if len(ran) == len(pages):
-                break
-    finally:
-        if browser.poll() is None:
-            browser.stdin.write("close\n")  # closing flushes what the pages still hold
-            browser.stdin.flush()
-            try:
-                browser.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-    return ran
+    return drive_pages(urls)
 
 
 def test_one_customer_in_two_browsers_gets_one_offer_and_a_no_on_one_device_holds_on_the_other(

@@ -14,8 +14,6 @@ analytics-js 3.34.1); Chromium is Debian's package.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,8 +23,6 @@ import pytest
 
 from pipeline.supervisor.broker import EmbeddedBroker
 from tests.browser.harness import (
-    CHROMIUM,
-    HERE,
     THIRTEEN,
     EventsReader,
     FaultProxy,
@@ -34,6 +30,7 @@ from tests.browser.harness import (
     build_bundles,
     calls,
     chromium_missing,
+    drive_pages,
 )
 from tests.collector.harness import CollectorThread, collector_settings
 
@@ -76,32 +73,9 @@ class BrowserRun:
 
 def _drive(urls: dict[str, str], reader: EventsReader) -> dict[str, dict]:
     """Run every page in one Chromium; close it once each scenario's 13 events are on Kafka (or 45 s passed)."""
-    spec = {"chromium": str(CHROMIUM), "pages": [{"name": n, "url": u} for n, u in urls.items()]}
-    proc = subprocess.Popen(
-        ["node", str(HERE / "drive.mjs"), json.dumps(spec)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return drive_pages(
+        urls, then=lambda _: reader.wait_for(lambda: all(len(reader.of(s.anon)) >= 13 for s in SCENARIOS), timeout_s=45)
     )
-    pages: dict[str, dict] = {}
-    try:
-        for line in proc.stdout:
-            answer = json.loads(line)
-            if answer["name"] == "*":
-                break
-            pages[answer["name"]] = answer
-        reader.wait_for(lambda: all(len(reader.of(s.anon)) >= 13 for s in SCENARIOS), timeout_s=45)
-        proc.stdin.write("close\n")
-        proc.stdin.flush()
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    if proc.returncode != 0:
-        raise RuntimeError(f"drive.mjs exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
-    return pages
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,13 @@ same SQL an analyst would type.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from urllib.parse import urlencode
 
 import pytest
 
 from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
-from tests.browser.harness import CHROMIUM, HERE, PageServer, build_bundles, chromium_missing
+from tests.browser.harness import PageServer, build_bundles, chromium_missing, drive_pages
 from tests.integration.helpers import embedded_settings, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,29 +45,13 @@ def test_each_sdk_page_becomes_thirteen_rows_of_the_events_table(kafka: str, fre
             + urlencode({"sdk": sdk, "collector": running.collector_url, "writeKey": "wk_page", "anon": f"anon-{name}", "mode": mode})
             for name, (sdk, mode) in PAGES.items()
         }
-        spec = {"chromium": str(CHROMIUM), "pages": [{"name": n, "url": u} for n, u in urls.items()]}
-        browser = subprocess.Popen(
-            ["node", str(HERE / "drive.mjs"), json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        try:
-            ran = {}
-            for line in browser.stdout:
-                answer = json.loads(line)
-                if answer["name"] == "*":
-                    break
-                ran[answer["name"]] = answer
+
+        def stored(ran: dict[str, dict]) -> None:
             assert {n: a["ok"] for n, a in ran.items()} == {n: True for n in PAGES}, ran
             wait_until(lambda: sum(c for c, _ in rows_per_page().values()) >= 26, timeout_s=60,
-                       what="26 rows in cx.events")
-        finally:
-            if browser.poll() is None:
-                browser.stdin.write("close\n")
-                browser.stdin.flush()
-                try:
-                    browser.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    browser.kill()
+                       what="26 rows in cx.events")  # fmt: skip
+
+        drive_pages(urls, then=stored)
         assert running.wait_drained(60)
         # 13 calls each (1 page, 1 identify, 11 track), each one row: no loss, no duplicate.
         assert rows_per_page() == {"anon-segment-default": (13, 13), "anon-rudderstack-beacon": (13, 13)}

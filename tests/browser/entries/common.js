@@ -32,3 +32,20 @@ export async function sendThirteen(sdk) {
 export function report(result) {
   window.cxResult = result; // read by drive.mjs
 }
+
+// What an SDK entry runs once its client is ready: the journey or the 13 calls, then the report.
+// ``analytics``: any client with Segment's page(name, props), identify(id, traits), track(name, props).
+export async function sendAll(analytics) {
+  const sdk = {
+    page: (name, props) => analytics.page(name, props),
+    identify: (id, traits) => analytics.identify(id, traits),
+    track: (name, props) => analytics.track(name, props),
+  };
+  if (journey) {
+    await sendJourney(sdk);
+    report({ sent: journey.cart ? 2 : 1 });
+  } else {
+    await sendThirteen(sdk);
+    report({ sent: 13 });
+  }
+}

@@ -1,6 +1,6 @@
 // @rudderstack/analytics-js (the "bundled" build: its plugins are in the bundle, none fetched from a CDN).
 import { RudderAnalytics } from '@rudderstack/analytics-js/bundled';
-import { config, journey, sendJourney, sendThirteen, report } from './common.js';
+import { config, sendAll } from './common.js';
 
 const options = {
   // The source configuration RudderStack's control plane would serve: no destinations.
@@ -17,15 +17,4 @@ const analytics = new RudderAnalytics();
 analytics.load(config.writeKey, config.collector, options);
 await new Promise((resolve) => analytics.ready(resolve));
 analytics.setAnonymousId(config.anon);
-const sdk = {
-  page: (name, props) => analytics.page(name, props),
-  identify: (id, traits) => analytics.identify(id, traits),
-  track: (name, props) => analytics.track(name, props),
-};
-if (journey) {
-  await sendJourney(sdk);
-  report({ sent: journey.cart ? 2 : 1 });
-} else {
-  await sendThirteen(sdk);
-  report({ sent: 13 });
-}
+await sendAll(analytics);

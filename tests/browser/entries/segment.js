@@ -1,6 +1,6 @@
 // @segment/analytics-next, pointed at the collector by the Segment.io integration settings.
 import { AnalyticsBrowser } from '@segment/analytics-next';
-import { config, journey, sendJourney, sendThirteen, report } from './common.js';
+import { config, sendAll } from './common.js';
 
 const url = new URL(config.collector);
 const segmentio = { apiKey: config.writeKey, apiHost: `${url.host}/v1`, protocol: url.protocol.replace(':', '') };
@@ -12,15 +12,4 @@ const [analytics] = await AnalyticsBrowser.load(
   { writeKey: config.writeKey, cdnSettings: { integrations: { 'Segment.io': segmentio } } },
 );
 await analytics.setAnonymousId(config.anon);
-const sdk = {
-  page: (name, props) => analytics.page(name, props),
-  identify: (id, traits) => analytics.identify(id, traits),
-  track: (name, props) => analytics.track(name, props),
-};
-if (journey) {
-  await sendJourney(sdk);
-  report({ sent: journey.cart ? 2 : 1 });
-} else {
-  await sendThirteen(sdk);
-  report({ sent: 13 });
-}
+await sendAll(analytics);
