@@ -64,12 +64,18 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "installing cxstream and its dependencies into .venv (log: .venv/pip.log)"
   if ! { .venv/bin/python -m pip install --quiet --upgrade pip \
-         && .venv/bin/python -m pip install --quiet -e '.[test]'; } > .venv/pip.log 2>&1; then
+         && .venv/bin/python -m pip install --quiet -e '.[test,native]'; } > .venv/pip.log 2>&1; then
     tail -n 40 .venv/pip.log >&2
     echo "pip install failed; the whole log is in .venv/pip.log" >&2
     exit 1
   fi
   echo "$want" > "$stamp"
+fi
+
+# The worker's and the collector's hot path compiled with Cython (pipeline/native.py), about a
+# minute on two cores the first time; a compiled module is used only while it matches its source.
+if [ "${CX_NATIVE:-1}" != "0" ] && ! .venv/bin/python -m pipeline.cli build-native; then
+  echo "the hot path stays in Python (the build above failed): everything works, at more CPU per event" >&2
 fi
 
 if [ "${1:-}" = "--clickhouse-server" ] && ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/bin/clickhouse ]; then

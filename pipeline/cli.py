@@ -413,6 +413,29 @@ def bench_cpu(
     console.print(report(run(events, seed)), highlight=False)
 
 
+@cli.command(name="build-native")
+def build_native(
+    clean: bool = typer.Option(False, "--clean", help="remove every compiled copy instead"),
+    show: bool = typer.Option(False, "--status", help="list each module's state, build nothing"),
+) -> None:
+    """Compile the worker's hot-path modules with Cython (used only while they match their source; CX_NATIVE=0 ignores them)."""
+    from pipeline import native
+
+    if clean:
+        console.print(f"native: removed {native.clean()} compiled copies")
+        return
+    if not show:
+        try:
+            native.build(log=lambda line: console.print(line, highlight=False, soft_wrap=True))
+        except native.NativeBuildError as exc:
+            console.print(f"build-native failed: {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    if show:
+        for item in native.status():
+            console.print(f"{item.state:<9} {item.module}", highlight=False)
+    console.print(f"native: {native.summary()}", highlight=False)
+
+
 def main() -> None:
     cli()
 

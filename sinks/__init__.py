@@ -28,3 +28,5 @@ CLUSTER``), ``rows`` (worker dicts to row tuples, dropping free
 text), ``sink`` (buffer, then one insert per table). Rows/s per backend:
 ``python -m pipeline.tools.insert_bench``.
 """
+
+import pipeline  # noqa: F401,E402 - installs the finder of compiled copies (pipeline/native.py) before sinks.rows loads

@@ -480,6 +480,8 @@ def state_sizes(settings: Settings, bootstrap: str, group: str) -> dict:
 def machine() -> dict:
     import platform
 
+    from pipeline import native
+
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -495,6 +497,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_avg_at_start": [round(x, 2) for x in load],
+        "native": native.summary(),
     }
 
 
@@ -615,6 +618,7 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
         ("expected stored / dead letters / cart_abandoned", f"{e['messages'] - e['invalid']:,} / {e['invalid']:,} / {e['abandoned_carts']:,}"),
         ("Kafka records (EventBatch + dead letters)", f"{result.records:,}"),
         ("raw confluent-kafka + orjson decode", f"{result.raw_events_per_s:,} events/s"),
+        ("load average at start / compiled hot path", f"{' '.join(map(str, result.machine['load_avg_at_start']))} / {result.machine['native']}"),
     ]
     for run in result.runs:
         c = run.counts

@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from pipeline import native
+
 from pipeline.tools.bench import clock_messages, collector_records
 from pipeline.tools.bench_common import CLOCK_TENANT, RECEIVED_AT_MS, make_traffic
 from pipeline.detect.ids import IdGate, judge_record
@@ -267,6 +269,7 @@ def run(events: int, seed: int = 7, *, insert: bool = True, settings: Settings |
         "pure_us_per_event": sum(cpu[s] for s in pure) / decoded * 1e6,
         "wall_s": wall_s,
         "digest": digest.hexdigest(),
+        "native": native.summary(),
     }
 
 
@@ -289,6 +292,7 @@ def report(result: dict) -> str:
         f"{'total':<18}{sum(result['cpu_us_per_event'].values()):>14.2f}",
         "",
         f"wall {result['wall_s']:.2f} s; digest {result['digest']}",
+        f"native: {result['native']}",
     ]
     return "\n".join(lines)
 
