@@ -8,6 +8,7 @@ answered how many requests.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -21,11 +22,12 @@ import pytest
 import requests
 
 from pipeline.supervisor.broker import EmbeddedBroker
-from pipeline.supervisor.ports import free_port, wait_for_port
+from pipeline.supervisor.ports import wait_for_port
 from pipeline.collector.processes import FAST_EXITS_MAX, child_settings, reuse_port_available
 from pipeline.settings import Settings
 from pipeline.wire.records import decode_batch
 from tests.collector.harness import collector_settings, event_count, read_topic
+from tests.integration.processes import listening
 
 needs_reuse_port = pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT is not available on this platform")
 
@@ -33,16 +35,40 @@ WRITE_KEY = "wk_procs"
 
 
 def _two_free_ports() -> int:
-    """A port p with p and p + 1 free (the two children's metrics ports)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
+    """A port p with p and p + 1 free (the two children's metrics ports), below the kernel's ephemeral range.
+
+    Ports the kernel hands out (``free_port``, every outgoing connection of the three test
+    processes) come from the ephemeral range: a port found free there can be taken again before
+    a child binds it, and the child then dies on it while another process answers there.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12_000), low - 1)
+        try:
+            for candidate in (port, port + 1):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
         return port
-    raise RuntimeError("no two consecutive free ports")
+    raise RuntimeError("no two consecutive free ports below the ephemeral range")
+
+
+def _wait_children_listening(supervisor: subprocess.Popen, port: int, metrics: set[int], timeout_s: float = 90) -> None:
+    """Until each of the supervisor's two children listens on ``port``, and they on all of ``metrics``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert supervisor.poll() is None, "the collector supervisor exited"
+        children = _children(supervisor.pid)
+        owned: dict[int, set[int]] = {pid: set() for pid in children}
+        for pid, _address, listened in listening(children):
+            owned[pid].add(listened)
+        if len(owned) == 2 and all(port in p for p in owned.values()) and metrics <= set().union(*owned.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the collector processes listen on {owned}, not each on {port} and on {sorted(metrics)}")
+        time.sleep(0.05)
 
 
 def _children(pid: int) -> list[int]:
@@ -103,8 +129,7 @@ def test_two_processes_share_the_port_and_one_stopping_leaves_it_answering(tmp_p
         )
         try:
             alive = lambda: supervisor.poll() is None  # noqa: E731
-            for port in (settings.collector_port, metrics, metrics + 1):
-                wait_for_port(port, "127.0.0.1", 90, alive=alive)
+            _wait_children_listening(supervisor, settings.collector_port, {metrics, metrics + 1})
             url = f"http://127.0.0.1:{settings.collector_port}"
             assert len(_children(supervisor.pid)) == 2
 

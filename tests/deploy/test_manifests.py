@@ -280,6 +280,19 @@ def test_dockerfile_runs_cxstream_as_a_non_root_user_from_the_packages() -> None
     assert "cxstream" in pyproject["project"]["scripts"]
 
 
+def test_dockerfile_compiles_the_hot_path_with_the_native_extra_and_the_cli_command() -> None:
+    from typer.main import get_command
+
+    from pipeline.cli import cli
+
+    text = _dockerfile()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "native" in pyproject["project"]["optional-dependencies"]
+    assert "pip install '.[native]'" in text
+    assert re.search(r"cxstream build-native \|\|", text)  # a failed compile leaves the image on the source
+    assert "build-native" in get_command(cli).commands
+
+
 # --- Kubernetes -------------------------------------------------------------------------------
 
 

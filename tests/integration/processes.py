@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["Proc", "alive", "command_of", "descendants", "stop_process_tree"]
+__all__ = ["Proc", "alive", "command_of", "descendants", "listening", "stop_process_tree"]
 
 Proc = tuple[int, int]  # (pid, start time in clock ticks): a pid reused later is another process
 
@@ -93,3 +93,29 @@ def stop_process_tree(proc: subprocess.Popen, clean_stop_s: float = 90, also: It
         deadline = time.monotonic() + 10
         while any(alive(p) for p in left) and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+def listening(pids: Iterable[int]) -> list[tuple[int, str, int]]:
+    """(pid, bind address, port) of every listening TCP socket the processes own (IPv4 and IPv6)."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:
+            continue
+    out = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:
+                continue
+            hex_addr, hex_port = fields[1].split(":")
+            if v6:
+                address = "::" if set(hex_addr) == {"0"} else hex_addr
+            else:
+                address = ".".join(str(int(hex_addr[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            out.append((inodes[fields[9]], address, int(hex_port, 16)))
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.processes import Proc, command_of, descendants, stop_process_tree
+from tests.integration.processes import Proc, command_of, descendants, listening, stop_process_tree
 
 pytestmark = pytest.mark.integration
 
@@ -35,32 +35,6 @@ def doc_table() -> dict[str, tuple[str, str]]:
         address = re.search(r"\d+\.\d+\.\d+\.\d+", cells[2])
         rows[cells[0]] = (address.group() if address else cells[2], "none" if cells[4] == "none" else "required")
     return rows
-
-
-def _listening(pids: set[int]) -> list[tuple[int, str, int]]:
-    """(pid, bind address, port) of every listening TCP socket the processes own (IPv4 and IPv6)."""
-    inodes: dict[str, int] = {}
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes[target[8:-1]] = pid
-        except OSError:
-            continue
-    out = []
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != "0A" or fields[9] not in inodes:
-                continue
-            hex_addr, hex_port = fields[1].split(":")
-            if v6:
-                address = "::" if set(hex_addr) == {"0"} else hex_addr
-            else:
-                address = ".".join(str(int(hex_addr[i : i + 2], 16)) for i in (6, 4, 2, 0))
-            out.append((inodes[fields[9]], address, int(hex_port, 16)))
-    return out
 
 
 def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
@@ -84,7 +58,7 @@ def test_every_listener_of_a_run_is_the_documented_one(tmp_path: Path) -> None:
         assert "deliver" in {command_of(pid) for pid in pids}
         found = {}
         metrics_port = int(info["collector_metrics_url"].rsplit(":", 1)[1])
-        for pid, address, port in _listening(pids):
+        for pid, address, port in listening(pids):
             role = ROLE_OF_PROCESS.get(command_of(pid), f"unknown ({command_of(pid)} port {port})")
             if role == "collector" and port == metrics_port:
                 role = "collector metrics"
