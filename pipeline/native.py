@@ -179,7 +179,10 @@ def _compile_one(module: str, source_file: Path, target: Path, workdir: Path) ->
         raise NativeBuildError(f"Python's C headers are missing ({include}/Python.h): apt-get install python3-dev")
     partial = target.with_name(target.name + ".part")
     command = [compiler, "-shared", "-fPIC", "-O2", "-fno-strict-aliasing", f"-I{include}", str(c_file), "-o", str(partial)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise NativeBuildError(f"the C compiler {compiler} cannot run: {exc}") from None
     if done.returncode != 0:
         raise NativeBuildError(f"{compiler} failed on {module}: {done.stderr.strip()[-600:]}")
     partial.replace(target)  # a copy appears whole or not at all
