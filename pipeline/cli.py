@@ -426,11 +426,13 @@ def build_native(
         return
     if not show:
         try:
-            native.build(log=lambda line: console.print(line, highlight=False, soft_wrap=True))
+            built = native.build(log=lambda line: console.print(line, highlight=False, soft_wrap=True))
         except native.NativeBuildError as exc:
             console.print(f"build-native failed: {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-    if show:
+        if not built:
+            return  # build() said that every module is compiled already
+    else:
         for item in native.status():
             console.print(f"{item.state:<9} {item.module}", highlight=False)
     console.print(f"native: {native.summary()}", highlight=False)
