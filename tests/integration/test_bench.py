@@ -64,6 +64,8 @@ def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, click
     assert figures[f"live_{rate}_cart_abandoned_p99_ms"] == live["latency"]["cart_abandoned"]["p99_ms"]
     assert figures["collector_events_per_s"] == result.collector["events_per_s"]
     assert figures["collector_cpu_us_per_event"] == result.collector["cpu_us_per_event"]
+    # Start-up, group join and recovery are left out of the processing figure, so it is the smaller.
+    assert 0 < figures["workers_1_cpu_us_per_event_processing"] < figures["workers_1_cpu_us_per_event"]
 
 
 def test_bench_without_a_clickhouse_server_says_how_to_get_one_in_one_line(kafka: str, monkeypatch, tmp_path) -> None:
