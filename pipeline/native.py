@@ -190,20 +190,22 @@ def _compile_one(module: str, source_file: Path, target: Path, workdir: Path) ->
 
 def build(modules: tuple[str, ...] = MODULES, directory: Path = DIRECTORY, root: Path = ROOT,
           jobs: int | None = None, log=print) -> list[Path]:  # noqa: ANN001
-    """Compiles every listed module whose current source has no copy yet; removes stale copies."""
+    """Compiles every listed module whose current source has no copy yet; removes every other copy."""
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
     directory.mkdir(parents=True, exist_ok=True)
     wanted: dict[str, tuple[Path, Path]] = {}
+    targets = set()
     for module in modules:
         source_file = source_path(module, root)
         target = compiled_path(module, source_file.read_bytes(), directory)
-        for old in directory.glob(f"{module}-*{SUFFIX}"):
-            if old != target:
-                old.unlink()
+        targets.add(target)
         if not target.is_file():
             wanted[module] = (source_file, target)
+    for old in directory.glob(f"*{SUFFIX}"):
+        if old not in targets:  # built from another source, or a module no longer listed
+            old.unlink()
     if not wanted:
         log(f"native: all {len(modules)} modules already compiled ({directory})")
         return []
