@@ -177,14 +177,18 @@ def _compile_one(module: str, source_file: Path, target: Path, workdir: Path) ->
     include = sysconfig.get_paths()["include"]
     if not Path(include, "Python.h").is_file():
         raise NativeBuildError(f"Python's C headers are missing ({include}/Python.h): apt-get install python3-dev")
-    partial = target.with_name(target.name + ".part")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")  # two builds at once never share a file
     command = [compiler, "-shared", "-fPIC", "-O2", "-fno-strict-aliasing", f"-I{include}", str(c_file), "-o", str(partial)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise NativeBuildError(f"the C compiler {compiler} cannot run: {exc}") from None
     if done.returncode != 0:
+        partial.unlink(missing_ok=True)
         raise NativeBuildError(f"{compiler} failed on {module}: {done.stderr.strip()[-600:]}")
+    if compiled_path(module, source_file.read_bytes(), target.parent) != target:
+        partial.unlink(missing_ok=True)  # the copy's name would claim a source it was not built from
+        raise NativeBuildError(f"{source_file} changed during the build: run cxstream build-native again")
     partial.replace(target)  # a copy appears whole or not at all
 
 
