@@ -42,6 +42,8 @@ log = logging.getLogger("cxstream.deliver")
 
 POLL_S = 0.2
 PRODUCE_RETRY_S = 1.0
+# A record Kafka has not acknowledged in this time fails, and the producer is replaced (``_produce``).
+PRODUCE_TIMEOUT_MS = 10_000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -150,7 +152,9 @@ class Deliverer:
                 "fetch.wait.max.ms": settings.kafka_fetch_wait_ms,
             }
         )
-        self.producer = Producer({**conf, "enable.idempotence": True, "linger.ms": 5})
+        self._producer_conf = {**conf, "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": PRODUCE_TIMEOUT_MS}
+        self.producer = Producer(self._producer_conf)
+        self._producer_lock = threading.Lock()
         self._producing = True
         self._poller = threading.Thread(target=self._poll_producer, name="cx-deliver-producer", daemon=True)
 
@@ -178,6 +182,23 @@ class Deliverer:
         while self._producing:
             self.producer.poll(0.1)
 
+    def _replace_producer(self, failed: Producer) -> None:
+        """A new producer in place of ``failed`` (once), whose queued records fail and are produced again.
+
+        An idempotent producer whose record timed out may never recover: a
+        broker that lost its producer id (the embedded broker after a
+        restart) answers UNKNOWN_PRODUCER_ID, and librdkafka retried under a
+        new epoch of the same id until every record timed out. A new
+        producer asks for a new id. Same for a fatal error.
+        """
+        with self._producer_lock:
+            if self.producer is not failed:
+                return  # replaced already, for another record of the same producer
+            self.producer = Producer(self._producer_conf)
+        log.warning("replacing the Kafka producer after a failed write")
+        failed.purge()
+        failed.poll(0)  # serves the purged records' reports: their writers retry on the new producer
+
     async def _produce(self, topic: str, key: bytes, value: bytes) -> None:
         """Produce one record and return once Kafka acknowledged it; retried until it is."""
         loop = asyncio.get_running_loop()
@@ -187,12 +208,16 @@ class Deliverer:
             def report(err: KafkaError | None, _msg: Message, fut: asyncio.Future = acked) -> None:
                 loop.call_soon_threadsafe(lambda: fut.done() or (fut.set_exception(KafkaException(err)) if err else fut.set_result(None)))
 
+            producer = self.producer
             try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=report)
+                producer.produce(topic, value=value, key=key, on_delivery=report)
                 await acked
                 return
             except (KafkaException, BufferError) as exc:
                 log.warning("writing to %s failed (%s); retrying in %.0f s", topic, exc, PRODUCE_RETRY_S)
+                err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+                if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._MSG_TIMED_OUT):
+                    self._replace_producer(producer)
                 await asyncio.sleep(PRODUCE_RETRY_S)
 
     # --- one record ------------------------------------------------------------
