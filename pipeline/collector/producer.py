@@ -105,6 +105,7 @@ class _Client:
     """One librdkafka producer, the thread that serves its delivery reports, and its fatal error."""
 
     def __init__(self, conf: dict) -> None:
+        self.log: logging.Logger = conf["logger"]
         self.fatal: KafkaError | None = None
         self.timed_out = False  # a delivery timed out: the next send replaces this client
         self.producer = Producer({**conf, "error_cb": self.on_error})
@@ -116,10 +117,10 @@ class _Client:
         """librdkafka's error callback (poll thread): remember a fatal error, log the rest."""
         if err.fatal() or err.code() == KafkaError._FATAL:
             if self.fatal is None:
-                log.warning("kafka producer failed fatally, it will be replaced: %s", err.str())
+                self.log.warning("kafka producer failed fatally, it will be replaced: %s", err.str())
                 self.fatal = err
         else:
-            log.info("kafka: %s", err.str())
+            self.log.info("kafka: %s", err.str())
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -139,16 +140,17 @@ class _Client:
             self.producer.purge()
             self.producer.flush(timeout_s)
         except KafkaException as exc:
-            log.info("retiring the failed producer: %s", exc)
+            self.log.info("retiring the failed producer: %s", exc)
 
 
 class KafkaProducer:
-    """Acknowledged sends to Kafka for the collector (see the module docstring)."""
+    """Acknowledged sends to Kafka for the collector and deliver (see the module docstring)."""
 
-    def __init__(self, settings: Settings, bootstrap: str, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS,
+                 client_id: str = "cxstream-collector", logger: logging.Logger = log) -> None:
         self._conf = {
             **kafka_config(settings, bootstrap),
-            "client.id": "cxstream-collector",
+            "client.id": client_id,
             "acks": "all",
             "enable.idempotence": True,
             # 1 ms, not 5: a request waits for its own acknowledgement, so the linger is
@@ -160,7 +162,7 @@ class KafkaProducer:
             "partitioner": "murmur2_random",
             # Topics are created with explicit configs by ensure_topics, never implicitly.
             "allow.auto.create.topics": False,
-            "logger": log,  # librdkafka's log lines through Python logging, not raw stderr
+            "logger": logger,  # librdkafka's log lines through Python logging, not raw stderr
         }
         self._timeout_s = delivery_timeout_ms / 1000
         self._partitions: dict[str, int] = {}
@@ -170,7 +172,7 @@ class KafkaProducer:
         """The client to produce with; one that failed fatally or timed out a delivery is replaced first."""
         if self._client.fatal is not None or self._client.timed_out:
             if self._client.fatal is None:
-                log.warning("a delivery to Kafka timed out: the producer is replaced by a new one")
+                self._client.log.warning("a delivery to Kafka timed out: the producer is replaced by a new one")
             old, self._client = self._client, _Client(self._conf)
             threading.Thread(target=old.retire, args=(self._timeout_s,), name="cx-producer-retire", daemon=True).start()
         return self._client
@@ -240,4 +242,4 @@ class KafkaProducer:
         self._client.stop_polling()
         remaining = self._client.producer.flush(timeout_s)
         if remaining:
-            log.warning("collector stopped with %d records not acknowledged (their requests got 503)", remaining)
+            self._client.log.warning("stopped with %d records not acknowledged by Kafka", remaining)

@@ -28,12 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pipeline.collector.producer import BrokerUnavailable, KafkaProducer
 from pipeline.deliver.config import Destination
 from pipeline.deliver.send import Outcome, RateLimiter, deliver
 from pipeline.settings import Settings
-from pipeline.wire.topics import ensure_topics, kafka_config
+from pipeline.wire.topics import KAFKA_LOG, ensure_topics, kafka_config
 from pipeline.wire.triggers import decode_trigger
 
 __all__ = ["Deliverer", "Offsets", "heartbeat_ms", "run_deliver"]
@@ -42,8 +43,6 @@ log = logging.getLogger("cxstream.deliver")
 
 POLL_S = 0.2
 PRODUCE_RETRY_S = 1.0
-# A record Kafka has not acknowledged in this time fails, and the producer is replaced (``_produce``).
-PRODUCE_TIMEOUT_MS = 10_000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -152,11 +151,9 @@ class Deliverer:
                 "fetch.wait.max.ms": settings.kafka_fetch_wait_ms,
             }
         )
-        self._producer_conf = {**conf, "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": PRODUCE_TIMEOUT_MS}
-        self.producer = Producer(self._producer_conf)
-        self._producer_lock = threading.Lock()
-        self._producing = True
-        self._poller = threading.Thread(target=self._poll_producer, name="cx-deliver-producer", daemon=True)
+        # The collector's producer: acknowledged writes, and a new librdkafka client after a
+        # timed-out or fatal one (a broker that forgot the producer id never accepts the old one).
+        self.kafka = KafkaProducer(settings, bootstrap, client_id="cxstream-deliver", logger=KAFKA_LOG)
 
     # --- Kafka -----------------------------------------------------------------
 
@@ -178,46 +175,14 @@ class Deliverer:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._paused = False  # a new assignment starts unpaused; ``_flow`` pauses it again if still full
 
-    def _poll_producer(self) -> None:
-        while self._producing:
-            self.producer.poll(0.1)
-
-    def _replace_producer(self, failed: Producer) -> None:
-        """A new producer in place of ``failed`` (once), whose queued records fail and are produced again.
-
-        An idempotent producer whose record timed out may never recover: a
-        broker that lost its producer id (the embedded broker after a
-        restart) answers UNKNOWN_PRODUCER_ID, and librdkafka retried under a
-        new epoch of the same id until every record timed out. A new
-        producer asks for a new id. Same for a fatal error.
-        """
-        with self._producer_lock:
-            if self.producer is not failed:
-                return  # replaced already, for another record of the same producer
-            self.producer = Producer(self._producer_conf)
-        log.warning("replacing the Kafka producer after a failed write")
-        failed.purge()
-        failed.poll(0)  # serves the purged records' reports: their writers retry on the new producer
-
     async def _produce(self, topic: str, key: bytes, value: bytes) -> None:
         """Produce one record and return once Kafka acknowledged it; retried until it is."""
-        loop = asyncio.get_running_loop()
         while True:
-            acked: asyncio.Future = loop.create_future()
-
-            def report(err: KafkaError | None, _msg: Message, fut: asyncio.Future = acked) -> None:
-                loop.call_soon_threadsafe(lambda: fut.done() or (fut.set_exception(KafkaException(err)) if err else fut.set_result(None)))
-
-            producer = self.producer
             try:
-                producer.produce(topic, value=value, key=key, on_delivery=report)
-                await acked
+                await self.kafka.send_many([(topic, None, key, value)])
                 return
-            except (KafkaException, BufferError) as exc:
+            except BrokerUnavailable as exc:
                 log.warning("writing to %s failed (%s); retrying in %.0f s", topic, exc, PRODUCE_RETRY_S)
-                err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-                if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._MSG_TIMED_OUT):
-                    self._replace_producer(producer)
                 await asyncio.sleep(PRODUCE_RETRY_S)
 
     # --- one record ------------------------------------------------------------
@@ -319,7 +284,6 @@ class Deliverer:
     async def run(self) -> None:
         topic = self.settings.topic_triggers
         await self._in_consumer(self.consumer.subscribe, [topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self._poller.start()
         slots = {d.name: asyncio.Semaphore(d.concurrency) for d in self.destinations}
         log.info(
             "delivering %s to %s",
@@ -348,9 +312,7 @@ class Deliverer:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 await self._commit()
                 await self._in_consumer(self.consumer.close)
-                self._producing = False
-                self._poller.join(timeout=5)
-                self.producer.flush(5)
+                await asyncio.get_running_loop().run_in_executor(None, self.kafka.close, 5.0)
                 self._kafka.shutdown(wait=True)
                 log.info("stopped: %s", self.stats)
 
