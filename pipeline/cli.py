@@ -211,6 +211,7 @@ def worker() -> None:
         # Close ClickHouse before the interpreter exits: an embedded chdb
         # session torn down by interpreter finalization can crash the process.
         w.ch.close()
+        w.lookups.close()
         if w.committed is not None:
             w.committed.close()
         if w.trigger_writer is not None:

@@ -69,6 +69,11 @@ class ServerClickHouse:
             raise ClickHouseError(f"bad ClickHouse URL: {exc}") from exc
         return cls(client, url)
 
+    @property
+    def url(self) -> str:
+        """The URL this connection was made from ("" when it was built around a client)."""
+        return self._url
+
     def _call(self, what: str, sql: str, params, **kwargs):  # noqa: ANN001 - driver's loose types
         with self._lock:
             if self._client is None:

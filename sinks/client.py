@@ -34,6 +34,7 @@ __all__ = [
     "check_identifiers",
     "check_params",
     "connect",
+    "connection_of_its_own",
     "parse_version",
 ]
 
@@ -49,3 +50,19 @@ def connect(url: str) -> ClickHouse:
 
         return ServerClickHouse.from_url(url)
     raise ClickHouseError(f"unsupported ClickHouse URL {url!r}: expected chdb:///path or clickhouse://host:port/db")
+
+
+def connection_of_its_own(ch: ClickHouse) -> ClickHouse:
+    """A second connection to ``ch``'s server, for reads that must not wait behind ``ch``'s inserts.
+
+    A connection runs one call at a time: the worker's id lookup on the
+    connection that writes a window's rows waited for those inserts (up to
+    hundreds of milliseconds on a loaded server) with every record behind it.
+    The embedded store is one session in this process: it is returned as it
+    is. Close the result when it is not ``ch``.
+    """
+    from sinks.backend_server import ServerClickHouse
+
+    if isinstance(ch, ServerClickHouse) and ch.url:
+        return ServerClickHouse.from_url(ch.url)
+    return ch

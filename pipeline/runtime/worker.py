@@ -85,7 +85,7 @@ from pipeline.wire.records import BadRecord, DeadLetter, decode_batch_checked, d
 from pipeline.settings import Settings
 from pipeline.wire.triggers import encode_trigger, trigger_key
 from pipeline.webtoken import ensure_token
-from sinks.client import ClickHouse, ClickHouseError, connect
+from sinks.client import ClickHouse, ClickHouseError, connect, connection_of_its_own
 from sinks.migrate import migrate
 from sinks.rows import DEADLETTER_COLUMNS, FACT_TABLES, deadletter_row, delivery_row, event_row, trigger_row
 from sinks.sink import ClickHouseSink, RejectedRow, SinkError, stored_fingerprints
@@ -153,6 +153,8 @@ class Worker:
         self.app = app
         self.settings = settings
         self.ch = ch
+        # The id lookup's own connection: it must not wait behind the window's inserts on ``ch``.
+        self.lookups = connection_of_its_own(ch)
         self.rules = Rules.from_settings(settings)
         # Records that another producer wrote (not the collector) are scrubbed here before they become
         # dead letters, with the collector's rules and salt (docs/privacy.md).
@@ -735,7 +737,7 @@ class Worker:
         delay = 0.25
         while True:
             try:
-                return await loop.run_in_executor(None, stored_fingerprints, self.ch, ids)
+                return await loop.run_in_executor(None, stored_fingerprints, self.lookups, ids)
             except ClickHouseError as exc:
                 if self.app.should_stop:
                     raise

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from pipeline.detect.ids import fingerprint
+from pipeline.runtime.faust_adapter import create_app
+from pipeline.runtime.worker import Worker
+from pipeline.settings import Settings
+from sinks.backend_server import ServerClickHouse
 from sinks.client import ClickHouse
 from sinks.migrate import _BOOTSTRAP, DDL_DIR, migrate
 from sinks.rows import EVENT_COLUMNS, event_row
@@ -156,3 +163,28 @@ def test_migration_0008_finishes_when_its_swap_was_done_but_not_recorded(ch_back
     assert applied[0] == "0008_events_first_wins" and "0010_drop_events_0007" in applied
     assert stored(ch_backend) == [("X", "anon-s-a", "Order Completed")]
     assert stored_fingerprints(ch_backend, {"shop-a": ["X"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
+
+
+def test_worker_id_lookup_answers_while_its_writing_connection_is_busy(
+    ch_backend: ClickHouse, fresh_settings: Settings
+) -> None:
+    """The lookup of a group's ids does not queue behind the window's inserts (one call at a time per connection)."""
+    write(ch_backend, A_ORDER)
+    worker = Worker(create_app(fresh_settings, "127.0.0.1:9"), fresh_settings, ch_backend)  # no broker is contacted
+    try:
+        if isinstance(ch_backend, ServerClickHouse):
+            assert worker.lookups is not ch_backend
+        else:
+            # chdb is one session in this process: nothing to open twice.
+            assert worker.lookups is ch_backend
+            return
+        busy = threading.Thread(target=ch_backend.execute, args=("SELECT sleep(2)",))  # an insert that takes 2 s
+        busy.start()
+        time.sleep(0.3)  # the writing connection is now inside its call
+        found = asyncio.run(worker._stored_fingerprints([(None, [A_ORDER, B_PAGE])]))  # type: ignore[list-item]
+        answered_while_busy = busy.is_alive()
+        busy.join()
+        assert found == {("shop-a", "X"): fingerprint(A_ORDER)}
+        assert answered_while_busy
+    finally:
+        worker.lookups.close()
