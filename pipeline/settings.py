@@ -447,7 +447,7 @@ class Settings(BaseSettings):
         1_000, ge=0, description="how far behind the newest event of its partition an event may arrive and still count"
     )
     idle_partition_ms: int = Field(
-        1_000, gt=0, description="wall time a caught-up partition may stay silent before its watermark follows the clock"
+        250, gt=0, description="wall time a caught-up partition may stay silent before its watermark follows the clock"
     )
     max_event_age_ms: int = Field(
         7 * DAY_MS, gt=0, description="oldest accepted event time, after clock-skew correction; older: too_old dead letter"

@@ -100,7 +100,7 @@ log = logging.getLogger("cxstream.worker")
 
 Ack = Callable[[faust.types.EventT], Awaitable[bool]]  # Faust's Stream.ack
 
-TICK_INTERVAL_S = 0.5
+TICK_INTERVAL_S = 0.1
 # The events agent takes what arrived within this long (at most
 # ``batch_max_records`` records) and processes it at once.
 TAKE_WITHIN_S = 0.01
