@@ -32,14 +32,17 @@ raises ``BenchError`` (when the counts stop moving, or at the timeout).
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -519,6 +522,13 @@ def machine() -> dict:
     }
 
 
+def _remove_unless_failed(work_dir: Path, failed: Callable[[], bool]) -> None:
+    if failed():
+        print(f"the run's logs are kept in {work_dir}", file=sys.stderr)
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
 def run_bench(
     opts: BenchOptions,
     settings: Settings,
@@ -532,7 +542,10 @@ def run_bench(
 
     with ExitStack() as stack:
         if work_dir is None:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cx-bench-")))
+            # Removed after a run that succeeds; a failed run's error names it, so it stays.
+            work_dir = Path(tempfile.mkdtemp(prefix="cx-bench-"))
+            stack.callback(_remove_unless_failed, work_dir, lambda: failed)
+        failed = True
         work_dir.mkdir(parents=True, exist_ok=True)
         run_id = f"bench-{os.getpid()}-{int(time.time())}"
         settings = settings.with_run_salt().model_copy(
@@ -622,6 +635,7 @@ def run_bench(
         if opts.collector_events > 0:
             progress(f"collector: {opts.collector_events:,} events from {opts.clients} clients")
             result.collector = run_collector(opts, settings, bootstrap, work_dir)
+        failed = False
         return result
 
 

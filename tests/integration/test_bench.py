@@ -86,3 +86,29 @@ def test_bench_without_a_clickhouse_server_says_how_to_get_one_in_one_line(kafka
     text = " ".join(out.output.split())  # the console wraps long lines at its width
     assert "Traceback" not in text and text.count("bench failed") == 1
     assert "install it with `bash infra/setup.sh --clickhouse-server`" in text and "--clickhouse-url" in text
+
+
+def test_a_failed_bench_keeps_the_directory_its_error_points_at(kafka: str, monkeypatch, capsys, tmp_path) -> None:
+    import tempfile
+
+    import infra.clickhouse_server
+    from pipeline.tools.bench_common import BenchError
+
+    def no_server() -> list[str]:
+        raise FileNotFoundError("no clickhouse-server binary found")
+
+    monkeypatch.setattr(infra.clickhouse_server, "server_command", no_server)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the bench makes its own directory
+    with pytest.raises(BenchError):
+        run_bench(BenchOptions.quick(), Settings(kafka_bootstrap=kafka), bootstrap=kafka, progress=print)
+    [kept] = tmp_path.glob("cx-bench-*")
+    assert kept.is_dir()
+    assert f"the run's logs are kept in {kept}" in capsys.readouterr().err
+
+
+def test_a_bench_that_succeeds_removes_its_directory(tmp_path) -> None:
+    from pipeline.tools.bench import _remove_unless_failed
+
+    (tmp_path / "run" / "w1-0").mkdir(parents=True)
+    _remove_unless_failed(tmp_path / "run", lambda: False)
+    assert not (tmp_path / "run").exists()
