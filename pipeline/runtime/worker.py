@@ -53,6 +53,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from typing import Awaitable, Callable
 
 import faust
@@ -101,6 +102,7 @@ log = logging.getLogger("cxstream.worker")
 Ack = Callable[[faust.types.EventT], Awaitable[bool]]  # Faust's Stream.ack
 
 TICK_INTERVAL_S = 0.1
+TRIGGER_TIMES_KEPT = 5_000
 # The events agent takes what arrived within this long (at most
 # ``batch_max_records`` records) and processes it at once.
 TAKE_WITHIN_S = 0.01
@@ -180,7 +182,12 @@ class Worker:
         self.assigned = False  # the group gave this worker its partitions at least once
         self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records not processed, refreshed each second
         self.lag_unknown: set[tuple[str, int]] = set()  # assigned partitions whose end is not known yet
-        self._trigger_cause: dict[int, int] = {}  # id(trigger) -> receipt (ms) of the event that fired it
+        # id(trigger) -> (receipt of the event that fired it, and for a trigger fired by a record of
+        # this stage: the record's Kafka timestamp, when its group was taken, when its ids were looked up), ms
+        self._trigger_cause: dict[int, tuple[int, int | None, int | None, int | None]] = {}
+        # The last TRIGGER_TIMES_KEPT of those, with the trigger's id, kind and hand-over to
+        # librdkafka: served at /cx/trigger-times (``cxstream bench``: where a trigger's time goes).
+        self.trigger_times: deque[tuple] = deque(maxlen=TRIGGER_TIMES_KEPT)
         self.processors: dict[int, IsolatedPartition] = {}
         # The customer stage (pipeline.detect.customer), one processor per partition of cx.customers.
         self.customers: dict[int, CustomerProcessor] = {}
@@ -446,6 +453,7 @@ class Worker:
         record of the window once its rows, triggers and states are durable
         (``flush``), never before.
         """
+        taken_ms = self.wall_ms()
         async with self.lock:
             now = self.wall_ms()
             if not self.stats["first_record_wall_ms"]:
@@ -480,6 +488,7 @@ class Worker:
             if decoded:
                 self._gate.add_stored(await self._stored_fingerprints(decoded, known=self._gate))
             self.stats["ids_s"] += time.perf_counter() - looked_up
+            looked_ms = self.wall_ms()
             for msg, batch in decoded:
                 kept = self._judge_ids(self._gate, msg, batch, self._conflicts)
                 proc = self.processor(msg.partition)
@@ -488,7 +497,8 @@ class Worker:
                 for rejected in proc.process(msg.offset, kept, now):
                     bad.append(self._processing_error(msg, kept, rejected))
                 if proc.rebuilds == rebuilds and len(proc.proc.pending.triggers) > fired_from:
-                    self._note_causes(proc.proc.pending.triggers[fired_from:], kept)
+                    timing = (round(msg.timestamp * 1000), taken_ms, looked_ms)
+                    self._note_causes(proc.proc.pending.triggers[fired_from:], kept, timing)
                 if kept:  # the promise this record leads to, and when its newest event was received
                     received = max(e["received_at_ms"] for e in kept)
                     self._promise_cause[msg.partition] = (proc.proc.announcement(), received)
@@ -593,9 +603,11 @@ class Worker:
         for t in fresh:
             kind = m.labels.kind(t.get("kind"))
             m.triggers.labels(m.labels.tenant(t.get("tenant")), kind, m.labels.action(t.get("action"))).inc()
-            received = self._trigger_cause.pop(id(t), None)
-            if received:
-                m.trigger_latency.labels(kind).observe(max(0, sent_ms - received) / 1000)
+            cause = self._trigger_cause.pop(id(t), None)
+            if cause and cause[0]:
+                m.trigger_latency.labels(kind).observe(max(0, sent_ms - cause[0]) / 1000)
+                if cause[1] is not None:
+                    self.trigger_times.append((t["trigger_id"], t["kind"], *cause, sent_ms))
 
     def _send_customer_messages(self, force: bool = False) -> None:
         """Hand the device stage's new messages to ``cx.customers`` now, then each partition's promise.
@@ -685,7 +697,7 @@ class Worker:
         received = message.get("r")
         if isinstance(received, int) and not isinstance(received, bool):
             for trigger in customer.pending.triggers[fired:]:  # released by the promise of that event
-                self._trigger_cause[id(trigger)] = received
+                self._trigger_cause[id(trigger)] = (received, None, None, None)
         return None
 
     def _customer_dead_letter(self, msg: faust.types.Message, problem: str) -> bytes:
@@ -704,11 +716,15 @@ class Worker:
         self.stats["processing_errors"] += 1
         return dl.model_dump_json().encode()
 
-    def _note_causes(self, fired: list[dict], batch: list[dict]) -> None:
-        """Remember when the collector received the record whose events fired these triggers."""
+    def _note_causes(self, fired: list[dict], batch: list[dict], timing: tuple[int, int, int]) -> None:
+        """Remember when the collector received the record whose events fired these triggers, and its way here.
+
+        ``timing``: the record's Kafka timestamp, when its group was taken
+        and when the group's ids were looked up (wall ms).
+        """
         received = max((e["received_at_ms"] for e in batch), default=0)
         for trigger in fired:
-            self._trigger_cause[id(trigger)] = received
+            self._trigger_cause[id(trigger)] = (received, *timing)
 
     def _judge_ids(self, gate: IdGate, msg: faust.types.Message, batch: list[dict], conflicts: list[bytes]) -> list[dict]:
         """The record's events that pass the id check; each conflict becomes a dead letter in ``conflicts``."""
@@ -1309,6 +1325,16 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
     class StatsView(faust.web.View):
         async def get(self, request):  # noqa: ANN001
             return self.json(worker.stats)
+
+    @app.page("/cx/trigger-times")
+    class TriggerTimesView(faust.web.View):
+        """The last triggers fired by a record: id, kind, then wall ms at each step (``Worker.trigger_times``)."""
+
+        async def get(self, request):  # noqa: ANN001
+            return self.json({
+                "fields": ["trigger_id", "kind", "received_ms", "record_ms", "taken_ms", "looked_up_ms", "sent_ms"],
+                "triggers": [list(t) for t in worker.trigger_times],
+            })
 
     @app.page("/metrics")
     class MetricsView(faust.web.View):

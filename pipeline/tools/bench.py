@@ -65,7 +65,7 @@ from pipeline.tools.bench_common import (
     spawn,
     wall_ms,
 )
-from pipeline.tools.bench_live import run_collector, run_live
+from pipeline.tools.bench_live import STAGES, run_collector, run_live
 from pipeline.collector.ingest import ingest
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
@@ -160,6 +160,10 @@ class BenchResult:
                 for key in ("p50_ms", "p99_ms", "max_ms", "count"):
                     if key in lat:
                         out[f"live_{lv['requested_rate']}_{kind}_{key}"] = lat[key]
+            for stage, lat in lv.get("stages", {}).items():
+                if stage != "count":
+                    out[f"live_{lv['requested_rate']}_stage_{stage}_p50_ms"] = lat["p50_ms"]
+                    out[f"live_{lv['requested_rate']}_stage_{stage}_p90_ms"] = lat["p90_ms"]
         if self.collector:
             c = self.collector
             out["collector_events_per_s"] = c["events_per_s"]
@@ -687,6 +691,10 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             what = "deadline -> trigger" if kind.startswith("cart_abandoned") else "event -> trigger"
             value = lat.get("note") or f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms (n={lat['count']:,})"
             rows.append((f"{at}: {kind} {what}", value))
+        stages = lv.get("stages", {})
+        if stages.get("count"):
+            parts = ", ".join(f"{name.replace('_', ' ')} {stages[name]['p50_ms']}/{stages[name]['p90_ms']}" for name, _ in STAGES)
+            rows.append((f"{at}: where a trigger's time goes, p50/p90 ms (n={stages['count']:,})", parts))
     if result.collector:
         c = result.collector
         rows.append(("collector: batched requests", f"{c['events_per_s']:,} events/s ({c['messages']:,} messages, {c['clients']} clients, {c['requests']:,} requests of {REQUEST_MESSAGES})"))

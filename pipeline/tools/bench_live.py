@@ -43,7 +43,7 @@ from sinks.migrate import migrate
 if TYPE_CHECKING:
     from pipeline.supervisor.runner import Pipeline
 
-__all__ = ["TriggerListener", "run_collector", "run_live", "send_live", "trigger_latency"]
+__all__ = ["STAGES", "TriggerListener", "run_collector", "run_live", "send_live", "trigger_latency", "trigger_stages"]
 
 
 class TriggerListener:
@@ -115,6 +115,50 @@ def trigger_latency(seen: list[tuple[int, dict]]) -> dict:
     if FRICTION_KIND not in out:
         out[FRICTION_KIND] = {"count": 0, "note": "no checkout_friction trigger in this run"}
     return out
+
+
+# The parts of a record-fired trigger's latency, in order; they add up to event -> trigger.
+STAGES = (
+    ("client_to_collector", "the client's timestamp to the collector's receipt"),
+    ("collector_to_kafka", "receipt to the Kafka record's timestamp (the collector's produce)"),
+    ("kafka_to_worker", "the record's timestamp to the worker taking its group (broker, fetch, Faust, groups before it)"),
+    ("id_lookup", "the group's stored-id lookup"),
+    ("detection", "the group's detection until the trigger is handed to Kafka"),
+    ("kafka_to_listener", "the hand-over to the trigger's arrival on cx.triggers"),
+)
+
+
+def trigger_stages(times: dict, seen: list[tuple[int, dict]]) -> dict:
+    """Per stage, p50/p90/max ms over the triggers the worker timed (``/cx/trigger-times``) that arrived.
+
+    Only triggers fired by a record of the worker's own stage are timed
+    (friction, support, and carts whose deadline a record passed); the
+    customer stage's and the idle tick's are not.
+    """
+    arrived = {t["trigger_id"]: (arrival, t["event_time"]) for arrival, t in seen}
+    fields = times["fields"]
+    parts: dict[str, list[int]] = {name: [] for name, _ in STAGES}
+    for row in times["triggers"]:
+        t = dict(zip(fields, row))
+        if t["trigger_id"] not in arrived or t["kind"] == "cart_abandoned":
+            continue  # a cart's event_time is its deadline, not the event that passed it
+        arrival, event_ms = arrived[t["trigger_id"]]
+        marks = [event_ms, t["received_ms"], t["record_ms"], t["taken_ms"], t["looked_up_ms"], t["sent_ms"], arrival]
+        for (name, _), start, end in zip(STAGES, marks, marks[1:]):
+            parts[name].append(end - start)
+    count = len(parts[STAGES[0][0]])
+    if not count:
+        return {"count": 0}
+    out: dict = {"count": count}
+    for name, values in parts.items():
+        ordered = sorted(values)
+        out[name] = {"p50_ms": ordered[count // 2], "p90_ms": ordered[min(count - 1, int(count * 0.9))], "max_ms": ordered[-1]}
+    return out
+
+
+def _trigger_times(pipe: Pipeline) -> dict:
+    url = f"http://{pipe.worker_host}:{pipe.worker_port}/cx/trigger-times"
+    return requests.get(url, headers=pipe.worker_headers, timeout=10).json()
 
 
 def _client_of(msg: dict, clients: int) -> int:
@@ -259,6 +303,7 @@ def run_live(
         if not pipe.wait_drained(60):
             raise BenchError("live: the worker did not drain the events topic")
         time.sleep(1.0)
+        times = _trigger_times(pipe)
     return {
         **sent,
         "worker_ready_s": ready_s,
@@ -267,6 +312,7 @@ def run_live(
         "allowed_lateness_ms": live_settings.allowed_lateness_ms,
         "sink_max_interval_ms": live_settings.sink_max_interval_ms,
         "latency": trigger_latency(listener.seen),
+        "stages": trigger_stages(times, listener.seen),
     }
 
 

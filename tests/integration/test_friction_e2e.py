@@ -6,6 +6,7 @@ The scripted sessions and every expected number are in ``friction_journeys.py``.
 from __future__ import annotations
 
 import pytest
+import requests
 
 from pipeline.supervisor.runner import Pipeline
 from pipeline.settings import Settings
@@ -70,6 +71,15 @@ def test_scripted_sessions_give_hand_computed_friction_daily_and_assists(pipelin
         assert (trigger["action"], trigger["offer"], trigger["holdout"]) == ("assist", None, False)
         assert (trigger["event_time"], trigger["friction_score"], trigger["reasons"]) == (at_ms(day, second), points, why)
         assert (trigger["customer_id"], trigger["cart_id"]) == (customer, cart)
+    # The worker timed each trigger's way, in wall ms (cxstream bench's "where a trigger's time goes").
+    url = f"http://{pipeline.worker_host}:{pipeline.worker_port}/cx/trigger-times"
+    times = requests.get(url, headers=pipeline.worker_headers, timeout=10).json()
+    timed = {row[0]: dict(zip(times["fields"], row)) for row in times["triggers"]}
+    for trigger in triggers:
+        t = timed[trigger["trigger_id"]]
+        assert t["kind"] == "checkout_friction"
+        assert t["received_ms"] <= t["record_ms"] <= t["taken_ms"] <= t["looked_up_ms"] <= t["sent_ms"], t
+    assert requests.get(url, timeout=10).status_code == 401  # behind the worker's token like /cx/stats
     _, stored = pipeline.query(
         f"SELECT trigger_id, kind, friction_score FROM cx.triggers FINAL WHERE tenant = '{tenant}' ORDER BY trigger_id"
     )
