@@ -63,7 +63,7 @@ def test_the_worker_port_refuses_connections_to_a_non_loopback_address(running: 
         socket.create_connection((addr, running.worker_port), timeout=5).close()
 
 
-@pytest.mark.parametrize("path", ["/cx/stats", "/", "/router/", "/table/", "/graph/", "/performance/", "/nothing"])
+@pytest.mark.parametrize("path", ["/cx/stats", "/cx/trigger-times", "/", "/router/", "/table/", "/graph/", "/performance/", "/nothing"])
 def test_every_path_without_the_token_gets_401(running: Pipeline, path: str) -> None:
     url = f"http://127.0.0.1:{running.worker_port}{path}"
     assert requests.get(url, timeout=10).status_code == 401
