@@ -46,6 +46,8 @@ class AckedWriter:
     records produced with ``ANY_PARTITION``.
     """
 
+    linger_ms = 5
+
     def __init__(self, settings: Settings, bootstrap: str, topic: str, *, in_order: bool = False) -> None:
         """``in_order``: records of one partition reach Kafka in the order produced, retries included
         (the idempotent producer); the customer stage relies on it."""
@@ -53,7 +55,7 @@ class AckedWriter:
         config = {
             **kafka_config(settings, bootstrap),
             "acks": "all",
-            "linger.ms": 5,
+            "linger.ms": self.linger_ms,
             "queue.buffering.max.kbytes": 131072,
             "partitioner": "murmur2_random",
         }
@@ -133,6 +135,8 @@ class TriggerWriter(AckedWriter):
     order by ``trigger_id`` and ``emitted_at`` anyway (at-least-once).
     """
 
+    linger_ms = 1
+
 
 class CustomerWriter(AckedWriter):
     """What the device stage tells the customer stage, to ``cx.customers`` (``pipeline.detect.customer``).
@@ -141,6 +145,8 @@ class CustomerWriter(AckedWriter):
     every partition after the messages it covers. The merge needs each
     partition to receive them in the order sent: the producer is idempotent.
     """
+
+    linger_ms = 1
 
     def __init__(self, settings: Settings, bootstrap: str, topic: str) -> None:
         super().__init__(settings, bootstrap, topic, in_order=True)

@@ -109,7 +109,7 @@ TAKE_WITHIN_S = 0.01
 # How often the window's age is checked against ``sink_max_interval_ms``.
 FLUSH_CHECK_S = 0.05
 # A device partition's promise to the customer stage goes out at most this often (and at each tick).
-PROMISE_INTERVAL_S = 0.1
+PROMISE_INTERVAL_S = 0.05
 # Longest the dead-letter and delivery agents wait to fill a batch.
 OTHER_TAKE_MAX_S = 1.0
 LAG_INTERVAL_S = 1.0
