@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +63,7 @@ from pipeline.tools.bench_common import (
     make_traffic,
     spawn,
     wall_ms,
+    worker_json,
 )
 from pipeline.tools.bench_live import STAGES, run_collector, run_live
 from pipeline.collector.ingest import ingest
@@ -73,7 +73,7 @@ from pipeline.demo.storefront import Expected
 from pipeline.wire.records import decode_batch
 from pipeline.settings import Settings
 from pipeline.wire.topics import ensure_topics, kafka_config
-from pipeline.webtoken import new_token, worker_headers
+from pipeline.webtoken import new_token
 from sinks.client import ClickHouse, connect
 from sinks.migrate import migrate
 
@@ -318,16 +318,10 @@ def peak_rss_mb(pid: int) -> float:
 STEPS = ("process", "ids", "emit", "clickhouse", "triggers", "changelog")
 
 
-def worker_stats(port: int, token: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/cx/stats", headers=worker_headers(token))
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return orjson.loads(resp.read())
-
-
 def _took_a_record(port: int, token: str) -> bool:
     """Whether the worker on ``port`` has taken a record (False while it cannot answer yet)."""
     try:
-        return bool(worker_stats(port, token).get("first_record_wall_ms"))
+        return bool(worker_json(port, token).get("first_record_wall_ms"))
     except (OSError, ValueError):
         return False
 
@@ -424,7 +418,7 @@ def run_workers(
             time.sleep(0.2)
         else:
             raise BenchError(f"{n} worker(s): ClickHouse counts {counts} never matched the ledger in {timeout_s:.0f}s")
-        stats = [worker_stats(port, tokens[port]) for _, port in procs]
+        stats = [worker_json(port, tokens[port]) for _, port in procs]
         # Timed from the first record any worker took (start-up and group join
         # excluded) to the poll that saw every row; polls are 0.2 s apart.
         firsts = [s["first_record_wall_ms"] for s in stats if s.get("first_record_wall_ms")]

@@ -10,17 +10,22 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from pipeline.demo.storefront import Expected, generate
 from pipeline.settings import Settings
+from pipeline.webtoken import worker_headers
 
 __all__ = [
     "BenchError",
     "BenchOptions",
     "child_env",
+    "worker_json",
     "cpu_seconds",
     "iso_ms",
     "make_traffic",
@@ -106,6 +111,13 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process used so far (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_json(port: int, token: str, path: str = "/cx/stats", host: str = "127.0.0.1") -> dict:
+    """A JSON page of a worker's web port (``/cx/stats``, ``/cx/trigger-times``), with its token."""
+    req = urllib.request.Request(f"http://{host}:{port}{path}", headers=worker_headers(token))
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return orjson.loads(resp.read())
 
 
 def iso_ms(ms: int) -> str:

@@ -33,6 +33,7 @@ from pipeline.tools.bench_common import (
     make_traffic,
     spawn,
     wall_ms,
+    worker_json,
 )
 from pipeline.settings import Settings
 from pipeline.wire.topics import ensure_topics, kafka_config
@@ -154,11 +155,6 @@ def trigger_stages(times: dict, seen: list[tuple[int, dict]]) -> dict:
         ordered = sorted(values)
         out[name] = {"p50_ms": ordered[count // 2], "p90_ms": ordered[min(count - 1, int(count * 0.9))], "max_ms": ordered[-1]}
     return out
-
-
-def _trigger_times(pipe: Pipeline) -> dict:
-    url = f"http://{pipe.worker_host}:{pipe.worker_port}/cx/trigger-times"
-    return requests.get(url, headers=pipe.worker_headers, timeout=10).json()
 
 
 def _client_of(msg: dict, clients: int) -> int:
@@ -303,7 +299,7 @@ def run_live(
         if not pipe.wait_drained(60):
             raise BenchError("live: the worker did not drain the events topic")
         time.sleep(1.0)
-        times = _trigger_times(pipe)
+        times = worker_json(pipe.worker_port, pipe.token, "/cx/trigger-times", pipe.worker_host)
     return {
         **sent,
         "worker_ready_s": ready_s,
