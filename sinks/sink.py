@@ -47,11 +47,16 @@ __all__ = [
     "is_permanent",
     "stored_fingerprints",
     "EVENTS_TABLE",
+    "EVENT_IDS_TABLE",
     "TRIGGERS_TABLE",
     "DEADLETTERS_TABLE",
 ]
 
 EVENTS_TABLE = "cx.events"
+# The ids of cx.events, read by ``stored_fingerprints`` (sinks/ddl/0013_event_ids.sql).
+EVENT_IDS_TABLE = "cx.event_ids"
+EVENT_ID_COLUMNS = ("tenant", "event_id", "payload_hash", "ver")
+_ID_INDEXES = tuple(EVENT_COLUMNS.index(c) for c in EVENT_ID_COLUMNS)
 TRIGGERS_TABLE = "cx.triggers"
 DEADLETTERS_TABLE = "cx.deadletters"
 
@@ -108,17 +113,28 @@ class _Buffer:
         self.rows.extend(item if isinstance(item, tuple) else to_row(item) for item in items)
 
 
+def _no_dicts(item: dict) -> tuple:
+    raise TypeError("cx.event_ids rows come from the events written, not from add_*")
+
+
 class ClickHouseSink:
-    """Buffers rows for ``cx.events``, ``cx.triggers`` and ``cx.deadletters``; not thread-safe."""
+    """Buffers rows for ``cx.events``, ``cx.triggers`` and ``cx.deadletters``; not thread-safe.
+
+    The ids of the events written go to ``cx.event_ids`` right after, only
+    once their ``cx.events`` insert succeeded (and without the rows
+    ClickHouse refused): an id found there has its event stored.
+    """
 
     def __init__(self, ch: ClickHouse, observe: InsertObserver | None = None) -> None:
         self.ch = ch
         self.observe = observe
         self._events = _Buffer(EVENTS_TABLE, EVENT_COLUMNS, event_row)
+        self._ids = _Buffer(EVENT_IDS_TABLE, EVENT_ID_COLUMNS, _no_dicts)
         self._triggers = _Buffer(TRIGGERS_TABLE, TRIGGER_COLUMNS, trigger_row)
         self._deadletters = _Buffer(DEADLETTERS_TABLE, DEADLETTER_COLUMNS, deadletter_row)
         self._facts: dict[str, _Buffer] = {}
-        self._buffers: tuple[_Buffer, ...] = (self._events, self._triggers, self._deadletters)
+        # Events first, their ids next: the ids buffer is filled when the events are written.
+        self._buffers: tuple[_Buffer, ...] = (self._events, self._ids, self._triggers, self._deadletters)
         self._rejected: list[RejectedRow] = []
 
     def add_events(self, rows: Iterable[Row]) -> None:
@@ -146,8 +162,8 @@ class ClickHouseSink:
         buffer.add(rows)
 
     def pending(self) -> int:
-        """Rows buffered and not yet written."""
-        return sum(len(b.rows) for b in self._buffers)
+        """Rows buffered and not yet written (an event's id row is not counted apart)."""
+        return sum(len(b.rows) for b in self._buffers if b is not self._ids)
 
     def clear(self) -> None:
         """Drop every buffered row (for a caller that replays from its committed offset instead)."""
@@ -171,6 +187,7 @@ class ClickHouseSink:
         for buffer in self._buffers:
             if not buffer.rows:
                 continue
+            rejected: list[RejectedRow] = []
             try:
                 self._insert(buffer.table, buffer.columns, buffer.rows)
             except Exception as exc:
@@ -180,8 +197,11 @@ class ClickHouseSink:
                     raise
                 rejected = self._bisect(buffer, exc)
                 self._rejected.extend(rejected)
-                written -= len(rejected)
-            written += len(buffer.rows)
+            if buffer is self._events:
+                refused = {id(r.row) for r in rejected}
+                self._ids.rows += [tuple(row[i] for i in _ID_INDEXES) for row in buffer.rows if id(row) not in refused]
+            if buffer is not self._ids:
+                written += len(buffer.rows) - len(rejected)
             buffer.rows = []
         return written
 
@@ -235,7 +255,7 @@ class ClickHouseSink:
 # per batch whatever its size, with no id pasted into SQL. Passing them as a
 # query parameter instead cost chdb about 100 ns per byte and would have to
 # be split under a server's max_query_size (256 KiB), one scan per part.
-# GLOBAL IN: in cluster mode cx.events is Distributed, and the shards must
+# GLOBAL IN: in cluster mode cx.event_ids is Distributed, and the shards must
 # get the set itself (the temporary table exists on this connection only);
 # on one server it is a plain IN.
 PROBE_TABLE = "cx_id_probe"
@@ -247,7 +267,7 @@ PROBE_TABLE = "cx_id_probe"
 # cost more than the temporary table's four extra round trips.
 INLINE_LOOKUP_MAX = 64
 _LOOKUP = (
-    "SELECT tenant, event_id, argMax(payload_hash, ver) FROM cx.events"
+    f"SELECT tenant, event_id, argMax(payload_hash, ver) FROM {EVENT_IDS_TABLE}"
     f" WHERE (tenant, event_id) GLOBAL IN (SELECT tenant, event_id FROM {PROBE_TABLE})"
     " GROUP BY tenant, event_id"
 )
@@ -257,7 +277,8 @@ def stored_fingerprints(ch: ClickHouse, ids: Mapping[str, Iterable[str]]) -> dic
     """The fingerprint stored in ``cx.events`` for each of ``ids`` (event ids by tenant) that is stored.
 
     ``{(tenant, event_id): payload_hash}`` of the row ``FINAL`` would keep
-    (the highest ``ver``); ids not stored are absent. Reads by the table's
+    (the highest ``ver``); ids not stored are absent. Reads ``cx.event_ids``
+    (the same ids, fingerprints and versions, in small granules) by its
     primary key, ``(tenant, event_id)``. Uses a temporary table of the
     connection (``PROBE_TABLE``), so calls on one connection must not overlap
     (the worker makes them from one agent, under its lock). Raises
@@ -275,7 +296,7 @@ def stored_fingerprints(ch: ClickHouse, ids: Mapping[str, Iterable[str]]) -> dic
             params[f"t{i}"], params[f"e{i}"] = tenant, event_id
         pairs = ", ".join(f"(%(t{i})s, %(e{i})s)" for i in range(len(rows)))
         found = ch.query(
-            "SELECT tenant, event_id, argMax(payload_hash, ver) FROM cx.events"
+            f"SELECT tenant, event_id, argMax(payload_hash, ver) FROM {EVENT_IDS_TABLE}"
             f" WHERE (tenant, event_id) IN ({pairs}) GROUP BY tenant, event_id",
             params,
         )[1]

@@ -191,3 +191,20 @@ def test_worker_id_lookup_answers_while_its_writing_connection_is_busy(
     finally:
         if worker.lookups is not ch_backend:
             worker.lookups.close()
+
+
+def test_migration_0013_copies_the_ids_stored_before_it(ch_backend: ClickHouse, tmp_path: Path) -> None:
+    old = tmp_path / "ddl_0012"
+    old.mkdir()
+    for path in DDL_DIR.glob("*.sql"):
+        if int(path.name[:4]) <= 12:
+            shutil.copy(path, old / path.name)
+    ch_backend.execute("DROP DATABASE IF EXISTS cx")
+    assert migrate(ch_backend, old)[-1] == "0012_kpi_backend_orders"
+    # rows written by a version without cx.event_ids: straight into cx.events
+    ch_backend.insert("cx.events", list(EVENT_COLUMNS), [event_row({**A_ORDER, "payload_hash": fingerprint(A_ORDER)})])
+    assert migrate(ch_backend) == ["0013_event_ids", "0014_drop_event_ids_0013"]
+    assert stored_fingerprints(ch_backend, {"shop-a": ["X", "Y"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
+    names = [r[0] for r in ch_backend.execute("SELECT name FROM system.tables WHERE database = 'cx'")]
+    assert "event_ids" in names and "event_ids_0013" not in names
+    assert migrate(ch_backend) == []

@@ -17,6 +17,7 @@ VIEWS_AND_TABLES = sorted(
     + ["customer_scores", "customers", "offers_daily", "recoveries"]  # 0004_offers
     + ["deliveries"]  # 0009_deliveries
     + ["cart_conversions"]  # 0011_cart_conversions
+    + ["event_ids"]  # 0013_event_ids
 )
 # Every file in sinks/ddl, as (version, name): what a fresh schema records.
 APPLIED = [(m.version, m.name) for m in load_migrations()]

@@ -41,11 +41,12 @@ def test_flush_writes_one_insert_per_table_and_empties_the_buffers() -> None:
 
     assert sink.flush() == 4
     written = [(table, len(rows)) for table, _, rows in ch.inserts]
-    assert written == [("cx.events", 2), ("cx.triggers", 1), ("cx.deadletters", 1)]
+    # the events' ids go to cx.event_ids right after them; they are not counted as rows written
+    assert written == [("cx.events", 2), ("cx.event_ids", 2), ("cx.triggers", 1), ("cx.deadletters", 1)]
     assert ch.inserts[0][1] == list(EVENT_COLUMNS)
     assert sink.pending() == 0
     assert sink.flush() == 0  # nothing buffered: no insert at all
-    assert len(ch.inserts) == 3
+    assert len(ch.inserts) == 4
 
 
 def test_ready_row_tuples_are_buffered_as_they_are() -> None:
@@ -54,7 +55,7 @@ def test_ready_row_tuples_are_buffered_as_they_are() -> None:
     rows = [event_row(e) for e in two_events()]
     sink.add_events(rows)
     sink.flush()
-    assert ch.inserts == [("cx.events", list(EVENT_COLUMNS), rows)]
+    assert ch.inserts[0] == ("cx.events", list(EVENT_COLUMNS), rows)
 
 
 def test_failed_flush_raises_sink_error_and_keeps_only_unwritten_tables() -> None:
@@ -67,14 +68,37 @@ def test_failed_flush_raises_sink_error_and_keeps_only_unwritten_tables() -> Non
 
     with pytest.raises(SinkError, match="cx.triggers"):
         sink.flush()
-    # events were written before the failure; triggers failed; dead letters were not tried
-    assert [table for table, _, _ in ch.inserts] == ["cx.events"]
+    # events and their ids were written before the failure; triggers failed; dead letters were not tried
+    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_ids"]
     assert sink.pending() == 2
 
     ch.failing.clear()  # ClickHouse is back: a retry writes exactly what was left
     assert sink.flush() == 2
-    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.triggers", "cx.deadletters"]
+    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_ids", "cx.triggers", "cx.deadletters"]
     assert sink.pending() == 0
+
+
+def test_event_ids_are_written_after_their_events_and_only_once_the_events_are_stored() -> None:
+    # An id found in cx.event_ids must have its event stored: the worker drops a resend of it.
+    ch = RecordingClickHouse()
+    ch.failing = {"cx.events"}
+    sink = ClickHouseSink(ch)
+    sink.add_events(two_events())
+    with pytest.raises(SinkError, match="cx.events"):
+        sink.flush()
+    assert ch.inserts == []  # no id row for events that are not stored
+
+    ch.failing = {"cx.event_ids"}  # the events go in, their ids fail: the retry writes the ids only
+    with pytest.raises(SinkError, match="cx.event_ids"):
+        sink.flush()
+    assert [table for table, _, _ in ch.inserts] == ["cx.events"]
+    ch.failing.clear()
+    assert sink.flush() == 0  # no event row left to write
+    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_ids"]
+    events, ids = ch.inserts[0][2], ch.inserts[1][2]
+    assert ch.inserts[1][1] == ["tenant", "event_id", "payload_hash", "ver"]
+    assert ids == [(r[0], r[1], r[-2], r[-1]) for r in events]
+    assert [i[1] for i in ids] == [e["event_id"] for e in two_events()]
 
 
 def test_clear_drops_the_buffer_for_a_caller_that_replays_instead() -> None:

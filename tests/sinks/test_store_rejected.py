@@ -27,3 +27,6 @@ def test_a_refused_row_is_bisected_out_and_the_others_are_stored(ch_backend: Cli
     assert [(r.table, r.row[1]) for r in rejected] == [("cx.events", "e4")]
     assert ch_backend.execute("SELECT count() FROM cx.events FINAL")[0][0] == 6
     assert sink.pending() == 0 and sink.take_rejected() == []
+    # the refused event's id is not recorded as stored: a resend of it is tried again
+    ids = ch_backend.execute("SELECT event_id FROM cx.event_ids ORDER BY event_id")
+    assert [i for (i,) in ids] == ["e0", "e1", "e2", "e3", "e5", "e6"]
