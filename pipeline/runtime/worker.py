@@ -753,7 +753,9 @@ class Worker:
         delay = 0.25
         while True:
             try:
-                return await loop.run_in_executor(None, stored_fingerprints, self.lookups, ids)
+                return await loop.run_in_executor(
+                    None, stored_fingerprints, self.lookups, ids, bool(self.settings.clickhouse_cluster)
+                )
             except ClickHouseError as exc:
                 if self.app.should_stop:
                     raise

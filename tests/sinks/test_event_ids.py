@@ -16,7 +16,7 @@ from pipeline.runtime.faust_adapter import create_app
 from pipeline.runtime.worker import Worker
 from pipeline.settings import Settings
 from sinks.backend_server import ServerClickHouse
-from sinks.client import ClickHouse
+from sinks.client import ClickHouse, ClickHouseError, connect
 from sinks.migrate import _BOOTSTRAP, DDL_DIR, migrate
 from sinks.rows import EVENT_COLUMNS, event_row
 from sinks.sink import INLINE_LOOKUP_MAX, ClickHouseSink, stored_fingerprints
@@ -208,3 +208,25 @@ def test_migration_0013_copies_the_ids_stored_before_it(ch_backend: ClickHouse, 
     names = [r[0] for r in ch_backend.execute("SELECT name FROM system.tables WHERE database = 'cx'")]
     assert "event_ids" in names and "event_ids_0013" not in names
     assert migrate(ch_backend) == []
+
+
+def test_server_lookup_reads_by_the_primary_key_not_every_stored_row(clickhouse_server) -> None:  # noqa: ANN001
+    """18.16 reads a local table's every row for GLOBAL IN: one server's lookup must use IN, the index with it."""
+    setup = connect(clickhouse_server.url)
+    # A scan of more rows than the ids' granules (256 rows each) fails the query.
+    limited = connect(f"{clickhouse_server.url}?max_rows_to_read=40000&read_overflow_mode=throw")
+    try:
+        setup.execute("DROP DATABASE IF EXISTS cx")
+        migrate(setup)
+        stored = [("shop-a", f"id-{i:06d}", 7, 1) for i in range(100_000)]
+        setup.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], stored)
+        setup.execute("OPTIMIZE TABLE cx.event_ids FINAL")
+        for asked in (10, INLINE_LOOKUP_MAX + 36):  # the parameterized query, then the probe table
+            ids = [f"id-{i:06d}" for i in range(0, 100_000, 100_000 // asked)][:asked] + ["absent"]
+            found = stored_fingerprints(limited, {"shop-a": ids})
+            assert found == {("shop-a", i): 7 for i in ids[:-1]}
+        with pytest.raises(ClickHouseError, match="[Ll]imit for rows"):
+            limited.execute("SELECT count() FROM cx.event_ids WHERE payload_hash = 7")  # the limit does bite
+    finally:
+        setup.close()
+        limited.close()
