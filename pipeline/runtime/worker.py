@@ -30,17 +30,6 @@ next one fills (one at a time, in order):
 So a trigger leaves within milliseconds of its event's record, and
 ClickHouse still gets large inserts.
 
-Step 0 of a group runs while the group before it goes through steps 1-2
-(``handle`` decodes the group and starts its lookup, then returns once the
-group before is processed; ``_process_group`` does the rest in the
-background): the lookups, one at a time and in the order of the groups,
-wait on ClickHouse while detection uses the CPU. A lookup that began before
-a window closed is made again, since the ids that window had taken left
-the gate and their rows may have been stored after the lookup read. A
-rebalance and a stop wait for the groups taken (``settle``) before they
-flush, and an idle tick leaves a partition with a group taken but not yet
-processed alone.
-
 A crash anywhere replays records from the last committed offset. Steps 2-4
 are idempotent (ClickHouse keeps one row per id, trigger ids are stable) and
 the processor skips a visitor's records already reflected in its stored
@@ -65,7 +54,6 @@ import os
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import faust
@@ -153,22 +141,6 @@ async def flush_with_retry(sink: ClickHouseSink, what: str, stopping: Callable[[
             delay = min(delay * 2, MAX_BACKOFF_S)
 
 
-@dataclass
-class _Group:
-    """A group of records taken and decoded, waiting for its id lookup and the group before it."""
-
-    events: list[faust.types.EventT]
-    ack: Ack
-    taken_ms: int
-    now: int
-    decode_s: float
-    bad: list[bytes]
-    decoded: list[tuple[faust.types.Message, list[dict]]]
-    for_customers: list[faust.types.Message]
-    lookup: "asyncio.Future | None"
-    generation: int
-
-
 class Worker:
     """Holds the per-partition processors and runs steps 1-4 for the events agent."""
 
@@ -237,10 +209,6 @@ class Worker:
         self._unacked: list[tuple[Ack, faust.types.EventT]] = []
         self._window_opened: float | None = None  # perf_counter() of its first record or fired deadline
         self._gate = IdGate()  # the window's ids: stored ones, and those taken in it
-        self._gate_generation = 0  # windows closed so far: a lookup begun under another gate is redone
-        self._lookup_lock = asyncio.Lock()  # lookups one at a time, in the order of the groups
-        self._processing: asyncio.Future | None = None  # the last group taken, processed in the background
-        self._in_flight: dict[int, int] = {}  # device partition -> its groups taken and not yet processed
         self._conflicts: list[bytes] = []  # duplicate_id_conflict dead letters, sent after the rows
         self._sent_upto: dict[int, int] = {}  # partition -> its pending triggers already sent
         self._rebuilds_seen: dict[int, int] = {}
@@ -262,7 +230,6 @@ class Worker:
             "bad_records": 0,  # records on the events topic that were not EventBatches
             "processing_errors": 0,  # events (or records) that raised while processed: dead letters
             "rebuilds": 0,  # partition processors rebuilt from stored states after one
-            "lookups_again": 0,  # id lookups redone: a window closed while they ran
             "store_rejected": 0,  # rows ClickHouse refused for good: dead letters
             "id_conflicts": 0,  # events whose id was stored with other content: dead letters sent
             "foreign_deadletters": 0,  # records on the dead-letter topic that were not dead letters
@@ -352,7 +319,6 @@ class Worker:
         runs would lose the rows and states it produced for records that
         Faust then acknowledges. The rebalance waits for this handler.
         """
-        await self.settle()
         async with self.lock:
             if self._window_opened is not None:
                 await self._flush()
@@ -481,15 +447,11 @@ class Worker:
     # -- steps ----------------------------------------------------------------
 
     async def handle(self, events: list[faust.types.EventT], ack: Ack) -> None:
-        """Take a group of records: decode it and start its id lookup now, process it once the group before is.
+        """Process records as they arrive; their triggers leave at once, the rest waits for the window's flush.
 
-        Returns when the group before it is processed and this one's
-        processing has begun in the background (``_process_group``), so the
-        agent takes the next group while this one's ids are looked up:
-        lookups run one at a time, in the order of the groups, each while
-        the group before it is detected. ``ack`` acknowledges one record to
-        Faust; it is called for every record of the window once its rows,
-        triggers and states are durable (``flush``), never before.
+        ``ack`` acknowledges one record to Faust; it is called for every
+        record of the window once its rows, triggers and states are durable
+        (``flush``), never before.
         """
         taken_ms = self.wall_ms()
         async with self.lock:
@@ -497,7 +459,10 @@ class Worker:
             if not self.stats["first_record_wall_ms"]:
                 self.stats["first_record_wall_ms"] = now
             started = time.perf_counter()
+            if self._window_opened is None:
+                self._window_opened = started
             bad: list[bytes] = []
+            kinds: dict[tuple[object, object], int] = {}
             decoded: list[tuple[faust.types.Message, list[dict]]] = []
             for_customers: list[faust.types.Message] = []
             topic_customers = self.settings.customers_topic
@@ -510,58 +475,19 @@ class Worker:
                     continue
                 await self._check_offset(self.next_offset, self.settings.topic_events, msg.partition, msg.offset)
                 self.next_offset[msg.partition] = msg.offset + 1
-                self._in_flight[msg.partition] = self._in_flight.get(msg.partition, 0) + 1
                 try:
                     decoded.append((msg, decode_batch_checked(msg.value)))
                 except BadRecord as exc:
                     bad.append(self._bad_record(msg, exc))
                 except Exception as exc:  # decoding is not supposed to raise anything else
                     bad.append(self._processing_error(msg, None, Rejected(msg.offset, None, exc)))
-            generation = self._gate_generation
-            lookup = asyncio.ensure_future(self._look_up(decoded, self._gate)) if decoded else None
-            decode_s = time.perf_counter() - started
-        previous, self._processing = self._processing, None
-        if previous is not None:
-            await previous
-        group = _Group(events, ack, taken_ms, now, decode_s, bad, decoded, for_customers, lookup, generation)
-        self._processing = asyncio.ensure_future(_or_exit(self._process_group(group)))
-
-    async def settle(self) -> None:
-        """Return once every group taken so far is processed (before a flush that must cover them)."""
-        while self._processing is not None:
-            processing = self._processing
-            await processing
-            if self._processing is processing:
-                self._processing = None
-
-    async def _look_up(self, decoded: list[tuple[faust.types.Message, list[dict]]], known: IdGate) -> dict:
-        """The stored fingerprints of a group's ids, after the lookups of the groups before it."""
-        async with self._lookup_lock:
-            started = time.perf_counter()
-            try:
-                return await self._stored_fingerprints(decoded, known=known)
-            finally:
-                self.stats["ids_s"] += time.perf_counter() - started
-
-    async def _process_group(self, group: "_Group") -> None:
-        """Judge a group's ids, detect, and send its triggers; its rows and states wait for the window's flush."""
-        found = await group.lookup if group.lookup is not None else {}
-        async with self.lock:
-            started = time.perf_counter()
-            if self._window_opened is None:
-                self._window_opened = started
-            bad, decoded, now, taken_ms = group.bad, group.decoded, group.now, group.taken_ms
-            kinds: dict[tuple[object, object], int] = {}
             # Step 0: ids. The events whose id is stored (or taken earlier in
             # this window) with other content become dead letters and never
             # reach detection (pipeline.detect.ids).
-            if group.lookup is not None:
-                if group.generation != self._gate_generation:
-                    # A window closed during the lookup: the ids it had taken left the
-                    # gate, and their rows may have been stored after the lookup read.
-                    self.stats["lookups_again"] += 1
-                    found = await self._look_up(decoded, self._gate)
-                self._gate.add_stored(found)
+            looked_up = time.perf_counter()
+            if decoded:
+                self._gate.add_stored(await self._stored_fingerprints(decoded, known=self._gate))
+            self.stats["ids_s"] += time.perf_counter() - looked_up
             looked_ms = self.wall_ms()
             for msg, batch in decoded:
                 kept = self._judge_ids(self._gate, msg, batch, self._conflicts)
@@ -583,21 +509,13 @@ class Worker:
                 for e in batch:
                     key = (e.get("tenant"), e.get("type"))
                     kinds[key] = kinds.get(key, 0) + 1
-            for msg, _ in decoded:
-                left = self._in_flight.get(msg.partition, 0) - 1
-                if left > 0:
-                    self._in_flight[msg.partition] = left
-                else:
-                    self._in_flight.pop(msg.partition, None)
-            for_customers, events, ack = group.for_customers, group.events, group.ack
             for msg in for_customers:
                 dead = self._customer_record(msg, now)
                 if dead is not None:
                     bad.append(dead)
             self._unacked += [(ack, event) for event in events]
             self.stats["batches"] += 1
-            busy_s = group.decode_s + time.perf_counter() - started
-            self.stats["process_s"] += busy_s
+            self.stats["process_s"] += time.perf_counter() - started
             if bad:
                 await self._send_deadletters(bad)
             self._send_customer_messages()
@@ -607,9 +525,9 @@ class Worker:
             from_events = len(events) - len(for_customers)
             m.records.labels(topic).inc(from_events)
             m.batch_records.labels(topic).observe(from_events)
-            m.batch_seconds.labels(topic).observe(busy_s)
+            m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
             if for_customers:
-                m.records.labels(self.settings.customers_topic).inc(len(for_customers))
+                m.records.labels(topic_customers).inc(len(for_customers))
             for (tenant, kind), n in kinds.items():
                 m.events.labels(m.labels.tenant(tenant), m.labels.call_type(kind)).inc(n)
             if len(self._unacked) >= self.settings.batch_max_records or self._stopping:
@@ -646,7 +564,6 @@ class Worker:
         """
         self._stopping = True
         try:
-            await self.settle()
             async with self.lock:
                 if self._window_opened is not None:
                     await self._flush()
@@ -962,11 +879,7 @@ class Worker:
             consumer = self.app.consumer
             for partition, proc in list(self.processors.items()):
                 highwater = consumer.highwater(TP(self.settings.topic_events, partition))
-                caught_up = (
-                    highwater is not None
-                    and self.next_offset.get(partition, 0) >= highwater
-                    and partition not in self._in_flight  # taken, not processed yet
-                )
+                caught_up = highwater is not None and self.next_offset.get(partition, 0) >= highwater
                 error = proc.tick(now, caught_up)
                 if error is not None:
                     # The processor was rebuilt from the stored states; the
@@ -1036,7 +949,6 @@ class Worker:
         # The ids taken in this window stay known to the next one until its
         # own flush: their rows may not be in ClickHouse before then.
         self._gate = IdGate(previous=self._gate)
-        self._gate_generation += 1
         self._window_opened = None
         self.stats["emit_s"] += time.perf_counter() - started
         self._durable = asyncio.ensure_future(
