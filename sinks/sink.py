@@ -250,17 +250,18 @@ class ClickHouseSink:
         return rejected
 
 
-# The batch's ids go into a temporary table of the connection (one insert,
-# the backends' fast row path) and the lookup reads it as a set: one query
-# per batch whatever its size, with no id pasted into SQL. Passing them as a
-# query parameter instead cost chdb about 100 ns per byte and would have to
-# be split under a server's max_query_size (256 KiB), one scan per part.
-# IN on one server, GLOBAL IN on a cluster: there cx.event_ids is
-# Distributed, and the shards must get the set itself (the temporary table
-# exists on this connection only). Not GLOBAL IN everywhere: ClickHouse
-# 18.16 reads a local table's every row for it instead of using the primary
-# key (500 ids in 3,000,000 stored rows: 195 to 211 ms against 47 to 65
-# with IN, and growing with the table).
+# On one server a batch's ids go into a temporary table of the connection
+# (one insert, the backends' fast row path) and the lookup reads it as a
+# set: one query per batch whatever its size, with no id pasted into SQL.
+# Passing them as a query parameter instead cost chdb about 100 ns per byte
+# and would have to be split under a server's max_query_size (256 KiB).
+# Not on a cluster: there cx.event_ids is Distributed, the shards do not
+# have the temporary table, and with GLOBAL IN (the set sent along) 18.16
+# reads a shard's every row instead of using the primary key, as it does
+# for GLOBAL IN on one server (500 ids in 3,000,000 stored rows: 195 to 211
+# ms against 47 to 65 with IN, and growing with the table). So a cluster
+# gets the ids as parameters, in queries of at most CLUSTER_LOOKUP_MAX ids
+# and LOOKUP_TEXT_MAX bytes of them, which each shard reads by its index.
 PROBE_TABLE = "cx_id_probe"
 # Up to this many ids are looked up with one parameterized query; more go
 # through the temporary table. Measured on 100,000 stored rows, half the ids
@@ -269,14 +270,14 @@ PROBE_TABLE = "cx_id_probe"
 # 300; chdb: 28.1 against 17.0 at 150), where its text and its parameters
 # cost more than the temporary table's four extra round trips.
 INLINE_LOOKUP_MAX = 64
-
-
-def _lookup(cluster: bool) -> str:
-    return (
-        f"SELECT tenant, event_id, argMax(payload_hash, ver) FROM {EVENT_IDS_TABLE}"
-        f" WHERE (tenant, event_id) {'GLOBAL IN' if cluster else 'IN'} (SELECT tenant, event_id FROM {PROBE_TABLE})"
-        " GROUP BY tenant, event_id"
-    )
+CLUSTER_LOOKUP_MAX = 1_000
+# Escaping can double an id's bytes: this keeps a query under 256 KiB.
+LOOKUP_TEXT_MAX = 100_000
+_LOOKUP = (
+    f"SELECT tenant, event_id, argMax(payload_hash, ver) FROM {EVENT_IDS_TABLE}"
+    f" WHERE (tenant, event_id) IN (SELECT tenant, event_id FROM {PROBE_TABLE})"
+    " GROUP BY tenant, event_id"
+)
 
 
 def stored_fingerprints(
@@ -287,29 +288,59 @@ def stored_fingerprints(
     ``{(tenant, event_id): payload_hash}`` of the row ``FINAL`` would keep
     (the highest ``ver``); ids not stored are absent. Reads ``cx.event_ids``
     (the same ids, fingerprints and versions, in small granules) by its
-    primary key, ``(tenant, event_id)``. Uses a temporary table of the
-    connection (``PROBE_TABLE``), so calls on one connection must not overlap
-    (the worker makes them from one agent, under its lock). Raises
-    ClickHouseError (a connection that broke in between lost the temporary
-    table: the caller retries). ``cluster``: ``ch`` is a server of a cluster
-    (``CX_CLICKHOUSE_CLUSTER``), where ``cx.event_ids`` is Distributed.
+    primary key, ``(tenant, event_id)``. More than ``INLINE_LOOKUP_MAX``
+    ids on one server go through a temporary table of the connection
+    (``PROBE_TABLE``), so calls on one connection must not overlap (the
+    worker makes them from one agent, under its lock). ``cluster``: ``ch``
+    is a server of a cluster (``CX_CLICKHOUSE_CLUSTER``), where
+    ``cx.event_ids`` is Distributed. Raises ClickHouseError (a connection
+    that broke in between lost the temporary table: the caller retries).
     """
     rows = [(tenant, event_id) for tenant, event_ids in ids.items() for event_id in event_ids]
     if not rows:
         return {}
-    if len(rows) <= INLINE_LOOKUP_MAX:
-        # A few ids (the worker takes records as they arrive): one round trip,
-        # the ids as parameters of the query, instead of five.
-        params: dict[str, str] = {}
-        for i, (tenant, event_id) in enumerate(rows):
-            params[f"t{i}"], params[f"e{i}"] = tenant, event_id
-        pairs = ", ".join(f"(%(t{i})s, %(e{i})s)" for i in range(len(rows)))
-        found = ch.query(
-            f"SELECT tenant, event_id, argMax(payload_hash, ver) FROM {EVENT_IDS_TABLE}"
-            f" WHERE (tenant, event_id) IN ({pairs}) GROUP BY tenant, event_id",
-            params,
-        )[1]
-        return {(tenant, event_id): int(fp) for tenant, event_id, fp in found}
+    if cluster or len(rows) <= INLINE_LOOKUP_MAX:
+        found: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(rows, CLUSTER_LOOKUP_MAX if cluster else INLINE_LOOKUP_MAX):
+            found.update(_look_up_inline(ch, chunk))
+        return found
+    ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
+    ch.execute(f"CREATE TEMPORARY TABLE {PROBE_TABLE} (tenant String, event_id String)")
+    try:
+        ch.insert(PROBE_TABLE, ["tenant", "event_id"], rows)
+        found_rows = ch.execute(_LOOKUP)
+    finally:
+        ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
+    return {(tenant, event_id): int(fp) for tenant, event_id, fp in found_rows}
+
+
+def _chunks(rows: list[tuple[str, str]], most: int) -> Iterable[list[tuple[str, str]]]:
+    """``rows`` in runs of at most ``most`` ids and about ``LOOKUP_TEXT_MAX`` bytes (one id alone may be more)."""
+    chunk: list[tuple[str, str]] = []
+    size = 0
+    for tenant, event_id in rows:
+        n = len(tenant.encode()) + len(event_id.encode())
+        if chunk and (len(chunk) == most or size + n > LOOKUP_TEXT_MAX):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((tenant, event_id))
+        size += n
+    if chunk:
+        yield chunk
+
+
+def _look_up_inline(ch: ClickHouse, rows: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """One query with the ids as parameters (plain ``IN``: on a cluster each shard gets the list)."""
+    params: dict[str, str] = {}
+    for i, (tenant, event_id) in enumerate(rows):
+        params[f"t{i}"], params[f"e{i}"] = tenant, event_id
+    pairs = ", ".join(f"(%(t{i})s, %(e{i})s)" for i in range(len(rows)))
+    found = ch.query(
+        f"SELECT tenant, event_id, argMax(payload_hash, ver) FROM {EVENT_IDS_TABLE}"
+        f" WHERE (tenant, event_id) IN ({pairs}) GROUP BY tenant, event_id",
+        params,
+    )[1]
+    return {(tenant, event_id): int(fp) for tenant, event_id, fp in found}
     ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
     ch.execute(f"CREATE TEMPORARY TABLE {PROBE_TABLE} (tenant String, event_id String)")
     try:

@@ -25,6 +25,7 @@ from pipeline.settings import Settings
 from sinks.client import ClickHouse, connect
 from sinks.cluster import ClusterDDL
 from sinks.migrate import DDL_DIR, MigrationError, migrate
+from sinks.sink import stored_fingerprints
 from tests.chaos.common import day_of_traffic, post, wait_caught_up
 from tests.integration.helpers import wait_until
 
@@ -315,6 +316,30 @@ def two_shards():
         pytest.skip(f"no local ClickHouse cluster can run here: {exc}")
     with ClickHouseCluster(SHARDED, replicas=1, shards=2) as cluster:
         yield cluster
+
+
+def test_id_lookup_on_two_shards_reads_each_shard_by_its_index(two_shards) -> None:  # noqa: ANN001
+    """18.16 scans a shard's every row for GLOBAL IN: the cluster lookup sends the ids as a list, in chunks."""
+    ch = connect(two_shards.urls[0])
+    # A scan of a whole shard (about 50,000 rows) fails the query; the granules of 1,200 ids do not reach it.
+    limited = connect(f"{two_shards.urls[0]}?max_rows_to_read=40000&read_overflow_mode=throw")
+    try:
+        migrate(ch, cluster=SHARDED)
+        stored = [("shop-a", f"id-{i:06d}", i, 1) for i in range(100_000)]
+        ch.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], stored)
+        for url in two_shards.urls:
+            with closing(connect(url)) as shard:
+                shard.execute("OPTIMIZE TABLE cx.event_ids_local FINAL")
+                assert 40_000 < shard.execute("SELECT count() FROM cx.event_ids_local")[0][0] < 60_000
+        # neighbours in the key order: a few granules of each shard
+        asked = [f"id-{i:06d}" for i in range(1_000)] + [f"id-{i:06d}-absent" for i in range(200)]
+        found = stored_fingerprints(limited, {"shop-a": asked}, cluster=True)  # 1,200 ids: two queries
+        assert found == {("shop-a", f"id-{i:06d}"): i for i in range(1_000)}
+        with pytest.raises(Exception, match="[Ll]imit for rows"):
+            limited.execute("SELECT count() FROM cx.event_ids WHERE payload_hash > 7")  # the limit does bite
+    finally:
+        ch.close()
+        limited.close()
 
 
 def test_pipeline_on_two_shards_is_exact_and_a_replay_through_the_other_shard_changes_nothing(

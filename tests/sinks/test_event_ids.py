@@ -19,7 +19,7 @@ from sinks.backend_server import ServerClickHouse
 from sinks.client import ClickHouse, ClickHouseError, connect
 from sinks.migrate import _BOOTSTRAP, DDL_DIR, migrate
 from sinks.rows import EVENT_COLUMNS, event_row
-from sinks.sink import INLINE_LOOKUP_MAX, ClickHouseSink, stored_fingerprints
+from sinks.sink import INLINE_LOOKUP_MAX, LOOKUP_TEXT_MAX, ClickHouseSink, _chunks, stored_fingerprints
 from tests.sinks.records import event, ms
 
 A_ORDER = event("shop-a", "X", "2024-03-10 10:00:00", "Order Completed", "s-a", props={"order_id": "o-1", "revenue": 30})
@@ -230,3 +230,13 @@ def test_server_lookup_reads_by_the_primary_key_not_every_stored_row(clickhouse_
     finally:
         setup.close()
         limited.close()
+
+
+def test_cluster_lookup_chunks_hold_at_most_the_count_and_about_the_bytes() -> None:
+    rows = [("shop-a", f"e{i}") for i in range(2_500)]
+    assert [len(c) for c in _chunks(rows, 1_000)] == [1_000, 1_000, 500]
+    big = [("shop-a", "x" * 40_000)] * 5  # 40,006 bytes each: two fit under LOOKUP_TEXT_MAX (100,000)
+    assert [len(c) for c in _chunks(big, 1_000)] == [2, 2, 1]
+    huge = [("shop-a", "y" * (LOOKUP_TEXT_MAX + 1))] * 2  # one id over the budget still goes, alone
+    assert [len(c) for c in _chunks(huge, 1_000)] == [1, 1]
+    assert [c for chunk in _chunks(rows, 64) for c in chunk] == rows
