@@ -33,6 +33,17 @@ def write(ch: ClickHouse, *events: dict) -> None:
     sink.flush()
 
 
+def migrate_up_to(ch: ClickHouse, version: int, tmp_path: Path) -> list[str]:
+    """A fresh schema as a version that shipped the migrations up to ``version`` made it."""
+    old = tmp_path / f"ddl_{version:04d}"
+    old.mkdir()
+    for path in DDL_DIR.glob("*.sql"):
+        if int(path.name[:4]) <= version:
+            shutil.copy(path, old / path.name)
+    ch.execute("DROP DATABASE IF EXISTS cx")
+    return migrate(ch, old)
+
+
 def stored(ch: ClickHouse, final: str = "FINAL") -> list[tuple]:
     return ch.execute(f"SELECT event_id, anonymous_id, event FROM cx.events {final} ORDER BY event_id, anonymous_id")
 
@@ -117,13 +128,7 @@ LEGACY_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("payload_hash", "ver")]
 def test_migration_0008_keeps_existing_rows_and_lets_the_first_of_unmerged_ones_win(
     ch_backend: ClickHouse, tmp_path: Path
 ) -> None:
-    old = tmp_path / "ddl_0007"
-    old.mkdir()
-    for path in DDL_DIR.glob("*.sql"):
-        if int(path.name[:4]) <= 7:
-            shutil.copy(path, old / path.name)
-    ch_backend.execute("DROP DATABASE IF EXISTS cx")
-    assert migrate(ch_backend, old)[-1] == "0007_events_context"
+    assert migrate_up_to(ch_backend, 7, tmp_path)[-1] == "0007_events_context"
 
     def legacy_row(ev: dict) -> tuple:
         return event_row(ev)[: len(LEGACY_COLUMNS)]
@@ -194,13 +199,7 @@ def test_worker_id_lookup_answers_while_its_writing_connection_is_busy(
 
 
 def test_migration_0013_copies_the_ids_stored_before_it(ch_backend: ClickHouse, tmp_path: Path) -> None:
-    old = tmp_path / "ddl_0012"
-    old.mkdir()
-    for path in DDL_DIR.glob("*.sql"):
-        if int(path.name[:4]) <= 12:
-            shutil.copy(path, old / path.name)
-    ch_backend.execute("DROP DATABASE IF EXISTS cx")
-    assert migrate(ch_backend, old)[-1] == "0012_kpi_backend_orders"
+    assert migrate_up_to(ch_backend, 12, tmp_path)[-1] == "0012_kpi_backend_orders"
     # rows written by a version without cx.event_ids: straight into cx.events
     ch_backend.insert("cx.events", list(EVENT_COLUMNS), [event_row({**A_ORDER, "payload_hash": fingerprint(A_ORDER)})])
     assert migrate(ch_backend) == ["0013_event_ids", "0014_drop_event_ids_0013"]
