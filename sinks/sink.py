@@ -341,11 +341,3 @@ def _look_up_inline(ch: ClickHouse, rows: list[tuple[str, str]]) -> dict[tuple[s
         params,
     )[1]
     return {(tenant, event_id): int(fp) for tenant, event_id, fp in found}
-    ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
-    ch.execute(f"CREATE TEMPORARY TABLE {PROBE_TABLE} (tenant String, event_id String)")
-    try:
-        ch.insert(PROBE_TABLE, ["tenant", "event_id"], rows)
-        found = ch.execute(_lookup(cluster))
-    finally:
-        ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
-    return {(tenant, event_id): int(fp) for tenant, event_id, fp in found}

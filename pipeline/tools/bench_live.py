@@ -85,12 +85,13 @@ class TriggerListener:
         self.consumer.close()
 
 
-def _percentiles(values: list[int]) -> dict:
+def _percentiles(values: list[int], tail: float = 0.99) -> dict:
+    """count, p50, the ``tail`` percentile (p99 or p90) and max of ``values``, in ms."""
     if not values:
         return {"count": 0}
     ordered = sorted(values)
     pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))]  # noqa: E731
-    return {"count": len(ordered), "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": ordered[-1]}
+    return {"count": len(ordered), "p50_ms": pick(0.50), f"p{round(tail * 100)}_ms": pick(tail), "max_ms": ordered[-1]}
 
 
 CUSTOMER_DECIDED = "cart_abandoned_customer"
@@ -152,8 +153,7 @@ def trigger_stages(times: dict, seen: list[tuple[int, dict]]) -> dict:
         return {"count": 0}
     out: dict = {"count": count}
     for name, values in parts.items():
-        ordered = sorted(values)
-        out[name] = {"p50_ms": ordered[count // 2], "p90_ms": ordered[min(count - 1, int(count * 0.9))], "max_ms": ordered[-1]}
+        out[name] = {k: v for k, v in _percentiles(values, 0.90).items() if k != "count"}
     return out
 
 
