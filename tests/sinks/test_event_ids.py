@@ -10,6 +10,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.detect.ids import fingerprint
 from pipeline.runtime.faust_adapter import create_app
@@ -239,3 +241,17 @@ def test_cluster_lookup_chunks_hold_at_most_the_count_and_about_the_bytes() -> N
     huge = [("shop-a", "y" * (LOOKUP_TEXT_MAX + 1))] * 2  # one id over the budget still goes, alone
     assert [len(c) for c in _chunks(huge, 1_000)] == [1, 1]
     assert [c for chunk in _chunks(rows, 64) for c in chunk] == rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.text(max_size=20), st.text(max_size=60_000)), max_size=40),
+    most=st.integers(min_value=1, max_value=50),
+)
+def test_lookup_chunks_keep_every_id_in_order_within_both_limits(rows: list[tuple[str, str]], most: int) -> None:
+    chunks = list(_chunks(rows, most))
+    assert [r for chunk in chunks for r in chunk] == rows
+    for chunk in chunks:
+        assert 1 <= len(chunk) <= most
+        size = sum(len(t.encode()) + len(e.encode()) for t, e in chunk)
+        assert len(chunk) == 1 or size <= LOOKUP_TEXT_MAX
