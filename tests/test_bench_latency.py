@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.tools.bench_live import STAGES, trigger_latency, trigger_stages
+from pipeline.tools.bench_live import CUSTOMER_STAGES, STAGES, customer_stages, trigger_latency, trigger_stages
 
 
 def test_customer_decided_abandonments_are_also_counted_apart() -> None:
@@ -49,3 +49,32 @@ def test_trigger_stages_split_event_to_trigger_into_parts_that_add_up() -> None:
 
 def test_trigger_stages_without_a_timed_trigger_say_so() -> None:
     assert trigger_stages({"fields": FIELDS, "triggers": []}, []) == {"count": 0}
+
+
+CUSTOMER_FIELDS = ["trigger_id", "candidate_ms", "taken_ms", "released_ms", "sent_ms"]
+
+
+def test_customer_stages_split_deadline_to_trigger_into_parts_that_add_up() -> None:
+    # Cart c-1: deadline 10,000; candidate produced 11,080 (lateness and the device stage); taken from
+    # cx.customers 11,150; released by the merge 11,190, handed to Kafka 11,191; read 11,200: 1,200 ms.
+    times = {"fields": FIELDS, "triggers": [], "customer": {"fields": CUSTOMER_FIELDS, "triggers": [
+        ["c-1", 11_080, 11_150, 11_190, 11_191],
+        ["c-2", 21_100, 21_400, 21_401, 21_402],
+        ["c-gone", 31_000, 31_001, 31_002, 31_003],  # never arrived: left out
+    ]}}
+    seen = [
+        (11_200, {"trigger_id": "c-1", "kind": "cart_abandoned", "event_time": 10_000, "customer_id": "u-1"}),
+        (21_412, {"trigger_id": "c-2", "kind": "cart_abandoned", "event_time": 20_000, "customer_id": "u-2"}),
+        (9_000, {"trigger_id": "f-1", "kind": "checkout_friction", "event_time": 8_990}),  # not a cart
+    ]
+    stages = customer_stages(times, seen)
+    assert stages["count"] == 2
+    assert stages["device_stage"] == {"p50_ms": 1_100, "p90_ms": 1_100, "max_ms": 1_100}  # 1,080, 1,100
+    assert stages["customers_hop"] == {"p50_ms": 300, "p90_ms": 300, "max_ms": 300}  # 70, 300
+    assert stages["merge_hold"] == {"p50_ms": 41, "p90_ms": 41, "max_ms": 41}  # 41 (11,150 -> 11,191), 2
+    assert stages["kafka_to_listener"] == {"p50_ms": 10, "p90_ms": 10, "max_ms": 10}  # 9, 10
+    assert [name for name, _ in CUSTOMER_STAGES] == [k for k in stages if k != "count"]
+
+
+def test_customer_stages_of_a_worker_without_them_say_so() -> None:
+    assert customer_stages({"fields": FIELDS, "triggers": []}, []) == {"count": 0}

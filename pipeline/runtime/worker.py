@@ -188,6 +188,12 @@ class Worker:
         # The last TRIGGER_TIMES_KEPT of those, with the trigger's id, kind and hand-over to
         # librdkafka: served at /cx/trigger-times (``cxstream bench``: where a trigger's time goes).
         self.trigger_times: deque[tuple] = deque(maxlen=TRIGGER_TIMES_KEPT)
+        # The customer stage's carts: candidate trigger id -> (the candidate's Kafka timestamp, when this
+        # worker took it), until its decision; then, with the release and the hand-over to librdkafka,
+        # the last TRIGGER_TIMES_KEPT at /cx/trigger-times ("customer").
+        self._candidates_taken: dict[str, tuple[int, int]] = {}
+        self._customer_cause: dict[int, tuple[int, int, int]] = {}
+        self.customer_times: deque[tuple] = deque(maxlen=TRIGGER_TIMES_KEPT)
         self.processors: dict[int, IsolatedPartition] = {}
         # The customer stage (pipeline.detect.customer), one processor per partition of cx.customers.
         self.customers: dict[int, CustomerProcessor] = {}
@@ -603,6 +609,9 @@ class Worker:
         for t in fresh:
             kind = m.labels.kind(t.get("kind"))
             m.triggers.labels(m.labels.tenant(t.get("tenant")), kind, m.labels.action(t.get("action"))).inc()
+            taken = self._customer_cause.pop(id(t), None)
+            if taken is not None:
+                self.customer_times.append((t["trigger_id"], *taken, sent_ms))
             cause = self._trigger_cause.pop(id(t), None)
             if cause and cause[0]:
                 m.trigger_latency.labels(kind).observe(max(0, sent_ms - cause[0]) / 1000)
@@ -692,13 +701,28 @@ class Worker:
             return self._customer_dead_letter(msg, problem)
         customer = self.customer(msg.partition)
         late, fired = customer.merge.late, len(customer.pending.triggers)
+        if message["m"] == "candidate":
+            self._time_candidate(message["trig"]["trigger_id"], round(msg.timestamp * 1000), now_ms)
         customer.add(message, now_ms)
         self.stats["late_messages"] += customer.merge.late - late
+        if self._candidates_taken:
+            released_ms = self.wall_ms()
+            for trigger in customer.pending.triggers[fired:]:
+                taken = self._candidates_taken.pop(trigger["trigger_id"], None)
+                if taken is not None and trigger["kind"] == "cart_abandoned":
+                    self._customer_cause[id(trigger)] = (*taken, released_ms)
         received = message.get("r")
         if isinstance(received, int) and not isinstance(received, bool):
             for trigger in customer.pending.triggers[fired:]:  # released by the promise of that event
                 self._trigger_cause[id(trigger)] = (received, None, None, None)
         return None
+
+    def _time_candidate(self, trigger_id: str, record_ms: int, taken_ms: int) -> None:
+        """Remember when a cart's candidate was sent and taken, until the merge releases it (or forever not)."""
+        taken = self._candidates_taken
+        taken[trigger_id] = (record_ms, taken_ms)
+        if len(taken) > TRIGGER_TIMES_KEPT:  # bought elsewhere, or held long: the oldest go untimed
+            del taken[next(iter(taken))]
 
     def _customer_dead_letter(self, msg: faust.types.Message, problem: str) -> bytes:
         topic = self.settings.customers_topic
@@ -913,6 +937,7 @@ class Worker:
         self._msgs_sent.clear()
         self._cust_sent_upto.clear()
         self._trigger_cause.clear()
+        self._customer_cause.clear()
         any_triggers = False
         event_rows = 0
         for _, out in outputs:
@@ -1330,12 +1355,18 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
 
     @app.page("/cx/trigger-times")
     class TriggerTimesView(faust.web.View):
-        """The last triggers fired by a record: id, kind, then wall ms at each step (``Worker.trigger_times``)."""
+        """Wall ms at each step of the last triggers fired by a record (``Worker.trigger_times``), and of the
+        customer stage's carts (``customer``: the candidate's Kafka timestamp, taken, released by the merge,
+        handed to librdkafka)."""
 
         async def get(self, request):  # noqa: ANN001
             return self.json({
                 "fields": ["trigger_id", "kind", "received_ms", "record_ms", "taken_ms", "looked_up_ms", "sent_ms"],
                 "triggers": [list(t) for t in worker.trigger_times],
+                "customer": {
+                    "fields": ["trigger_id", "candidate_ms", "taken_ms", "released_ms", "sent_ms"],
+                    "triggers": [list(t) for t in worker.customer_times],
+                },
             })
 
     @app.page("/metrics")

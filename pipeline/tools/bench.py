@@ -65,7 +65,7 @@ from pipeline.tools.bench_common import (
     wall_ms,
     worker_json,
 )
-from pipeline.tools.bench_live import STAGES, run_collector, run_live
+from pipeline.tools.bench_live import CUSTOMER_STAGES, STAGES, run_collector, run_live
 from pipeline.collector.ingest import ingest
 from pipeline.collector.normalize import NormalizeRules
 from pipeline.collector.packing import Record, dead_letter_records, pack_events
@@ -160,10 +160,11 @@ class BenchResult:
                 for key in ("p50_ms", "p99_ms", "max_ms", "count"):
                     if key in lat:
                         out[f"live_{lv['requested_rate']}_{kind}_{key}"] = lat[key]
-            for stage, lat in lv.get("stages", {}).items():
-                if stage != "count":
-                    out[f"live_{lv['requested_rate']}_stage_{stage}_p50_ms"] = lat["p50_ms"]
-                    out[f"live_{lv['requested_rate']}_stage_{stage}_p90_ms"] = lat["p90_ms"]
+            for prefix, key in (("stage", "stages"), ("customer_stage", "customer_stages")):
+                for stage, lat in lv.get(key, {}).items():
+                    if stage != "count":
+                        out[f"live_{lv['requested_rate']}_{prefix}_{stage}_p50_ms"] = lat["p50_ms"]
+                        out[f"live_{lv['requested_rate']}_{prefix}_{stage}_p90_ms"] = lat["p90_ms"]
         if self.collector:
             c = self.collector
             out["collector_events_per_s"] = c["events_per_s"]
@@ -689,6 +690,10 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
         if stages.get("count"):
             parts = ", ".join(f"{name.replace('_', ' ')} {stages[name]['p50_ms']}/{stages[name]['p90_ms']}" for name, _ in STAGES)
             rows.append((f"{at}: where a trigger's time goes, p50/p90 ms (n={stages['count']:,})", parts))
+        stages = lv.get("customer_stages", {})
+        if stages.get("count"):
+            parts = ", ".join(f"{name.replace('_', ' ')} {stages[name]['p50_ms']}/{stages[name]['p90_ms']}" for name, _ in CUSTOMER_STAGES)
+            rows.append((f"{at}: where a customer-stage cart's time goes, p50/p90 ms (n={stages['count']:,})", parts))
     if result.collector:
         c = result.collector
         rows.append(("collector: batched requests", f"{c['events_per_s']:,} events/s ({c['messages']:,} messages, {c['clients']} clients, {c['requests']:,} requests of {REQUEST_MESSAGES})"))

@@ -44,7 +44,7 @@ from sinks.migrate import migrate
 if TYPE_CHECKING:
     from pipeline.supervisor.runner import Pipeline
 
-__all__ = ["STAGES", "TriggerListener", "run_collector", "run_live", "send_live", "trigger_latency", "trigger_stages"]
+__all__ = ["CUSTOMER_STAGES", "STAGES", "TriggerListener", "customer_stages", "run_collector", "run_live", "send_live", "trigger_latency", "trigger_stages"]
 
 
 class TriggerListener:
@@ -149,6 +149,37 @@ def trigger_stages(times: dict, seen: list[tuple[int, dict]]) -> dict:
         for (name, _), start, end in zip(STAGES, marks, marks[1:]):
             parts[name].append(end - start)
     count = len(parts[STAGES[0][0]])
+    if not count:
+        return {"count": 0}
+    out: dict = {"count": count}
+    for name, values in parts.items():
+        out[name] = {k: v for k, v in _percentiles(values, 0.90).items() if k != "count"}
+    return out
+
+
+# The parts of a customer-stage cart's latency (deadline -> trigger), in order (docs/identity.md).
+CUSTOMER_STAGES = (
+    ("device_stage", "the deadline to the candidate's Kafka record: allowed lateness, the hop into the worker, detection"),
+    ("customers_hop", "the candidate's record to the worker taking it from cx.customers (broker, fetch, Faust)"),
+    ("merge_hold", "held until every device partition's promise passed it, then decided and handed to Kafka"),
+    ("kafka_to_listener", "the hand-over to the trigger's arrival on cx.triggers"),
+)
+
+
+def customer_stages(times: dict, seen: list[tuple[int, dict]]) -> dict:
+    """Per stage, p50/p90/max ms over the customer stage's carts the worker timed (``/cx/trigger-times``)."""
+    arrived = {t["trigger_id"]: (arrival, t["event_time"]) for arrival, t in seen if t["kind"] == "cart_abandoned"}
+    timed = times.get("customer", {"fields": [], "triggers": []})
+    parts: dict[str, list[int]] = {name: [] for name, _ in CUSTOMER_STAGES}
+    for row in timed["triggers"]:
+        t = dict(zip(timed["fields"], row))
+        if t["trigger_id"] not in arrived:
+            continue
+        arrival, deadline_ms = arrived[t["trigger_id"]]
+        marks = [deadline_ms, t["candidate_ms"], t["taken_ms"], t["sent_ms"], arrival]
+        for (name, _), start, end in zip(CUSTOMER_STAGES, marks, marks[1:]):
+            parts[name].append(end - start)
+    count = len(parts[CUSTOMER_STAGES[0][0]])
     if not count:
         return {"count": 0}
     out: dict = {"count": count}
@@ -309,6 +340,7 @@ def run_live(
         "sink_max_interval_ms": live_settings.sink_max_interval_ms,
         "latency": trigger_latency(listener.seen),
         "stages": trigger_stages(times, listener.seen),
+        "customer_stages": customer_stages(times, listener.seen),
     }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import requests
 from segment.analytics import Client
 
 from pipeline.supervisor.runner import Pipeline
@@ -90,6 +91,15 @@ def test_customers_on_two_devices_and_the_backend_get_per_person_decisions(pipel
         ("ana", "ana-laptop", "cart_abandoned", "none"),  # 10:36, capped
         ("cleo", "cleo-phone", "offer_cancelled", "none"),  # 11:00, the backend's order
     ]
+    # The worker timed each cart the customer stage decided (cxstream bench's "where a customer-stage
+    # cart's time goes"): the candidate sent, taken from cx.customers, released, handed to Kafka.
+    url = f"http://{pipeline.worker_host}:{pipeline.worker_port}/cx/trigger-times"
+    timed = requests.get(url, headers=pipeline.worker_headers, timeout=10).json()["customer"]
+    carts = [dict(zip(timed["fields"], row)) for row in timed["triggers"]]
+    _, ids = pipeline.query(f"SELECT trigger_id FROM cx.triggers FINAL WHERE tenant = '{tenant}' AND kind = 'cart_abandoned'")
+    assert sorted(c["trigger_id"] for c in carts) == sorted(i for (i,) in ids)
+    for c in carts:
+        assert c["candidate_ms"] <= c["taken_ms"] <= c["released_ms"] <= c["sent_ms"], c
     # The window's tables are inserted one after the other: wait for this one too.
     q = f"SELECT count() FROM cx.cart_conversions FINAL WHERE tenant = '{tenant}'"
     wait_until(lambda: scalar(pipeline, q) == 2, what="dora's and eve's cart conversions in ClickHouse")
