@@ -25,7 +25,10 @@ would silently differ from new ones.
 With a cluster name (``CX_CLICKHOUSE_CLUSTER``) every statement, the
 migrations table's too, is rendered for the cluster first
 (``sinks.cluster``: replicated ``_local`` tables, Distributed tables under
-the plain names, ``ON CLUSTER``), so the same files serve both layouts.
+the plain names, ``ON CLUSTER``), so the same files serve both layouts. A
+file with the line ``-- cx:single-server`` builds something only one
+server has use for (``0015_event_id_set.sql``): on a cluster it is recorded
+without running.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ _BOOTSTRAP = (
 )
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _DONE_WHEN = re.compile(r"^\s*--\s*cx:done-when\s+(.+?)\s*$", re.MULTILINE)
+_SINGLE_SERVER = re.compile(r"^\s*--\s*cx:single-server\s*$", re.MULTILINE)
 
 
 class MigrationError(RuntimeError):
@@ -66,6 +70,7 @@ class Migration:
     statements: tuple[str, ...]
     checksum: str
     done_when: str | None = None  # a guard query (see the module docstring)
+    single_server: bool = False  # recorded without running on a cluster
 
 
 def split_statements(text: str) -> list[str]:
@@ -106,7 +111,12 @@ def load_migrations(ddl_dir: Path = DDL_DIR) -> list[Migration]:
         if len(guards) > 1:
             raise MigrationError(f"{path.name}: more than one cx:done-when guard")
         found[version] = Migration(
-            version, path.stem, tuple(split_statements(text)), checksum, guards[0] if guards else None
+            version,
+            path.stem,
+            tuple(split_statements(text)),
+            checksum,
+            guards[0] if guards else None,
+            bool(_SINGLE_SERVER.search(text)),
         )
     return [found[v] for v in sorted(found)]
 
@@ -196,7 +206,7 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[
                     f"{migration.name}.sql changed after it was applied; add a new migration file instead"
                 )
             continue
-        for statement in migration.statements:
+        for statement in () if layout is not None and migration.single_server else migration.statements:
             if migration.done_when is not None and _holds(ch, migration.done_when):
                 break
             try:

@@ -24,6 +24,7 @@ other row is written. One bad row among n costs about 2 log2(n) inserts.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import time
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ __all__ = [
     "stored_fingerprints",
     "EVENTS_TABLE",
     "EVENT_IDS_TABLE",
+    "EVENT_ID_SET",
+    "id_hash",
     "TRIGGERS_TABLE",
     "DEADLETTERS_TABLE",
 ]
@@ -57,6 +60,14 @@ EVENTS_TABLE = "cx.events"
 EVENT_IDS_TABLE = "cx.event_ids"
 EVENT_ID_COLUMNS = ("tenant", "event_id", "payload_hash", "ver")
 _ID_INDEXES = tuple(EVENT_COLUMNS.index(c) for c in EVENT_ID_COLUMNS)
+# A hash of each id of cx.event_ids, in the server's memory (sinks/ddl/0015_event_id_set.sql): one server only.
+EVENT_ID_SET = "cx.event_id_set"
+_TENANT, _EVENT_ID = EVENT_COLUMNS.index("tenant"), EVENT_COLUMNS.index("event_id")
+
+
+def id_hash(tenant: str, event_id: str) -> int:
+    """The first 8 bytes of MD5(tenant, 0x1F, event_id), little-endian: what 0015 computes in SQL."""
+    return int.from_bytes(hashlib.md5(f"{tenant}\x1f{event_id}".encode()).digest()[:8], "little")
 TRIGGERS_TABLE = "cx.triggers"
 DEADLETTERS_TABLE = "cx.deadletters"
 
@@ -122,19 +133,24 @@ class ClickHouseSink:
 
     The ids of the events written go to ``cx.event_ids`` right after, only
     once their ``cx.events`` insert succeeded (and without the rows
-    ClickHouse refused): an id found there has its event stored.
+    ClickHouse refused): an id found there has its event stored. With
+    ``id_set`` (one server), their hashes go to ``cx.event_id_set`` between
+    the two: an id in ``cx.event_ids`` has its hash there.
     """
 
-    def __init__(self, ch: ClickHouse, observe: InsertObserver | None = None) -> None:
+    def __init__(self, ch: ClickHouse, observe: InsertObserver | None = None, id_set: bool = True) -> None:
         self.ch = ch
         self.observe = observe
         self._events = _Buffer(EVENTS_TABLE, EVENT_COLUMNS, event_row)
+        self._id_set = _Buffer(EVENT_ID_SET, ["h"], _no_dicts) if id_set else None
         self._ids = _Buffer(EVENT_IDS_TABLE, EVENT_ID_COLUMNS, _no_dicts)
         self._triggers = _Buffer(TRIGGERS_TABLE, TRIGGER_COLUMNS, trigger_row)
         self._deadletters = _Buffer(DEADLETTERS_TABLE, DEADLETTER_COLUMNS, deadletter_row)
         self._facts: dict[str, _Buffer] = {}
-        # Events first, their ids next: the ids buffer is filled when the events are written.
-        self._buffers: tuple[_Buffer, ...] = (self._events, self._ids, self._triggers, self._deadletters)
+        # Events first, then their ids' hashes, then their ids: the two are filled when the events are written.
+        ids = (self._ids,) if self._id_set is None else (self._id_set, self._ids)
+        self._buffers: tuple[_Buffer, ...] = (self._events, *ids, self._triggers, self._deadletters)
+        self._derived = frozenset(map(id, ids))
         self._rejected: list[RejectedRow] = []
 
     def add_events(self, rows: Iterable[Row]) -> None:
@@ -163,7 +179,7 @@ class ClickHouseSink:
 
     def pending(self) -> int:
         """Rows buffered and not yet written (an event's id row is not counted apart)."""
-        return sum(len(b.rows) for b in self._buffers if b is not self._ids)
+        return sum(len(b.rows) for b in self._buffers if id(b) not in self._derived)
 
     def clear(self) -> None:
         """Drop every buffered row (for a caller that replays from its committed offset instead)."""
@@ -199,8 +215,11 @@ class ClickHouseSink:
                 self._rejected.extend(rejected)
             if buffer is self._events:
                 refused = {id(r.row) for r in rejected}
-                self._ids.rows += [tuple(row[i] for i in _ID_INDEXES) for row in buffer.rows if id(row) not in refused]
-            if buffer is not self._ids:
+                stored = [row for row in buffer.rows if id(row) not in refused]
+                self._ids.rows += [tuple(row[i] for i in _ID_INDEXES) for row in stored]
+                if self._id_set is not None:
+                    self._id_set.rows += [(id_hash(row[_TENANT], row[_EVENT_ID]),) for row in stored]
+            if id(buffer) not in self._derived:
                 written += len(buffer.rows) - len(rejected)
             buffer.rows = []
         return written
@@ -273,6 +292,9 @@ INLINE_LOOKUP_MAX = 64
 CLUSTER_LOOKUP_MAX = 1_000
 # Escaping can double an id's bytes: this keeps a query under 256 KiB.
 LOOKUP_TEXT_MAX = 100_000
+# Hashes probed in cx.event_id_set by one query, written into it (up to 20
+# digits each: under a server's 256 KiB max_query_size).
+SET_PROBE_MAX = 8_000
 _LOOKUP = (
     f"SELECT tenant, event_id, argMax(payload_hash, ver) FROM {EVENT_IDS_TABLE}"
     f" WHERE (tenant, event_id) IN (SELECT tenant, event_id FROM {PROBE_TABLE})"
@@ -281,22 +303,27 @@ _LOOKUP = (
 
 
 def stored_fingerprints(
-    ch: ClickHouse, ids: Mapping[str, Iterable[str]], cluster: bool = False
+    ch: ClickHouse, ids: Mapping[str, Iterable[str]], cluster: bool = False, id_set: bool | None = None
 ) -> dict[tuple[str, str], int]:
     """The fingerprint stored in ``cx.events`` for each of ``ids`` (event ids by tenant) that is stored.
 
     ``{(tenant, event_id): payload_hash}`` of the row ``FINAL`` would keep
-    (the highest ``ver``); ids not stored are absent. Reads ``cx.event_ids``
-    (the same ids, fingerprints and versions, in small granules) by its
-    primary key, ``(tenant, event_id)``. More than ``INLINE_LOOKUP_MAX``
+    (the highest ``ver``); ids not stored are absent. On one server the ids'
+    hashes are probed in ``cx.event_id_set`` first, and only the ids whose
+    hash is there (every stored id, nearly never a new one) are read from
+    ``cx.event_ids`` (the same ids, fingerprints and versions, in small
+    granules) by its primary key, ``(tenant, event_id)``. More than ``INLINE_LOOKUP_MAX``
     ids on one server go through a temporary table of the connection
     (``PROBE_TABLE``), so calls on one connection must not overlap (the
     worker makes them from one agent, under its lock). ``cluster``: ``ch``
     is a server of a cluster (``CX_CLICKHOUSE_CLUSTER``), where
-    ``cx.event_ids`` is Distributed. Raises ClickHouseError (a connection
+    ``cx.event_ids`` is Distributed and no ``cx.event_id_set`` exists.
+    ``id_set=False`` skips the set on one server (``lookup_bench``). Raises ClickHouseError (a connection
     that broke in between lost the temporary table: the caller retries).
     """
     rows = [(tenant, event_id) for tenant, event_ids in ids.items() for event_id in event_ids]
+    if (not cluster) if id_set is None else id_set:
+        rows = _hashed_in_set(ch, rows)
     if not rows:
         return {}
     if cluster or len(rows) <= INLINE_LOOKUP_MAX:
@@ -312,6 +339,22 @@ def stored_fingerprints(
     finally:
         ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
     return {(tenant, event_id): int(fp) for tenant, event_id, fp in found_rows}
+
+
+def _hashed_in_set(ch: ClickHouse, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The ids of ``rows`` whose hash is in ``cx.event_id_set`` (the hashes are numbers: written into the query)."""
+    by_hash: dict[int, list[tuple[str, str]]] = {}
+    for tenant, event_id in rows:
+        by_hash.setdefault(id_hash(tenant, event_id), []).append((tenant, event_id))
+    hashes = list(by_hash)
+    found: list[tuple[str, str]] = []
+    for start in range(0, len(hashes), SET_PROBE_MAX):
+        first, *rest = hashes[start : start + SET_PROBE_MAX]
+        # An array literal takes the smallest type its numbers fit; the set's is UInt64.
+        listed = ",".join([f"toUInt64({first})", *map(str, rest)])
+        for h in ch.query(f"SELECT arrayFilter(h -> h IN {EVENT_ID_SET}, [{listed}])")[1][0][0]:
+            found += by_hash[int(h)]
+    return found
 
 
 def _chunks(rows: list[tuple[str, str]], most: int) -> Iterable[list[tuple[str, str]]]:

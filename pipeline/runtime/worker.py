@@ -170,10 +170,11 @@ class Worker:
         )
         self.deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
         self.metrics = WorkerMetrics(settings.write_key_map.values(), self.gauges)
-        self.sink = ClickHouseSink(ch, observe=self._observe_insert)
-        self.dl_sink = ClickHouseSink(ch, observe=self._observe_insert)
+        one_server = not settings.clickhouse_cluster  # a cluster has no cx.event_id_set (0015)
+        self.sink = ClickHouseSink(ch, observe=self._observe_insert, id_set=one_server)
+        self.dl_sink = ClickHouseSink(ch, observe=self._observe_insert, id_set=one_server)
         self.deliveries_topic = app.topic(settings.topic_deliveries, key_serializer="raw", value_serializer="raw")
-        self.delivery_sink = ClickHouseSink(ch, observe=self._observe_insert)
+        self.delivery_sink = ClickHouseSink(ch, observe=self._observe_insert, id_set=one_server)
         self.delivery_next_offset: dict[int, int] = {}
         self.states = state_store(self.table)  # visitor key -> state; the worker writes its changelog itself
         # Readiness (``ready``): the last insert's outcome, the assignment, the lag.

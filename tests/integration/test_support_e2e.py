@@ -82,7 +82,10 @@ def test_support_message_text_is_nowhere_in_clickhouse(pipeline: Pipeline) -> No
     wait_until(lambda: scalar(pipeline, count.format("deadletters")) == 1, what="the dead letter")
     wait_until(lambda: scalar(pipeline, count.format("events")) == 27, what="27 stored events")
 
-    _, tables = pipeline.query("SELECT name FROM system.tables WHERE database = 'cx' AND engine NOT LIKE '%View%'")
+    # cx.event_id_set (engine Set) holds 8-byte hashes of ids and cannot be read back.
+    _, tables = pipeline.query(
+        "SELECT name FROM system.tables WHERE database = 'cx' AND engine NOT LIKE '%View%' AND engine != 'Set'"
+    )
     names = sorted(r[0] for r in tables)
     assert {"events", "deadletters", "support_messages", "support_tickets", "surveys"} <= set(names)
     stored = ""

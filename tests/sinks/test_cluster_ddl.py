@@ -152,11 +152,18 @@ def test_alter_run_again_after_stopping_between_drop_and_create_derives_the_key_
 
 def test_every_shipped_migration_renders_for_a_cluster() -> None:
     for migration in load_migrations():
+        if migration.single_server:
+            continue  # recorded without running on a cluster (the next test)
         for statement in migration.statements:
             for rendered in DDL.render(statement, migration.version, lambda table: DISTRIBUTED_EVENTS):
                 # DDL runs on every server; a copy (and the replica syncs before it) once.
                 once = rendered.upper().startswith(("INSERT", "SYSTEM SYNC REPLICA"))
                 assert once or " ON CLUSTER main" in rendered, rendered
+
+
+def test_only_the_id_set_migrations_are_for_one_server_alone() -> None:
+    single = [m.name for m in load_migrations() if m.single_server]
+    assert single == ["0015_event_id_set", "0016_drop_event_id_set_0015"]
 
 
 def test_cluster_name_must_be_an_identifier() -> None:

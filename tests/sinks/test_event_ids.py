@@ -20,8 +20,19 @@ from pipeline.settings import Settings
 from sinks.backend_server import ServerClickHouse
 from sinks.client import ClickHouse, ClickHouseError, connect
 from sinks.migrate import _BOOTSTRAP, DDL_DIR, migrate
+from sinks import sink as sink_module
 from sinks.rows import EVENT_COLUMNS, event_row
-from sinks.sink import INLINE_LOOKUP_MAX, LOOKUP_TEXT_MAX, ClickHouseSink, _chunks, stored_fingerprints
+from infra.clickhouse_server import ClickHouseServer, server_command
+from sinks.sink import (
+    EVENT_ID_SET,
+    INLINE_LOOKUP_MAX,
+    LOOKUP_TEXT_MAX,
+    SET_PROBE_MAX,
+    ClickHouseSink,
+    _chunks,
+    id_hash,
+    stored_fingerprints,
+)
 from tests.sinks.records import event, ms
 
 A_ORDER = event("shop-a", "X", "2024-03-10 10:00:00", "Order Completed", "s-a", props={"order_id": "o-1", "revenue": 30})
@@ -204,7 +215,9 @@ def test_migration_0013_copies_the_ids_stored_before_it(ch_backend: ClickHouse, 
     assert migrate_up_to(ch_backend, 12, tmp_path)[-1] == "0012_kpi_backend_orders"
     # rows written by a version without cx.event_ids: straight into cx.events
     ch_backend.insert("cx.events", list(EVENT_COLUMNS), [event_row({**A_ORDER, "payload_hash": fingerprint(A_ORDER)})])
-    assert migrate(ch_backend) == ["0013_event_ids", "0014_drop_event_ids_0013"]
+    assert migrate(ch_backend) == [
+        "0013_event_ids", "0014_drop_event_ids_0013", "0015_event_id_set", "0016_drop_event_id_set_0015"
+    ]  # fmt: skip
     assert stored_fingerprints(ch_backend, {"shop-a": ["X", "Y"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
     names = [r[0] for r in ch_backend.execute("SELECT name FROM system.tables WHERE database = 'cx'")]
     assert "event_ids" in names and "event_ids_0013" not in names
@@ -221,6 +234,7 @@ def test_server_lookup_reads_by_the_primary_key_not_every_stored_row(clickhouse_
         migrate(setup)
         stored = [("shop-a", f"id-{i:06d}", 7, 1) for i in range(100_000)]
         setup.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], stored)
+        setup.insert(EVENT_ID_SET, ["h"], [(id_hash(t, e),) for t, e, _, _ in stored])
         setup.execute("OPTIMIZE TABLE cx.event_ids FINAL")
         for asked in (10, INLINE_LOOKUP_MAX + 36):  # the parameterized query, then the probe table
             ids = [f"id-{i:06d}" for i in range(0, 100_000, 100_000 // asked)][:asked] + ["absent"]
@@ -255,3 +269,130 @@ def test_lookup_chunks_keep_every_id_in_order_within_both_limits(rows: list[tupl
         assert 1 <= len(chunk) <= most
         size = sum(len(t.encode()) + len(e.encode()) for t, e in chunk)
         assert len(chunk) == 1 or size <= LOOKUP_TEXT_MAX
+
+
+# -- cx.event_id_set: the hashes probed before cx.event_ids is read ------------
+
+ODD_IDS = [("shop-a", "e-1"), ("shop-ü", "ünïcode-✓"), ("t", ""), ("t", "a'b\\c\x1f%(x)s"), ("", "only-id")]
+
+
+def test_id_hash_in_python_is_the_hash_migration_0015_computes_in_sql(ch_backend: ClickHouse) -> None:
+    ch_backend.execute("CREATE DATABASE IF NOT EXISTS scratch")
+    ch_backend.execute("CREATE TABLE scratch.ids (tenant String, event_id String) ENGINE = MergeTree ORDER BY tenant")
+    try:
+        ch_backend.insert("scratch.ids", ["tenant", "event_id"], ODD_IDS)
+        # The expression of sinks/ddl/0015_event_id_set.sql, as written there.
+        sql = "SELECT tenant, event_id, reinterpretAsUInt64(MD5(concat(tenant, '\\x1F', event_id))) FROM scratch.ids"
+        got = {(t, e): int(h) for t, e, h in ch_backend.execute(sql)}
+        assert got == {(t, e): id_hash(t, e) for t, e in ODD_IDS}
+    finally:
+        ch_backend.execute("DROP DATABASE IF EXISTS scratch")
+
+
+def test_id_hash_agrees_with_clickhouse_on_any_text(tmp_path: Path) -> None:
+    ch = connect(f"chdb://{tmp_path / 'chdb'}")
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=40)), min_size=1, max_size=20))
+    def agrees(pairs: list[tuple[str, str]]) -> None:
+        pairs = [(t, e) for t, e in pairs if _encodable(t) and _encodable(e)]
+        if not pairs:
+            return
+        params = {f"t{i}": t for i, (t, _) in enumerate(pairs)} | {f"e{i}": e for i, (_, e) in enumerate(pairs)}
+        listed = ", ".join(f"reinterpretAsUInt64(MD5(concat(%(t{i})s, '\\x1F', %(e{i})s)))" for i in range(len(pairs)))
+        (row,) = ch.query(f"SELECT [{listed}]", params)[1]
+        assert [int(h) for h in row[0]] == [id_hash(t, e) for t, e in pairs]
+
+    try:
+        agrees()
+    finally:
+        ch.close()
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no JSON request can carry it
+        return False
+    return True
+
+
+def test_migration_0015_puts_the_hash_of_every_stored_id_in_the_set(ch_backend: ClickHouse, tmp_path: Path) -> None:
+    assert migrate_up_to(ch_backend, 14, tmp_path)[-1] == "0014_drop_event_ids_0013"
+    rows = [(t, e, 100 + i, 1) for i, (t, e) in enumerate(ODD_IDS)]
+    ch_backend.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], rows)
+    assert migrate(ch_backend) == ["0015_event_id_set", "0016_drop_event_id_set_0015"]
+    asked = {}
+    for t, e in [*ODD_IDS, ("shop-a", "never-stored"), ("shop-b", "e-1")]:
+        asked.setdefault(t, []).append(e)
+    assert stored_fingerprints(ch_backend, asked) == {(t, e): 100 + i for i, (t, e) in enumerate(ODD_IDS)}
+    names = [r[0] for r in ch_backend.execute("SELECT name FROM system.tables WHERE database = 'cx'")]
+    assert "event_id_set" in names and "event_id_set_0015" not in names
+    assert migrate(ch_backend) == []
+
+
+def test_sink_writes_the_hashes_before_the_ids_so_an_id_stored_is_never_missed(ch_backend: ClickHouse) -> None:
+    migrate(ch_backend)
+    write(ch_backend, A_ORDER)
+    (row,) = ch_backend.query(
+        f"SELECT arrayFilter(h -> h IN {EVENT_ID_SET}, [{id_hash('shop-a', 'X')}, {id_hash('shop-a', 'Y')}])"
+    )[1]
+    assert [int(h) for h in row[0]] == [id_hash("shop-a", "X")]
+    assert stored_fingerprints(ch_backend, {"shop-a": ["X", "Y"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
+
+
+def test_hashes_that_fit_a_smaller_type_are_still_probed_as_the_sets_uint64(
+    ch_backend: ClickHouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(ch_backend)
+    small = {"a": 7, "b": 300, "c": 70_000}  # UInt8, UInt16, UInt32 as literals
+    monkeypatch.setattr(sink_module, "id_hash", lambda tenant, event_id: small[event_id])
+    ch_backend.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], [("t", "a", 1, 1), ("t", "c", 3, 1)])
+    ch_backend.insert(EVENT_ID_SET, ["h"], [(7,), (70_000,)])
+    assert stored_fingerprints(ch_backend, {"t": ["a"]}) == {("t", "a"): 1}
+    assert stored_fingerprints(ch_backend, {"t": ["a", "b", "c"]}) == {("t", "a"): 1, ("t", "c"): 3}
+
+
+def test_an_id_in_event_ids_without_its_hash_is_not_looked_up(ch_backend: ClickHouse) -> None:
+    """What the sink's order guards against: the set decides which ids cx.event_ids is asked about."""
+    migrate(ch_backend)
+    ch_backend.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], [("shop-a", "X", 5, 1)])
+    assert stored_fingerprints(ch_backend, {"shop-a": ["X"]}) == {}
+    ch_backend.insert(EVENT_ID_SET, ["h"], [(id_hash("shop-a", "X"),)])
+    assert stored_fingerprints(ch_backend, {"shop-a": ["X"]}) == {("shop-a", "X"): 5}
+
+
+def test_server_lookup_of_new_ids_reads_no_stored_row(clickhouse_server) -> None:  # noqa: ANN001
+    """New ids (nearly all of them) are answered by the set: cx.event_ids is not read at all."""
+    setup = connect(clickhouse_server.url)
+    limited = connect(f"{clickhouse_server.url}?max_rows_to_read=1&read_overflow_mode=throw")
+    try:
+        setup.execute("DROP DATABASE IF EXISTS cx")
+        migrate(setup)
+        write(setup, A_ORDER)
+        new = [f"new-{i}" for i in range(SET_PROBE_MAX + 500)]  # two probe queries
+        assert stored_fingerprints(limited, {"shop-a": new}) == {}
+        with pytest.raises(ClickHouseError, match="[Ll]imit for rows"):
+            stored_fingerprints(limited, {"shop-a": [*new[:10], "X"]})  # a hit reads cx.event_ids: the limit bites
+        assert stored_fingerprints(setup, {"shop-a": [*new[:10], "X"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
+    finally:
+        setup.close()
+        limited.close()
+
+
+@pytest.mark.integration
+def test_the_id_set_survives_a_killed_server(tmp_path: Path) -> None:
+    try:
+        server_command()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    with ClickHouseServer() as server:
+        ch = connect(server.url)
+        try:
+            migrate(ch)
+            write(ch, A_ORDER)
+            server.kill()  # SIGKILL: the set is read back from its files at start
+            server.start()
+            assert stored_fingerprints(ch, {"shop-a": ["X", "Y"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
+        finally:
+            ch.close()

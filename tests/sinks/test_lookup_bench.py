@@ -1,4 +1,4 @@
-"""The stored-id lookup benchmark measures both layouts through the worker's own lookup, and checks its answers."""
+"""The stored-id lookup benchmark measures each layout through the worker's own lookup, and checks its answers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ def test_lookup_bench_measures_each_layout_and_group_size_on_exact_counts(ch_bac
     results = measure(ch_backend, rows=3_000, id_counts=[20, 100], repeat=3)
     assert [(r["layout"], r["ids"]) for r in results] == [
         (LAYOUTS[0][0], 20), (LAYOUTS[0][0], 100), (LAYOUTS[1][0], 20), (LAYOUTS[1][0], 100),
+        (LAYOUTS[2][0], 20), (LAYOUTS[2][0], 100),
     ]  # fmt: skip
     assert {r["rows"] for r in results} == {3_000}
     assert {r["lookups"] for r in results} == {3}

@@ -18,6 +18,7 @@ VIEWS_AND_TABLES = sorted(
     + ["deliveries"]  # 0009_deliveries
     + ["cart_conversions"]  # 0011_cart_conversions
     + ["event_ids"]  # 0013_event_ids
+    + ["event_id_set"]  # 0015_event_id_set (one server)
 )
 # Every file in sinks/ddl, as (version, name): what a fresh schema records.
 APPLIED = [(m.version, m.name) for m in load_migrations()]

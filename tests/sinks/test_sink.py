@@ -6,7 +6,7 @@ import pytest
 
 from sinks.client import ClickHouse, ClickHouseError
 from sinks.rows import EVENT_COLUMNS, event_row
-from sinks.sink import ClickHouseSink, SinkError
+from sinks.sink import ClickHouseSink, SinkError, id_hash
 from tests.sinks.records import deadletter, event, trigger
 
 
@@ -41,12 +41,22 @@ def test_flush_writes_one_insert_per_table_and_empties_the_buffers() -> None:
 
     assert sink.flush() == 4
     written = [(table, len(rows)) for table, _, rows in ch.inserts]
-    # the events' ids go to cx.event_ids right after them; they are not counted as rows written
-    assert written == [("cx.events", 2), ("cx.event_ids", 2), ("cx.triggers", 1), ("cx.deadletters", 1)]
+    # the events' id hashes, then their ids, right after them; they are not counted as rows written
+    assert written == [
+        ("cx.events", 2), ("cx.event_id_set", 2), ("cx.event_ids", 2), ("cx.triggers", 1), ("cx.deadletters", 1)
+    ]  # fmt: skip
     assert ch.inserts[0][1] == list(EVENT_COLUMNS)
     assert sink.pending() == 0
     assert sink.flush() == 0  # nothing buffered: no insert at all
-    assert len(ch.inserts) == 4
+    assert len(ch.inserts) == 5
+
+
+def test_a_sink_for_a_cluster_writes_no_id_set() -> None:
+    ch = RecordingClickHouse()
+    sink = ClickHouseSink(ch, id_set=False)
+    sink.add_events(two_events())
+    assert sink.flush() == 2
+    assert [(table, len(rows)) for table, _, rows in ch.inserts] == [("cx.events", 2), ("cx.event_ids", 2)]
 
 
 def test_ready_row_tuples_are_buffered_as_they_are() -> None:
@@ -69,12 +79,14 @@ def test_failed_flush_raises_sink_error_and_keeps_only_unwritten_tables() -> Non
     with pytest.raises(SinkError, match="cx.triggers"):
         sink.flush()
     # events and their ids were written before the failure; triggers failed; dead letters were not tried
-    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_ids"]
+    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_id_set", "cx.event_ids"]
     assert sink.pending() == 2
 
     ch.failing.clear()  # ClickHouse is back: a retry writes exactly what was left
     assert sink.flush() == 2
-    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_ids", "cx.triggers", "cx.deadletters"]
+    assert [table for table, _, _ in ch.inserts] == [
+        "cx.events", "cx.event_id_set", "cx.event_ids", "cx.triggers", "cx.deadletters"
+    ]  # fmt: skip
     assert sink.pending() == 0
 
 
@@ -88,15 +100,20 @@ def test_event_ids_are_written_after_their_events_and_only_once_the_events_are_s
         sink.flush()
     assert ch.inserts == []  # no id row for events that are not stored
 
-    ch.failing = {"cx.event_ids"}  # the events go in, their ids fail: the retry writes the ids only
-    with pytest.raises(SinkError, match="cx.event_ids"):
+    ch.failing = {"cx.event_id_set"}  # the events go in, their hashes fail: no id row before its hash
+    with pytest.raises(SinkError, match="cx.event_id_set"):
         sink.flush()
     assert [table for table, _, _ in ch.inserts] == ["cx.events"]
+    ch.failing = {"cx.event_ids"}  # the hashes go in, the ids fail: the retry writes the ids only
+    with pytest.raises(SinkError, match="cx.event_ids"):
+        sink.flush()
+    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_id_set"]
     ch.failing.clear()
     assert sink.flush() == 0  # no event row left to write
-    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_ids"]
-    events, ids = ch.inserts[0][2], ch.inserts[1][2]
-    assert ch.inserts[1][1] == ["tenant", "event_id", "payload_hash", "ver"]
+    assert [table for table, _, _ in ch.inserts] == ["cx.events", "cx.event_id_set", "cx.event_ids"]
+    events, hashes, ids = (rows for _, _, rows in ch.inserts)
+    assert hashes == [(id_hash(r[0], r[1]),) for r in events]
+    assert ch.inserts[2][1] == ["tenant", "event_id", "payload_hash", "ver"]
     assert ids == [(r[0], r[1], r[-2], r[-1]) for r in events]
     assert [i[1] for i in ids] == [e["event_id"] for e in two_events()]
 
