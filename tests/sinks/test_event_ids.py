@@ -351,6 +351,9 @@ def test_hashes_that_fit_a_smaller_type_are_still_probed_as_the_sets_uint64(
     ch_backend.insert(EVENT_ID_SET, ["h"], [(7,), (70_000,)])
     assert stored_fingerprints(ch_backend, {"t": ["a"]}) == {("t", "a"): 1}
     assert stored_fingerprints(ch_backend, {"t": ["a", "b", "c"]}) == {("t", "a"): 1, ("t", "c"): 3}
+    many = {f"n{i}": 10**6 + i for i in range(SET_PROBE_MAX + 1)}  # through the temporary table too
+    small |= many
+    assert stored_fingerprints(ch_backend, {"t": ["a", "c", *many]}) == {("t", "a"): 1, ("t", "c"): 3}
 
 
 def test_an_id_in_event_ids_without_its_hash_is_not_looked_up(ch_backend: ClickHouse) -> None:
@@ -364,20 +367,30 @@ def test_an_id_in_event_ids_without_its_hash_is_not_looked_up(ch_backend: ClickH
 
 def test_server_lookup_of_new_ids_reads_no_stored_row(clickhouse_server) -> None:  # noqa: ANN001
     """New ids (nearly all of them) are answered by the set: cx.event_ids is not read at all."""
+    many = SET_PROBE_MAX + 500  # more than the query takes: through the temporary table
     setup = connect(clickhouse_server.url)
-    limited = connect(f"{clickhouse_server.url}?max_rows_to_read=1&read_overflow_mode=throw")
+    # Reading one row (the query's own system.one) or the probe table's rows, and not one more.
+    one_row = connect(f"{clickhouse_server.url}?max_rows_to_read=1&read_overflow_mode=throw")
+    probe_rows = connect(f"{clickhouse_server.url}?max_rows_to_read={many}&read_overflow_mode=throw")
     try:
         setup.execute("DROP DATABASE IF EXISTS cx")
         migrate(setup)
-        write(setup, A_ORDER)
-        new = [f"new-{i}" for i in range(SET_PROBE_MAX + 500)]  # two probe queries
-        assert stored_fingerprints(limited, {"shop-a": new}) == {}
+        stored = [("shop-a", f"id-{i:06d}", 7, 1) for i in range(100_000)]
+        setup.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], stored)
+        setup.insert(EVENT_ID_SET, ["h"], [(id_hash(t, e),) for t, e, _, _ in stored])
+        setup.execute("OPTIMIZE TABLE cx.event_ids FINAL")
+        new = [f"id-{i:06d}-new" for i in range(0, 100_000, 100_000 // many)][:many]  # between stored ids
+        assert stored_fingerprints(one_row, {"shop-a": new[:SET_PROBE_MAX]}) == {}
+        assert stored_fingerprints(probe_rows, {"shop-a": new}) == {}
         with pytest.raises(ClickHouseError, match="[Ll]imit for rows"):
-            stored_fingerprints(limited, {"shop-a": [*new[:10], "X"]})  # a hit reads cx.event_ids: the limit bites
-        assert stored_fingerprints(setup, {"shop-a": [*new[:10], "X"]}) == {("shop-a", "X"): fingerprint(A_ORDER)}
+            stored_fingerprints(one_row, {"shop-a": [*new[:10], "id-000005"]})  # a hit reads cx.event_ids
+        with pytest.raises(ClickHouseError, match="[Ll]imit for rows"):
+            stored_fingerprints(probe_rows, {"shop-a": new}, id_set=False)  # without the set: granules
+        assert stored_fingerprints(setup, {"shop-a": [*new[:10], "id-000005"]}) == {("shop-a", "id-000005"): 7}
     finally:
         setup.close()
-        limited.close()
+        one_row.close()
+        probe_rows.close()
 
 
 @pytest.mark.integration
