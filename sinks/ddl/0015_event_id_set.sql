@@ -5,11 +5,11 @@
 -- the lookup read about 0.08 ms of granules per id looked up, and nearly
 -- every id is new (docs/performance.md, "The stored-id lookup"); a hash
 -- probe costs microseconds.
--- The hash: the first 8 bytes of MD5(tenant, 0x1F, event_id), little-endian
--- (sinks.sink.id_hash computes the same in Python). Two ids with one hash
+-- The hash: cityHash64 of tenant, 0x1F, event_id (sinks.sink.id_hash
+-- computes the same in Python, with clickhouse-cityhash). Two ids with one hash
 -- only cost a look at cx.event_ids; an id stored there must have its hash
 -- here, so the sink writes a window's hashes before its cx.event_ids rows.
--- Memory: a Set keeps every hash in RAM on each server start (about 40
+-- Memory: a Set keeps every hash in RAM, read back at each server start (about 16
 -- bytes per id with its hash table; docs/clickhouse.md).
 -- One server only: on a cluster cx.event_ids is sharded and the lookup
 -- goes to the shards as before (a Set is not replicated).
@@ -21,6 +21,6 @@
 CREATE TABLE IF NOT EXISTS cx.event_id_set_0015 (h UInt64) ENGINE = Set;
 
 INSERT INTO cx.event_id_set_0015 (h)
-SELECT reinterpretAsUInt64(MD5(concat(tenant, '\x1F', event_id))) FROM cx.event_ids;
+SELECT cityHash64(concat(tenant, '\x1F', event_id)) FROM cx.event_ids;
 
 RENAME TABLE cx.event_id_set_0015 TO cx.event_id_set;

@@ -282,7 +282,7 @@ def test_id_hash_in_python_is_the_hash_migration_0015_computes_in_sql(ch_backend
     try:
         ch_backend.insert("scratch.ids", ["tenant", "event_id"], ODD_IDS)
         # The expression of sinks/ddl/0015_event_id_set.sql, as written there.
-        sql = "SELECT tenant, event_id, reinterpretAsUInt64(MD5(concat(tenant, '\\x1F', event_id))) FROM scratch.ids"
+        sql = "SELECT tenant, event_id, cityHash64(concat(tenant, '\\x1F', event_id)) FROM scratch.ids"
         got = {(t, e): int(h) for t, e, h in ch_backend.execute(sql)}
         assert got == {(t, e): id_hash(t, e) for t, e in ODD_IDS}
     finally:
@@ -299,7 +299,7 @@ def test_id_hash_agrees_with_clickhouse_on_any_text(tmp_path: Path) -> None:
         if not pairs:
             return
         params = {f"t{i}": t for i, (t, _) in enumerate(pairs)} | {f"e{i}": e for i, (_, e) in enumerate(pairs)}
-        listed = ", ".join(f"reinterpretAsUInt64(MD5(concat(%(t{i})s, '\\x1F', %(e{i})s)))" for i in range(len(pairs)))
+        listed = ", ".join(f"cityHash64(concat(%(t{i})s, '\\x1F', %(e{i})s))" for i in range(len(pairs)))
         (row,) = ch.query(f"SELECT [{listed}]", params)[1]
         assert [int(h) for h in row[0]] == [id_hash(t, e) for t, e in pairs]
 
