@@ -124,6 +124,10 @@ def test_migrations_on_cluster_create_every_table_and_view_on_both_replicas(clic
                 assert objects[view] == "View", view
             for gone in ("probe_old", "probe_old_local", "probe_v2", "probe_v2_local"):
                 assert gone not in objects
+            # The id set is for one server (-- cx:single-server): recorded, never created on a cluster.
+            assert not [name for name in objects if name.startswith("event_id_set")]
+            recorded = ch.execute("SELECT name FROM cx.schema_migrations FINAL WHERE version IN (15, 16) ORDER BY version")
+            assert recorded == [("0015_event_id_set",), ("0016_drop_event_id_set_0015",)]
             ch.execute("SYSTEM SYNC REPLICA cx.probe_local")
             assert ch.execute("SELECT tenant, n, ver, note FROM cx.probe_total") == [("t", 3, 2, "x")]
             assert ch.execute("SELECT count() FROM cx.probe_local") == [(2,)]
