@@ -139,20 +139,23 @@ def trigger_stages(times: dict, seen: list[tuple[int, dict]]) -> dict:
     """
     arrived = {t["trigger_id"]: (arrival, t["event_time"]) for arrival, t in seen}
     fields = times["fields"]
-    parts: dict[str, list[int]] = {name: [] for name, _ in STAGES}
+    marks = []
     for row in times["triggers"]:
         t = dict(zip(fields, row))
         if t["trigger_id"] not in arrived or t["kind"] == "cart_abandoned":
             continue  # a cart's event_time is its deadline, not the event that passed it
         arrival, event_ms = arrived[t["trigger_id"]]
-        marks = [event_ms, t["received_ms"], t["record_ms"], t["taken_ms"], t["looked_up_ms"], t["sent_ms"], arrival]
-        for (name, _), start, end in zip(STAGES, marks, marks[1:]):
-            parts[name].append(end - start)
-    count = len(parts[STAGES[0][0]])
-    if not count:
+        marks.append([event_ms, t["received_ms"], t["record_ms"], t["taken_ms"], t["looked_up_ms"], t["sent_ms"], arrival])
+    return _stage_summary(STAGES, marks)
+
+
+def _stage_summary(stages: tuple[tuple[str, str], ...], marks: list[list[int]]) -> dict:
+    """p50/p90/max ms of each stage, the time between consecutive marks of each timed trigger."""
+    if not marks:
         return {"count": 0}
-    out: dict = {"count": count}
-    for name, values in parts.items():
+    out: dict = {"count": len(marks)}
+    for i, (name, _) in enumerate(stages):
+        values = [m[i + 1] - m[i] for m in marks]
         out[name] = {k: v for k, v in _percentiles(values, 0.90).items() if k != "count"}
     return out
 
@@ -170,22 +173,13 @@ def customer_stages(times: dict, seen: list[tuple[int, dict]]) -> dict:
     """Per stage, p50/p90/max ms over the customer stage's carts the worker timed (``/cx/trigger-times``)."""
     arrived = {t["trigger_id"]: (arrival, t["event_time"]) for arrival, t in seen if t["kind"] == "cart_abandoned"}
     timed = times.get("customer", {"fields": [], "triggers": []})
-    parts: dict[str, list[int]] = {name: [] for name, _ in CUSTOMER_STAGES}
+    marks = []
     for row in timed["triggers"]:
         t = dict(zip(timed["fields"], row))
-        if t["trigger_id"] not in arrived:
-            continue
-        arrival, deadline_ms = arrived[t["trigger_id"]]
-        marks = [deadline_ms, t["candidate_ms"], t["taken_ms"], t["sent_ms"], arrival]
-        for (name, _), start, end in zip(CUSTOMER_STAGES, marks, marks[1:]):
-            parts[name].append(end - start)
-    count = len(parts[CUSTOMER_STAGES[0][0]])
-    if not count:
-        return {"count": 0}
-    out: dict = {"count": count}
-    for name, values in parts.items():
-        out[name] = {k: v for k, v in _percentiles(values, 0.90).items() if k != "count"}
-    return out
+        if t["trigger_id"] in arrived:
+            arrival, deadline_ms = arrived[t["trigger_id"]]
+            marks.append([deadline_ms, t["candidate_ms"], t["taken_ms"], t["sent_ms"], arrival])
+    return _stage_summary(CUSTOMER_STAGES, marks)
 
 
 def _client_of(msg: dict, clients: int) -> int:

@@ -224,18 +224,23 @@ def test_migration_0013_copies_the_ids_stored_before_it(ch_backend: ClickHouse, 
     assert migrate(ch_backend) == []
 
 
+def store_ids(ch: ClickHouse, n: int) -> None:
+    """A fresh schema with ``n`` ids stored (``id-000000`` on, fingerprint 7) as the sink leaves them, merged."""
+    ch.execute("DROP DATABASE IF EXISTS cx")
+    migrate(ch)
+    stored = [("shop-a", f"id-{i:06d}", 7, 1) for i in range(n)]
+    ch.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], stored)
+    ch.insert(EVENT_ID_SET, ["h"], [(id_hash(t, e),) for t, e, _, _ in stored])
+    ch.execute("OPTIMIZE TABLE cx.event_ids FINAL")
+
+
 def test_server_lookup_reads_by_the_primary_key_not_every_stored_row(clickhouse_server) -> None:  # noqa: ANN001
     """18.16 reads a local table's every row for GLOBAL IN: one server's lookup must use IN, the index with it."""
     setup = connect(clickhouse_server.url)
     # A scan of more rows than the ids' granules (256 rows each) fails the query.
     limited = connect(f"{clickhouse_server.url}?max_rows_to_read=40000&read_overflow_mode=throw")
     try:
-        setup.execute("DROP DATABASE IF EXISTS cx")
-        migrate(setup)
-        stored = [("shop-a", f"id-{i:06d}", 7, 1) for i in range(100_000)]
-        setup.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], stored)
-        setup.insert(EVENT_ID_SET, ["h"], [(id_hash(t, e),) for t, e, _, _ in stored])
-        setup.execute("OPTIMIZE TABLE cx.event_ids FINAL")
+        store_ids(setup, 100_000)
         for asked in (10, INLINE_LOOKUP_MAX + 36):  # the parameterized query, then the probe table
             ids = [f"id-{i:06d}" for i in range(0, 100_000, 100_000 // asked)][:asked] + ["absent"]
             found = stored_fingerprints(limited, {"shop-a": ids})
@@ -373,12 +378,7 @@ def test_server_lookup_of_new_ids_reads_no_stored_row(clickhouse_server) -> None
     one_row = connect(f"{clickhouse_server.url}?max_rows_to_read=1&read_overflow_mode=throw")
     probe_rows = connect(f"{clickhouse_server.url}?max_rows_to_read={many}&read_overflow_mode=throw")
     try:
-        setup.execute("DROP DATABASE IF EXISTS cx")
-        migrate(setup)
-        stored = [("shop-a", f"id-{i:06d}", 7, 1) for i in range(100_000)]
-        setup.insert("cx.event_ids", ["tenant", "event_id", "payload_hash", "ver"], stored)
-        setup.insert(EVENT_ID_SET, ["h"], [(id_hash(t, e),) for t, e, _, _ in stored])
-        setup.execute("OPTIMIZE TABLE cx.event_ids FINAL")
+        store_ids(setup, 100_000)
         new = [f"id-{i:06d}-new" for i in range(0, 100_000, 100_000 // many)][:many]  # between stored ids
         assert stored_fingerprints(one_row, {"shop-a": new[:SET_PROBE_MAX]}) == {}
         assert stored_fingerprints(probe_rows, {"shop-a": new}) == {}
