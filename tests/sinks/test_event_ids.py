@@ -361,6 +361,18 @@ def test_hashes_that_fit_a_smaller_type_are_still_probed_as_the_sets_uint64(
     assert stored_fingerprints(ch_backend, {"t": ["a", "c", *many]}) == {("t", "a"): 1, ("t", "c"): 3}
 
 
+class _Unreachable:
+    """A ClickHouse that fails every call: what is answered without it made none."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        raise AssertionError(f"ClickHouse was asked: {name}")
+
+
+def test_a_lookup_of_no_ids_asks_nothing() -> None:
+    assert stored_fingerprints(_Unreachable(), {}) == {}  # type: ignore[arg-type]
+    assert stored_fingerprints(_Unreachable(), {"shop-a": []}) == {}  # type: ignore[arg-type]
+
+
 def test_an_id_in_event_ids_without_its_hash_is_not_looked_up(ch_backend: ClickHouse) -> None:
     """What the sink's order guards against: the set decides which ids cx.event_ids is asked about."""
     migrate(ch_backend)
