@@ -127,7 +127,7 @@ class _Buffer:
 
 
 def _no_dicts(item: dict) -> tuple:
-    raise TypeError("cx.event_ids rows come from the events written, not from add_*")
+    raise TypeError("cx.event_ids and cx.event_id_set rows come from the events written, not from add_*")
 
 
 class ClickHouseSink:
@@ -152,7 +152,7 @@ class ClickHouseSink:
         # Events first, then their ids' hashes, then their ids: the two are filled when the events are written.
         ids = (self._ids,) if self._id_set is None else (self._id_set, self._ids)
         self._buffers: tuple[_Buffer, ...] = (self._events, *ids, self._triggers, self._deadletters)
-        self._derived = frozenset(map(id, ids))
+        self._derived = ids
         self._rejected: list[RejectedRow] = []
 
     def add_events(self, rows: Iterable[Row]) -> None:
@@ -181,7 +181,7 @@ class ClickHouseSink:
 
     def pending(self) -> int:
         """Rows buffered and not yet written (an event's id row is not counted apart)."""
-        return sum(len(b.rows) for b in self._buffers if id(b) not in self._derived)
+        return sum(len(b.rows) for b in self._buffers if b not in self._derived)
 
     def clear(self) -> None:
         """Drop every buffered row (for a caller that replays from its committed offset instead)."""
@@ -221,7 +221,7 @@ class ClickHouseSink:
                 self._ids.rows += [tuple(row[i] for i in _ID_INDEXES) for row in stored]
                 if self._id_set is not None:
                     self._id_set.rows += [(id_hash(row[_TENANT], row[_EVENT_ID]),) for row in stored]
-            if id(buffer) not in self._derived:
+            if buffer not in self._derived:
                 written += len(buffer.rows) - len(rejected)
             buffer.rows = []
         return written
@@ -309,7 +309,7 @@ _LOOKUP = (
 
 
 def stored_fingerprints(
-    ch: ClickHouse, ids: Mapping[str, Iterable[str]], cluster: bool = False, id_set: bool | None = None
+    ch: ClickHouse, ids: Mapping[str, Iterable[str]], cluster: bool = False, id_set: bool = True
 ) -> dict[tuple[str, str], int]:
     """The fingerprint stored in ``cx.events`` for each of ``ids`` (event ids by tenant) that is stored.
 
@@ -323,12 +323,13 @@ def stored_fingerprints(
     (``PROBE_TABLE``), so calls on one connection must not overlap (the
     worker makes them from one agent, under its lock). ``cluster``: ``ch``
     is a server of a cluster (``CX_CLICKHOUSE_CLUSTER``), where
-    ``cx.event_ids`` is Distributed and no ``cx.event_id_set`` exists.
-    ``id_set=False`` skips the set on one server (``lookup_bench``). Raises ClickHouseError (a connection
+    ``cx.event_ids`` is Distributed and no ``cx.event_id_set`` exists (the
+    set is never probed). ``id_set=False`` skips it on one server too
+    (``lookup_bench``). Raises ClickHouseError (a connection
     that broke in between lost the temporary table: the caller retries).
     """
     rows = [(tenant, event_id) for tenant, event_ids in ids.items() for event_id in event_ids]
-    if rows and ((not cluster) if id_set is None else id_set):
+    if rows and id_set and not cluster:
         rows = _hashed_in_set(ch, rows)
     if not rows:
         return {}
@@ -337,14 +338,21 @@ def stored_fingerprints(
         for chunk in _chunks(rows, CLUSTER_LOOKUP_MAX if cluster else INLINE_LOOKUP_MAX):
             found.update(_look_up_inline(ch, chunk))
         return found
-    ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
-    ch.execute(f"CREATE TEMPORARY TABLE {PROBE_TABLE} (tenant String, event_id String)")
-    try:
-        ch.insert(PROBE_TABLE, ["tenant", "event_id"], rows)
-        found_rows = ch.execute(_LOOKUP)
-    finally:
-        ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {PROBE_TABLE}")
+    found_rows = _through_temporary_table(ch, PROBE_TABLE, {"tenant": "String", "event_id": "String"}, rows, _LOOKUP)
     return {(tenant, event_id): int(fp) for tenant, event_id, fp in found_rows}
+
+
+def _through_temporary_table(
+    ch: ClickHouse, table: str, columns: dict[str, str], rows: list[tuple], query: str
+) -> list[tuple]:
+    """``query``'s rows, with ``rows`` in the connection's temporary ``table`` (dropped again, whatever happens)."""
+    ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {table}")
+    ch.execute(f"CREATE TEMPORARY TABLE {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+    try:
+        ch.insert(table, list(columns), rows)
+        return ch.execute(query)
+    finally:
+        ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {table}")
 
 
 def _hashed_in_set(ch: ClickHouse, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -359,13 +367,8 @@ def _hashed_in_set(ch: ClickHouse, rows: list[tuple[str, str]]) -> list[tuple[st
         listed = ",".join(map(str, by_hash))
         hits = ch.query(f"SELECT arrayFilter(h -> h IN {EVENT_ID_SET}, CAST([{listed}] AS Array(UInt64)))")[1][0][0]
     else:
-        ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {SET_PROBE_TABLE}")
-        ch.execute(f"CREATE TEMPORARY TABLE {SET_PROBE_TABLE} (h UInt64)")
-        try:
-            ch.insert(SET_PROBE_TABLE, ["h"], [(h,) for h in by_hash])
-            hits = [h for (h,) in ch.execute(f"SELECT h FROM {SET_PROBE_TABLE} WHERE h IN {EVENT_ID_SET}")]
-        finally:
-            ch.execute(f"DROP TEMPORARY TABLE IF EXISTS {SET_PROBE_TABLE}")
+        query = f"SELECT h FROM {SET_PROBE_TABLE} WHERE h IN {EVENT_ID_SET}"
+        hits = [h for (h,) in _through_temporary_table(ch, SET_PROBE_TABLE, {"h": "UInt64"}, [(h,) for h in by_hash], query)]
     return [pair for h in hits for pair in by_hash[int(h)]]
 
 

@@ -686,14 +686,11 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             what = "deadline -> trigger" if kind.startswith("cart_abandoned") else "event -> trigger"
             value = lat.get("note") or f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms (n={lat['count']:,})"
             rows.append((f"{at}: {kind} {what}", value))
-        stages = lv.get("stages", {})
-        if stages.get("count"):
-            parts = ", ".join(f"{name.replace('_', ' ')} {stages[name]['p50_ms']}/{stages[name]['p90_ms']}" for name, _ in STAGES)
-            rows.append((f"{at}: where a trigger's time goes, p50/p90 ms (n={stages['count']:,})", parts))
-        stages = lv.get("customer_stages", {})
-        if stages.get("count"):
-            parts = ", ".join(f"{name.replace('_', ' ')} {stages[name]['p50_ms']}/{stages[name]['p90_ms']}" for name, _ in CUSTOMER_STAGES)
-            rows.append((f"{at}: where a customer-stage cart's time goes, p50/p90 ms (n={stages['count']:,})", parts))
+        for key, names, what in (("stages", STAGES, "a trigger's"), ("customer_stages", CUSTOMER_STAGES, "a customer-stage cart's")):
+            stages = lv.get(key, {})
+            if stages.get("count"):
+                parts = ", ".join(f"{name.replace('_', ' ')} {stages[name]['p50_ms']}/{stages[name]['p90_ms']}" for name, _ in names)
+                rows.append((f"{at}: where {what} time goes, p50/p90 ms (n={stages['count']:,})", parts))
     if result.collector:
         c = result.collector
         rows.append(("collector: batched requests", f"{c['events_per_s']:,} events/s ({c['messages']:,} messages, {c['clients']} clients, {c['requests']:,} requests of {REQUEST_MESSAGES})"))
