@@ -47,6 +47,13 @@ first, not in production.
    without end for a changelog partition that sends nothing; the worker
    exits 75 after ``CX_RECOVERY_STALL_S`` and a new process recovers from
    the start. Pinned by ``test_stalled_recovery_reads_fausts_recovery_state``.
+10. Hand-over (``_Consumer._drain_messages``): Faust hands each fetched
+   record to the agents' streams inside ``wait_first``, four asyncio tasks
+   and one pass of the event loop per record, so that a rebalance can
+   interrupt a hand-over that waits (a full stream buffer, flow control).
+   The worker runs the hand-over itself and falls back to ``wait_first``
+   only when it does wait (``deliver``); otherwise the loop is Faust's.
+   Pinned by ``test_faust_hands_over_each_record_inside_wait_first``.
 
 The worker's web port (``/cx/query``, ``/cx/stats``, ``/metrics``) listens on
 ``CX_WORKER_WEB_BIND`` (loopback by default) and answers only requests that
@@ -66,6 +73,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping,
 
 import aiokafka
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline.settings import Settings
@@ -121,9 +129,105 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await self.call_thread(seek_to_committed_or_earliest, consumer, changelogs)
 
 
+class _Resumed:
+    """Awaiting it finishes a coroutine already run up to its first suspension (which yielded ``waiting``)."""
+
+    __slots__ = ("_coro", "_waiting")
+
+    def __init__(self, coro: Any, waiting: Any) -> None:
+        self._coro, self._waiting = coro, waiting
+
+    def __await__(self) -> Any:
+        coro, waiting = self._coro, self._waiting
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # CancelledError from wait_first among them: the coroutine gets it
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def deliver(consumer: Any, callback: Callable[[Any], Awaitable[None]], message: Any) -> None:
+    """``await consumer.wait_first(callback(message), consumer.suspend_flow.wait())``, without tasks when it need not wait.
+
+    The callback (Faust's conductor) puts the record in each subscribed
+    stream's buffer and returns without suspending unless it must wait: a
+    full buffer, flow control during a rebalance, a full producer buffer.
+    It is run at once; only if it suspends does the rest go through
+    ``wait_first``, as Faust does for every record, so a rebalance still
+    interrupts a hand-over that waits.
+    """
+    coro = callback(message)
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return
+    await consumer.wait_first(_Resumed(coro, waiting), consumer.suspend_flow.wait())
+
+
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by every worker test
+        """faust-streaming 0.15's ``Consumer._drain_messages`` with ``deliver`` for its per-record ``wait_first``."""
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        yield_every = 100
+        num_since_yield = 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)  # getmany may be called in a loop that never releases the event loop
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await asyncio.sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            await deliver(self, callback, message)
+                            set_read_offset(tp, offset)
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
 
 
 class _Transport(faust_aiokafka.Transport):
