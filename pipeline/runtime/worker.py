@@ -108,7 +108,8 @@ TRIGGER_TIMES_KEPT = 5_000
 TAKE_WITHIN_S = 0.01
 # How often the window's age is checked against ``sink_max_interval_ms``.
 FLUSH_CHECK_S = 0.05
-# A device partition's promise to the customer stage goes out at most this often (and at each tick).
+# A device partition's promise to the customer stage goes out with every send of messages, otherwise
+# at most this often (and at each tick).
 PROMISE_INTERVAL_S = 0.05
 # Longest the dead-letter and delivery agents wait to fill a batch.
 OTHER_TAKE_MAX_S = 1.0
@@ -624,15 +625,15 @@ class Worker:
 
         Messages are keyed by customer; a promise goes to every partition of
         ``cx.customers``, after the messages it covers (the producer keeps
-        each partition's order), at most every ``PROMISE_INTERVAL_S`` unless
-        ``force``. ``flush`` waits for their acknowledgement.
+        each partition's order): with every send of messages, otherwise at
+        most every ``PROMISE_INTERVAL_S`` unless ``force``. ``flush`` waits
+        for their acknowledgement.
         """
         records: list[tuple[int, bytes, bytes]] = []
         n = self.settings.kafka_partitions
         clock = time.perf_counter()
         for partition, isolated in self.processors.items():
-            proc = isolated.proc
-            messages = proc.pending.messages
+            messages = isolated.proc.pending.messages
             sent = self._msgs_sent.get(partition, 0)
             if isolated.rebuilds != self._msg_rebuilds_seen.get(partition, 0):
                 # A rebuilt processor sent its window's messages again: the customer stage
@@ -643,7 +644,11 @@ class Worker:
                 records.append((ANY_PARTITION, customer_key(m["t"], m["c"]).encode(), orjson.dumps(m)))
             self.stats["customer_messages"] += len(messages) - sent
             self._msgs_sent[partition] = len(messages)
-            promise = proc.announcement()
+        # A message is released once every partition's promise has passed it: promises go
+        # with the messages, not up to PROMISE_INTERVAL_S after them.
+        force = force or bool(records)
+        for partition, isolated in self.processors.items():
+            promise = isolated.proc.announcement()
             if promise is None or promise == self._promised.get(partition):
                 continue
             if not force and clock - self._promised_at.get(partition, 0.0) < PROMISE_INTERVAL_S:
