@@ -254,6 +254,43 @@ def test_noack_take_leaves_events_unacknowledged_until_stream_ack() -> None:
     assert asyncio.run(take(acks=True))[0] == [True, True]
 
 
+async def _take_lists(sends: list[list[int]], max_: int, within: float) -> list[list[int]]:
+    """The lists ``take_unacked`` gives when ``sends[0]`` is waiting at the start and each later
+    group is sent while the caller works on the list before."""
+    app = _app()
+    app.flow_control.resume()
+    channel = app.channel(maxsize=100)
+    stream = app.stream(channel)
+    for value in sends[0]:
+        await channel.send(value=value)
+    lists: list[list[int]] = []
+    batches = take_unacked(stream, max_, within)
+    later = list(sends[1:])
+    total = sum(map(len, sends))
+    async for events in batches:
+        lists.append([e.value for e in events])
+        if later:
+            for value in later.pop(0):
+                await channel.send(value=value)
+        if sum(map(len, lists)) == total:
+            break
+    await batches.aclose()
+    return lists
+
+
+def test_take_hands_over_what_is_waiting_at_once_not_after_its_wait() -> None:
+    # A wait of 60 s: a take that waited for its timer, as Faust's noack_take does, would time out here.
+    lists = asyncio.run(asyncio.wait_for(_take_lists([[0, 1, 2]], max_=10, within=60.0), 5.0))
+    assert lists == [[0, 1, 2]]
+
+
+def test_take_keeps_every_record_in_order_across_lists_of_at_most_max() -> None:
+    # 5 and 6 arrive while the caller works on [0, 1]; nothing is lost, doubled or reordered.
+    lists = asyncio.run(asyncio.wait_for(_take_lists([[0, 1, 2, 3], [4, 5, 6], [7]], max_=2, within=60.0), 5.0))
+    assert [v for part in lists for v in part] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert lists[0] == [0, 1] and all(1 <= len(part) <= 2 for part in lists)
+
+
 def test_writes_to_the_table_store_send_nothing_to_the_changelog() -> None:
     # Workaround 6: the worker writes states outside any event; Faust's own ``table[key] = value``
     # raises there, and a write to the store reaches no changelog producer.

@@ -27,7 +27,9 @@ first, not in production.
    by ``test_faust_waits_for_acknowledgements_before_the_revoke_signal``.
 5. Manual acknowledgement (``take_unacked``): ``Stream.noack_take`` hands
    over events and never acknowledges them; the worker acknowledges each
-   record with ``Stream.ack`` once its window is durable. Pinned by
+   record with ``Stream.ack`` once its window is durable. ``take_unacked``
+   is ``noack_take``'s code, except that it hands over what is waiting at
+   once instead of on its timer. Pinned by
    ``test_noack_take_leaves_events_unacknowledged_until_stream_ack``.
 6. The state table (``state_store``): the worker reads and writes the
    table's in-memory store directly (outside any event, where ``table[k] =
@@ -74,6 +76,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping,
 import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
+from mode.utils.aiter import aiter
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from pipeline.settings import Settings
@@ -314,12 +317,72 @@ def state_store(table: faust.Table) -> MutableMapping[bytes, bytes | None]:
     return table.data
 
 
-def take_unacked(stream: faust.Stream, max_: int, within: float) -> AsyncIterator[Sequence[faust.types.EventT]]:
-    """Lists of up to ``max_`` events (what arrived within ``within`` s); none is ever acknowledged here.
+async def take_unacked(stream: faust.Stream, max_: int, within: float) -> AsyncIterator[Sequence[faust.types.EventT]]:
+    """Lists of up to ``max_`` events, each as soon as there is one; none is ever acknowledged here.
 
-    The caller acknowledges each one with ``stream.ack(event)`` once it is durable.
+    The caller acknowledges each one with ``stream.ack(event)`` once it is
+    durable. A list holds what the stream had when the caller came back for
+    more (records that arrived while it worked on the last list), or else
+    the first records to arrive and those handed over with them. ``within``
+    only bounds how long one wait lasts before the stream's stop is checked.
+
+    faust-streaming's ``Stream.noack_take`` (what this replaces) wakes only
+    when its buffer is full or every ``within`` seconds, so a record that
+    arrived while the last list was worked on waited for that timer too.
+    This is its code with that one difference: the buffer, and the hand-off
+    that keeps the stream from adding to it while a list is worked on (so
+    the stream's own buffer and Faust's flow control still hold the rest).
     """
-    return stream.noack_take(max_, within=within)
+    buffer: list[faust.types.EventT] = []
+    added = asyncio.Event()  # the buffer is not empty
+    room = asyncio.Event()  # the buffer may take more
+    room.set()
+    working: asyncio.Future | None = None  # set while the caller works on a list
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal working
+        if working is not None:
+            try:
+                await working
+            finally:
+                working = None
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_unacked found no current event")
+        buffer.append(event)
+        added.set()
+        if len(buffer) >= max_:
+            room.clear()
+            await stream.wait(room)
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(aiter(stream.channel))  # as Faust's takes do: the stream drains itself in the background
+    try:
+        while not stream.should_stop:
+            if not buffer:
+                await stream.wait_for_stopped(added, timeout=within)
+            if not buffer:
+                continue
+            while len(buffer) < max_:  # let the stream add what it already holds
+                held = len(buffer)
+                await asyncio.sleep(0)
+                if len(buffer) == held:
+                    break
+            working = asyncio.get_running_loop().create_future()
+            try:
+                yield list(buffer)
+            finally:
+                buffer.clear()
+                added.clear()
+                if not working.done():
+                    working.set_result(None)
+                room.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)
 
 
 def rebalancing(app: faust.App) -> bool:

@@ -1,7 +1,8 @@
 """The Faust worker: agents that wire topics, the state table and the sink to the pure core.
 
-The events agent takes records as they arrive (what came within a few
-milliseconds, ``TAKE_WITHIN_S``) and, for each group, at once:
+The events agent takes records as they arrive (each group: what arrived
+while it worked on the group before, or else the first records to come)
+and, for each group, at once:
 
 0. looks up in ClickHouse the records' event ids already stored, and takes
    out each event whose id is stored (or taken earlier in the window) with
@@ -103,9 +104,9 @@ Ack = Callable[[faust.types.EventT], Awaitable[bool]]  # Faust's Stream.ack
 
 TICK_INTERVAL_S = 0.1
 TRIGGER_TIMES_KEPT = 5_000
-# The events agent takes what arrived within this long (at most
-# ``batch_max_records`` records) and processes it at once.
-TAKE_WITHIN_S = 0.01
+# The events agent takes what is waiting (at most ``batch_max_records`` records) as soon as
+# there is something, and processes it at once (``take_unacked``).
+TAKE_WITHIN_S = 0.5  # longest one wait for records lasts before the agent checks for a stop
 # How often the window's age is checked against ``sink_max_interval_ms``.
 FLUSH_CHECK_S = 0.05
 # A device partition's promise to the customer stage goes out with every send of messages, otherwise
@@ -1278,8 +1279,8 @@ def build_worker(settings: Settings, bootstrap: str, ch: ClickHouse | None = Non
 
     @app.agent(worker.events_topic, concurrency=1, name="cx-events")
     async def process_events(stream):  # noqa: ANN001 - Faust's stream type
-        # Records as they arrive (within TAKE_WITHIN_S), acknowledged by the
-        # worker only once durable (Worker.flush), not when the loop goes on.
+        # Records as they arrive, acknowledged by the worker only once
+        # durable (Worker.flush), not when the loop goes on.
         async for events in take_unacked(stream, take, TAKE_WITHIN_S):
             await _or_exit(worker.handle(events, stream.ack))
 
