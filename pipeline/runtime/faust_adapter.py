@@ -76,8 +76,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping,
 import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
-from mode.utils.aiter import aiter
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils.aiter import aiter
 
 from pipeline.settings import Settings
 from pipeline.webtoken import token_middleware
