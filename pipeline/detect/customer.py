@@ -59,6 +59,7 @@ __all__ = [
     "CustomerState",
     "customer_key",
     "decode_customer",
+    "each_message",
     "encode_customer",
 ]
 
@@ -193,6 +194,15 @@ _DRAFT = {"trigger_id": str, "kind": str, "event_time_ms": int, "cart_key": str,
           "checkouts": list}  # fmt: skip
 
 
+def each_message(m: dict) -> list[dict]:
+    """The messages a valid record carries, in order: several device partitions' promises
+    (``watermarks``) as one ``watermark`` each, with its receive time ``r`` when given."""
+    if m["m"] != "watermarks":
+        return [m]
+    received = m.get("rs") or [None] * len(m["ks"])
+    return [{"m": "watermark", "k": k} if r is None else {"m": "watermark", "k": k, "r": r} for k, r in zip(m["ks"], received)]
+
+
 def bad_message(m: object, sources: int) -> str | None:
     """What is wrong with a ``cx.customers`` record's message, or None (the worker dead-letters the rest)."""
     if not isinstance(m, dict):
@@ -200,6 +210,16 @@ def bad_message(m: object, sources: int) -> str | None:
     kind = m.get("m")
     if kind == "watermark":
         return None if _is_key(m.get("k"), sources) else "a watermark needs k = [ms, source, offset, index]"
+    if kind == "watermarks":
+        keys, received = m.get("ks"), m.get("rs")
+        if not isinstance(keys, list) or not 1 <= len(keys) <= sources or not all(_is_key(k, sources) for k in keys):
+            return f"watermarks needs ks = 1 to {sources} keys [ms, source, offset, index]"
+        if received is not None and (
+            not isinstance(received, list) or len(received) != len(keys)
+            or not all(r is None or _is_int(r) for r in received)
+        ):  # fmt: skip
+            return "watermarks: rs must give one receive time (or null) per key"
+        return None
     if kind == "idle":
         src = m.get("src")
         return None if _is_int(src) and 0 <= src < sources else f"idle needs src within 0..{sources - 1}"

@@ -65,7 +65,7 @@ from pipeline.analyst_sql import QueryLimits, run_analyst_query
 from pipeline.runtime.changelog import ANY_PARTITION, ChangelogWriter, CustomerWriter, TriggerWriter
 from pipeline.wire.partitioner import partition_for_key
 from pipeline.collector.normalize import NormalizeRules
-from pipeline.detect.customer import CUSTOMER_PREFIX, STAGE_PREFIX, CustomerProcessor, bad_message, customer_key
+from pipeline.detect.customer import CUSTOMER_PREFIX, STAGE_PREFIX, CustomerProcessor, bad_message, customer_key, each_message
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.isolation import IsolatedPartition, Mark, Rejected, RowFailed
 from pipeline.detect.processor import Output, PartitionProcessor
@@ -624,11 +624,11 @@ class Worker:
     def _send_customer_messages(self, force: bool = False) -> None:
         """Hand the device stage's new messages to ``cx.customers`` now, then each partition's promise.
 
-        Messages are keyed by customer; a promise goes to every partition of
-        ``cx.customers``, after the messages it covers (the producer keeps
-        each partition's order): with every send of messages, otherwise at
-        most every ``PROMISE_INTERVAL_S`` unless ``force``. ``flush`` waits
-        for their acknowledgement.
+        Messages are keyed by customer; the partitions' new promises go in
+        one record to every partition of ``cx.customers``, after the messages
+        they cover (the producer keeps each partition's order): with every
+        send of messages, otherwise at most every ``PROMISE_INTERVAL_S``
+        unless ``force``. ``flush`` waits for their acknowledgement.
         """
         records: list[tuple[int, bytes, bytes]] = []
         n = self.settings.kafka_partitions
@@ -648,20 +648,27 @@ class Worker:
         # A message is released once every partition's promise has passed it: promises go
         # with the messages, not up to PROMISE_INTERVAL_S after them.
         force = force or bool(records)
+        keys: list[list[int]] = []
+        received: list[int | None] = []
         for partition, isolated in self.processors.items():
             promise = isolated.proc.announcement()
             if promise is None or promise == self._promised.get(partition):
                 continue
             if not force and clock - self._promised_at.get(partition, 0.0) < PROMISE_INTERVAL_S:
                 continue
-            body: dict = {"m": "watermark", "k": list(promise)}
+            keys.append(list(promise))
             cause = self._promise_cause.get(partition)
-            if cause is not None and cause[0] == promise:
-                body["r"] = cause[1]  # records moved it (an idle tick's promise has no event behind it)
-            value = orjson.dumps(body)
-            records += [(q, b"", value) for q in range(n)]
+            # records moved it (an idle tick's promise has no event behind it)
+            received.append(cause[1] if cause is not None and cause[0] == promise else None)
             self._promised[partition], self._promised_at[partition] = promise, clock
             self._idle_sent.discard(partition)
+        if keys:
+            # One record per partition of cx.customers carries the promises of all of this worker's partitions.
+            body: dict = {"m": "watermarks", "ks": keys}
+            if any(r is not None for r in received):
+                body["rs"] = received
+            value = orjson.dumps(body)
+            records += [(q, b"", value) for q in range(n)]
         if not records:
             return
         if self._window_opened is None:
@@ -707,9 +714,15 @@ class Worker:
         if problem is not None:
             return self._customer_dead_letter(msg, problem)
         customer = self.customer(msg.partition)
+        for part in each_message(message):
+            self._apply_customer_message(customer, part, round(msg.timestamp * 1000), now_ms)
+        return None
+
+    def _apply_customer_message(self, customer: CustomerProcessor, message: dict, record_ms: int, now_ms: int) -> None:
+        """One message to its customer processor, and the timing of what it releases."""
         late, fired = customer.merge.late, len(customer.pending.triggers)
         if message["m"] == "candidate":
-            self._time_candidate(message["trig"]["trigger_id"], round(msg.timestamp * 1000), now_ms)
+            self._time_candidate(message["trig"]["trigger_id"], record_ms, now_ms)
         customer.add(message, now_ms)
         self.stats["late_messages"] += customer.merge.late - late
         if self._candidates_taken:
@@ -722,7 +735,6 @@ class Worker:
         if isinstance(received, int) and not isinstance(received, bool):
             for trigger in customer.pending.triggers[fired:]:  # released by the promise of that event
                 self._trigger_cause[id(trigger)] = (received, None, None, None)
-        return None
 
     def _time_candidate(self, trigger_id: str, record_ms: int, taken_ms: int) -> None:
         """Remember when a cart's candidate was sent and taken, until the merge releases it (or forever not)."""
