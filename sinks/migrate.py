@@ -16,7 +16,10 @@ first cell is non-zero once the migration's effect is in place. It is asked
 before each statement and after a statement fails; once it holds, the rest
 of the file is skipped and the migration recorded. So a second worker that
 meets the first one's finished swap, or a start after a crash between the
-swap and its record, finishes instead of failing.
+swap and its record, finishes instead of failing. ClickHouse 18.16 fails a
+read of ``system.tables`` now and then ("Table cx.x doesn't exist") while
+another connection renames or drops a table, as a second worker's
+migration does: such reads (the guards, the layout check) are asked again.
 
 To change the schema add a new file; editing an applied file is refused
 (its checksum no longer matches), because servers that already ran it
@@ -42,7 +45,7 @@ from pathlib import Path
 from sinks.client import ClickHouse, ClickHouseError
 from sinks.cluster import ClusterDDL, ClusterDDLError
 
-__all__ = ["DATABASE", "DDL_DIR", "Migration", "MigrationError", "load_migrations", "migrate", "split_statements"]
+__all__ = ["DATABASE", "DDL_DIR", "Migration", "MigrationError", "catalog_read", "load_migrations", "migrate", "split_statements"]
 
 DATABASE = "cx"
 DDL_DIR = Path(__file__).parent / "ddl"
@@ -133,8 +136,29 @@ def _run(ch: ClickHouse, statement: str) -> None:
         raise
 
 
+CATALOG_READ_ATTEMPTS = 20
+
+
+def catalog_read(ch: ClickHouse, query: str, attempts: int = CATALOG_READ_ATTEMPTS) -> list[tuple]:
+    """``query`` over ``system.tables``, asked again when it met a table that another connection renamed or dropped.
+
+    ClickHouse 18.16 lists a database's tables, then reads each one; a table
+    renamed or dropped in between fails the whole query with "doesn't
+    exist" (215 of 14,043 such queries while another connection created,
+    renamed and dropped a table in a loop). The next read lists again.
+    """
+    for attempt in range(attempts):
+        try:
+            return ch.execute(query)
+        except ClickHouseError as exc:
+            if "doesn't exist" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _holds(ch: ClickHouse, query: str) -> bool:
-    rows = ch.execute(query)
+    rows = catalog_read(ch, query)
     return bool(rows and rows[0] and rows[0][0])
 
 
@@ -147,9 +171,7 @@ def _show_create(ch: ClickHouse, table: str) -> str | None:
 
 def _migrations_engine(ch: ClickHouse) -> str | None:
     """The engine of cx.schema_migrations on this server, None before the first migration."""
-    rows = ch.execute(
-        "SELECT engine FROM system.tables WHERE database = 'cx' AND name = 'schema_migrations'"
-    )
+    rows = catalog_read(ch, "SELECT engine FROM system.tables WHERE database = 'cx' AND name = 'schema_migrations'")
     return rows[0][0] if rows else None
 
 
