@@ -13,8 +13,9 @@ A migration that cannot be written with ``IF NOT EXISTS`` (a table copied
 into a new one that then takes its name: ``0008_events_first_wins.sql``)
 carries a guard, a comment line ``-- cx:done-when <SELECT>``: a query whose
 first cell is non-zero once the migration's effect is in place. It is asked
-before each statement and after a statement fails; once it holds, the rest
-of the file is skipped and the migration recorded. So a second worker that
+before each statement and after a statement fails (then for up to 5 s:
+another worker may be one statement short of the end); once it holds, the
+rest of the file is skipped and the migration recorded. So a second worker that
 meets the first one's finished swap, or a start after a crash between the
 swap and its record, finishes instead of failing. ClickHouse 18.16 fails a
 read of ``system.tables`` now and then ("Table cx.x doesn't exist") while
@@ -162,6 +163,25 @@ def _holds(ch: ClickHouse, query: str) -> bool:
     return bool(rows and rows[0] and rows[0][0])
 
 
+GUARD_WAIT_S = 5.0
+
+
+def _holds_soon(ch: ClickHouse, query: str, wait_s: float = GUARD_WAIT_S) -> bool:
+    """The guard after a statement failed: another worker may be in the middle of the same swap.
+
+    Its statements can fail this worker's (a table it just renamed) before
+    its own last one makes the guard hold, so the guard is asked again for
+    up to ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        if _holds(ch, query):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def _show_create(ch: ClickHouse, table: str) -> str | None:
     try:
         return ch.execute(f"SHOW CREATE TABLE {table}")[0][0]
@@ -242,7 +262,7 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[
                 for one in rendered:
                     _run(ch, one)
             except ClickHouseError:
-                if migration.done_when is not None and _holds(ch, migration.done_when):
+                if migration.done_when is not None and _holds_soon(ch, migration.done_when):
                     break  # another worker finished it meanwhile
                 raise
         row = (migration.version, migration.name, migration.checksum, int(time.time()))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sinks.client import ClickHouse, ClickHouseError, connect
-from sinks.migrate import DDL_DIR, MigrationError, catalog_read, load_migrations, migrate, split_statements
+from sinks.migrate import DDL_DIR, MigrationError, _holds_soon, catalog_read, load_migrations, migrate, split_statements
 
 VIEWS_AND_TABLES = sorted(
     ["deadletter_daily", "deadletters", "events", "kpi_daily", "schema_migrations", "triggers"]
@@ -184,3 +184,28 @@ def test_catalog_reads_hold_while_another_connection_renames_and_drops_tables(cl
     assert reads > 100
     if clickhouse_server.kind == "local":  # Debian's 18.16: the race is real there, so the retry was exercised
         assert plain_errors > 0
+
+
+class _GuardLater:
+    """A guard query that holds from its ``holds_from``-th asking on (another worker finishing the swap)."""
+
+    def __init__(self, holds_from: int) -> None:
+        self.holds_from, self.calls = holds_from, 0
+
+    def execute(self, query: str) -> list[tuple]:
+        self.calls += 1
+        return [(1 if self.calls >= self.holds_from else 0,)]
+
+
+def test_after_a_failed_statement_the_guard_is_asked_again_until_the_other_worker_finishes() -> None:
+    ch = _GuardLater(holds_from=3)
+    assert _holds_soon(ch, "SELECT 1", wait_s=2.0)  # type: ignore[arg-type]
+    assert ch.calls == 3
+
+
+def test_a_guard_that_never_holds_fails_the_migration_after_its_wait() -> None:
+    ch = _GuardLater(holds_from=10**9)
+    started = time.monotonic()
+    assert not _holds_soon(ch, "SELECT 1", wait_s=0.2)  # type: ignore[arg-type]
+    assert 0.2 <= time.monotonic() - started < 1.0
+    assert ch.calls >= 2
