@@ -622,7 +622,7 @@ class Worker:
                     self.trigger_times.append((t["trigger_id"], t["kind"], *cause, sent_ms))
 
     def _send_customer_messages(self, force: bool = False) -> None:
-        """Hand the device stage's new messages to ``cx.customers`` now, then each partition's promise.
+        """Hand the device stage's new messages to ``cx.customers`` now, then the partitions' new promises.
 
         Messages are keyed by customer; the partitions' new promises go in
         one record to every partition of ``cx.customers``, after the messages
