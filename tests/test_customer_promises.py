@@ -12,8 +12,11 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pipeline.detect.customer import each_message
+from pipeline.detect.customer import CustomerProcessor, bad_message, each_message
+from pipeline.detect.rules import Rules
 from pipeline.runtime.faust_adapter import create_app
 from pipeline.runtime.worker import ANY_PARTITION, Worker
 from pipeline.settings import Settings
@@ -149,3 +152,45 @@ def test_each_message_splits_promises_and_keeps_their_receive_times() -> None:
     record = {"m": "watermarks", "ks": [[900, 0, 4, 0], [910, 1, 7, 0]], "rs": [None, 123]}
     assert each_message(record) == [{"m": "watermark", "k": [900, 0, 4, 0]}, {"m": "watermark", "k": [910, 1, 7, 0], "r": 123}]
     assert each_message({"m": "idle", "src": 1}) == [{"m": "idle", "src": 1}]
+
+
+_ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_valid_key = st.tuples(st.integers(0, 2**42), st.integers(0, 3), st.integers(0, 2**40), st.integers(0, 50)).map(list)
+_keys = st.one_of(_valid_key, st.lists(_ints, min_size=4, max_size=4), st.none(), st.text(max_size=3),
+                  st.lists(st.booleans(), min_size=4, max_size=4), st.lists(st.integers(0, 3), max_size=5))  # fmt: skip
+_receive_times = st.one_of(st.none(), st.integers(0, 2**42), st.booleans(), st.text(max_size=2))
+
+
+@st.composite
+def _promise_records(draw: st.DrawFn) -> dict:
+    """Records for cx.customers as the worker writes them, and as a stranger might."""
+    kind = draw(st.sampled_from(["watermarks", "watermarks", "watermark", "idle"]))
+    record: dict = {"m": kind}
+    if kind == "watermarks":
+        keys = draw(st.one_of(st.lists(_valid_key, min_size=1, max_size=4), st.lists(_keys, max_size=6), _keys))
+        record["ks"] = keys
+        if draw(st.booleans()):
+            n = len(keys) if isinstance(keys, list) and draw(st.integers(0, 3)) else draw(st.integers(0, 6))
+            record["rs"] = draw(st.one_of(st.lists(_receive_times, min_size=n, max_size=n), _receive_times))
+    elif kind == "watermark":
+        record["k"] = draw(_keys)
+    else:
+        record["src"] = draw(st.one_of(st.integers(-2, 6), st.text(max_size=2)))
+    return record
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(_promise_records(), max_size=8))
+def test_any_promise_record_is_refused_with_a_reason_or_applied_without_error(records: list[dict]) -> None:
+    proc = CustomerProcessor(Rules(), lambda key: None, sources=4)
+    for record in records:
+        problem = bad_message(record, 4)
+        if problem is not None:
+            assert isinstance(problem, str) and problem
+            continue
+        parts = each_message(record)
+        assert parts and all(bad_message(part, 4) is None for part in parts)
+        for part in parts:
+            proc.add(part, wall_ms=0)
+    announced = [a for a in proc.merge.announced if a is not None]
+    assert all(len(a) == 4 and 0 <= a[1] < 4 for a in announced)
