@@ -246,6 +246,13 @@ class _QuietRequestHandler(web.RequestHandler):
     def handle_error(
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
+        if isinstance(exc, ConnectionResetError):
+            # The client hung up while its request was read (a closed tab, a lost signal): nothing
+            # was produced and no one reads an answer. One line, not aiohttp's traceback at ERROR.
+            log.info("%s closed the connection while its request was read; nothing produced", request.remote)
+            response = web.Response(status=400)
+            response.force_close()
+            return response
         if status >= 500:
             return super().handle_error(request, status, exc, None)
         self.log_debug("refused an unparsable request from %s: %s", request.remote, type(exc).__name__)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -170,6 +172,32 @@ def test_librdkafka_murmur2_partitioner_agrees_with_partition_for_key(broker: Em
     assert len(set(landed.values())) > 5  # the keys really spread
 
 
+def test_a_client_that_hangs_up_mid_body_gets_one_log_line_and_produces_nothing(
+    collector: CollectorThread, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = orjson.dumps({"batch": [{"type": "track", "event": "Hung Up", "anonymousId": "a-hang", "messageId": "m-hang"}]})
+    head = (
+        "POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: {basic(WRITE_KEY)['Authorization']}\r\nContent-Length: {len(body) + 500}\r\n\r\n"
+    ).encode()
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection(("127.0.0.1", settings.collector_port), timeout=5) as sock:
+            sock.sendall(head + body)  # 500 bytes short of what it announced
+            time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any("closed the connection" in r.getMessage() for r in caplog.records):
+            time.sleep(0.05)
+    lines = [r for r in caplog.records if "closed the connection" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and lines[0].exc_info is None
+    assert lines[0].getMessage() == "127.0.0.1 closed the connection while its request was read; nothing produced"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # the collector still answers, and the hung-up event never reached Kafka
+    resp = requests.post(f"{collector.url}/v1/batch", data=body, headers={**basic(WRITE_KEY), "Content-Type": "application/json"}, timeout=5)
+    assert resp.status_code == 200
+    events = read_topic(settings.kafka_bootstrap, settings.topic_events, lambda recs: any(b"m-hang" in r.value() for r in recs))
+    assert sum(r.value().count(b"m-hang") for r in events) == 1
+
+
 def test_broker_down_is_503_with_retry_after_then_recovers(
     collector: CollectorThread, settings: Settings, broker: EmbeddedBroker
 ) -> None:
@@ -199,3 +227,4 @@ def test_broker_down_is_503_with_retry_after_then_recovers(
     assert requests.get(f"{collector.url}/ready", timeout=10).status_code == 200
     [msg] = read_topic(broker.bootstrap, settings.topic_events, event_count(1))
     assert [e["event_id"] for e in decode_batch(msg.value())] == ["int-down"]
+
