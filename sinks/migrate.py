@@ -148,14 +148,14 @@ def catalog_read(ch: ClickHouse, query: str, attempts: int = CATALOG_READ_ATTEMP
     exist" (215 of 14,043 such queries while another connection created,
     renamed and dropped a table in a loop). The next read lists again.
     """
-    for attempt in range(attempts):
+    for attempt in range(1, attempts):
         try:
             return ch.execute(query)
         except ClickHouseError as exc:
-            if "doesn't exist" not in str(exc) or attempt == attempts - 1:
+            if "doesn't exist" not in str(exc):
                 raise
-            time.sleep(0.005 * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(0.005 * attempt)
+    return ch.execute(query)  # the last attempt: its error is the caller's
 
 
 def _holds(ch: ClickHouse, query: str) -> bool:
