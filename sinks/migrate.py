@@ -3,11 +3,14 @@
 Each file is a list of statements separated by ``;`` at the end of a line,
 written in the portable subset described in ``sinks/__init__``. Applied
 versions are recorded in ``cx.schema_migrations`` with the file's checksum.
-Every statement uses ``IF NOT EXISTS`` (or ``DROP ... IF EXISTS`` before a
+A worker with files to apply on a server takes ``MigrationLock`` first, so
+workers starting together migrate one after the other (ClickHouse 18.16
+deadlocks two at once for good); a worker with nothing to apply takes no
+lock. Every statement still uses ``IF NOT EXISTS`` (or ``DROP ... IF EXISTS`` before a
 re-create, or is an ``ADD COLUMN``: ClickHouse 18.16 has no ``ADD COLUMN IF
-NOT EXISTS``, so a column that already exists counts as added), so two workers migrating the same server at once both succeed:
-they may both run a file, which changes nothing the second time, and the
-table keeps one row per version (ReplacingMergeTree).
+NOT EXISTS``, so a column that already exists counts as added), so a file
+run again after a crash in its middle changes nothing the second time, and
+the table keeps one row per version (ReplacingMergeTree).
 
 A migration that cannot be written with ``IF NOT EXISTS`` (a table copied
 into a new one that then takes its name: ``0008_events_first_wins.sql``)
@@ -38,19 +41,38 @@ without running.
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+import socket
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sinks.client import ClickHouse, ClickHouseError
+from sinks.client import ClickHouse, ClickHouseError, connection_of_its_own
 from sinks.cluster import ClusterDDL, ClusterDDLError
 
-__all__ = ["DATABASE", "DDL_DIR", "Migration", "MigrationError", "catalog_read", "load_migrations", "migrate", "split_statements"]
+__all__ = [
+    "DATABASE",
+    "DDL_DIR",
+    "LOCK_TABLE",
+    "Migration",
+    "MigrationError",
+    "MigrationLock",
+    "catalog_read",
+    "load_migrations",
+    "migrate",
+    "split_statements",
+]
+
+log = logging.getLogger(__name__)
 
 DATABASE = "cx"
 DDL_DIR = Path(__file__).parent / "ddl"
 MIGRATIONS_TABLE = "cx.schema_migrations"
+LOCK_TABLE = "cx.migration_lock"
 
 _BOOTSTRAP = (
     "CREATE DATABASE IF NOT EXISTS cx",
@@ -219,6 +241,149 @@ def _bootstrap(ch: ClickHouse, cluster: ClusterDDL | None) -> None:
             _run(ch, rendered)
 
 
+LOCK_BEAT_S = 1.0
+LOCK_STALE_S = 30.0
+LOCK_POLL_S = 0.2
+
+
+class MigrationLock:
+    """One worker at a time migrates a server: ``cx.migration_lock``, a table only one can create.
+
+    ClickHouse 18.16 deadlocks a copy-and-swap migration run by two workers
+    at once: one worker's ``INSERT INTO cx.events_0008 SELECT ... FROM
+    cx.events`` and the other's ``RENAME TABLE cx.events TO cx.events_0007,
+    cx.events_0008 TO cx.events`` each wait for a table lock the other
+    holds, ``KILL QUERY`` cannot end either, and every later read of
+    ``cx.events`` (``system.columns`` too) waits behind them until the server
+    restarts (seen once in 173 runs of two workers migrating an empty
+    server). So a worker with migrations to apply first creates
+    ``cx.migration_lock`` (``CREATE TABLE`` without ``IF NOT EXISTS``: of two
+    workers one gets "already exists"), applies them, and drops it.
+
+    The holder adds a row to the table every ``beat_s`` seconds from a
+    connection of its own, also while a long copy runs. A waiter polls the
+    holder and the number of rows; when that number has not changed for
+    ``stale_s`` seconds of the waiter's own clock (the holder was killed, or
+    the server restarted and the Memory table lost its rows), the lock is
+    stale: the waiter renames the table to a name of its own, checks that
+    it took the stale lock and not one created meanwhile (else it puts it
+    back), drops it, and takes the lock. The embedded store has one owner
+    and no lock.
+    """
+
+    def __init__(
+        self,
+        ch: ClickHouse,
+        *,
+        beat_s: float | None = None,
+        stale_s: float | None = None,
+        poll_s: float | None = None,
+    ) -> None:
+        self.ch = ch
+        self.beat_s = LOCK_BEAT_S if beat_s is None else beat_s
+        self.stale_s = LOCK_STALE_S if stale_s is None else stale_s
+        self.poll_s = LOCK_POLL_S if poll_s is None else poll_s
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._beat_ch: ClickHouse | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _state(self, table: str = LOCK_TABLE) -> tuple[str, int] | None:
+        """(holder, rows) of the lock table, None when there is none."""
+        try:
+            rows = self.ch.execute(f"SELECT any(holder), count() FROM {table}")
+        except ClickHouseError as exc:
+            if "doesn't exist" in str(exc):
+                return None
+            raise
+        return (rows[0][0], rows[0][1]) if rows else ("", 0)
+
+    def acquire(self) -> None:
+        seen: tuple[str, int] | None = None
+        changed_at = time.monotonic()
+        told = False
+        while True:
+            try:
+                self.ch.execute(f"CREATE TABLE {LOCK_TABLE} (holder String, beat UInt64) ENGINE = Memory")
+            except ClickHouseError as exc:
+                if "already exists" not in str(exc):
+                    raise
+            else:
+                self._start_beating()
+                return
+            state = self._state()
+            if state is None:
+                continue  # released meanwhile: try again at once
+            now = time.monotonic()
+            if state != seen:
+                seen, changed_at = state, now
+            elif now - changed_at >= self.stale_s:
+                if self._break(state):
+                    log.warning(
+                        "took over the migration lock of %s: no heartbeat for %.0f s", state[0] or "a holder", self.stale_s
+                    )
+                seen, changed_at = None, time.monotonic()
+                continue
+            if not told:
+                log.info("waiting for %s to finish migrating ClickHouse (%s)", state[0] or "another worker", LOCK_TABLE)
+                told = True
+            time.sleep(self.poll_s)
+
+    def _break(self, stale: tuple[str, int]) -> bool:
+        """Remove the lock table seen as ``stale``; False when it was gone or turned out to be alive."""
+        private = f"{LOCK_TABLE}_stale_{uuid.uuid4().hex[:12]}"
+        try:
+            self.ch.execute(f"RENAME TABLE {LOCK_TABLE} TO {private}")
+        except ClickHouseError as exc:
+            if "doesn't exist" in str(exc):
+                return False
+            raise
+        if self._state(private) != stale:
+            # Another waiter broke the stale lock and took a new one in between: give it back.
+            try:
+                self.ch.execute(f"RENAME TABLE {private} TO {LOCK_TABLE}")
+            except ClickHouseError as exc:
+                log.warning("could not give back the migration lock taken by mistake (%s): %s", private, exc)
+            return False
+        self.ch.execute(f"DROP TABLE IF EXISTS {private}")
+        return True
+
+    def _start_beating(self) -> None:
+        self.ch.insert(LOCK_TABLE, ["holder", "beat"], [(self.holder, 0)])
+        self._beat_ch = connection_of_its_own(self.ch)
+        self._thread = threading.Thread(target=self._beat, name="migration-lock-beat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        beat = 0
+        assert self._beat_ch is not None
+        while not self._stop.wait(self.beat_s):
+            beat += 1
+            try:
+                self._beat_ch.insert(LOCK_TABLE, ["holder", "beat"], [(self.holder, beat)])
+            except ClickHouseError as exc:
+                log.warning("migration lock heartbeat failed: %s", exc)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._beat_ch is not None and self._beat_ch is not self.ch:
+            self._beat_ch.close()
+        state = self._state()
+        if state is not None and state[0] == self.holder:
+            self.ch.execute(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+        else:
+            log.warning("the migration lock was no longer this worker's when it finished (%s)", state)
+
+    def __enter__(self) -> MigrationLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[str]:
     """Apply the migrations not yet recorded; return their names (empty when up to date).
 
@@ -232,22 +397,38 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[
     """
     layout = ClusterDDL(cluster) if cluster else None
     _bootstrap(ch, layout)
+    migrations = load_migrations(ddl_dir)
+    if not _pending(ch, layout, migrations):
+        return []  # up to date: no lock (every restart of every worker comes here)
+    if connection_of_its_own(ch) is ch:  # the embedded store: one owner, no one to wait for
+        return _apply(ch, layout, migrations)
+    with MigrationLock(ch):
+        return _apply(ch, layout, migrations)  # what another worker applied meanwhile is skipped
+
+
+def _applied(ch: ClickHouse, layout: ClusterDDL | None) -> dict[int, str]:
     if layout is not None:
         # This server's copy of the versions table may lag the replica that a
         # worker just migrated through: fetch what it has applied first.
         _run(ch, "SYSTEM SYNC REPLICA cx.schema_migrations_local")
-    applied = {
+    return {
         version: checksum
         for version, checksum in ch.execute("SELECT version, checksum FROM cx.schema_migrations FINAL")
     }
+
+
+def _pending(ch: ClickHouse, layout: ClusterDDL | None, migrations: list[Migration]) -> list[Migration]:
+    """The migrations not applied yet; MigrationError for an applied file that was edited."""
+    applied = _applied(ch, layout)
+    for migration in migrations:
+        if migration.version in applied and applied[migration.version] != migration.checksum:
+            raise MigrationError(f"{migration.name}.sql changed after it was applied; add a new migration file instead")
+    return [m for m in migrations if m.version not in applied]
+
+
+def _apply(ch: ClickHouse, layout: ClusterDDL | None, migrations: list[Migration]) -> list[str]:
     done = []
-    for migration in load_migrations(ddl_dir):
-        if migration.version in applied:
-            if applied[migration.version] != migration.checksum:
-                raise MigrationError(
-                    f"{migration.name}.sql changed after it was applied; add a new migration file instead"
-                )
-            continue
+    for migration in _pending(ch, layout, migrations):
         for statement in () if layout is not None and migration.single_server else migration.statements:
             if migration.done_when is not None and _holds(ch, migration.done_when):
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,18 @@ from pathlib import Path
 import pytest
 
 from sinks.client import ClickHouse, ClickHouseError, connect
-from sinks.migrate import DDL_DIR, MigrationError, _holds_soon, catalog_read, load_migrations, migrate, split_statements
+import sinks.migrate
+from sinks.migrate import (
+    DDL_DIR,
+    LOCK_TABLE,
+    MigrationError,
+    MigrationLock,
+    _holds_soon,
+    catalog_read,
+    load_migrations,
+    migrate,
+    split_statements,
+)
 
 VIEWS_AND_TABLES = sorted(
     ["deadletter_daily", "deadletters", "events", "kpi_daily", "schema_migrations", "triggers"]
@@ -104,10 +116,10 @@ def test_two_workers_migrating_one_server_at_once_both_succeed(clickhouse_server
         first.execute("DROP DATABASE IF EXISTS cx")
         with ThreadPoolExecutor(max_workers=2) as pool:
             results = list(pool.map(migrate, [first, second]))
-        # each saw an empty schema or the other's work; neither failed
+        # one took the migration lock and applied every file; the other waited and found nothing left
         names = [name for _, name in APPLIED]
-        # each applied the files the other had not recorded yet when it looked: a suffix, maybe all or none
-        assert all(r == names[len(names) - len(r) :] for r in results), results
+        assert sorted(results, key=len) == [[], names], results
+        assert first.execute(f"EXISTS TABLE {LOCK_TABLE}") == [(0,)]
         assert first.execute("SELECT version, name FROM cx.schema_migrations FINAL ORDER BY version") == APPLIED
         tables = first.execute("SELECT name FROM system.tables WHERE database = 'cx' ORDER BY name")
         assert [t[0] for t in tables] == VIEWS_AND_TABLES
@@ -209,3 +221,117 @@ def test_a_guard_that_never_holds_fails_the_migration_after_its_wait() -> None:
     assert not _holds_soon(ch, "SELECT 1", wait_s=0.2)  # type: ignore[arg-type]
     assert 0.2 <= time.monotonic() - started < 1.0
     assert ch.calls >= 2
+
+
+def _migrating_in_a_thread(url: str) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def run() -> None:
+        ch = connect(url)
+        try:
+            out["applied"] = migrate(ch)
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+        finally:
+            ch.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _empty_cx(url: str) -> ClickHouse:
+    ch = connect(url)
+    ch.execute("DROP DATABASE IF EXISTS cx")
+    ch.execute("CREATE DATABASE cx")
+    return ch
+
+
+@pytest.mark.integration
+def test_a_worker_applies_nothing_while_another_holds_the_migration_lock(clickhouse_server) -> None:  # noqa: ANN001
+    # Two workers copying and renaming cx.events at once deadlock ClickHouse 18.16 for good
+    # (INSERT ... SELECT against RENAME): the second must not run a statement until the first is done.
+    holder_ch = _empty_cx(clickhouse_server.url)
+    try:
+        lock = MigrationLock(holder_ch, beat_s=0.1)
+        lock.acquire()
+        thread, out = _migrating_in_a_thread(clickhouse_server.url)
+        time.sleep(2.0)
+        assert thread.is_alive()
+        assert holder_ch.execute("EXISTS TABLE cx.events") == [(0,)]
+        assert holder_ch.execute("SELECT count() FROM cx.schema_migrations") == [(0,)]
+        lock.release()
+        thread.join(120)
+        assert not thread.is_alive()
+        assert out.get("applied") == [name for _, name in APPLIED], out
+        assert holder_ch.execute(f"EXISTS TABLE {LOCK_TABLE}") == [(0,)]
+    finally:
+        holder_ch.close()
+
+
+@pytest.mark.integration
+def test_a_lock_whose_holder_stopped_beating_is_taken_over(
+    clickhouse_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture  # noqa: ANN001
+) -> None:
+    # A worker killed while it held the lock: its table stays, its heartbeat rows stop.
+    ch = _empty_cx(clickhouse_server.url)
+    try:
+        ch.execute(f"CREATE TABLE {LOCK_TABLE} (holder String, beat UInt64) ENGINE = Memory")
+        ch.insert(LOCK_TABLE, ["holder", "beat"], [("host:4242:dead", 0)])
+        monkeypatch.setattr(sinks.migrate, "LOCK_STALE_S", 1.0)
+        caplog.set_level(logging.INFO, logger="sinks.migrate")
+        started = time.monotonic()
+        assert migrate(ch) == [name for _, name in APPLIED]
+        assert time.monotonic() - started >= 1.0
+        assert "took over the migration lock of host:4242:dead: no heartbeat for 1 s" in caplog.text
+        assert ch.execute("SELECT count() FROM system.tables WHERE database = 'cx' AND name LIKE 'migration_lock%'") == [(0,)]
+    finally:
+        ch.close()
+
+
+@pytest.mark.integration
+def test_a_lock_whose_holder_beats_is_waited_for_past_the_stale_time(
+    clickhouse_server, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    # A long copy keeps the lock: its heartbeat comes from a connection of its own.
+    holder_ch = _empty_cx(clickhouse_server.url)
+    try:
+        monkeypatch.setattr(sinks.migrate, "LOCK_STALE_S", 0.6)
+        lock = MigrationLock(holder_ch, beat_s=0.1)
+        lock.acquire()
+        thread, out = _migrating_in_a_thread(clickhouse_server.url)
+        time.sleep(3.0)  # five times the stale time
+        assert thread.is_alive(), out
+        assert holder_ch.execute("SELECT any(holder), count() >= 20 FROM cx.migration_lock") == [(lock.holder, 1)]
+        lock.release()
+        thread.join(120)
+        assert out.get("applied") == [name for _, name in APPLIED], out
+    finally:
+        holder_ch.close()
+
+
+@pytest.mark.integration
+def test_an_up_to_date_database_is_not_held_up_by_a_left_lock(clickhouse_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    # Every restart of every worker migrates: with nothing to apply it takes no lock and waits for none.
+    ch = _empty_cx(clickhouse_server.url)
+    try:
+        assert migrate(ch) == [name for _, name in APPLIED]
+        ch.execute(f"CREATE TABLE {LOCK_TABLE} (holder String, beat UInt64) ENGINE = Memory")
+        monkeypatch.setattr(sinks.migrate, "LOCK_STALE_S", 3600.0)
+        thread, out = _migrating_in_a_thread(clickhouse_server.url)
+        thread.join(30)
+        assert not thread.is_alive()
+        assert out.get("applied") == [], out
+    finally:
+        ch.execute(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+        ch.close()
+
+
+def test_the_embedded_store_migrates_without_a_lock(tmp_path: Path) -> None:
+    ch = connect(f"chdb://{tmp_path / 'chdb'}")
+    try:
+        ch.execute("CREATE DATABASE cx")
+        ch.execute(f"CREATE TABLE {LOCK_TABLE} (holder String, beat UInt64) ENGINE = Memory")  # never looked at
+        assert migrate(ch) == [name for _, name in APPLIED]
+    finally:
+        ch.close()
