@@ -241,6 +241,8 @@ def _bootstrap(ch: ClickHouse, cluster: ClusterDDL | None) -> None:
             _run(ch, rendered)
 
 
+# A table another connection dropped or is dropping (18.16 says either).
+_GONE = re.compile(r"doesn't exist|is dropped|being dropped")
 LOCK_BEAT_S = 1.0
 LOCK_STALE_S = 30.0
 LOCK_POLL_S = 0.2
@@ -293,7 +295,7 @@ class MigrationLock:
         try:
             rows = self.ch.execute(f"SELECT any(holder), count() FROM {table}")
         except ClickHouseError as exc:
-            if "doesn't exist" in str(exc):
+            if _GONE.search(str(exc)):
                 return None
             raise
         return (rows[0][0], rows[0][1]) if rows else ("", 0)
@@ -306,7 +308,7 @@ class MigrationLock:
             try:
                 self.ch.execute(f"CREATE TABLE {LOCK_TABLE} (holder String, beat UInt64) ENGINE = Memory")
             except ClickHouseError as exc:
-                if "already exists" not in str(exc):
+                if "already exists" not in str(exc) and not _GONE.search(str(exc)):
                     raise
             else:
                 self._start_beating()
@@ -335,7 +337,7 @@ class MigrationLock:
         try:
             self.ch.execute(f"RENAME TABLE {LOCK_TABLE} TO {private}")
         except ClickHouseError as exc:
-            if "doesn't exist" in str(exc):
+            if _GONE.search(str(exc)):
                 return False
             raise
         if self._state(private) != stale:

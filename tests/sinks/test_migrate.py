@@ -335,3 +335,32 @@ def test_the_embedded_store_migrates_without_a_lock(tmp_path: Path) -> None:
         assert migrate(ch) == [name for _, name in APPLIED]
     finally:
         ch.close()
+
+
+class _LockRace:
+    """A server where the lock exists at the first CREATE and is being dropped when it is read."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.inserted: list[tuple] = []
+
+    def execute(self, query: str) -> list[tuple]:
+        self.statements.append(query.split(" (")[0])
+        creates = sum(s.startswith("CREATE TABLE") for s in self.statements)
+        if query.startswith("CREATE TABLE") and creates == 1:
+            raise ClickHouseError("statement failed: Code: 57, e.displayText() = DB::Exception: Table cx.migration_lock already exists.")
+        if query.startswith("SELECT any(holder)"):
+            raise ClickHouseError("statement failed: Code: 218, e.displayText() = DB::Exception: Table is dropped")
+        return []
+
+    def insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        self.inserted += rows
+
+
+def test_a_lock_being_dropped_while_it_is_read_is_created_again() -> None:
+    ch = _LockRace()
+    lock = MigrationLock(ch, beat_s=60)  # type: ignore[arg-type]
+    lock.acquire()
+    lock._stop.set()
+    assert ch.statements == [f"CREATE TABLE {LOCK_TABLE}", "SELECT any(holder), count() FROM cx.migration_lock", f"CREATE TABLE {LOCK_TABLE}"]
+    assert ch.inserted == [(lock.holder, 0)]
