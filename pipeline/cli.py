@@ -411,7 +411,7 @@ def bench_cpu(
     """CPU time per event of the worker's pure path (decode, detect, states, rows, insert), no Kafka or ClickHouse."""
     from pipeline.tools.bench_cpu import report, run
 
-    console.print(report(run(events, seed)), highlight=False)
+    console.print(report(run(events, seed, worker_gc=True)), highlight=False)
 
 
 @cli.command(name="build-native")

@@ -56,3 +56,23 @@ def test_digest_pins_the_outputs(result: dict) -> None:
     other = run(EVENTS, seed=7, insert=False, settings=settings)
     assert other["events"] == result["events"]
     assert other["digest"] != result["digest"]
+
+
+@pytest.fixture
+def restore_gc():
+    import gc
+
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+def test_the_worker_s_garbage_collection_changes_no_output(result: dict, restore_gc: None) -> None:
+    import gc
+
+    assert result["gc"] == "Python's default"
+    tuned = run(EVENTS, seed=7, settings=Settings(_env_file=None), worker_gc=True)
+    assert gc.get_threshold()[0] == 50_000 and gc.get_freeze_count() > 0
+    assert tuned["gc"].startswith("the worker's")
+    assert tuned["digest"] == GOLDEN_DIGEST
