@@ -314,8 +314,9 @@ class MigrationLock:
                 self._start_beating()
                 return
             state = self._state()
-            if state is None:
-                continue  # released meanwhile: try again at once
+            if state is None:  # released meanwhile: try again soon
+                time.sleep(0.01)
+                continue
             now = time.monotonic()
             if state != seen:
                 seen, changed_at = state, now
@@ -402,10 +403,16 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[
     migrations = load_migrations(ddl_dir)
     if not _pending(ch, layout, migrations):
         return []  # up to date: no lock (every restart of every worker comes here)
-    if connection_of_its_own(ch) is ch:  # the embedded store: one owner, no one to wait for
+    if not _on_a_server(ch):  # the embedded store: one owner, no one to wait for
         return _apply(ch, layout, migrations)
     with MigrationLock(ch):
         return _apply(ch, layout, migrations)  # what another worker applied meanwhile is skipped
+
+
+def _on_a_server(ch: ClickHouse) -> bool:
+    from sinks.backend_server import ServerClickHouse
+
+    return isinstance(ch, ServerClickHouse)
 
 
 def _applied(ch: ClickHouse, layout: ClusterDDL | None) -> dict[int, str]:
