@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import sys
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -13,6 +17,29 @@ from pipeline.settings import Settings
 pytest_plugins = ["tests.fixtures.report", "tests.fixtures.kafka", "tests.fixtures.clickhouse"]
 
 _seq = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """Every test leaves Python's logging as it found it.
+
+    A CLI command run in-process (``CliRunner``) sets up this process's logs
+    (``pipeline.logs.configure``): a root handler on the runner's stderr,
+    which is closed when the command returns, the root level, and in JSON
+    mode ``sys.excepthook`` and the capture of warnings. Kept, a later test's
+    thread that logs (a collector answering a client that hung up) hit the
+    closed stream and printed "--- Logging error ---" into the run.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    hook, showwarning = sys.excepthook, warnings.showwarning
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.excepthook = hook
+    if warnings.showwarning is not showwarning:
+        logging.captureWarnings(False)
+        warnings.showwarning = showwarning
 
 
 @pytest.fixture
