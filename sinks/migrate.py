@@ -328,7 +328,8 @@ class MigrationLock:
                 seen, changed_at = None, time.monotonic()
                 continue
             if not told:
-                log.info("waiting for %s to finish migrating ClickHouse (%s)", state[0] or "another worker", LOCK_TABLE)
+                # WARNING, seen at the workers' default log level: a start that waits says why.
+                log.warning("waiting for %s to finish migrating ClickHouse (%s)", state[0] or "another worker", LOCK_TABLE)
                 told = True
             time.sleep(self.poll_s)
 
