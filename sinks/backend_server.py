@@ -83,6 +83,13 @@ class ServerClickHouse:
             except TypeMismatchError as exc:
                 # Rows that do not fit the columns: a bug that no retry fixes.
                 raise TypeError(f"{what}: {exc}") from exc
+            except UnicodeDecodeError as exc:
+                # 18.16 cuts a long error message at a byte count, inside a character if it falls
+                # there (an analyst's statement quoted back); the driver cannot decode the rest.
+                self._client.disconnect()
+                raise ClickHouseError(
+                    f"{what} failed: the server's answer is not valid UTF-8 (byte {exc.start} of a message it cut short)"
+                ) from exc
             except _FAILURES as exc:
                 # Drop the socket so the next call starts from a clean connection.
                 self._client.disconnect()

@@ -288,6 +288,19 @@ def test_the_analyst_user_and_the_workers_read_only_path_refuse_each_probe(
 
 
 @pytest.mark.integration
+def test_an_error_message_cut_inside_a_character_is_an_error_and_the_next_query_answers(
+    server_store: tuple[ClickHouse, str]
+) -> None:
+    # Found by tests/fuzz/test_fuzz_analyst_sql.py: 18.16 quotes the statement in its syntax error
+    # and cuts the message at a byte count, here inside the two bytes of "é".
+    writer, _ = server_store
+    sql = f"0SELECT * FROM numbers(1) JOIN view(SELECT * FROM file('/tmp/{'p' * 56}/canary.txt', 'LineAsString')) ON 1 = 1000é"
+    with pytest.raises(ClickHouseError, match="not valid UTF-8"):
+        run_analyst_query(writer, sql, LIMITS)
+    assert run_analyst_query(writer, "SELECT 'é' AS s", LIMITS) == (["s"], [("é",)])
+
+
+@pytest.mark.integration
 def test_the_analyst_user_reads_cx_only_within_its_profile_limits(server_store: tuple[ClickHouse, str]) -> None:
     writer, analyst_url = server_store
     analyst = connect(analyst_url)
