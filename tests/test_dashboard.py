@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.dashboard.charts import CHARTS, first_day, render, sql_string
+from pipeline.dashboard.charts import CHARTS, Chart, first_day, render, sql_string
 from pipeline.dashboard.server import Dashboard, StoreUnavailable, cookie_name, cookie_value, make_app
 from pipeline.settings import Settings
 from pipeline.webtoken import new_token, read_token
+from sinks.client import ClickHouse, connect
 
 PORT = 8123  # only names the cookie: the test server listens where aiohttp chooses
 
@@ -68,6 +71,26 @@ def test_every_chart_renders_to_sql_with_the_tenant_and_day_as_literals() -> Non
         assert "{tenant}" not in sql and "{since}" not in sql, chart.id
         assert "tenant = 'shop\\'a'" in sql, chart.id
         assert "toDate('2026-02-25')" in sql, chart.id
+
+
+@pytest.fixture(scope="module")
+def chdb(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    ch = connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+    yield ch
+    ch.close()
+
+
+# The tenant comes from the page's query string: any text, the placeholders' own names among it.
+TENANTS = st.text(st.characters(exclude_categories=["Cs"]), max_size=40) | st.builds(
+    "".join, st.lists(st.sampled_from(["{since}", "{tenant}", "'", "\\", "\\'", "--", ";", "/*", "a", "é", "\x00", "\n"]), max_size=8)
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(tenant=TENANTS, since=st.dates(date(2000, 1, 1), date(2099, 12, 31)))
+def test_any_tenant_renders_as_one_literal_that_clickhouse_reads_back_as_it_is(chdb: ClickHouse, tenant: str, since: date) -> None:
+    probe = Chart(id="probe", title="probe", definition="probe", sql="SELECT {tenant} AS t, {since} AS d, {tenant} = {tenant} AS same")
+    assert chdb.execute(render(probe, tenant, since)) == [(tenant, since, 1)]
 
 
 @pytest.mark.parametrize("path", ["/", "/static/echarts.min.js", "/api/meta", "/api/data?tenant=shop-a"])

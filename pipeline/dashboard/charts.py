@@ -14,6 +14,7 @@ JOIN, no window function), like the views themselves (docs/clickhouse.md).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -48,9 +49,18 @@ def first_day(today: date, days: int) -> date:
     return today - timedelta(days=days - 1)
 
 
+_PLACEHOLDER = re.compile(r"\{(tenant|since)\}")
+
+
 def render(chart: Chart, tenant: str, since: date) -> str:
-    """The SQL of ``chart`` for one tenant, from ``since`` (a UTC day) on."""
-    return chart.sql.replace("{tenant}", sql_string(tenant)).replace("{since}", f"toDate('{since.isoformat()}')")
+    """The SQL of ``chart`` for one tenant, from ``since`` (a UTC day) on.
+
+    One pass over the template: a tenant holding ``{since}`` stays text
+    inside its literal (replacing one placeholder after the other put the
+    date's quotes into the tenant's literal).
+    """
+    values = {"tenant": sql_string(tenant), "since": f"toDate('{since.isoformat()}')"}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], chart.sql)
 
 
 # Tenants to pick from: those with events in the store (the page adds the
