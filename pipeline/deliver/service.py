@@ -37,7 +37,7 @@ from pipeline.settings import Settings
 from pipeline.wire.topics import KAFKA_LOG, ensure_topics, kafka_config
 from pipeline.wire.triggers import decode_trigger
 
-__all__ = ["Deliverer", "Offsets", "heartbeat_ms", "run_deliver"]
+__all__ = ["Deliverer", "Offsets", "heartbeat_ms", "routable_trigger", "run_deliver"]
 
 log = logging.getLogger("cxstream.deliver")
 
@@ -57,6 +57,31 @@ def _epoch_ms(value: object) -> object:
     if isinstance(value, list):
         return [_epoch_ms(v) for v in value]
     return value
+
+
+# Fields the destinations filter on (``Destination.wants``): text or absent.
+_ROUTED = ("kind", "action", "tenant")
+
+
+def routable_trigger(record: object) -> dict:
+    """``record`` (a decoded ``cx.triggers`` value) if it is a trigger deliver can route, else ValueError saying why.
+
+    A trigger has a non-empty text ``trigger_id``; ``kind``, ``action`` and
+    ``tenant`` are text when present. Anything else on the topic (another
+    producer's record, a hand-written test) is dead-lettered as
+    ``not_a_trigger`` and committed: a list as ``kind`` once failed the
+    destinations' filter, stopped deliver, and stopped it again after
+    every restart.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"a trigger is a JSON object, got {type(record).__name__}")
+    if not isinstance(record.get("trigger_id"), str) or not record["trigger_id"]:
+        raise ValueError("no trigger_id")
+    for name in _ROUTED:
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be text, got {type(value).__name__}")
+    return record
 
 
 def heartbeat_ms(session_timeout_s: float) -> int:
@@ -192,9 +217,7 @@ class Deliverer:
         where = f"{topic}[{partition}]@{offset}"
         value = msg.value() or b""
         try:
-            record = decode_trigger(value, self.settings.trigger_format)
-            if not isinstance(record, dict) or not isinstance(record.get("trigger_id"), str) or not record["trigger_id"]:
-                raise ValueError("no trigger_id")
+            record = routable_trigger(decode_trigger(value, self.settings.trigger_format))
         except Exception as exc:  # noqa: BLE001 - any record must end somewhere
             log.error("%s is not a trigger (%s); dead-lettered", where, exc)
             await self._produce(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.deliver.config import KINDS
 from pipeline.settings import Settings
 from tests.deliver.common import SECRET, assert_schema, committed, make_trigger, produce, read_topic, start_deliver, wait_for, write_config
 from tests.deliver.receiver import Receiver
@@ -114,7 +115,8 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
 ) -> None:
     # tr-00003 and tr-00007: 400 (permanent, one attempt); tr-00005: 503 every time (3 attempts);
     # tr-00009: a reset connection every time (3 attempts, no status). Everything else: 200.
-    # One record on the topic is not a trigger at all: dead-lettered as not_a_trigger, and passed.
+    # Two records on the topic are not triggers: not JSON, and a kind that is a list (which once failed the
+    # destination's kinds filter and stopped deliver for good). Each dead-lettered as not_a_trigger, and passed.
     def strict(n: int, trigger_id: str, attempt: int) -> str:
         return {"tr-00003": "status:400", "tr-00007": "status:422", "tr-00005": "status:503", "tr-00009": "reset"}.get(trigger_id, "ok")
 
@@ -122,10 +124,11 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
     log = tmp_path / "deliver.log"
     with Receiver(SECRET.encode(), strict) as rx:
         config = write_config(tmp_path / "hooks.toml", [
-            {"name": "crm", "url": rx.url, "secret": SECRET, "max_attempts": 3, "timeout_s": 2},
+            {"name": "crm", "url": rx.url, "secret": SECRET, "max_attempts": 3, "timeout_s": 2, "kinds": sorted(KINDS)},
         ])  # fmt: skip
         settings = fresh_settings.model_copy(update={"kafka_bootstrap": kafka, "delivery_config": str(config), **FAST})
-        ends = produce(settings, kafka, [*triggers[:6], b"{not a trigger", *triggers[6:]])
+        listed = b'{"trigger_id": "tr-list", "kind": ["cart_abandoned"]}'
+        ends = produce(settings, kafka, [*triggers[:6], b"{not a trigger", *triggers[6:9], listed, *triggers[9:]])
         proc = start_deliver(settings, kafka, log)
         try:
             wait_for(
@@ -143,11 +146,15 @@ def test_refused_and_exhausted_triggers_are_dead_lettered_and_committed(
     assert (attempts["tr-00003"], attempts["tr-00007"], attempts["tr-00005"], attempts["tr-00009"]) == (1, 1, 3, 3)
     dead_records = read_topic(settings, kafka, settings.topic_delivery_deadletter)
     assert_schema(dead_records, "delivery_deadletter")
-    dead = {d["trigger_id"]: d for d in dead_records}
-    assert sorted(dead) == ["", "tr-00003", "tr-00005", "tr-00007", "tr-00009"]
-    poison = dead.pop("")
-    assert (poison["reason"], poison["destination"], poison["value"]) == ("not_a_trigger", "", "{not a trigger")
-    assert poison["last_error"].startswith("JSONDecodeError")
+    poisons = sorted((d for d in dead_records if d["trigger_id"] == ""), key=lambda d: d["value"])
+    assert [(p["reason"], p["destination"], p["value"]) for p in poisons] == [
+        ("not_a_trigger", "", listed.decode()),
+        ("not_a_trigger", "", "{not a trigger"),
+    ]
+    assert poisons[0]["last_error"] == "ValueError: kind must be text, got list"
+    assert poisons[1]["last_error"].startswith("JSONDecodeError")
+    dead = {d["trigger_id"]: d for d in dead_records if d["trigger_id"]}
+    assert sorted(dead) == ["tr-00003", "tr-00005", "tr-00007", "tr-00009"]
     assert {k: (d["destination"], d["reason"], d["attempts"], d["last_status"]) for k, d in dead.items()} == {
         "tr-00003": ("crm", "permanent", 1, 400),
         "tr-00007": ("crm", "permanent", 1, 422),

@@ -7,10 +7,12 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.deliver.config import ConfigError, load_destinations, parse_destinations
 from pipeline.deliver.send import RateLimiter, backoff_s, classify, retry_after_s
-from pipeline.deliver.service import Offsets, heartbeat_ms
+from pipeline.deliver.service import Offsets, heartbeat_ms, routable_trigger
 from pipeline.deliver.signing import sign, verify
 from pipeline.settings import Settings
 
@@ -186,3 +188,44 @@ def test_the_receivers_signature_check_in_the_docs_accepts_what_deliver_signs(pa
 def test_heartbeat_is_a_tenth_of_the_session_and_never_under_half_a_second(session_s: float, heartbeat: int) -> None:
     # librdkafka's own default, 3,000 ms, equals a 3 s session: the session then expired between heartbeats.
     assert heartbeat_ms(session_s) == heartbeat
+
+
+def _filtering_destinations() -> list:
+    return parse_destinations(
+        {"destination": [GOOD | {"kinds": ["cart_abandoned"], "actions": ["offer"], "tenants": ["shop-a"]}]}, SETTINGS
+    )
+
+
+def test_a_record_whose_kind_is_a_list_is_not_a_trigger() -> None:
+    # It once reached the destinations' filter: `["x"] in frozenset(...)` raised, deliver stopped, and the
+    # record, never committed, stopped it again after every restart.
+    with pytest.raises(ValueError, match="kind must be text, got list"):
+        routable_trigger({"trigger_id": "t1", "kind": ["cart_abandoned"]})
+    with pytest.raises(ValueError, match="no trigger_id"):
+        routable_trigger({"trigger_id": "", "kind": "cart_abandoned"})
+    with pytest.raises(ValueError, match="a trigger is a JSON object, got list"):
+        routable_trigger([{"trigger_id": "t1"}])
+    record = {"trigger_id": "t1", "kind": "cart_abandoned", "action": "offer", "tenant": "shop-a"}
+    assert routable_trigger(record) is record
+    assert [d.wants(record) for d in _filtering_destinations()] == [True]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(["trigger_id", "kind", "action", "tenant", "offer", "emitted_at"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(record=JSON | st.dictionaries(FIELDS, JSON | st.sampled_from(["t1", "cart_abandoned", "offer", "shop-a"])))
+def test_any_record_is_refused_with_a_reason_or_routed_without_error(record: object) -> None:
+    try:
+        trigger = routable_trigger(record)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert isinstance(trigger["trigger_id"], str) and trigger["trigger_id"]
+    for dest in _filtering_destinations():
+        assert dest.wants(trigger) in (True, False)
