@@ -402,12 +402,14 @@ def migrate(ch: ClickHouse, ddl_dir: Path = DDL_DIR, cluster: str = "") -> list[
     layout = ClusterDDL(cluster) if cluster else None
     _bootstrap(ch, layout)
     migrations = load_migrations(ddl_dir)
-    if not _pending(ch, layout, migrations):
+    pending = _pending(ch, layout, migrations)
+    if not pending:
         return []  # up to date: no lock (every restart of every worker comes here)
     if not _on_a_server(ch):  # the embedded store: one owner, no one to wait for
-        return _apply(ch, layout, migrations)
+        return _apply(ch, layout, pending)
     with MigrationLock(ch):
-        return _apply(ch, layout, migrations)  # what another worker applied meanwhile is skipped
+        # Read again under the lock: what another worker applied while this one waited is skipped.
+        return _apply(ch, layout, _pending(ch, layout, migrations))
 
 
 def _on_a_server(ch: ClickHouse) -> bool:
@@ -436,9 +438,10 @@ def _pending(ch: ClickHouse, layout: ClusterDDL | None, migrations: list[Migrati
     return [m for m in migrations if m.version not in applied]
 
 
-def _apply(ch: ClickHouse, layout: ClusterDDL | None, migrations: list[Migration]) -> list[str]:
+def _apply(ch: ClickHouse, layout: ClusterDDL | None, pending: list[Migration]) -> list[str]:
+    """Run the ``pending`` migrations in order, each recorded once its statements ran (or its guard held)."""
     done = []
-    for migration in _pending(ch, layout, migrations):
+    for migration in pending:
         for statement in () if layout is not None and migration.single_server else migration.statements:
             if migration.done_when is not None and _holds(ch, migration.done_when):
                 break

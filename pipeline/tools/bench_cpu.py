@@ -172,10 +172,12 @@ def run(
     command line sets it); else Python's default, which walks the young
     objects every 700 allocations and made detection about a third dearer.
     """
+    gc_used = "Python's default"
     if worker_gc:
-        from pipeline.runtime.worker import tune_gc
+        from pipeline.runtime.worker import GC_GEN0_THRESHOLD, tune_gc
 
         tune_gc()
+        gc_used = f"the worker's (start-up frozen, young generation every {GC_GEN0_THRESHOLD:,} allocations)"
     settings = settings or Settings(_env_file=None)
     rules = Rules.from_settings(settings)
     batches, dead_letters, ledger = _records(events, seed, settings)
@@ -282,9 +284,7 @@ def run(
         "wall_s": wall_s,
         "digest": digest.hexdigest(),
         "native": native.summary(),
-        "gc": "the worker's (start-up frozen, young generation every 50,000 allocations)"
-        if worker_gc
-        else "Python's default",
+        "gc": gc_used,
     }
 
 
