@@ -506,6 +506,104 @@ def test_an_error_in_a_hand_over_reaches_the_drain_loop_whether_it_waited_or_not
         asyncio.run(deliver(flow, fail_after_waiting, "r2"))
 
 
+class _RecoveryEndConsumer:
+    """What the end of a table recovery calls on the consumer, in order, with the flow's state at each call.
+
+    The flow runs at first, as the recovery left it for the changelogs. Once the seek is done, the fetch
+    loop fetches the partition's record from its new position and hands it to the channel's queue, as
+    Faust's does, if the flow runs then.
+    """
+
+    def __init__(self, queue: asyncio.Queue) -> None:
+        self.flow_active = True
+        self.queue = queue
+        self.calls: list[str] = []
+
+    def _flow(self) -> str:
+        return "flow on" if self.flow_active else "flow off"
+
+    def assignment(self) -> set[TP]:
+        return {TP("cx.events", 0)}
+
+    def stop_flow(self) -> None:
+        self.flow_active = False
+        self.calls.append("stop_flow")
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
+        self.calls.append("resume_flow")
+
+    def resume_partitions(self, tps: set[TP]) -> None:
+        self.calls.append(f"resume_partitions, {self._flow()}")
+
+    async def perform_seek(self) -> None:
+        self.calls.append(f"perform_seek, {self._flow()}")
+        if self.flow_active:
+            self.queue.put_nowait("cx.events[0]@0")
+
+
+async def _end_recovery(recovery_class: type, end: str) -> tuple[list[str], int]:
+    """Runs one end of a recovery (``_resume_streams`` or ``on_recovery_completed``) of ``recovery_class``."""
+    app = _app()
+    queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    consumer = _RecoveryEndConsumer(queue)
+    app.consumer = consumer
+    resume = app.flow_control.resume
+
+    def resume_and_empty() -> None:
+        consumer.calls.append(f"flow_control.resume, {queue.qsize()} queued")
+        resume()
+
+    app.flow_control.resume = resume_and_empty
+
+    async def nothing() -> None:
+        return None
+
+    app._fetcher = SimpleNamespace(maybe_start=nothing)
+    recovery = recovery_class(app, app.tables)
+    await getattr(recovery, end)(app.consumer_generation_id)
+    return consumer.calls, queue.qsize()
+
+
+@pytest.mark.parametrize("end", ["_resume_streams", "on_recovery_completed"])
+def test_faust_seeks_and_empties_the_queues_with_the_flow_running(end: str) -> None:
+    # Workaround 12: the record fetched after the seek is in the queue when flow control empties it:
+    # lost, and the seek that would fetch it again is over.
+    from faust.tables.recovery import Recovery
+
+    calls, queued = asyncio.run(_end_recovery(Recovery, end))
+    assert calls == [
+        "resume_partitions, flow on",
+        "perform_seek, flow on",
+        "flow_control.resume, 1 queued",
+        "resume_flow",
+    ]
+    assert queued == 0
+
+
+@pytest.mark.parametrize("end", ["_resume_streams", "on_recovery_completed"])
+def test_the_worker_stops_the_flow_before_faust_resumes_the_streams(end: str) -> None:
+    # Workaround 12: nothing is handed over until the seek is done and the queues are empty; the
+    # record stays at the partition's new position, fetched once the flow runs again.
+    from pipeline.runtime.faust_adapter import _Recovery
+
+    calls, queued = asyncio.run(_end_recovery(_Recovery, end))
+    assert calls == [
+        "stop_flow",
+        "resume_partitions, flow off",
+        "perform_seek, flow off",
+        "flow_control.resume, 0 queued",
+        "resume_flow",
+    ]
+    assert queued == 0
+
+
+def test_the_worker_app_recovers_its_tables_with_the_adapters_recovery() -> None:
+    from pipeline.runtime.faust_adapter import _Recovery
+
+    assert type(_app().tables.recovery) is _Recovery
+
+
 def test_every_workaround_the_adapter_lists_names_a_test_of_this_file() -> None:
     import re
 
@@ -513,6 +611,6 @@ def test_every_workaround_the_adapter_lists_names_a_test_of_this_file() -> None:
 
     listed = re.findall(r"^(\d+)\. ", faust_adapter.__doc__ or "", re.M)
     named = set(re.findall(r"``(test_\w+)``", faust_adapter.__doc__ or ""))
-    assert listed == [str(n) for n in range(1, 12)]
+    assert listed == [str(n) for n in range(1, 13)]
     assert len(named) >= len(listed)
     assert named <= {name for name in globals() if name.startswith("test_")}

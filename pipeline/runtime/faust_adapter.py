@@ -64,6 +64,18 @@ first, not in production.
    2,000 events/s). The worker runs without the spinner, so the root
    logger keeps the worker's level. Pinned by
    ``test_faust_spinner_sets_the_root_logger_to_debug``.
+12. End of recovery (``_Recovery``): Faust ends a table recovery with the
+   consumer's flow running (it ran for the changelogs): it resumes the
+   stream partitions, seeks them to the committed offsets, and only then
+   resumes its flow control, which empties every channel queue. A record
+   fetched after the seek and handed over before that emptying was lost:
+   no later seek fetched it again and its offset was never committed. Seen
+   on the embedded broker when a record arrived while a worker (re)joined
+   its group (the only record of a partition, never processed, the lag
+   stayed). The worker stops the flow first, so nothing is handed over
+   until the positions are set and the queues emptied. Pinned by
+   ``test_faust_seeks_and_empties_the_queues_with_the_flow_running`` and
+   ``test_the_worker_stops_the_flow_before_faust_resumes_the_streams``.
 
 The worker's web port (``/cx/query``, ``/cx/stats``, ``/metrics``) listens on
 ``CX_WORKER_WEB_BIND`` (loopback by default) and answers only requests that
@@ -83,6 +95,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Mapping,
 
 import aiokafka
 import faust
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.utils.aiter import aiter
@@ -241,6 +255,36 @@ class _Consumer(faust_aiokafka.Consumer):
             unset_flag(CONSUMER_FETCHING)
 
 
+class _Recovery(Recovery):
+    """Faust's table recovery, with no record handed over while it ends; see workaround 12.
+
+    Both of Faust's ends of a recovery (``_resume_streams`` without tables,
+    ``on_recovery_completed`` with them) resume the stream partitions, seek
+    them, empty the queues (``flow_control.resume``) and then resume the
+    consumer's flow. With the flow stopped first, the fetch loop hands over
+    nothing in between: what it fetched meanwhile is dropped before the seek
+    or fetched again after it. Changelog records a standby table had queued
+    are still emptied, as before; with the memory store a recovery reads
+    each changelog from its start, so they are read again when needed.
+    """
+
+    async def _resume_streams(self, generation_id: int = 0) -> None:
+        self.app.consumer.stop_flow()
+        await super()._resume_streams(generation_id)
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        self.app.consumer.stop_flow()
+        await super().on_recovery_completed(generation_id)
+
+
+class _TableManager(TableManager):
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = _Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
@@ -311,6 +355,7 @@ def create_app(settings: Settings, bootstrap: str, web_token: str | None = None)
         web_metrics_enabled=False,
         datadir=str(settings.data_dir / "faust"),
         autodiscover=False,
+        TableManager=_TableManager,
     )
     app.fetch_wait_ms = settings.kafka_fetch_wait_ms
     return app

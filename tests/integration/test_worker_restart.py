@@ -12,12 +12,6 @@ from tests.integration.journeys import _ts, day_d, tick_ids
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug under investigation: a restarted worker may never get the only record of a partition its "
-    "group never committed (2 of 9 and 2 of 8 in repeated runs, 2 of the last 4 fresh-clone CI runs on 2026-12-07); "
-    "the worker's offset check cannot see it, no later record arrives. Shown as XFAIL/XPASS, not skipped.",
-)
 def test_cart_added_before_a_worker_restart_is_abandoned_by_the_next_worker(kafka: str, fresh_settings: Settings, tmp_path) -> None:
     # Day D, minutes after 10:00 UTC, allowed lateness 0:
     #   run 1: anon-r adds p1 to cart c-r @0 -> deadline @30; the worker stores
