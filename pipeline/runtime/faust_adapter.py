@@ -264,8 +264,9 @@ class _Recovery(Recovery):
     consumer's flow. With the flow stopped first, the fetch loop hands over
     nothing in between: what it fetched meanwhile is dropped before the seek
     or fetched again after it. Changelog records a standby table had queued
-    are still emptied, as before; with the memory store a recovery reads
-    each changelog from its start, so they are read again when needed.
+    are still emptied, as before: with the memory store (no persisted
+    offset) a standby partition that becomes active is read again from its
+    start, so its state never depends on them.
     """
 
     async def _resume_streams(self, generation_id: int = 0) -> None:
