@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.supervisor.lifeline import die_with_parent
-from pipeline.supervisor.ports import free_port, stop_process, wait_for_port
+from pipeline.supervisor.ports import PORT_MOVES, PortTaken, free_port, stop_process, wait_for_port
 
 __all__ = ["EmbeddedBroker", "tansu_binary"]
 
@@ -52,21 +52,37 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "EmbeddedBroker":
+        """Start the broker and wait until it listens.
+
+        On a port it picked itself and found taken by another process before
+        the broker listened (``PortTaken``: a free port is free when picked,
+        not when bound), it picks another, at most ``PORT_MOVES`` times; a
+        port it was given and found taken is an error.
+        """
         if self._proc is not None and self._proc.poll() is None:
             return self
-        if not self.port:
-            self.port = free_port()
-        url = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-        wait_for_port(self.port, timeout_s=20, alive=lambda: self._proc.poll() is None)
-        return self
+        picked = not self.port
+        for moves in range(PORT_MOVES + 1):
+            if not self.port:
+                self.port = free_port()
+            url = f"tcp://127.0.0.1:{self.port}"
+            log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+            self._proc = subprocess.Popen(
+                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
+            try:
+                wait_for_port(self.port, timeout_s=20, alive=lambda: self._proc.poll() is None, session=self._proc.pid)
+                return self
+            except PortTaken:
+                self.stop()
+                if not picked or moves == PORT_MOVES:
+                    raise
+                self.port = 0
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         """End the broker: SIGINT, then SIGKILL after 5 s.

@@ -40,7 +40,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.supervisor.broker import EmbeddedBroker
 from pipeline.supervisor.lifeline import die_with_parent, process_start
-from pipeline.supervisor.ports import free_port, free_ports, stop_process, wait_for_port
+from pipeline.supervisor.ports import PORT_MOVES, PortTaken, free_port, free_ports, listener_state, stop_process
 from pipeline.collector.processes import CHILD_SHUTDOWN_S
 from pipeline.exitcodes import EXIT_UNFINISHED_BATCH
 from pipeline.metrics import RESTARTS_ENV
@@ -50,6 +50,7 @@ from pipeline.webtoken import new_token, worker_headers
 
 __all__ = [
     "DataDirInUse",
+    "PortTaken",
     "child_alive",
     "LOCK_FILE",
     "Pipeline",
@@ -170,6 +171,7 @@ class Pipeline:
     _failures: dict[str, int] = field(default_factory=dict, repr=False)  # exits in a row, each soon after a start
     _due: dict[str, float] = field(default_factory=dict, repr=False)  # exited children: when to start them again
     _restarts_of: dict[str, int] = field(default_factory=dict, repr=False)  # restarts of each child so far
+    _port_moves: dict[str, int] = field(default_factory=dict, repr=False)  # ports picked again for each child
 
     @property
     def worker_host(self) -> str:
@@ -257,15 +259,20 @@ class Pipeline:
         self.token = new_token(s.data_dir)
         self._spawn("worker")
         self._spawn("collector")
-        listeners = {"collector": (s.collector_host, self.collector_port), "worker": (self.worker_host, self.worker_port)}
+        listeners = ["collector", "worker"]
         if self.dashboard:
             self.dashboard_port = s.dashboard_port or free_port()
             self._env["CX_DASHBOARD_PORT"] = str(self.dashboard_port)
             self._spawn("dashboard")
-            listeners["dashboard"] = (self.dashboard_host, self.dashboard_port)
+            listeners.append("dashboard")
         self._wait_ready(listeners)
         if s.delivery_enabled:
             self._spawn("deliver")  # listens on nothing: supervised by its exits alone
+        self._write_run_file()
+        return self
+
+    def _write_run_file(self) -> None:
+        s = self.settings
         (s.data_dir / RUN_FILE).write_text(
             json.dumps(
                 {
@@ -282,7 +289,6 @@ class Pipeline:
                 }
             )
         )
-        return self
 
     # --- one pipeline per data dir ------------------------------------------
 
@@ -371,22 +377,101 @@ class Pipeline:
         self._started[name] = time.monotonic()
         self._record()
 
-    def _wait_ready(self, addresses: dict[str, tuple[str, int]]) -> None:
+    def _wait_ready(self, names: list[str]) -> None:
         """Wait until each child listens, starting again those that exit (``supervise``)."""
-        waiting = dict(addresses)
+        waiting = list(names)
         while waiting:
             self.supervise()
             now = time.monotonic()
-            for name, (host, port) in list(waiting.items()):
-                if name not in self.procs:
+            for name in list(waiting):
+                if self._listening(name):
+                    waiting.remove(name)
+                elif name not in self.procs:
                     continue  # exited: supervise starts it again after its backoff
-                if _listens(host, port):
-                    del waiting[name]
                 elif now - self._started[name] > READY_TIMEOUT_S:
+                    host, port = self._address(name)
                     raise TimeoutError(
                         f"{name} did not listen on {host}:{port} within {READY_TIMEOUT_S:.0f} s; see {self.log_path(name)}"
                     )
             time.sleep(0.05)
+
+    # --- the ports the children listen on -------------------------------------
+
+    @staticmethod
+    def _port_variable(name: str) -> str:
+        if name.startswith("worker"):
+            return "CX_WORKER_WEB_PORT"
+        return {"collector": "CX_COLLECTOR_PORT", "dashboard": "CX_DASHBOARD_PORT"}[name]
+
+    def _address(self, name: str) -> tuple[str, int]:
+        """Where the child ``name`` listens (its host as reached from here, its port)."""
+        if name == "collector":
+            return self.settings.collector_host, self.collector_port
+        if name == "dashboard":
+            return self.dashboard_host, self.dashboard_port
+        own = self._envs.get(name, {}).get("CX_WORKER_WEB_PORT")
+        return self.worker_host, int(own) if own else self.worker_port
+
+    def _picked_port(self, name: str) -> bool:
+        """Whether this pipeline picked the child's port (the settings left it free), so it may pick another."""
+        s = self.settings
+        if name.startswith("worker"):
+            return s.worker_web_port in (0, 6066)
+        return (s.collector_port if name == "collector" else s.dashboard_port) == 0
+
+    def _set_port(self, name: str, port: int) -> None:
+        variable = self._port_variable(name)
+        if name == "worker":
+            self.worker_port = port
+        elif name == "collector":
+            self.collector_port = port
+        elif name == "dashboard":
+            self.dashboard_port = port
+        if name in ("worker", "collector", "dashboard"):
+            self._env[variable] = str(port)
+        if variable in self._envs.get(name, {}):
+            self._envs[name][variable] = str(port)
+        if (self.settings.data_dir / RUN_FILE).exists():
+            self._write_run_file()
+
+    def _listening(self, name: str) -> bool:
+        """True once the child ``name`` itself listens on its port.
+
+        A port picked with ``free_port`` is free when picked, not when the
+        child binds it: another process (another pipeline, a test running
+        beside this one) can listen there first, and "something listens" then
+        answers for a child that never will. Where the kernel tells who
+        listens (``listener_state``), another process's listener on a port
+        this pipeline picked moves the child to a newly picked port (at most
+        ``PORT_MOVES`` times); on a port the settings gave, it is an error.
+        """
+        host, port = self._address(name)
+        proc = self.procs.get(name)  # None while an exited child waits for its restart
+        state = listener_state(port, proc.pid if proc is not None else -1)
+        if state is None:
+            return proc is not None and _listens(host, port)
+        if state != "foreign":
+            return state == "ours" and proc is not None
+        variable = self._port_variable(name)
+        moves = self._port_moves.get(name, 0)
+        if not self._picked_port(name):
+            raise PortTaken(
+                f"{name} cannot listen on {host}:{port} ({variable}): another process listens there; "
+                f"stop that process or set {variable} to a free port"
+            )
+        if moves >= PORT_MOVES:
+            raise PortTaken(
+                f"{name} cannot listen: another process took each of the {moves + 1} ports picked for it "
+                f"(the last {host}:{port}); set {variable} to a free port"
+            )
+        new = free_port()
+        self._port_moves[name] = moves + 1
+        self._note(f"{name}: another process took port {port} before {name} listened there; starting it on {new}")
+        self._stop_proc(name, timeout_s=10)
+        self._due.pop(name, None)  # it may have exited for want of the port: it starts now, on the new one
+        self._set_port(name, new)
+        self._spawn(name)
+        return False
 
     def supervise(self) -> list[str]:
         """Start again the collector and workers that exited; call it often (``cxstream up``: every second).
@@ -466,9 +551,18 @@ class Pipeline:
         if self.on_note is not None:
             self.on_note(text)
 
-    def _wait_worker(self, name: str = "worker", port: int | None = None) -> None:
-        proc = self.procs[name]
-        wait_for_port(port or self.worker_port, self.worker_host, 90, alive=lambda: proc.poll() is None)
+    def _wait_worker(self, name: str = "worker") -> int:
+        """Wait until the worker ``name`` listens on its web port (``_listening``); returns that port."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._listening(name):  # first: it may have exited because another process took its port
+                return self._address(name)[1]
+            if self.procs[name].poll() is not None:
+                host, port = self._address(name)
+                raise RuntimeError(f"process meant to listen on {host}:{port} exited; see {self.log_path(name)}")
+            time.sleep(0.05)
+        host, port = self._address(name)
+        raise TimeoutError(f"nothing listened on {host}:{port} within {READY_TIMEOUT_S:.0f}s; see {self.log_path(name)}")
 
     def kill_worker(self, name: str = "worker") -> None:
         """``kill -9`` a worker process (fault injection): no shutdown, no final commit."""
@@ -488,8 +582,7 @@ class Pipeline:
         known = self._envs.get(name, {}).get("CX_WORKER_WEB_PORT")
         port = self.worker_port if name == "worker" else int(known) if known else free_port()
         self._spawn(name, {"CX_WORKER_WEB_PORT": str(port)})
-        self._wait_worker(name, port)
-        return port
+        return self._wait_worker(name)
 
     def log_path(self, name: str) -> Path:
         """The log file of a process this pipeline started (``worker``, ``collector``, ...)."""
