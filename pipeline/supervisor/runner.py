@@ -132,10 +132,20 @@ def query_running_worker(
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            body = orjson.loads(resp.read())
+            status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        body = orjson.loads(exc.read())
-        raise RuntimeError(body.get("error", str(exc))) from None
+        status, raw = exc.code, exc.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or (status == 200 and not {"columns", "rows"} <= body.keys()):
+        # Not a worker's answer: something else on the port, or a worker cut off mid-answer.
+        raise RuntimeError(
+            f"{host}:{port} did not answer as a cxstream worker (HTTP {status}, {len(raw)} bytes: {raw[:80]!r})"
+        )
+    if status != 200:
+        raise RuntimeError(body.get("error", f"HTTP {status}"))
     return body["columns"], body["rows"]
 
 

@@ -3,9 +3,11 @@
 ``free_port`` finds a port free when it looks, not when the child binds it:
 another pipeline or a test beside this one can listen there first. Before,
 "something listens there" counted as the child being up, and the pipeline
-then spoke to the stranger (a test failed in 1 of about 150 runs with a
-JSON error: the answer came from another process's port). Now the child
-moves to a newly picked port, and a port the settings gave is an error.
+then spoke to the stranger: a query got its 404 page and failed with a JSON
+decode error (the error a run of the restart test showed once in about 150
+runs, with nothing in the worker's log; that this was its cause is not
+proven). Now the child moves to a newly picked port, and a port the
+settings gave is an error.
 """
 
 from __future__ import annotations
