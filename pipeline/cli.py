@@ -101,8 +101,8 @@ def _shown_url(url: str, settings: Settings) -> str:
 @cli.command()
 def up() -> None:
     """Run the pipeline in the foreground until SIGINT, SIGTERM or SIGHUP; restart what exits (docs/supervision.md)."""
-    from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_GAVE_UP
-    from pipeline.supervisor.runner import DataDirInUse, Pipeline, SupervisionError
+    from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_GAVE_UP, EXIT_PORT_TAKEN
+    from pipeline.supervisor.runner import DataDirInUse, Pipeline, PortTaken, SupervisionError
 
     settings = load_settings("up")
     _require_salt(settings)
@@ -146,6 +146,9 @@ def up() -> None:
     except SupervisionError as exc:
         fail(f"cxstream up: stopping: {exc}")
         code = EXIT_GAVE_UP
+    except PortTaken as exc:
+        fail(f"cxstream up: {exc}")
+        code = EXIT_PORT_TAKEN
     finally:
         pipeline.stop()
     raise typer.Exit(code)
@@ -342,8 +345,8 @@ def demo(
     """Run the pipeline on the embedded defaults with the demo storefront, then show KPIs and triggers."""
     from pipeline.demo.run import run_demo
 
-    from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE
-    from pipeline.supervisor.runner import DataDirInUse, data_dir_owner
+    from pipeline.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_PORT_TAKEN
+    from pipeline.supervisor.runner import DataDirInUse, PortTaken, data_dir_owner
 
     settings = load_settings("demo")
     try:
@@ -356,6 +359,9 @@ def demo(
     except DataDirInUse as exc:
         Console(stderr=True, soft_wrap=True).print(f"cxstream demo: {exc}", markup=False, highlight=False)
         code = EXIT_DATA_DIR_IN_USE
+    except PortTaken as exc:
+        Console(stderr=True, soft_wrap=True).print(f"cxstream demo: {exc}", markup=False, highlight=False)
+        code = EXIT_PORT_TAKEN
     raise typer.Exit(code)
 
 

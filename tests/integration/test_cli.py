@@ -152,3 +152,21 @@ def test_a_query_to_a_server_that_does_not_answer_is_one_line(tmp_path: Path) ->
     assert out.returncode == 1
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert lines == [f"cxstream query: query failed: Connection refused (127.0.0.1:{port})"]
+
+
+def test_up_with_its_worker_port_taken_by_another_process_is_one_line_and_exit_78(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:  # another program's listener on the port the settings give the worker
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data_dir = tmp_path / "data"
+        out = _cx(["up"], _env(data_dir, CX_WORKER_WEB_PORT=str(port)), timeout=120)
+    assert out.returncode == 78, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"cxstream up: worker cannot listen on 127.0.0.1:{port} (CX_WORKER_WEB_PORT): another process listens there; "
+        "stop that process or set CX_WORKER_WEB_PORT to a free port"
+    ]
+    assert "Traceback" not in out.stdout
+    assert not (data_dir / "run.json").exists()
