@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 import pipeline.supervisor.runner as runner
 from pipeline.supervisor.runner import query_running_worker
+from tests.fixtures.http_stub import http_stub
 
 ANSWERS = {
     "/ok": (200, b'{"columns": ["x"], "rows": [[42]]}'),
@@ -20,28 +19,11 @@ ANSWERS = {
 }
 
 
-class _Server(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        status, body = ANSWERS[self.headers["X-Answer"]]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def port() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A fake worker: the request's ``X-Answer`` header picks its answer from ``ANSWERS``."""
+    with http_stub(lambda path, headers: ANSWERS[headers["X-Answer"]]) as port:
+        yield port
 
 
 def _query(port: int, answer: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:

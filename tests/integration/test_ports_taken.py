@@ -12,8 +12,6 @@ settings gave is an error.
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -22,33 +20,17 @@ from pipeline.settings import Settings
 from pipeline.supervisor import runner as runner_module
 from pipeline.supervisor.ports import PortTaken, free_port
 from pipeline.supervisor.runner import Pipeline, read_run_file
+from tests.fixtures.http_stub import http_stub
 from tests.integration.helpers import embedded_settings, post_batch, scalar
 
 pytestmark = pytest.mark.integration
 
 
-class _NotFound(http.server.BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        self.send_response(404)
-        self.end_headers()
-        self.wfile.write(b"404: Not Found")
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def stranger() -> Iterator[int]:
-    """A port an unrelated HTTP server (in a thread of this test's process, another session) listens on."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A port an unrelated HTTP server (a thread of this test's process: another session) listens on; it answers 404."""
+    with http_stub() as port:
+        yield port
 
 
 def _picks(monkeypatch: pytest.MonkeyPatch, *first: int) -> None:
