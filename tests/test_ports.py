@@ -78,3 +78,13 @@ def test_the_embedded_broker_given_a_taken_port_says_so(other_process_port: int)
     with pytest.raises(PortTaken, match=str(other_process_port)):
         broker.start()
     assert not broker.running()
+
+
+def test_a_further_worker_port_is_picked_even_when_the_settings_give_the_first_workers(tmp_path) -> None:
+    from pipeline.settings import Settings
+    from pipeline.supervisor.runner import Pipeline
+
+    given = Pipeline(Settings(_env_file=None, data_dir=tmp_path, worker_web_port=6067, collector_port=8089))
+    assert [given._picked_port(n) for n in ("worker", "worker-2", "collector", "dashboard")] == [False, True, False, True]
+    default = Pipeline(Settings(_env_file=None, data_dir=tmp_path))
+    assert [default._picked_port(n) for n in ("worker", "worker-2", "collector", "dashboard")] == [True, True, False, True]

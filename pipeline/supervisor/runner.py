@@ -251,12 +251,12 @@ class Pipeline:
         else:
             self.bootstrap = s.kafka_bootstrap
         ensure_topics(s, self.bootstrap)
-        self.collector_port = s.collector_port or free_port()
+        self.collector_port = free_port() if self._picked_port("collector") else s.collector_port
         # Collector process i (CX_COLLECTOR_PROCESSES) serves its metrics on this port + i.
         self.collector_metrics_port = (
             free_ports(s.collector_processes) if s.collector_metrics_port in (0, 9108) else s.collector_metrics_port
         )
-        self.worker_port = free_port() if s.worker_web_port in (0, 6066) else s.worker_web_port
+        self.worker_port = free_port() if self._picked_port("worker") else s.worker_web_port
         self._env = {
             **os.environ,
             **s.to_env(),
@@ -271,7 +271,7 @@ class Pipeline:
         self._spawn("collector")
         listeners = ["collector", "worker"]
         if self.dashboard:
-            self.dashboard_port = s.dashboard_port or free_port()
+            self.dashboard_port = free_port() if self._picked_port("dashboard") else s.dashboard_port
             self._env["CX_DASHBOARD_PORT"] = str(self.dashboard_port)
             self._spawn("dashboard")
             listeners.append("dashboard")
@@ -423,10 +423,12 @@ class Pipeline:
         return self.worker_host, int(own) if own else self.worker_port
 
     def _picked_port(self, name: str) -> bool:
-        """Whether this pipeline picked the child's port (the settings left it free), so it may pick another."""
+        """Whether this pipeline picks the child's port (the settings leave it free), so it may pick another."""
         s = self.settings
-        if name.startswith("worker"):
+        if name == "worker":
             return s.worker_web_port in (0, 6066)
+        if name.startswith("worker"):
+            return True  # a further worker (``start_worker``) always gets a port picked for it
         return (s.collector_port if name == "collector" else s.dashboard_port) == 0
 
     def _set_port(self, name: str, port: int) -> None:
