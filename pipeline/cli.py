@@ -375,6 +375,9 @@ def bench(
     live_rate: str = typer.Option("2000,10000", help="events/s sent through the collector in live mode, comma-separated ('': skip)"),
     live_seconds: float = typer.Option(30.0, help="duration of live mode"),
     collector_events: int = typer.Option(200_000, help="events posted for the collector's rate (0: skip)"),
+    cpu_events: int = typer.Option(
+        20_000, help="events of the worker's pure path measured alone before and after the workers (0: skip)"
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
     quick: bool = typer.Option(False, help="a small run of every section (counts exact, rates not meaningful)"),
     clickhouse_url: str = typer.Option(
@@ -391,7 +394,7 @@ def bench(
         counts = tuple(int(w) for w in workers.split(",") if w.strip())
         rates = tuple(int(r) for r in live_rate.split(",") if r.strip())
         opts = BenchOptions(events=events, workers=counts, live_rates=rates, live_seconds=live_seconds,
-                            collector_events=collector_events)
+                            collector_events=collector_events, cpu_events=cpu_events)
     try:
         result = run_bench(
             opts, settings, bootstrap=settings.kafka_bootstrap, clickhouse_url=clickhouse_url,

@@ -76,3 +76,31 @@ def test_the_worker_s_garbage_collection_changes_no_output(result: dict, restore
     assert gc.get_threshold()[0] == 50_000 and gc.get_freeze_count() > 0
     assert tuned["gc"].startswith("the worker's")
     assert tuned["digest"] == GOLDEN_DIGEST
+
+
+def test_the_bench_s_pure_path_section_is_bench_cpu_in_a_process_of_its_own(result: dict) -> None:
+    # `cxstream bench` measures the machine's speed with this before and after its workers run.
+    from pipeline.tools.bench import pure_path
+
+    measured = pure_path(EVENTS, seed=7)
+    assert measured["events"] == result["events"]
+    assert measured["digest"] == GOLDEN_DIGEST  # the same outputs, under the worker's garbage collection
+    # Every stage of the worker's own Python but the insert encoding (which differs per backend).
+    stages = measured["stages_us_per_event"]
+    assert list(stages) == [s for s in STAGES if s != "insert"]
+    assert measured["us_per_event"] == pytest.approx(sum(stages.values()), abs=0.05)
+
+
+def test_a_failed_pure_path_measurement_is_one_line_naming_its_error(monkeypatch) -> None:
+    import subprocess
+
+    from pipeline.tools import bench
+    from pipeline.tools.bench_common import BenchError
+
+    def crashed(command: list[str], **_: object) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(command, 1, b"", b"Traceback (most recent call last):\n  ...\nMemoryError: out of memory\n")
+
+    monkeypatch.setattr(bench.subprocess, "run", crashed)
+    with pytest.raises(BenchError) as failed:
+        bench.pure_path(EVENTS, seed=7)
+    assert str(failed.value) == "the pure path's measurement (bench-cpu) failed: MemoryError: out of memory"

@@ -117,6 +117,8 @@ class PipelineRun:
     # The same from the first record a worker took on (start-up, group join and table recovery left out;
     # read within one 0.2 s poll of that record).
     cpu_us_per_event_processing: float = 0.0
+    # cpu_us_per_event_processing over the pure path's CPU per event measured in the same run (0: not measured).
+    cpu_over_pure_path: float = 0.0
 
 
 @dataclass
@@ -131,6 +133,14 @@ class BenchResult:
     state_bytes: dict = field(default_factory=dict)
     live: list[dict] = field(default_factory=list)  # one run per live rate
     collector: dict = field(default_factory=dict)
+    # The worker's pure path alone (``pure_path``), measured before and after the worker runs.
+    pure_path: list[dict] = field(default_factory=list)
+
+    def pure_path_us_per_event(self) -> float:
+        """The pure path's CPU per event in this run: the mean of its measurements (0 when not measured)."""
+        if not self.pure_path:
+            return 0.0
+        return round(sum(p["us_per_event"] for p in self.pure_path) / len(self.pure_path), 2)
 
     def figures(self) -> dict[str, float | int]:
         """Every headline figure under a stable flat name, for comparing one run with the previous one.
@@ -139,6 +149,8 @@ class BenchResult:
         live rate and trigger kind (milliseconds), the rest once per run.
         """
         out: dict[str, float | int] = {"raw_consumer_events_per_s": self.raw_events_per_s}
+        for when, measured in zip(("before", "after"), self.pure_path):
+            out[f"pure_path_{when}_us_per_event"] = measured["us_per_event"]
         for run in self.runs:
             at = f"workers_{run.workers}"
             out |= {
@@ -146,6 +158,7 @@ class BenchResult:
                 f"{at}_ratio_to_raw": round(run.ratio_to_raw, 4),
                 f"{at}_cpu_us_per_event": run.cpu_us_per_event,
                 f"{at}_cpu_us_per_event_processing": run.cpu_us_per_event_processing,
+                f"{at}_cpu_over_pure_path": run.cpu_over_pure_path,
                 f"{at}_peak_rss_mb": max(run.peak_rss_mb, default=0.0),
                 f"{at}_events_stored": run.counts.events_stored,
                 f"{at}_dead_letters": run.counts.dead_letters,
@@ -608,6 +621,9 @@ def run_bench(
             result.raw_events_per_s = max(result.raw_events_per_s, rate)
         progress(f"raw consumer: {result.raw_events_per_s:,} events/s")
 
+        if opts.cpu_events > 0:
+            progress(f"the worker's pure path alone: {opts.cpu_events:,} events")
+            result.pure_path.append(pure_path(opts.cpu_events, opts.seed))
         ch = stack.enter_context(closing(connect(clickhouse_url)))
         for n in opts.workers:
             progress(f"pipeline with {n} worker(s)")
@@ -628,6 +644,12 @@ def run_bench(
             progress(f"  {run.events_per_s:,} events/s ({run.ratio_to_raw:.1%} of raw)")
             if n == opts.workers[0]:
                 result.state_bytes = state_sizes(settings, bootstrap, group)
+        if opts.cpu_events > 0 and opts.workers:
+            result.pure_path.append(pure_path(opts.cpu_events, opts.seed))
+            pure = result.pure_path_us_per_event()
+            for run in result.runs:
+                run.cpu_over_pure_path = round(run.cpu_us_per_event_processing / pure, 2) if pure else 0.0
+            progress(f"pure path: {' and '.join(str(p['us_per_event']) for p in result.pure_path)} us/event")
         for rate in opts.live_rates if opts.live_seconds > 0 else ():
             progress(f"live: {rate:,} events/s for {opts.live_seconds:.0f}s through the collector")
             result.live.append(run_live(rate, opts, settings, bootstrap, clickhouse_url, work_dir))
@@ -636,6 +658,33 @@ def run_bench(
             result.collector = run_collector(opts, settings, bootstrap, work_dir)
         failed = False
         return result
+
+
+# -- the machine's speed ---------------------------------------------------------
+
+
+def pure_path(events: int, seed: int) -> dict:
+    """``cxstream bench-cpu`` on ``events`` events, in a process of its own: the worker's pure path alone.
+
+    Its CPU per event (every stage: decode, id check, detection, states,
+    rows, trigger records, dead letters; without the insert encoding, which
+    differs per backend) is this machine's speed at the time, measured
+    alone on one core; the workers' CPU per event is also given as a
+    multiple of it. The digest is ``bench-cpu``'s own.
+    """
+    command = [sys.executable, "-m", "pipeline.tools.bench_cpu", "--events", str(events), "--seed", str(seed),
+               "--no-insert", "--json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, timeout=600)
+    if done.returncode != 0:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"the pure path's measurement (bench-cpu) failed: {last}")
+    measured = orjson.loads(done.stdout)
+    return {
+        "events": measured["events"],
+        "us_per_event": round(sum(measured["cpu_us_per_event"].values()), 2),
+        "stages_us_per_event": {k: round(v, 2) for k, v in measured["cpu_us_per_event"].items()},
+        "digest": measured["digest"],
+    }
 
 
 # -- report --------------------------------------------------------------------
@@ -651,6 +700,13 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
         ("raw confluent-kafka + orjson decode", f"{result.raw_events_per_s:,} events/s"),
         ("load average at start / compiled hot path", f"{' '.join(map(str, result.machine['load_avg_at_start']))} / {result.machine['native']}"),
     ]
+    if result.pure_path:
+        first = result.pure_path[0]
+        rows.append((
+            "pure path alone (bench-cpu), CPU per event",
+            " and ".join(f"{p['us_per_event']} us" for p in result.pure_path)
+            + f" ({first['events']:,} events; before and after the workers ran)",
+        ))  # fmt: skip
     for run in result.runs:
         c = run.counts
         triggers = ", ".join(f"{k} {v:,}" for k, v in c.triggers.items())
@@ -668,7 +724,9 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
                 f"{run.event_inserts:,} of {run.rows_per_event_insert:,.0f} rows on average",
             ),
             (f"{run.workers} worker(s): worker CPU per event", f"{run.cpu_us_per_event:,.1f} us (user + system, start-up included); "
-                                                              f"{run.cpu_us_per_event_processing:,.1f} us from the first record on"),
+                                                              f"{run.cpu_us_per_event_processing:,.1f} us from the first record on"
+                                                              + (f", {run.cpu_over_pure_path:.2f}x the pure path alone"
+                                                                 if run.cpu_over_pure_path else "")),
             (
                 f"{run.workers} worker(s): seconds per step",
                 f"{run.batches:,} batches: " + ", ".join(f"{k} {v:,.1f}" for k, v in run.steps_s.items()),

@@ -68,6 +68,9 @@ class BenchOptions:
     live_rates: tuple[int, ...] = (2_000, 10_000)
     live_seconds: float = 30.0
     collector_events: int = 200_000
+    # Events of the worker's pure path measured alone (``cxstream bench-cpu``) before and after
+    # the worker runs: the machine's speed in this run. 0 skips it.
+    cpu_events: int = 20_000
     clients: int = 4
     seed: int = 7
     partitions: int = 4
@@ -76,7 +79,10 @@ class BenchOptions:
     @classmethod
     def quick(cls) -> "BenchOptions":
         """A small run (about a minute): every section, exact counts, rates not meaningful."""
-        return cls(events=4_000, workers=(1,), live_rates=(500,), live_seconds=6.0, collector_events=5_000, clients=2)
+        return cls(
+            events=4_000, workers=(1,), live_rates=(500,), live_seconds=6.0, collector_events=5_000, cpu_events=2_000,
+            clients=2,
+        )
 
 
 def make_traffic(events: int, seed: int, start_ms: int = BENCH_START_MS) -> tuple[list[dict], Expected]:

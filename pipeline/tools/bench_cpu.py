@@ -46,6 +46,7 @@ import argparse
 import gc
 import hashlib
 import tempfile
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -318,8 +319,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-insert", action="store_true", help="skip the insert serialization (no chdb)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of the report")
     args = parser.parse_args()
-    print(report(run(args.events, args.seed, insert=not args.no_insert, worker_gc=True)))
+    result = run(args.events, args.seed, insert=not args.no_insert, worker_gc=True)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+    else:
+        print(report(result))
 
 
 if __name__ == "__main__":

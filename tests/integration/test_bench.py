@@ -67,6 +67,14 @@ def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, click
     # Start-up, group join and recovery are left out of the processing figure, so it is the smaller.
     assert 0 < figures["workers_1_cpu_us_per_event_processing"] < figures["workers_1_cpu_us_per_event"]
 
+    # The machine's speed: the worker's pure path alone, before and after the workers, on the same events.
+    before, after = result.pure_path
+    assert before["events"] == after["events"] > opts.cpu_events * 0.9 and before["digest"] == after["digest"]
+    assert figures["pure_path_before_us_per_event"] == before["us_per_event"] > 0
+    assert figures["pure_path_after_us_per_event"] == after["us_per_event"] > 0
+    mean = round((before["us_per_event"] + after["us_per_event"]) / 2, 2)
+    assert figures["workers_1_cpu_over_pure_path"] == round(figures["workers_1_cpu_us_per_event_processing"] / mean, 2)
+
 
 def test_bench_without_a_clickhouse_server_says_how_to_get_one_in_one_line(kafka: str, monkeypatch, tmp_path) -> None:
     import infra.clickhouse_server
