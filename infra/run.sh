@@ -20,7 +20,7 @@ fi
 . .venv/bin/activate
 case "$cmd" in
   # Three test processes (pytest-xdist; each starts its own broker and ClickHouse servers): the
-  # suite mostly waits on timers and processes, so it is done in 6 min instead of 16 on 2 cores.
+  # suite mostly waits on timers and processes, so three take about a third of one's time on 2 cores.
   # Options given after `test` come last and win (`-n 0`: one process).
   test) exec python -m pytest -n 3 --dist worksteal "$@" ;;
   demo) exec cxstream demo "$@" ;;
