@@ -337,7 +337,7 @@ def demo(
     rate: float | None = typer.Option(
         None, min=0.001, help="messages per second sent through the Segment SDK (with --seconds too: at most this rate)"
     ),
-    visitors: int = typer.Option(3000, help="simulated visitors over the simulated day"),
+    visitors: int = typer.Option(3000, min=1, help="simulated visitors over the simulated day"),
     seed: int = typer.Option(7),
     data_dir: Path = typer.Option(Path(".cxdata/demo"), help="fresh embedded store for the demo"),
     dashboard: bool = typer.Option(False, "--dashboard", help="serve the dashboard and keep running after the report until Ctrl-C"),
@@ -368,15 +368,39 @@ def demo(
 from pipeline.tools.backtest import backtest  # noqa: E402 - registered with the other commands
 
 cli.command(name="backtest")(backtest)
+
+
+def _positive_ints(text: str, what: str) -> tuple[int, ...]:
+    """A comma-separated list of integers >= 1 (empty: none), or a usage error naming the bad item."""
+    values = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise typer.BadParameter(f"{item!r} is not {what} (comma-separated whole numbers of at least 1)")
+        values.append(value)
+    return tuple(values)
+
+
 @cli.command()
 def bench(
-    events: int = typer.Option(1_000_000, help="events to generate and load into Kafka"),
-    workers: str = typer.Option("1,2", help="worker counts to run, comma-separated"),
-    live_rate: str = typer.Option("2000,10000", help="events/s sent through the collector in live mode, comma-separated ('': skip)"),
-    live_seconds: float = typer.Option(30.0, help="duration of live mode"),
-    collector_events: int = typer.Option(200_000, help="events posted for the collector's rate (0: skip)"),
+    events: int = typer.Option(1_000_000, min=1, help="events to generate and load into Kafka"),
+    workers: str = typer.Option(
+        "1,2", help="worker counts to run, comma-separated",
+        callback=lambda text: _positive_ints(text, "a worker count"),
+    ),
+    live_rate: str = typer.Option(
+        "2000,10000", help="events/s sent through the collector in live mode, comma-separated ('': skip)",
+        callback=lambda text: _positive_ints(text, "a rate in events/s"),
+    ),
+    live_seconds: float = typer.Option(30.0, min=0.0, help="duration of live mode"),
+    collector_events: int = typer.Option(200_000, min=0, help="events posted for the collector's rate (0: skip)"),
     cpu_events: int = typer.Option(
-        20_000, help="events of the worker's pure path measured alone before and after the workers (0: skip)"
+        20_000, min=0, help="events of the worker's pure path measured alone before and after the workers (0: skip)"
     ),
     json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
     quick: bool = typer.Option(False, help="a small run of every section (counts exact, rates not meaningful)"),
@@ -391,9 +415,7 @@ def bench(
     if quick:
         opts = BenchOptions.quick()
     else:
-        counts = tuple(int(w) for w in workers.split(",") if w.strip())
-        rates = tuple(int(r) for r in live_rate.split(",") if r.strip())
-        opts = BenchOptions(events=events, workers=counts, live_rates=rates, live_seconds=live_seconds,
+        opts = BenchOptions(events=events, workers=workers, live_rates=live_rate, live_seconds=live_seconds,
                             collector_events=collector_events, cpu_events=cpu_events)
     try:
         result = run_bench(
@@ -414,7 +436,7 @@ def bench(
 
 @cli.command(name="bench-cpu")
 def bench_cpu(
-    events: int = typer.Option(200_000, help="events of the demo storefront's traffic"),
+    events: int = typer.Option(200_000, min=1, help="events of the demo storefront's traffic"),
     seed: int = typer.Option(7, help="traffic seed"),
 ) -> None:
     """CPU time per event of the worker's pure path (decode, detect, states, rows, insert), no Kafka or ClickHouse."""

@@ -508,8 +508,8 @@ def backtest(
     file: Path | None = typer.Option(None, "--file", help="JSONL: stored events or Segment messages, one per line"),
     demo: bool = typer.Option(False, "--demo", help="replay the demo storefront's generated traffic"),
     kafka: bool = typer.Option(False, "--kafka", help="read the events topic (CX_KAFKA_BOOTSTRAP)"),
-    from_offset: int = typer.Option(0, help="--kafka: first offset of each partition"),
-    to_offset: int | None = typer.Option(None, help="--kafka: end offset (exclusive); default: the end now"),
+    from_offset: int = typer.Option(0, min=0, help="--kafka: first offset of each partition"),
+    to_offset: int | None = typer.Option(None, min=0, help="--kafka: end offset (exclusive); default: the end now"),
     partitions: int | None = typer.Option(
         None, min=1,
         help="--file and --demo: partitions for events that do not record theirs; default: CX_KAFKA_PARTITIONS",
@@ -518,8 +518,8 @@ def backtest(
     tiers: list[str] = typer.Option([], help="discount tiers value=pct,... of a rule set (repeat); default: CX_OFFER_DISCOUNT_TIERS"),
     tenant: str = typer.Option("demo-shop", help="tenant of Segment messages (file and --demo)"),
     seed: int = typer.Option(7, help="--demo: generator seed"),
-    visitors: int = typer.Option(3000, help="--demo: visitors"),
-    days: float = typer.Option(7.0, help="--demo: days of traffic"),
+    visitors: int = typer.Option(3000, min=1, help="--demo: visitors"),
+    days: float = typer.Option(7.0, min=0.001, help="--demo: days of traffic"),
     out: Path | None = typer.Option(None, help="scratch directory for the rule sets' stores (default: a temporary one)"),
     export: Path | None = typer.Option(None, help="also write the loaded events here as JSONL (replayable with --file)"),
 ) -> None:

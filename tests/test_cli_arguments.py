@@ -1,0 +1,51 @@
+"""Arguments a command cannot use are a usage error naming the option (exit 2), never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import cli
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "--workers", "abc"], "Invalid value for '--workers': 'abc' is not a worker count"),
+        (["bench", "--workers", "1,0"], "Invalid value for '--workers': '0' is not a worker count"),
+        (["bench", "--live-rate", "2000,fast"], "Invalid value for '--live-rate': 'fast' is not a rate in events/s"),
+        (["bench", "--events", "-5"], "Invalid value for '--events'"),
+        (["bench", "--cpu-events", "-1"], "Invalid value for '--cpu-events'"),
+        (["bench", "--collector-events", "-1"], "Invalid value for '--collector-events'"),
+        (["bench-cpu", "--events", "0"], "Invalid value for '--events'"),
+        (["demo", "--visitors", "-4"], "Invalid value for '--visitors'"),
+        (["demo", "--visitors", "0"], "Invalid value for '--visitors'"),
+        (["backtest", "--demo", "--days", "0"], "Invalid value for '--days'"),
+        (["backtest", "--demo", "--visitors", "0"], "Invalid value for '--visitors'"),
+        (["backtest", "--kafka", "--from-offset", "-3"], "Invalid value for '--from-offset'"),
+        (["backtest", "--kafka", "--to-offset", "-1"], "Invalid value for '--to-offset'"),
+    ],
+)
+def test_an_argument_out_of_range_is_a_usage_error_naming_the_option(args: list[str], message: str) -> None:
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 2, out.output
+    text = " ".join(out.output.replace("│", " ").split())  # the error box wraps at the console's width
+    assert message in text
+    assert "Traceback" not in text
+    assert isinstance(out.exception, SystemExit)  # click's usage exit, not an error escaping the command
+
+
+def test_bench_takes_the_worker_counts_and_rates_it_is_given(monkeypatch) -> None:
+    from pipeline.tools import bench
+
+    seen = {}
+
+    def run_bench(opts, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - stands in for the real run
+        seen["opts"] = opts
+        raise bench.BenchError("stopped by the test")
+
+    monkeypatch.setattr(bench, "run_bench", run_bench)
+    out = CliRunner().invoke(cli, ["bench", "--workers", " 1, 2,3 ", "--live-rate", "", "--cpu-events", "0"])
+    assert out.exit_code == 1 and "bench failed: stopped by the test" in out.output
+    opts = seen["opts"]
+    assert opts.workers == (1, 2, 3) and opts.live_rates == () and opts.cpu_events == 0
