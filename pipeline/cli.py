@@ -387,7 +387,7 @@ def _positive_ints(text: str, what: str) -> tuple[int, ...]:
 
 
 @cli.command()
-def bench(
+def bench(  # workers and live_rate arrive as tuples of ints: their callbacks parse the text
     events: int = typer.Option(1_000_000, min=1, help="events to generate and load into Kafka"),
     workers: str = typer.Option(
         "1,2", help="worker counts to run, comma-separated",
