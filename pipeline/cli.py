@@ -403,7 +403,7 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
         20_000, min=0, help="events of the worker's pure path measured alone before and after the workers (0: skip)"
     ),
     json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
-    quick: bool = typer.Option(False, help="a small run of every section (counts exact, rates not meaningful)"),
+    quick: bool = typer.Option(False, help="a small run of every section, in place of the options above (counts exact, rates not meaningful)"),
     clickhouse_url: str = typer.Option(
         "", help="a scratch ClickHouse server (its cx database is dropped); default: a local server the bench starts"
     ),
