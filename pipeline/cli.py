@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import signal
@@ -388,6 +389,7 @@ def _positive_ints(text: str, what: str) -> tuple[int, ...]:
 
 @cli.command()
 def bench(  # workers and live_rate arrive as tuples of ints: their callbacks parse the text
+    ctx: typer.Context,
     events: int = typer.Option(1_000_000, min=1, help="events to generate and load into Kafka"),
     workers: str = typer.Option(
         "1,2", help="worker counts to run, comma-separated",
@@ -403,7 +405,9 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
         20_000, min=0, help="events of the worker's pure path measured alone before and after the workers (0: skip)"
     ),
     json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
-    quick: bool = typer.Option(False, help="a small run of every section, in place of the options above (counts exact, rates not meaningful)"),
+    quick: bool = typer.Option(
+        False, help="small sizes for every section, for the options above not given (counts exact, rates not meaningful)"
+    ),
     clickhouse_url: str = typer.Option(
         "", help="a scratch ClickHouse server (its cx database is dropped); default: a local server the bench starts"
     ),
@@ -412,11 +416,17 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
     from pipeline.tools.bench import BenchError, BenchOptions, report_rows, run_bench
 
     settings = load_settings("bench")
-    if quick:
-        opts = BenchOptions.quick()
+    sizes = {"events": events, "workers": workers, "live_rates": live_rate, "live_seconds": live_seconds,
+             "collector_events": collector_events, "cpu_events": cpu_events}  # fmt: skip
+    if quick:  # its own sizes, but for the options given on the command line
+        given = {"live_rates": "live_rate"}
+        sizes = {
+            name: value for name, value in sizes.items()
+            if getattr(ctx.get_parameter_source(given.get(name, name)), "name", None) == "COMMANDLINE"
+        }  # fmt: skip
+        opts = dataclasses.replace(BenchOptions.quick(), **sizes)
     else:
-        opts = BenchOptions(events=events, workers=workers, live_rates=live_rate, live_seconds=live_seconds,
-                            collector_events=collector_events, cpu_events=cpu_events)
+        opts = BenchOptions(**sizes)
     try:
         result = run_bench(
             opts, settings, bootstrap=settings.kafka_bootstrap, clickhouse_url=clickhouse_url,

@@ -36,16 +36,31 @@ def test_an_argument_out_of_range_is_a_usage_error_naming_the_option(args: list[
 
 
 def test_bench_takes_the_worker_counts_and_rates_it_is_given(monkeypatch) -> None:
+    opts = _bench_options(monkeypatch, ["--workers", " 1, 2,3 ", "--live-rate", "", "--cpu-events", "0"])
+    assert opts.workers == (1, 2, 3) and opts.live_rates == () and opts.cpu_events == 0
+
+
+def _bench_options(monkeypatch, args: list[str]):  # noqa: ANN001, ANN202
     from pipeline.tools import bench
 
     seen = {}
 
-    def run_bench(opts, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - stands in for the real run
+    def run_bench(opts, *_, **__):  # noqa: ANN001, ANN002, ANN003 - stands in for the real run
         seen["opts"] = opts
         raise bench.BenchError("stopped by the test")
 
     monkeypatch.setattr(bench, "run_bench", run_bench)
-    out = CliRunner().invoke(cli, ["bench", "--workers", " 1, 2,3 ", "--live-rate", "", "--cpu-events", "0"])
-    assert out.exit_code == 1 and "bench failed: stopped by the test" in out.output
-    opts = seen["opts"]
-    assert opts.workers == (1, 2, 3) and opts.live_rates == () and opts.cpu_events == 0
+    out = CliRunner().invoke(cli, ["bench", *args])
+    assert out.exit_code == 1 and "bench failed: stopped by the test" in out.output, out.output
+    return seen["opts"]
+
+
+def test_bench_quick_keeps_the_sizes_given_with_it(monkeypatch) -> None:
+    import dataclasses
+
+    from pipeline.tools.bench_common import BenchOptions
+
+    assert _bench_options(monkeypatch, ["--quick"]) == BenchOptions.quick()
+    opts = _bench_options(monkeypatch, ["--quick", "--collector-events", "0", "--live-rate", "800,1600"])
+    assert opts == dataclasses.replace(BenchOptions.quick(), collector_events=0, live_rates=(800, 1600))
+    assert opts.events == 4_000 and opts.cpu_events == 2_000  # the quick sizes of the options not given
