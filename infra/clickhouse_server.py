@@ -21,6 +21,7 @@ import atexit
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -180,9 +181,27 @@ class ClickHouseServer:
         return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
-        """Graceful stop: SIGTERM, wait, then SIGKILL. Data and ports are kept for ``start()``."""
+        """Graceful stop: SIGTERM, wait, then SIGKILL. Data and ports are kept for ``start()``.
+
+        A server that had already exited on its own (a crash under a test)
+        is reported on stderr with its exit code and the end of its error
+        log, where pytest shows it beside the failure it explains.
+        """
+        report = self.exit_report()
+        if report:
+            print(report, file=sys.stderr)
         proc, self._proc = self._proc, None
         stop_process(proc, STOP_TIMEOUT_S)
+
+    def exit_report(self, lines: int = 20) -> str | None:
+        """If the server exited without being stopped: its exit code and the last ``lines`` of its error log."""
+        if self._proc is None or self._proc.poll() is None:
+            return None
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:] if self.log_path.exists() else []
+        return (
+            f"clickhouse-server on port {self.tcp_port} had exited by itself (exit code {self._proc.returncode});"
+            f" the end of {self.log_path}:\n" + "\n".join(tail)
+        )
 
     def kill(self) -> None:
         """Crash it (SIGKILL), as a power cut would. ``start()`` brings it back on the same data."""

@@ -47,3 +47,37 @@ def test_killed_server_restarts_on_same_url_with_its_data() -> None:
             ch.close()
         root = server.root
     assert not root.exists()
+
+
+@pytest.mark.integration
+def test_a_server_that_died_under_a_test_is_reported_when_it_is_stopped(capsys: pytest.CaptureFixture) -> None:
+    # A crash explains a test's "Unexpected EOF": the stop says so, with the server's last log lines.
+    import os
+    import signal
+
+    try:
+        server_command()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    with ClickHouseServer() as server:
+        assert server.exit_report() is None  # running
+        server.log_path.write_text(server.log_path.read_text() + "<Fatal> BaseDaemon: the line a crash leaves\n")
+        os.kill(server._proc.pid, signal.SIGKILL)  # not server.kill(): the server dies by itself, as in a crash
+        server._proc.wait(timeout=10)
+        port = server.tcp_port
+        server.stop()
+        assert server.exit_report() is None  # stopped: nothing left to report
+    err = capsys.readouterr().err
+    assert f"clickhouse-server on port {port} had exited by itself (exit code -9)" in err
+    assert err.rstrip().endswith("<Fatal> BaseDaemon: the line a crash leaves")
+
+
+@pytest.mark.integration
+def test_a_server_stopped_while_running_reports_nothing(capsys: pytest.CaptureFixture) -> None:
+    try:
+        server_command()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    with ClickHouseServer():
+        pass
+    assert "had exited by itself" not in capsys.readouterr().err
