@@ -611,6 +611,62 @@ def test_every_workaround_the_adapter_lists_names_a_test_of_this_file() -> None:
 
     listed = re.findall(r"^(\d+)\. ", faust_adapter.__doc__ or "", re.M)
     named = set(re.findall(r"``(test_\w+)``", faust_adapter.__doc__ or ""))
-    assert listed == [str(n) for n in range(1, 13)]
+    assert listed == [str(n) for n in range(1, 14)]
     assert len(named) >= len(listed)
     assert named <= {name for name in globals() if name.startswith("test_")}
+
+
+def _positions(*, seek_to: int | None):  # noqa: ANN202 - an aiokafka consumer's view of one assigned partition
+    import types
+
+    from aiokafka import TopicPartition
+    from aiokafka.consumer.subscription_state import SubscriptionState
+
+    subscriptions = SubscriptionState()
+    subscriptions.assign_from_user({TopicPartition("cx.events", 0)})
+    state = subscriptions.subscription.assignment.state_value(TopicPartition("cx.events", 0))
+    if seek_to is not None:
+        state.seek(seek_to)
+    return types.SimpleNamespace(_fetcher=types.SimpleNamespace(_subscriptions=subscriptions)), state
+
+
+def test_faust_s_livelock_check_asserts_on_a_partition_without_a_position() -> None:
+    # Faust's verify_event_path reads `tp_state.position` and tests it for None; aiokafka 0.14 asserts instead.
+    import inspect
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert "committed_offset = tp_state.position" in inspect.getsource(AIOKafkaConsumerThread.verify_event_path)
+
+    async def check() -> None:
+        _, state = _positions(seek_to=None)
+        assert not state.has_valid_position
+        with pytest.raises(AssertionError):
+            state.position  # noqa: B018 - the property is the behaviour pinned
+
+    asyncio.run(check())
+
+
+def test_the_worker_s_livelock_check_skips_a_partition_without_a_position(monkeypatch) -> None:  # noqa: ANN001
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from faust.types import TP
+
+    from pipeline.runtime.faust_adapter import _ConsumerThread
+
+    checked: list[TP] = []
+    monkeypatch.setattr(AIOKafkaConsumerThread, "verify_event_path", lambda self, now, tp: checked.append(tp))
+    tp = TP("cx.events", 0)
+
+    async def check() -> None:
+        thread = object.__new__(_ConsumerThread)  # only _consumer is read before Faust's own check
+        thread._consumer, _ = _positions(seek_to=None)
+        assert _ConsumerThread.verify_event_path(thread, 0.0, tp) is None
+        assert checked == []  # Faust's check, which would assert, never ran
+        thread._consumer, _ = _positions(seek_to=7)
+        _ConsumerThread.verify_event_path(thread, 0.0, tp)
+        assert checked == [tp]  # with a position, Faust's own check runs
+        thread._consumer = None  # before the consumer starts: Faust's own check decides
+        _ConsumerThread.verify_event_path(thread, 0.0, tp)
+        assert checked == [tp, tp]
+
+    asyncio.run(check())
