@@ -17,12 +17,16 @@ def test_missing_binary_error_names_the_setup_script(monkeypatch: pytest.MonkeyP
         server_command()
 
 
-@pytest.mark.integration
-def test_killed_server_restarts_on_same_url_with_its_data() -> None:
+def _needs_the_server_binary() -> None:
     try:
         server_command()
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.mark.integration
+def test_killed_server_restarts_on_same_url_with_its_data() -> None:
+    _needs_the_server_binary()
     with ClickHouseServer() as server:
         url = server.url
         ch = connect(url)
@@ -55,10 +59,7 @@ def test_a_server_that_died_under_a_test_is_reported_when_it_is_stopped(capsys: 
     import os
     import signal
 
-    try:
-        server_command()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    _needs_the_server_binary()
     with ClickHouseServer() as server:
         assert server.exit_report() is None  # running
         server.log_path.write_text(server.log_path.read_text() + "<Fatal> BaseDaemon: the line a crash leaves\n")
@@ -74,10 +75,7 @@ def test_a_server_that_died_under_a_test_is_reported_when_it_is_stopped(capsys: 
 
 @pytest.mark.integration
 def test_a_server_stopped_while_running_reports_nothing(capsys: pytest.CaptureFixture) -> None:
-    try:
-        server_command()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    _needs_the_server_binary()
     with ClickHouseServer():
         pass
     assert "had exited by itself" not in capsys.readouterr().err
