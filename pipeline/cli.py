@@ -357,12 +357,9 @@ def demo(
             settings, seconds=seconds, rate=rate, visitors=visitors, seed=seed, data_dir=data_dir, console=console,
             dashboard=dashboard, shown_url=lambda url: _shown_url(url, settings.model_copy(update={"data_dir": data_dir})),
         )
-    except DataDirInUse as exc:
+    except (DataDirInUse, PortTaken) as exc:
         Console(stderr=True, soft_wrap=True).print(f"cxstream demo: {exc}", markup=False, highlight=False)
-        code = EXIT_DATA_DIR_IN_USE
-    except PortTaken as exc:
-        Console(stderr=True, soft_wrap=True).print(f"cxstream demo: {exc}", markup=False, highlight=False)
-        code = EXIT_PORT_TAKEN
+        code = EXIT_DATA_DIR_IN_USE if isinstance(exc, DataDirInUse) else EXIT_PORT_TAKEN
     raise typer.Exit(code)
 
 

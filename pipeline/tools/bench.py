@@ -117,8 +117,6 @@ class PipelineRun:
     # The same from the first record a worker took on (start-up, group join and table recovery left out;
     # read within one 0.2 s poll of that record).
     cpu_us_per_event_processing: float = 0.0
-    # cpu_us_per_event_processing over the pure path's CPU per event measured in the same run (0: not measured).
-    cpu_over_pure_path: float = 0.0
 
 
 @dataclass
@@ -142,6 +140,11 @@ class BenchResult:
             return 0.0
         return round(sum(p["us_per_event"] for p in self.pure_path) / len(self.pure_path), 2)
 
+    def cpu_over_pure_path(self, run: PipelineRun) -> float:
+        """The run's CPU per event from the first record on, over the pure path's in this run (0: not measured)."""
+        pure = self.pure_path_us_per_event()
+        return round(run.cpu_us_per_event_processing / pure, 2) if pure else 0.0
+
     def figures(self) -> dict[str, float | int]:
         """Every headline figure under a stable flat name, for comparing one run with the previous one.
 
@@ -158,7 +161,7 @@ class BenchResult:
                 f"{at}_ratio_to_raw": round(run.ratio_to_raw, 4),
                 f"{at}_cpu_us_per_event": run.cpu_us_per_event,
                 f"{at}_cpu_us_per_event_processing": run.cpu_us_per_event_processing,
-                f"{at}_cpu_over_pure_path": run.cpu_over_pure_path,
+                f"{at}_cpu_over_pure_path": self.cpu_over_pure_path(run),
                 f"{at}_peak_rss_mb": max(run.peak_rss_mb, default=0.0),
                 f"{at}_events_stored": run.counts.events_stored,
                 f"{at}_dead_letters": run.counts.dead_letters,
@@ -646,9 +649,6 @@ def run_bench(
                 result.state_bytes = state_sizes(settings, bootstrap, group)
         if opts.cpu_events > 0 and opts.workers:
             result.pure_path.append(pure_path(opts.cpu_events, opts.seed))
-            pure = result.pure_path_us_per_event()
-            for run in result.runs:
-                run.cpu_over_pure_path = round(run.cpu_us_per_event_processing / pure, 2) if pure else 0.0
             progress(f"pure path: {' and '.join(str(p['us_per_event']) for p in result.pure_path)} us/event")
         for rate in opts.live_rates if opts.live_seconds > 0 else ():
             progress(f"live: {rate:,} events/s for {opts.live_seconds:.0f}s through the collector")
@@ -725,8 +725,8 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             ),
             (f"{run.workers} worker(s): worker CPU per event", f"{run.cpu_us_per_event:,.1f} us (user + system, start-up included); "
                                                               f"{run.cpu_us_per_event_processing:,.1f} us from the first record on"
-                                                              + (f", {run.cpu_over_pure_path:.2f}x the pure path alone"
-                                                                 if run.cpu_over_pure_path else "")),
+                                                              + (f", {multiple:.2f}x the pure path alone"
+                                                                 if (multiple := result.cpu_over_pure_path(run)) else "")),
             (
                 f"{run.workers} worker(s): seconds per step",
                 f"{run.batches:,} batches: " + ", ".join(f"{k} {v:,.1f}" for k, v in run.steps_s.items()),
