@@ -65,6 +65,7 @@ from pipeline.tools.bench_common import (
     wall_ms,
     worker_json,
 )
+from pipeline.tools.bench_targets import Verdict, judge
 from pipeline.tools.bench_live import CUSTOMER_STAGES, STAGES, run_collector, run_live
 from pipeline.collector.ingest import ingest
 from pipeline.collector.normalize import NormalizeRules
@@ -133,6 +134,8 @@ class BenchResult:
     collector: dict = field(default_factory=dict)
     # The worker's pure path alone (``pure_path``), measured before and after the worker runs.
     pure_path: list[dict] = field(default_factory=list)
+    # The run's allowed lateness: the limit of the cart_abandoned latency target follows it.
+    allowed_lateness_ms: int = 1_000
 
     def pure_path_us_per_event(self) -> float:
         """The pure path's CPU per event in this run: the mean of its measurements (0 when not measured)."""
@@ -145,12 +148,24 @@ class BenchResult:
         pure = self.pure_path_us_per_event()
         return round(run.cpu_us_per_event_processing / pure, 2) if pure else 0.0
 
+    def targets(self) -> list[Verdict]:
+        """The performance targets judged on this run's figures (``pipeline.tools.bench_targets``)."""
+        return judge(self._measured(), self.allowed_lateness_ms)
+
     def figures(self) -> dict[str, float | int]:
         """Every headline figure under a stable flat name, for comparing one run with the previous one.
 
         ``workers_<n>_*`` per worker-count run, ``live_<rate>_<kind>_*`` per
-        live rate and trigger kind (milliseconds), the rest once per run.
+        live rate and trigger kind (milliseconds), the rest once per run;
+        ``targets_measured`` and ``targets_met`` count the targets.
         """
+        verdicts = self.targets()
+        return self._measured() | {
+            "targets_measured": sum(v.met is not None for v in verdicts),
+            "targets_met": sum(v.met is True for v in verdicts),
+        }
+
+    def _measured(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {"raw_consumer_events_per_s": self.raw_events_per_s}
         for when, measured in zip(("before", "after"), self.pure_path):
             out[f"pure_path_{when}_us_per_event"] = measured["us_per_event"]
@@ -190,7 +205,8 @@ class BenchResult:
         return out
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"figures": self.figures(), **asdict(self)}, option=orjson.OPT_INDENT_2)
+        targets = [v.as_dict() for v in self.targets()]
+        return orjson.dumps({"figures": self.figures(), "targets": targets, **asdict(self)}, option=orjson.OPT_INDENT_2)
 
 
 # -- traffic -------------------------------------------------------------------
@@ -589,7 +605,9 @@ def run_bench(
                     "(or pass --clickhouse-url clickhouse://user:password@host:9000/cx, a scratch server)"
                 ) from None
         settings = settings.model_copy(update={"kafka_bootstrap": bootstrap, "clickhouse_url": clickhouse_url})
-        result = BenchResult(machine=machine(), options=asdict(opts), expected={})
+        result = BenchResult(
+            machine=machine(), options=asdict(opts), expected={}, allowed_lateness_ms=settings.allowed_lateness_ms
+        )
 
         progress(f"generating about {opts.events:,} events")
         now = RECEIVED_AT_MS
@@ -756,4 +774,9 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             rows.append(("collector: per process", f"{c['events_per_s_per_process']:,} events/s ({c['processes']} processes on one port)"))
         if "cpu_us_per_event" in c:
             rows.append(("collector: CPU per event", f"{c['cpu_us_per_event']} us (all its processes, start-up excluded)"))
+    verdicts = result.targets()
+    measured = [v for v in verdicts if v.met is not None]
+    rows.append(("targets met", f"{sum(v.met for v in measured)} of the {len(measured)} this run measured"
+                                f" ({len(verdicts)} targets)"))
+    rows += [(f"target: {v.target.what}", v.text()) for v in verdicts]
     return rows

@@ -55,8 +55,18 @@ def test_quick_bench_stores_exactly_what_the_generator_planned(kafka: str, click
     # The JSON's flat figures carry the same numbers under stable names.
     import orjson
 
-    figures = orjson.loads(result.to_json())["figures"]
+    data = orjson.loads(result.to_json())
+    figures = data["figures"]
     rate = opts.live_rates[0]
+    # The targets: a quick run has no live run at 2,000 or 10,000/s, so it judges only the three others.
+    assert rate not in (2000, 10000)
+    judged = {t["name"]: t["value"] for t in data["targets"] if t["met"] is not None}
+    assert judged == {
+        "one_worker_ratio_to_raw": figures["workers_1_ratio_to_raw"],
+        "worker_cpu_per_event": figures["workers_1_cpu_us_per_event_processing"],
+        "collector_per_process": figures["collector_events_per_s_per_process"],
+    }
+    assert figures["targets_measured"] == 3
     assert figures["workers_1_events_stored"] == e["messages"] - e["invalid"]
     assert figures["workers_1_dead_letters"] == e["invalid"]
     assert figures["workers_1_events_per_s"] == run.events_per_s and figures["raw_consumer_events_per_s"] > 0
