@@ -15,7 +15,7 @@ from typing import Literal
 import orjson
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from pipeline.settings import Settings, SettingsError
 
@@ -439,6 +439,31 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
     if json_path is not None:
         json_path.write_bytes(result.to_json())
         console.print(f"results written to {json_path}")
+
+
+@cli.command(name="bench-compare")
+def bench_compare(
+    old: Path = typer.Argument(..., help="the earlier run's `cxstream bench --json` file"),
+    new: Path = typer.Argument(..., help="the later run's"),
+) -> None:
+    """Two `cxstream bench --json` runs side by side: every figure, its change, and each target in both."""
+    from pipeline.tools.bench_compare import CompareError, compare_figures, compare_targets, load_run
+
+    try:
+        a, b = load_run(old), load_run(new)
+    except CompareError as exc:
+        console.print(f"[red]bench-compare: {exc}[/red]")
+        raise typer.Exit(1) from None
+
+    console.print(f"old: {old}\nnew: {new}")
+    figures = Table(Column("figure", overflow="fold"), "old", "new", "change", title="figures")
+    for change in compare_figures(a, b):
+        figures.add_row(*change.cells())
+    console.print(figures)
+    targets = Table("target", "old", "new", title="targets")
+    for before, after in compare_targets(a, b):
+        targets.add_row(after.target.what, before.text(), after.text())
+    console.print(targets)
 
 
 @cli.command(name="bench-cpu")
