@@ -452,7 +452,7 @@ def bench_compare(
     try:
         a, b = load_run(old), load_run(new)
     except CompareError as exc:
-        console.print(f"[red]bench-compare: {exc}[/red]")
+        console.print(f"[red]bench-compare: {exc}[/red]", soft_wrap=True)  # one line, however long the path
         raise typer.Exit(1) from None
 
     console.print(f"old: {old}\nnew: {new}")
