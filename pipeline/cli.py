@@ -16,6 +16,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from pipeline.settings import Settings, SettingsError
 
@@ -25,12 +26,17 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time cu
 console = Console()
 
 
+def _say_error(message: str) -> None:
+    """An expected error, in red on stdout: its text as given (no markup), one line however narrow the console."""
+    console.print(Text(message, style="red"), soft_wrap=True)
+
+
 def load_settings(component: str | None = None) -> Settings:
     """The settings; with ``component``, this process's logs are set up too (``CX_LOG_FORMAT``)."""
     try:
         settings = Settings.load()
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(2) from None
     if component is not None:
         from pipeline.logs import configure
@@ -43,13 +49,13 @@ def _require_salt(settings: Settings) -> None:
     try:
         settings.require_pii_salt()
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
+        _say_error(str(exc))
         raise typer.Exit(2) from None
 
 
 def _require_bootstrap(settings: Settings) -> str:
     if not settings.kafka_bootstrap:
-        console.print("[red]CX_KAFKA_BOOTSTRAP: needed here (cxstream up starts the embedded broker)[/red]")
+        _say_error("CX_KAFKA_BOOTSTRAP: needed here (cxstream up starts the embedded broker)")
         raise typer.Exit(2)
     return settings.kafka_bootstrap
 
@@ -304,7 +310,7 @@ def query(
     try:
         columns, rows = run_query(settings, sql)
     except Exception as exc:
-        console.print(f"[red]cxstream query: {exc}[/red]")
+        _say_error(f"cxstream query: {exc}")
         raise typer.Exit(1) from None
     _print_result(columns, rows, format)
 
@@ -320,7 +326,7 @@ def status(
     settings = load_settings()
     info = read_run_file(settings)
     if info is None:
-        console.print(f"[red]no cxstream up runs on {settings.data_dir.resolve()} (no live run.json)[/red]")
+        _say_error(f"no cxstream up runs on {settings.data_dir.resolve()} (no live run.json)")
         raise typer.Exit(1)
     snap = collect(settings, info, interval, lambda sql: run_query(settings, sql))
     console.print(render_status(snap))
@@ -430,7 +436,7 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
             progress=lambda line: console.print(f"[dim]{line}[/dim]"),
         )
     except BenchError as exc:
-        console.print(f"[red]bench failed: {exc}[/red]")
+        _say_error(f"bench failed: {exc}")
         raise typer.Exit(1) from None
     table = Table("metric", "value", title=f"cxstream bench ({result.machine['cores']} cores, {result.machine['cpu']})")
     for metric, value in report_rows(result):
@@ -452,7 +458,7 @@ def bench_compare(
     try:
         a, b = load_run(old), load_run(new)
     except CompareError as exc:
-        console.print(f"[red]bench-compare: {exc}[/red]", soft_wrap=True)  # one line, however long the path
+        _say_error(f"bench-compare: {exc}")
         raise typer.Exit(1) from None
 
     console.print(f"old: {old}\nnew: {new}")

@@ -64,3 +64,11 @@ def test_bench_quick_keeps_the_sizes_given_with_it(monkeypatch) -> None:
     opts = _bench_options(monkeypatch, ["--quick", "--collector-events", "0", "--live-rate", "800,1600"])
     assert opts == dataclasses.replace(BenchOptions.quick(), collector_events=0, live_rates=(800, 1600))
     assert opts.events == 4_000 and opts.cpu_events == 2_000  # the quick sizes of the options not given
+
+
+def test_an_expected_error_is_one_line_however_long_and_printed_as_written(tmp_path) -> None:
+    # Longer than the 80 columns a console without a terminal has; brackets that rich would read as markup.
+    deep = tmp_path / ("d" * 60) / "[bold]shop[/bold]"
+    out = CliRunner().invoke(cli, ["status"], env={"CX_DATA_DIR": str(deep)})
+    assert out.exit_code == 1
+    assert out.output == f"no cxstream up runs on {deep.resolve()} (no live run.json)\n"
