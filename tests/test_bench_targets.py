@@ -118,16 +118,16 @@ def _result() -> BenchResult:
 def test_the_bench_s_table_and_json_carry_the_verdicts() -> None:
     result = _result()
     rows = dict(report_rows(result))
-    assert rows["targets met"] == "0 of the 5 this run measured (6 targets)"
+    assert rows["targets met"] == "0 of the 5 this run judged (6 targets)"
     assert rows["target: checkout_friction at 2,000/s, p99 < 250 ms"] == "353 ms: missed by 103 ms"
     assert rows["target: checkout_friction at 10,000/s, p99 < 1 s"] == "not measured in this run"
     assert rows["target: one worker, >= 30% of the raw consumer"] == "7.9%: missed by 22.1 points"
 
     data = orjson.loads(result.to_json())
-    assert data["figures"]["targets_measured"] == 5 and data["figures"]["targets_met"] == 0
+    assert data["figures"]["targets_judged"] == 5 and data["figures"]["targets_met"] == 0
     assert data["targets"][0] == {
         "name": "checkout_friction_2000_p99", "figure": "live_2000_checkout_friction_p99_ms", "op": "<",
-        "limit": 250, "value": 353, "met": False,
+        "limit": 250, "value": 353, "met": False, "too_small": "",
     }  # fmt: skip
     assert data["targets"][2]["value"] is None and data["targets"][2]["met"] is None
 
@@ -136,4 +136,36 @@ def test_a_run_that_met_a_target_counts_it() -> None:
     result = _result()
     result.live[0]["latency"]["checkout_friction"]["p99_ms"] = 176
     assert result.figures()["targets_met"] == 1
-    assert dict(report_rows(result))["targets met"] == "1 of the 5 this run measured (6 targets)"
+    assert dict(report_rows(result))["targets met"] == "1 of the 5 this run judged (6 targets)"
+
+
+def test_a_section_smaller_than_a_target_is_stated_for_is_too_small_to_judge() -> None:
+    quick = {"events": 4_000, "live_seconds": 6.0, "collector_events": 5_000}  # BenchOptions.quick()'s sizes
+    figures = SLOW_HOUR | {"workers_1_ratio_to_raw": 0.009}
+    verdicts = judge(figures, 1000, quick)
+    assert [v.met for v in verdicts] == [None] * 6
+    texts = {v.target.name: v.text() for v in verdicts}
+    assert texts["one_worker_ratio_to_raw"] == (
+        "0.9%: too small to judge (--events 4,000; the target is stated for 200,000 or more)"
+    )
+    assert texts["checkout_friction_2000_p99"] == (
+        "353 ms: too small to judge (--live-seconds 6; the target is stated for 30 or more)"
+    )
+    assert texts["collector_per_process"] == (
+        "20,244 events/s: too small to judge (--collector-events 5,000; the target is stated for 50,000 or more)"
+    )
+    # The issue's command is the least size judged; a larger one too.
+    issue = {"events": 200_000, "live_seconds": 30.0, "collector_events": 50_000}
+    assert [v.met for v in judge(figures, 1000, issue)] == [False] * 6
+    assert [v.met for v in judge(ALL_MET, 1000, issue | {"events": 1_000_000})] == [True] * 6
+
+
+def test_the_bench_s_json_says_why_a_target_was_not_judged() -> None:
+    result = _result()
+    result.options = {"events": 4_000, "live_seconds": 30.0, "collector_events": 50_000}
+    data = orjson.loads(result.to_json())
+    by_name = {t["name"]: t for t in data["targets"]}
+    assert by_name["worker_cpu_per_event"]["met"] is None
+    assert by_name["worker_cpu_per_event"]["too_small"].startswith("--events 4,000")
+    assert by_name["checkout_friction_2000_p99"]["met"] is False and by_name["checkout_friction_2000_p99"]["too_small"] == ""
+    assert data["figures"]["targets_judged"] == 3  # the two at 2,000/s and the collector; the worker's two too small

@@ -150,18 +150,18 @@ class BenchResult:
 
     def targets(self) -> list[Verdict]:
         """The performance targets judged on this run's figures (``pipeline.tools.bench_targets``)."""
-        return judge(self._measured(), self.allowed_lateness_ms)
+        return judge(self._measured(), self.allowed_lateness_ms, self.options)
 
     def figures(self) -> dict[str, float | int]:
         """Every headline figure under a stable flat name, for comparing one run with the previous one.
 
         ``workers_<n>_*`` per worker-count run, ``live_<rate>_<kind>_*`` per
         live rate and trigger kind (milliseconds), the rest once per run;
-        ``targets_measured`` and ``targets_met`` count the targets.
+        ``targets_judged`` and ``targets_met`` count the targets.
         """
         verdicts = self.targets()
         return self._measured() | {
-            "targets_measured": sum(v.met is not None for v in verdicts),
+            "targets_judged": sum(v.met is not None for v in verdicts),
             "targets_met": sum(v.met is True for v in verdicts),
         }
 
@@ -776,7 +776,7 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             rows.append(("collector: CPU per event", f"{c['cpu_us_per_event']} us (all its processes, start-up excluded)"))
     verdicts = result.targets()
     measured = [v for v in verdicts if v.met is not None]
-    rows.append(("targets met", f"{sum(v.met for v in measured)} of the {len(measured)} this run measured"
+    rows.append(("targets met", f"{sum(v.met for v in measured)} of the {len(measured)} this run judged"
                                 f" ({len(verdicts)} targets)"))
     rows += [(f"target: {v.target.what}", v.text()) for v in verdicts]
     return rows

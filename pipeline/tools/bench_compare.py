@@ -83,7 +83,12 @@ def compare_figures(old: dict, new: dict) -> list[FigureChange]:
 
 def _verdicts(run: dict) -> list[Verdict]:
     lateness = run.get("allowed_lateness_ms", DEFAULT_ALLOWED_LATENESS_MS)
-    return judge(run["figures"], lateness if isinstance(lateness, int) else DEFAULT_ALLOWED_LATENESS_MS)
+    options = run.get("options")
+    return judge(
+        run["figures"],
+        lateness if isinstance(lateness, int) else DEFAULT_ALLOWED_LATENESS_MS,
+        options if isinstance(options, dict) else None,
+    )
 
 
 def compare_targets(old: dict, new: dict) -> list[tuple[Verdict, Verdict]]:

@@ -10,6 +10,11 @@ from the ledger stops with ``BenchError`` and judges nothing.
 The latency limit of ``cart_abandoned`` follows the allowed lateness the
 run used (the deadline fires only once an event that much later in event
 time has come), plus 300 ms.
+
+The targets are stated for sections of a size (``--events 200000``,
+``--live-seconds 30``, ``--collector-events 50000``): a rate measured on a
+smaller section (``--quick``'s 4,000 events, 6 s live) says little, so such
+a target is *too small to judge*, neither met nor missed.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from typing import Callable, Mapping
 __all__ = ["Target", "Verdict", "judge", "targets"]
 
 CART_ABANDONED_MARGIN_MS = 300
+# The least section sizes the targets are stated for: (BenchOptions field, value).
+WORKER_SIZE = ("events", 200_000)
+LIVE_SIZE = ("live_seconds", 30.0)
+COLLECTOR_SIZE = ("collector_events", 50_000)
+_OPTION_NAMES = {"events": "--events", "live_seconds": "--live-seconds", "collector_events": "--collector-events"}
 
 _OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">=": operator.ge}
 
@@ -33,6 +43,7 @@ class Target:
     op: str  # "<", "<=" or ">=": the figure against the limit
     limit: float
     unit: str  # "ms", "us", "events/s" or "" (a ratio, shown as a percentage)
+    size: tuple[str, float]  # (the bench option sizing its section, the least value the target is stated for)
 
     def show(self, value: float) -> str:
         if self.unit == "":
@@ -46,12 +57,15 @@ class Target:
 class Verdict:
     target: Target
     value: float | None  # None: not measured in this run
-    met: bool | None  # None: not measured
+    met: bool | None  # None: not measured, or too small to judge
+    too_small: str = ""  # why the section was too small to judge, when it was
 
     def text(self) -> str:
         """``353 ms: missed by 103 ms``, ``176 ms: met``, ``7.9%: missed by 22.1 points``, ``not measured in this run``."""
         if self.value is None:
             return "not measured in this run"
+        if self.too_small:
+            return f"{self.target.show(self.value)}: too small to judge ({self.too_small})"
         shown = self.target.show(self.value)
         if self.met:
             return f"{shown}: met"
@@ -62,7 +76,8 @@ class Verdict:
 
     def as_dict(self) -> dict:
         t = self.target
-        return {"name": t.name, "figure": t.figure, "op": t.op, "limit": t.limit, "value": self.value, "met": self.met}
+        return {"name": t.name, "figure": t.figure, "op": t.op, "limit": t.limit, "value": self.value, "met": self.met,
+                "too_small": self.too_small}  # fmt: skip
 
 
 def targets(allowed_lateness_ms: int) -> tuple[Target, ...]:
@@ -70,23 +85,36 @@ def targets(allowed_lateness_ms: int) -> tuple[Target, ...]:
     abandoned_limit = allowed_lateness_ms + CART_ABANDONED_MARGIN_MS
     return (
         Target("checkout_friction_2000_p99", "checkout_friction at 2,000/s, p99 < 250 ms",
-               "live_2000_checkout_friction_p99_ms", "<", 250, "ms"),
+               "live_2000_checkout_friction_p99_ms", "<", 250, "ms", LIVE_SIZE),
         Target("cart_abandoned_2000_p99",
                f"cart_abandoned at 2,000/s, p99 < allowed lateness + {CART_ABANDONED_MARGIN_MS} ms ({abandoned_limit:,} ms)",
-               "live_2000_cart_abandoned_p99_ms", "<", abandoned_limit, "ms"),
+               "live_2000_cart_abandoned_p99_ms", "<", abandoned_limit, "ms", LIVE_SIZE),
         Target("checkout_friction_10000_p99", "checkout_friction at 10,000/s, p99 < 1 s",
-               "live_10000_checkout_friction_p99_ms", "<", 1000, "ms"),
+               "live_10000_checkout_friction_p99_ms", "<", 1000, "ms", LIVE_SIZE),
         Target("one_worker_ratio_to_raw", "one worker, >= 30% of the raw consumer",
-               "workers_1_ratio_to_raw", ">=", 0.30, ""),
+               "workers_1_ratio_to_raw", ">=", 0.30, "", WORKER_SIZE),
         Target("worker_cpu_per_event", "one worker's CPU from the first record on, <= 20 us per event",
-               "workers_1_cpu_us_per_event_processing", "<=", 20, "us"),
+               "workers_1_cpu_us_per_event_processing", "<=", 20, "us", WORKER_SIZE),
         Target("collector_per_process", "collector, >= 60,000 events/s per process",
-               "collector_events_per_s_per_process", ">=", 60_000, "events/s"),
+               "collector_events_per_s_per_process", ">=", 60_000, "events/s", COLLECTOR_SIZE),
     )  # fmt: skip
 
 
-def judge(figures: Mapping[str, float], allowed_lateness_ms: int) -> list[Verdict]:
+def _too_small(target: Target, options: Mapping | None) -> str:
+    if options is None:
+        return ""
+    option, least = target.size
+    given = options.get(option)
+    if not isinstance(given, (int, float)) or given >= least:
+        return ""
+    return f"{_OPTION_NAMES[option]} {given:,g}; the target is stated for {least:,g} or more"
+
+
+def judge(figures: Mapping[str, float], allowed_lateness_ms: int, options: Mapping | None = None) -> list[Verdict]:
     """Every target against ``figures``; a figure absent from them is not measured.
+
+    ``options``: the run's ``BenchOptions`` as a dict; a target whose section
+    was smaller than it is stated for is too small to judge (None: no check).
 
     So is a rate, ratio or CPU time of 0: the bench writes 0 where it could
     not measure one (a run that took no record, a CPU it could not read),
@@ -98,5 +126,7 @@ def judge(figures: Mapping[str, float], allowed_lateness_ms: int) -> list[Verdic
         if value is None or (value == 0 and target.unit != "ms"):
             verdicts.append(Verdict(target, None, None))
         else:
-            verdicts.append(Verdict(target, value, _OPS[target.op](value, target.limit)))
+            too_small = _too_small(target, options)
+            met = None if too_small else _OPS[target.op](value, target.limit)
+            verdicts.append(Verdict(target, value, met, too_small))
     return verdicts
