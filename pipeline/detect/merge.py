@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 __all__ = ["Held", "StreamMerge"]
 
@@ -113,7 +113,7 @@ class StreamMerge:
         """The messages still held, in key order (for persisting)."""
         return sorted(self._held)
 
-    def restore(self, announced: list[Key | None], held: list[Held], idle: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    def restore(self, announced: list[Key | None], held: list[Held], idle: Collection[int] = frozenset()) -> None:
         """Continue from ``announced``, ``held`` and ``idle`` persisted earlier (before any ``add``)."""
         if len(announced) != self.sources:
             raise ValueError(f"{len(announced)} announcements for {self.sources} sources")
