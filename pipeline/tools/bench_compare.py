@@ -51,8 +51,6 @@ class FigureChange:
 def _number(value: float | None) -> str:
     if value is None:
         return "-"
-    if isinstance(value, bool):
-        return str(value).lower()
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}".rstrip("0").rstrip(".")
