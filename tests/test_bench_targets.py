@@ -169,3 +169,11 @@ def test_the_bench_s_json_says_why_a_target_was_not_judged() -> None:
     assert by_name["worker_cpu_per_event"]["too_small"].startswith("--events 4,000")
     assert by_name["checkout_friction_2000_p99"]["met"] is False and by_name["checkout_friction_2000_p99"]["too_small"] == ""
     assert data["figures"]["targets_judged"] == 3  # the two at 2,000/s and the collector; the worker's two too small
+
+
+def test_a_run_that_judged_no_target_says_so_rather_than_0_of_0() -> None:
+    result = _result()
+    result.options = {"events": 4_000, "live_seconds": 6.0, "collector_events": 5_000}  # --quick's sizes
+    rows = dict(report_rows(result))
+    assert rows["targets met"] == "none judged: each of the 6 targets was not measured or too small in this run"
+    assert result.figures()["targets_judged"] == 0 and result.figures()["targets_met"] == 0

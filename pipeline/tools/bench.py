@@ -776,7 +776,10 @@ def report_rows(result: BenchResult) -> list[tuple[str, str]]:
             rows.append(("collector: CPU per event", f"{c['cpu_us_per_event']} us (all its processes, start-up excluded)"))
     verdicts = result.targets()
     measured = [v for v in verdicts if v.met is not None]
-    rows.append(("targets met", f"{sum(v.met for v in measured)} of the {len(measured)} this run judged"
-                                f" ({len(verdicts)} targets)"))
+    if measured:
+        met = f"{sum(v.met for v in measured)} of the {len(measured)} this run judged ({len(verdicts)} targets)"
+    else:
+        met = f"none judged: each of the {len(verdicts)} targets was not measured or too small in this run"
+    rows.append(("targets met", met))
     rows += [(f"target: {v.target.what}", v.text()) for v in verdicts]
     return rows
