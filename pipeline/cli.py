@@ -411,6 +411,10 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
     quick: bool = typer.Option(
         False, help="small sizes for every section, for the options above not given (counts exact, rates not meaningful)"
     ),
+    targets: bool = typer.Option(
+        False, "--targets",
+        help="the least sizes that judge every performance target, for the options above not given (about 6 minutes)",
+    ),
     clickhouse_url: str = typer.Option(
         "", help="a scratch ClickHouse server (its cx database is dropped); default: a local server the bench starts"
     ),
@@ -421,13 +425,15 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
     settings = load_settings("bench")
     sizes = {"events": events, "workers": workers, "live_rates": live_rate, "live_seconds": live_seconds,
              "collector_events": collector_events, "cpu_events": cpu_events}  # fmt: skip
-    if quick:  # its own sizes, but for the options given on the command line
+    if quick and targets:
+        raise typer.BadParameter("--quick and --targets are two presets: give one", param_hint="'--targets'")
+    if quick or targets:  # the preset's sizes, but for the options given on the command line
         given = {"live_rates": "live_rate"}
         sizes = {
             name: value for name, value in sizes.items()
             if getattr(ctx.get_parameter_source(given.get(name, name)), "name", None) == "COMMANDLINE"
         }  # fmt: skip
-        opts = dataclasses.replace(BenchOptions.quick(), **sizes)
+        opts = dataclasses.replace(BenchOptions.quick() if quick else BenchOptions.targets(), **sizes)
     else:
         opts = BenchOptions(**sizes)
     try:

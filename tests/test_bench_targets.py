@@ -177,3 +177,13 @@ def test_a_run_that_judged_no_target_says_so_rather_than_0_of_0() -> None:
     rows = dict(report_rows(result))
     assert rows["targets met"] == "none judged: each of the 6 targets was not measured or too small in this run"
     assert result.figures()["targets_judged"] == 0 and result.figures()["targets_met"] == 0
+
+
+def test_the_targets_preset_is_large_enough_to_judge_every_target() -> None:
+    import dataclasses
+
+    from pipeline.tools.bench_common import BenchOptions
+
+    preset = dataclasses.asdict(BenchOptions.targets())
+    assert [v.met for v in judge(ALL_MET, 1000, preset)] == [True] * 6
+    assert [v.met for v in judge(SLOW_HOUR, 1000, preset)] == [False] * 6

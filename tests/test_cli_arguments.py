@@ -24,6 +24,7 @@ from pipeline.cli import cli
         (["backtest", "--demo", "--visitors", "0"], "Invalid value for '--visitors'"),
         (["backtest", "--kafka", "--from-offset", "-3"], "Invalid value for '--from-offset'"),
         (["backtest", "--kafka", "--to-offset", "-1"], "Invalid value for '--to-offset'"),
+        (["bench", "--quick", "--targets"], "Invalid value for '--targets': --quick and --targets are two presets"),
     ],
 )
 def test_an_argument_out_of_range_is_a_usage_error_naming_the_option(args: list[str], message: str) -> None:
@@ -72,3 +73,19 @@ def test_an_expected_error_is_one_line_however_long_and_printed_as_written(tmp_p
     out = CliRunner().invoke(cli, ["status"], env={"CX_DATA_DIR": str(deep)})
     assert out.exit_code == 1
     assert out.output == f"no cxstream up runs on {deep.resolve()} (no live run.json)\n"
+
+
+def test_bench_targets_is_the_issue_s_command_and_keeps_the_sizes_given_with_it(monkeypatch) -> None:
+    import dataclasses
+
+    from pipeline.tools.bench_common import BenchOptions
+
+    opts = _bench_options(monkeypatch, ["--targets"])
+    # `cxstream bench --events 200000 --workers 1 --live-rate 2000,10000 --live-seconds 30 --collector-events 50000`
+    assert (opts.events, opts.workers, opts.live_rates, opts.live_seconds, opts.collector_events) == (
+        200_000, (1,), (2_000, 10_000), 30.0, 50_000,
+    )  # fmt: skip
+    assert opts == BenchOptions.targets()
+    assert _bench_options(monkeypatch, ["--targets", "--workers", "1,2"]) == dataclasses.replace(
+        BenchOptions.targets(), workers=(1, 2)
+    )

@@ -77,6 +77,11 @@ class BenchOptions:
     timeout_s: float = 1800.0
 
     @classmethod
+    def targets(cls) -> "BenchOptions":
+        """The least run that judges every performance target (``pipeline.tools.bench_targets``): about 6 minutes."""
+        return cls(events=200_000, workers=(1,), live_rates=(2_000, 10_000), live_seconds=30.0, collector_events=50_000)
+
+    @classmethod
     def quick(cls) -> "BenchOptions":
         """A small run (about a minute): every section, exact counts, rates not meaningful."""
         return cls(
