@@ -65,7 +65,7 @@ from pipeline.tools.bench_common import (
     wall_ms,
     worker_json,
 )
-from pipeline.tools.bench_targets import Verdict, judge
+from pipeline.tools.bench_targets import DEFAULT_ALLOWED_LATENESS_MS, Verdict, judge
 from pipeline.tools.bench_live import CUSTOMER_STAGES, STAGES, run_collector, run_live
 from pipeline.collector.ingest import ingest
 from pipeline.collector.normalize import NormalizeRules
@@ -135,7 +135,7 @@ class BenchResult:
     # The worker's pure path alone (``pure_path``), measured before and after the worker runs.
     pure_path: list[dict] = field(default_factory=list)
     # The run's allowed lateness: the limit of the cart_abandoned latency target follows it.
-    allowed_lateness_ms: int = 1_000
+    allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS
 
     def pure_path_us_per_event(self) -> float:
         """The pure path's CPU per event in this run: the mean of its measurements (0 when not measured)."""
@@ -150,7 +150,7 @@ class BenchResult:
 
     def targets(self) -> list[Verdict]:
         """The performance targets judged on this run's figures (``pipeline.tools.bench_targets``)."""
-        return judge(self._measured(), self.allowed_lateness_ms, self.options)
+        return self._figures_and_targets()[1]
 
     def figures(self) -> dict[str, float | int]:
         """Every headline figure under a stable flat name, for comparing one run with the previous one.
@@ -159,11 +159,13 @@ class BenchResult:
         live rate and trigger kind (milliseconds), the rest once per run;
         ``targets_judged`` and ``targets_met`` count the targets.
         """
-        verdicts = self.targets()
-        return self._measured() | {
-            "targets_judged": sum(v.met is not None for v in verdicts),
-            "targets_met": sum(v.met is True for v in verdicts),
-        }
+        return self._figures_and_targets()[0]
+
+    def _figures_and_targets(self) -> tuple[dict[str, float | int], list[Verdict]]:
+        measured = self._measured()
+        verdicts = judge(measured, self.allowed_lateness_ms, self.options)
+        judged = [v for v in verdicts if v.met is not None]
+        return measured | {"targets_judged": len(judged), "targets_met": sum(v.met for v in judged)}, verdicts
 
     def _measured(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {"raw_consumer_events_per_s": self.raw_events_per_s}
@@ -205,8 +207,9 @@ class BenchResult:
         return out
 
     def to_json(self) -> bytes:
-        targets = [v.as_dict() for v in self.targets()]
-        return orjson.dumps({"figures": self.figures(), "targets": targets, **asdict(self)}, option=orjson.OPT_INDENT_2)
+        figures, verdicts = self._figures_and_targets()
+        targets = [v.as_dict() for v in verdicts]
+        return orjson.dumps({"figures": figures, "targets": targets, **asdict(self)}, option=orjson.OPT_INDENT_2)
 
 
 # -- traffic -------------------------------------------------------------------

@@ -79,7 +79,9 @@ class BenchOptions:
     @classmethod
     def targets(cls) -> "BenchOptions":
         """The least run that judges every performance target (``pipeline.tools.bench_targets``): about 6 minutes."""
-        return cls(events=200_000, workers=(1,), live_rates=(2_000, 10_000), live_seconds=30.0, collector_events=50_000)
+        from pipeline.tools.bench_targets import STATED_FOR
+
+        return cls(**STATED_FOR)
 
     @classmethod
     def quick(cls) -> "BenchOptions":

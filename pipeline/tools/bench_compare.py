@@ -14,12 +14,9 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.tools.bench_targets import Verdict, judge
+from pipeline.tools.bench_targets import DEFAULT_ALLOWED_LATENESS_MS, Verdict, judge
 
 __all__ = ["CompareError", "FigureChange", "compare_figures", "compare_targets", "load_run"]
-
-DEFAULT_ALLOWED_LATENESS_MS = 1_000  # a file from before the bench recorded it ran with the default
-
 
 class CompareError(ValueError):
     """A file that is not a ``cxstream bench --json`` result."""
@@ -80,6 +77,7 @@ def compare_figures(old: dict, new: dict) -> list[FigureChange]:
 
 
 def _verdicts(run: dict) -> list[Verdict]:
+    # A file from before the bench recorded its allowed lateness ran with the default.
     lateness = run.get("allowed_lateness_ms", DEFAULT_ALLOWED_LATENESS_MS)
     options = run.get("options")
     return judge(
