@@ -6,10 +6,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.tools.bench_compare import CompareError, compare_figures, compare_targets, load_run
+from pipeline.tools.bench_targets import judge
 
 # A file from before the bench judged targets: figures only, no allowed lateness (the default, 1 s).
 OLDER = {
@@ -101,3 +104,54 @@ def test_the_command_with_a_bad_file_exits_1_with_one_line(tmp_path: Path) -> No
     out = CliRunner().invoke(cli, ["bench-compare", str(tmp_path / "missing.json"), str(tmp_path / "b.json")])
     assert out.exit_code == 1
     assert out.output.strip() == f"bench-compare: {tmp_path / 'missing.json'}: No such file or directory"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+_figure_names = st.sampled_from([
+    "workers_1_ratio_to_raw", "workers_1_cpu_us_per_event_processing", "live_2000_checkout_friction_p99_ms",
+    "live_2000_cart_abandoned_p99_ms", "collector_events_per_s_per_process", "raw_consumer_events_per_s",
+]) | st.text(max_size=12)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        st.binary(max_size=64),
+        _json.map(orjson.dumps),
+        st.fixed_dictionaries({"figures": _json}, optional={"options": _json, "allowed_lateness_ms": _json}).map(orjson.dumps),
+    )
+)
+def test_any_file_is_compared_or_refused_in_one_line(tmp_path: Path, body: bytes) -> None:
+    path = tmp_path / "run.json"
+    path.write_bytes(body)
+    try:
+        run = load_run(path)
+    except CompareError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+        return
+    rows = compare_figures(run, run)
+    assert all(change.change in (None, 0.0) for change in rows)
+    for before, after in compare_targets(run, run):
+        assert before.text() == after.text()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    figures=st.dictionaries(_figure_names, st.integers(0, 10**9) | st.floats(0, 1e9), max_size=8),
+    lateness=st.integers(0, 10**7),
+    options=st.none() | st.dictionaries(
+        st.sampled_from(["events", "live_seconds", "collector_events", "seed"]), st.integers(0, 10**7) | st.text(max_size=3)
+    ),
+)
+def test_any_figures_are_judged_as_met_missed_or_not_judged(figures: dict, lateness: int, options: dict | None) -> None:
+    for verdict in judge(figures, lateness, options):
+        text = verdict.text()
+        if verdict.met is None:
+            assert text == "not measured in this run" or ": too small to judge (" in text
+        else:
+            assert text.endswith(": met") == verdict.met and (verdict.met or ": missed by " in text)
