@@ -24,6 +24,7 @@ other row is written. One bad row among n costs about 2 log2(n) inserts.
 
 from __future__ import annotations
 
+import operator
 import struct
 import time
 from dataclasses import dataclass
@@ -60,7 +61,8 @@ EVENTS_TABLE = "cx.events"
 # The ids of cx.events, read by ``stored_fingerprints`` (sinks/ddl/0013_event_ids.sql).
 EVENT_IDS_TABLE = "cx.event_ids"
 EVENT_ID_COLUMNS = ("tenant", "event_id", "payload_hash", "ver")
-_ID_INDEXES = tuple(EVENT_COLUMNS.index(c) for c in EVENT_ID_COLUMNS)
+# An event row's id columns as one tuple (``itemgetter`` of several indexes returns one).
+_ID_COLUMNS_OF = operator.itemgetter(*(EVENT_COLUMNS.index(c) for c in EVENT_ID_COLUMNS))
 # A hash of each id of cx.event_ids, in the server's memory (sinks/ddl/0015_event_id_set.sql): one server only.
 EVENT_ID_SET = "cx.event_id_set"
 _TENANT, _EVENT_ID = EVENT_COLUMNS.index("tenant"), EVENT_COLUMNS.index("event_id")
@@ -218,7 +220,7 @@ class ClickHouseSink:
             if buffer is self._events:
                 refused = {id(r.row) for r in rejected}
                 stored = [row for row in buffer.rows if id(row) not in refused]
-                self._ids.rows += [tuple(row[i] for i in _ID_INDEXES) for row in stored]
+                self._ids.rows += map(_ID_COLUMNS_OF, stored)
                 if self._id_set is not None:
                     self._id_set.rows += [(id_hash(row[_TENANT], row[_EVENT_ID]),) for row in stored]
             if buffer not in self._derived:
