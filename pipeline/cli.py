@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal, TypeVar
 
 import orjson
 import typer
@@ -21,6 +21,8 @@ from rich.text import Text
 from pipeline.settings import Settings, SettingsError
 
 __all__ = ["main", "cli"]
+
+T = TypeVar("T")
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time customer-experience pipeline.")
 console = Console()
@@ -71,30 +73,63 @@ def _require_destinations(settings: Settings, who: str) -> list:
 
 
 def _require_broker(settings: Settings, command: str) -> str:
-    """The bootstrap address, once a broker there answered; else one line and exit 69 (EX_UNAVAILABLE)."""
+    """The bootstrap address, once a broker there answered; else one line and exit 69 (EX_UNAVAILABLE).
+
+    Settings the Kafka client refuses (a CA file that cannot be read, SASL
+    without a user) are one line and exit 2, as other configuration errors.
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     from pipeline.exitcodes import EXIT_UNAVAILABLE
 
-    bootstrap = _require_bootstrap(settings)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **settings.kafka_client_config()})
-    try:
-        admin.list_topics(timeout=settings.kafka_check_timeout_s)
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        message = (
-            f"cxstream {command}: no Kafka broker answered at {bootstrap} within {settings.kafka_check_timeout_s:g} s "
-            f"({reason}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings"
-        )
+    def fail(message: str, code: int) -> typer.Exit:
         if settings.log_format == "json":
             import logging
 
             logging.getLogger("cxstream").error(message)
         else:
             Console(stderr=True, soft_wrap=True).print(message, markup=False, highlight=False)
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
+        return typer.Exit(code)
+
+    def reason(exc: KafkaException) -> str:
+        return exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+
+    bootstrap = _require_bootstrap(settings)
+    try:  # librdkafka checks the CX_KAFKA_SECURITY_* settings (files, names) when the client is made
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **settings.kafka_client_config()})
+    except KafkaException as exc:
+        raise fail(f"cxstream {command}: the Kafka client refused its settings ({reason(exc)}); "
+                   "check the CX_KAFKA_SECURITY_* settings", 2) from None
+    try:
+        admin.list_topics(timeout=settings.kafka_check_timeout_s)
+    except KafkaException as exc:
+        raise fail(
+            f"cxstream {command}: no Kafka broker answered at {bootstrap} within {settings.kafka_check_timeout_s:g} s "
+            f"({reason(exc)}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings",
+            EXIT_UNAVAILABLE,
+        ) from None
     return bootstrap
+
+
+def _require_free_port(host: str, port: int, what: str) -> None:
+    """Raise OSError naming ``what`` unless a server could listen on ``host:port`` now (0: any port, not checked).
+
+    Checked before a process starts its servers, so that a port taken or an
+    address that does not resolve is one line (``main``) instead of an
+    asyncio or Faust stack trace, repeated by every process that tries.
+    """
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            probe.bind(address)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
 
 
 def _shown_url(url: str, settings: Settings) -> str:
@@ -128,6 +163,8 @@ def up() -> None:
     else:
         say = lambda text: console.print(text, soft_wrap=True, highlight=False, markup=False)  # noqa: E731
         fail = lambda text: errors.print(text, markup=False, highlight=False)  # noqa: E731
+    if not settings.embedded_kafka:  # your own Kafka: one line if it does not answer, before anything starts
+        _require_broker(settings, "up")
     pipeline = Pipeline(settings, dashboard=settings.dashboard_enabled, on_note=say)
     code = 0
     try:
@@ -209,6 +246,7 @@ def worker() -> None:
 
     settings = load_settings("worker")
     _require_salt(settings)  # it scrubs other producers' records before they become dead letters
+    _require_free_port(settings.worker_web_bind, settings.worker_web_port, "CX_WORKER_WEB_BIND:CX_WORKER_WEB_PORT")
     w = build_worker(settings, _require_broker(settings, "worker"))
     tune_gc()
     # Faust (mode) replaces the root logger's handlers: JSON lines need its own config,
@@ -240,6 +278,11 @@ def collector(
     settings = load_settings("collector")
     _require_salt(settings)
     bootstrap = _require_broker(settings, "collector")
+    if process < 0:  # the processes of CX_COLLECTOR_PROCESSES share what their parent checked
+        _require_free_port(settings.collector_host, settings.collector_port, "CX_COLLECTOR_HOST:CX_COLLECTOR_PORT")
+        metrics_ports = [settings.collector_metrics_port + i for i in range(settings.collector_processes)]
+        for port in metrics_ports if settings.collector_metrics_port else []:
+            _require_free_port(settings.collector_metrics_host, port, "CX_COLLECTOR_METRICS_PORT")
     if process < 0 and settings.collector_processes > 1:
         from pipeline.collector.processes import serve_processes
 
@@ -275,9 +318,10 @@ def _print_result(columns: list[str], rows: list, fmt: str) -> None:
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        table = Table(*columns)
+        # Cells and names as Text: a value such as a CSS selector "a[href]" is data, not rich markup.
+        table = Table(*(Column(Text(name)) for name in columns))
         for row in rows:
-            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*(Text(f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row))
         console.print(table)
 
 
@@ -291,13 +335,56 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list]:
     if url.startswith("chdb://") and info:
         token = read_token(settings.data_dir)
         return query_running_worker(info["worker_port"], sql, token, host=info.get("worker_host", "127.0.0.1"))
+    if not sql.strip():
+        raise ValueError("empty query")
     from sinks.client import connect
 
     ch = connect(url)
     try:
-        return ch.query(sql)
+        # The limits of an analyst query (CX_QUERY_*), set on this connection of its own; not read-only:
+        # with nothing running, the store is the operator's.
+        for name, value in _direct_query_limits(settings).items():
+            ch.execute(f"SET {name} = {value!r}")
+        return _interruptible(lambda: ch.query(sql))
     finally:
         ch.close()
+
+
+def _direct_query_limits(settings: Settings) -> dict[str, object]:
+    from pipeline.analyst_sql import QueryLimits
+
+    limits = QueryLimits.from_settings(settings).clickhouse_settings()
+    return {name: value for name, value in limits.items() if name not in ("readonly", "max_threads")}
+
+
+def _interruptible(call: Callable[[], T]) -> T:
+    """``call()`` in a thread, so that Ctrl-C ends the command while the embedded engine (which ignores it) works.
+
+    chdb releases the GIL while it runs a query, so the main thread keeps
+    receiving signals; on Ctrl-C the process ends at once with 130, as a shell
+    does, without tearing down the engine still running the query.
+    """
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it is
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=run, name="cxstream-query", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        Console(stderr=True, soft_wrap=True).print("cxstream query: interrupted", markup=False, highlight=False)
+        os._exit(130)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 @cli.command()
@@ -439,7 +526,7 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
     try:
         result = run_bench(
             opts, settings, bootstrap=settings.kafka_bootstrap, clickhouse_url=clickhouse_url,
-            progress=lambda line: console.print(f"[dim]{line}[/dim]"),
+            progress=lambda line: console.print(Text(line, style="dim"), soft_wrap=True),
         )
     except BenchError as exc:
         _say_error(f"bench failed: {exc}")
@@ -467,14 +554,14 @@ def bench_compare(
         _say_error(f"bench-compare: {exc}")
         raise typer.Exit(1) from None
 
-    console.print(f"old: {old}\nnew: {new}")
+    console.print(f"old: {old}\nnew: {new}", markup=False, highlight=False, soft_wrap=True)
     figures = Table(Column("figure", overflow="fold"), "old", "new", "change", title="figures")
-    for change in compare_figures(a, b):
-        figures.add_row(*change.cells())
+    for change in compare_figures(a, b):  # names and values from the files: Text, never markup
+        figures.add_row(*map(Text, change.cells()))
     console.print(figures)
     targets = Table("target", "old", "new", title="targets")
     for before, after in compare_targets(a, b):
-        targets.add_row(after.target.what, before.text(), after.text())
+        targets.add_row(Text(after.target.what), Text(before.text()), Text(after.text()))
     console.print(targets)
 
 
@@ -514,8 +601,52 @@ def build_native(
     console.print(f"native: {native.summary()}", highlight=False)
 
 
+def _environment_error(exc: BaseException) -> tuple[str, int] | None:
+    """(one line, exit code) for an error of the environment a command met, None for anything else.
+
+    A file or directory that cannot be made or read, a port taken, a name
+    that does not resolve (OSError), a Kafka broker that refused or never
+    answered, a ClickHouse that did: the command cannot go on, and a stack
+    trace would hide the one line that says why. Anything else is a bug and
+    keeps its traceback.
+    """
+    kafka = sys.modules.get("confluent_kafka")
+    if kafka is not None and isinstance(exc, kafka.KafkaException):
+        error = exc.args[0] if exc.args else None
+        reason = error.str() if hasattr(error, "str") else str(exc)
+        from pipeline.exitcodes import EXIT_UNAVAILABLE
+
+        return f"Kafka: {reason} (check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings)", EXIT_UNAVAILABLE
+    protocol = sys.modules.get("sinks.protocol")
+    if protocol is not None and isinstance(exc, protocol.ClickHouseError):
+        return f"ClickHouse: {str(exc).split('Stack trace:')[0]}", 1
+    if isinstance(exc, OSError):
+        import errno
+
+        from pipeline.exitcodes import EXIT_PORT_TAKEN
+
+        return str(exc), EXIT_PORT_TAKEN if exc.errno == errno.EADDRINUSE else 1
+    return None
+
+
 def main() -> None:
-    cli()
+    """The command line; an error of the environment ends it with one line on stderr (``_environment_error``)."""
+    try:
+        cli()
+    except Exception as exc:
+        found = _environment_error(exc)
+        if found is None:
+            raise
+        message, code = found
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+        line = " ".join(f"cxstream {command}: {message}".split())  # one line, whatever the error held
+        if os.environ.get("CX_LOG_FORMAT", "").lower() == "json":
+            import logging
+
+            logging.getLogger("cxstream").error(line)
+        else:
+            Console(stderr=True, soft_wrap=True).print(line, markup=False, highlight=False)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

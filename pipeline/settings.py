@@ -6,6 +6,7 @@ object. A wrong value stops start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Literal
@@ -19,6 +20,7 @@ __all__ = [
     "FRICTION_SIGNALS",
     "Settings",
     "SettingsError",
+    "check_topic_name",
     "parse_friction_weights",
     "parse_holdouts",
     "parse_origins",
@@ -195,6 +197,18 @@ def parse_holdouts(raw: str) -> tuple[tuple[str, float], ...]:
 
 
 # The parser each text-valued setting must pass (see Settings._check_parsed).
+# Kafka's rule for topic names (its Topic.validate): 1 to 249 of these characters, not "." or "..".
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def check_topic_name(name: str) -> None:
+    """Raise ValueError unless Kafka accepts ``name`` as a topic name."""
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{name!r} is not a Kafka topic name (1 to 249 letters, digits, '.', '_' or '-'; not '.' or '..')"
+        )
+
+
 _PARSERS: dict[str, Callable[[str], object]] = {
     "write_keys": parse_write_keys,
     "collector_allowed_origins": parse_origins,
@@ -327,9 +341,9 @@ class Settings(BaseSettings):
         description="how often an open dashboard page asks for fresh numbers (each time: seven queries over the views)",
     )
     dashboard_days: int = Field(14, ge=1, le=366, description="days the dashboard shows when the page does not choose")
-    query_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest run of one analyst query (/cx/query)")
-    query_max_memory_mb: int = Field(1000, gt=0, description="memory one analyst query may use")
-    query_max_result_rows: int = Field(100_000, gt=0, description="rows one analyst query may return")
+    query_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest run of one analyst query (/cx/query, the dashboard, cxstream query)")
+    query_max_memory_mb: int = Field(1000, gt=0, description="memory one analyst query may use (/cx/query, the dashboard, cxstream query)")
+    query_max_result_rows: int = Field(100_000, gt=0, description="rows one analyst query may return (/cx/query, the dashboard, cxstream query)")
     worker_group: str = Field(
         "cxstream", min_length=1, description="Faust app id, i.e. the Kafka consumer group of the workers"
     )
@@ -557,6 +571,27 @@ class Settings(BaseSettings):
         _PARSERS[info.field_name](value)
         return value
 
+    @field_validator("topic_events", "topic_triggers", "topic_deadletter", "topic_delivery_deadletter", "topic_deliveries")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        """A name Kafka accepts; an empty one would have the collector accept events no worker can read."""
+        check_topic_name(value)
+        return value
+
+    @field_validator("topic_customers")
+    @classmethod
+    def _check_customers_topic(cls, value: str) -> str:
+        if value:  # empty: derived from the events topic
+            check_topic_name(value)
+        return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _check_data_dir(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a directory (empty would be the working directory)")
+        return value
+
     @field_validator("clickhouse_url")
     @classmethod
     def _check_clickhouse_url(cls, value: str) -> str:
@@ -643,6 +678,8 @@ class Settings(BaseSettings):
         """Build settings from the environment; raise SettingsError naming the variable."""
         try:
             return cls(**overrides)
+        except UnicodeDecodeError as exc:  # a .env file in the working directory that is not text
+            raise SettingsError(f"invalid configuration: .env in {Path.cwd()} is not UTF-8 text ({exc.reason})") from None
         except ValidationError as exc:
             lines = []
             for err in exc.errors():

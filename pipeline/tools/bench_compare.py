@@ -53,10 +53,18 @@ def _number(value: float | None) -> str:
     return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+# Far above any run's JSON (a run with every section is under 100 KB).
+MAX_RUN_BYTES = 16_000_000
+
+
 def load_run(path: Path) -> dict:
     """The parsed file; ``CompareError`` naming the file when it cannot be one bench run's JSON."""
     try:
-        data = orjson.loads(path.read_bytes())
+        with path.open("rb") as file:  # a bench run is some kilobytes; /dev/zero never ends
+            raw = file.read(MAX_RUN_BYTES + 1)
+        if len(raw) > MAX_RUN_BYTES:
+            raise CompareError(f"{path}: over {MAX_RUN_BYTES // 1_000_000} MB, not a `cxstream bench --json` file")
+        data = orjson.loads(raw)
     except OSError as exc:
         raise CompareError(f"{path}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError as exc:
