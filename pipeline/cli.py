@@ -132,6 +132,26 @@ def _require_free_port(host: str, port: int, what: str) -> None:
         raise OSError(exc.errno, f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
 
 
+def _require_resolvable(settings: Settings) -> None:
+    """Raise OSError naming the setting unless each address ``up`` listens on resolves.
+
+    Otherwise the child that listens there exits at once, again at each
+    restart, until ``up`` gives up the restart budget later.
+    """
+    import socket
+
+    for variable, host in (
+        ("CX_COLLECTOR_HOST", settings.collector_host),
+        ("CX_COLLECTOR_METRICS_HOST", settings.collector_metrics_host),
+        ("CX_WORKER_WEB_BIND", settings.worker_web_bind),
+        ("CX_DASHBOARD_BIND", settings.dashboard_bind),
+    ):
+        try:
+            socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{variable} {host}: {exc.strerror or exc}") from None
+
+
 def _shown_url(url: str, settings: Settings) -> str:
     """The dashboard's URL as printed: with its token on a terminal; in a log or a pipe, where the token is."""
     if sys.stdout.isatty():
@@ -163,6 +183,7 @@ def up() -> None:
     else:
         say = lambda text: console.print(text, soft_wrap=True, highlight=False, markup=False)  # noqa: E731
         fail = lambda text: errors.print(text, markup=False, highlight=False)  # noqa: E731
+    _require_resolvable(settings)
     if not settings.embedded_kafka:  # your own Kafka: one line if it does not answer, before anything starts
         _require_broker(settings, "up")
     pipeline = Pipeline(settings, dashboard=settings.dashboard_enabled, on_note=say)

@@ -585,6 +585,16 @@ class Settings(BaseSettings):
             check_topic_name(value)
         return value
 
+    @field_validator("collector_metrics_port")
+    @classmethod
+    def _check_metrics_ports(cls, value: int, info: ValidationInfo) -> int:
+        """The metrics ports of the collector processes (this + i) must not include the collector's own port."""
+        port, processes = info.data.get("collector_port"), info.data.get("collector_processes", 1)
+        if value and port and value <= port < value + processes:
+            shown = str(value) if processes == 1 else f"{value} to {value + processes - 1}"
+            raise ValueError(f"the collector processes' metrics ports ({shown}) include CX_COLLECTOR_PORT {port}")
+        return value
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _check_data_dir(cls, value: object) -> object:

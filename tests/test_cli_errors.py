@@ -243,3 +243,37 @@ def test_bench_compare_refuses_a_file_without_end_in_one_line() -> None:
     out = CliRunner().invoke(cli, ["bench-compare", "/dev/zero", "/dev/zero"])
     assert out.exit_code == 1
     assert out.output == "bench-compare: /dev/zero: over 16 MB, not a `cxstream bench --json` file\n"
+
+
+def test_up_with_an_address_that_does_not_resolve_is_one_line_before_anything_starts(monkeypatch, capsys, tmp_path) -> None:
+    # Before, the collector failed at each restart until up gave up its restart budget (48 s), exit 70.
+    env = {**SALT, "CX_DATA_DIR": str(tmp_path / "data"), "CX_COLLECTOR_HOST": "nohost.invalid"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = _main(monkeypatch, capsys, "up")
+    assert code == 1
+    assert err == "cxstream up: [Errno -2] CX_COLLECTOR_HOST nohost.invalid: Name or service not known\n"
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("port", "metrics", "processes", "message"),
+    [
+        ("9200", "9200", "1", "the collector processes' metrics ports (9200) include CX_COLLECTOR_PORT 9200"),
+        ("9201", "9200", "3", "the collector processes' metrics ports (9200 to 9202) include CX_COLLECTOR_PORT 9201"),
+    ],
+)
+def test_a_collector_port_among_its_metrics_ports_is_a_configuration_error(monkeypatch, port, metrics, processes, message) -> None:
+    monkeypatch.setenv("CX_COLLECTOR_PORT", port)
+    monkeypatch.setenv("CX_COLLECTOR_METRICS_PORT", metrics)
+    monkeypatch.setenv("CX_COLLECTOR_PROCESSES", processes)
+    with pytest.raises(SettingsError) as refused:
+        Settings.load()
+    assert f"CX_COLLECTOR_METRICS_PORT: Value error, {message}" in str(refused.value)
+
+
+def test_metrics_ports_next_to_the_collector_port_are_kept(monkeypatch) -> None:
+    monkeypatch.setenv("CX_COLLECTOR_PORT", "9200")
+    monkeypatch.setenv("CX_COLLECTOR_METRICS_PORT", "9201")
+    monkeypatch.setenv("CX_COLLECTOR_PROCESSES", "4")
+    assert Settings.load().collector_metrics_port == 9201
