@@ -366,6 +366,11 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list]:
         # with nothing running, the store is the operator's.
         for name, value in _direct_query_limits(settings).items():
             ch.execute(f"SET {name} = {value!r}")
+        if url.startswith("chdb://"):
+            # The embedded engine runs every statement of a text and returns their outputs one after the
+            # other; ClickHouse's parser refuses a second one here (a server refuses it itself).
+            ch.query("SELECT formatQuerySingleLine(%(sql)s)", {"sql": sql})
+            ch.execute("SET output_format_json_validate_utf8 = 1")  # bytes that are not UTF-8 shown as U+FFFD
         return _interruptible(lambda: ch.query(sql))
     finally:
         ch.close()

@@ -277,3 +277,16 @@ def test_metrics_ports_next_to_the_collector_port_are_kept(monkeypatch) -> None:
     monkeypatch.setenv("CX_COLLECTOR_METRICS_PORT", "9201")
     monkeypatch.setenv("CX_COLLECTOR_PROCESSES", "4")
     assert Settings.load().collector_metrics_port == 9201
+
+
+def test_two_statements_on_the_store_alone_are_refused_by_clickhouse_s_parser(tmp_path) -> None:
+    # The engine ran both and returned both outputs one after the other ("invalid literal for int(): 'UInt8'").
+    done = _run(["query", "SELECT 1; SELECT 2"], {"CX_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stdout.startswith("cxstream query: Code: 62. DB::Exception: Syntax error (Multi-statements are not allowed)")
+
+
+def test_bytes_that_are_not_utf8_are_shown_as_replacement_characters(tmp_path) -> None:
+    done = _run(["query", "SELECT unhex('ff41') AS b, 'ok' AS c", "--format", "json"], {"CX_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == '[{"b":"\ufffdA","c":"ok"}]\n'
