@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Callable, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -607,6 +608,8 @@ class Settings(BaseSettings):
     def _check_clickhouse_url(cls, value: str) -> str:
         if value and not value.startswith(("chdb://", "clickhouse://", "clickhouses://")):
             raise ValueError("must start with chdb:// or clickhouse://")
+        if value.startswith(("clickhouse://", "clickhouses://")) and not urlsplit(value).hostname:
+            raise ValueError("names no server: clickhouse://user:password@host:9000/db")
         return value
 
     @field_validator("clickhouse_cluster")

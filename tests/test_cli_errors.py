@@ -290,3 +290,12 @@ def test_bytes_that_are_not_utf8_are_shown_as_replacement_characters(tmp_path) -
     done = _run(["query", "SELECT unhex('ff41') AS b, 'ok' AS c", "--format", "json"], {"CX_DATA_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == '[{"b":"\ufffdA","c":"ok"}]\n'
+
+
+@pytest.mark.parametrize("url", ["clickhouse://", "clickhouses:///db", "clickhouse://user:pw@:9000/db"])
+def test_a_clickhouse_url_without_a_server_is_a_configuration_error(monkeypatch, url) -> None:
+    # Before, the first connection reported "Connection refused (None:9000)".
+    monkeypatch.setenv("CX_CLICKHOUSE_URL", url)
+    with pytest.raises(SettingsError) as refused:
+        Settings.load()
+    assert "CX_CLICKHOUSE_URL: Value error, names no server: clickhouse://user:password@host:9000/db" in str(refused.value)
