@@ -213,6 +213,13 @@ def collect(
 
     Every collector process of ``collector_metrics_urls`` is scraped and
     shown as one collector (``combine``).
+
+    Before asking anything, raises ``pipeline.webtoken.TokenMissing`` when
+    the data dir's worker token is missing, empty or not text (or the
+    ``OSError`` of a token file that cannot be read): the worker would answer
+    every request but its health with 401, and the screen would show the
+    failures without their cause. Both are ``OSError``s, which
+    ``pipeline.cli.main`` prints as one line naming the file (exit 1).
     """
     urls = info.get("collector_metrics_urls") or [info.get("collector_metrics_url", "")]
     collectors = [Scrape("collector", url) for url in urls]

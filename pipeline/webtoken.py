@@ -20,11 +20,24 @@ from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["OPEN_PATHS", "TOKEN_FILE", "ensure_token", "new_token", "read_token", "token_middleware", "worker_headers"]
+__all__ = [
+    "OPEN_PATHS", "TOKEN_FILE", "TokenMissing", "ensure_token", "new_token", "read_token", "token_middleware",
+    "worker_headers",
+]  # fmt: skip
 
 TOKEN_FILE = "worker.token"
 # Answered without the token: liveness and readiness (a status, no data).
 OPEN_PATHS = frozenset(("/health", "/ready"))
+
+
+class TokenMissing(FileNotFoundError):
+    """No usable worker token in the data dir: the file is absent, empty or not text; the message names it.
+
+    A ``FileNotFoundError``, whatever the case: ``pipeline.cli.main`` prints
+    an ``OSError`` as one line (exit 1), and the callers that take a missing
+    file for "no pipeline ran here" (the dashboard's store, ``ensure_token``)
+    take an empty one so too.
+    """
 
 
 def new_token(data_dir: Path) -> str:
@@ -49,18 +62,38 @@ def new_token(data_dir: Path) -> str:
 
 
 def read_token(data_dir: Path) -> str:
-    """The worker token of ``data_dir``; FileNotFoundError when no worker ever ran there."""
-    token = (data_dir / TOKEN_FILE).read_text().strip()
+    """The worker token of ``data_dir``.
+
+    ``TokenMissing`` when the file is absent, empty or not text (no worker
+    ever ran there, or the file was removed or overwritten); any other
+    ``OSError`` (a directory, no permission) as the OS raised it, with the path.
+    """
+    path = data_dir / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise TokenMissing(_no_token(path, "does not exist")) from None
+    except UnicodeDecodeError:
+        raise TokenMissing(_no_token(path, "is not text")) from None
     if not token:
-        raise ValueError(f"{data_dir / TOKEN_FILE} is empty")
+        raise TokenMissing(_no_token(path, "is empty"))
     return token
 
 
+def _no_token(path: Path, what: str) -> str:
+    # The absolute path: cxstream status names the data dir so, and it runs from anywhere.
+    return f"no worker token: {path.resolve()} {what} (cxstream up writes it at each start)"
+
+
 def ensure_token(data_dir: Path) -> str:
-    """The token ``cxstream up`` wrote, or a new one for a worker started on its own."""
+    """The token ``cxstream up`` wrote, or a new one for a worker started on its own.
+
+    Only a missing, empty or garbled file is replaced: one this process
+    cannot read may be another user's, and its error says so.
+    """
     try:
         return read_token(data_dir)
-    except (FileNotFoundError, ValueError):
+    except TokenMissing:
         return new_token(data_dir)
 
 

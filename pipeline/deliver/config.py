@@ -96,6 +96,30 @@ def _number(raw: object, what: str, default: float, low: float, high: float, int
     return raw
 
 
+def _check_url(url: object, where: str) -> None:
+    """An http(s) URL with a host and, if it gives one, a port within 1..65535.
+
+    ``urlsplit`` raises on a bracket left open (``http://[::1/x``) and
+    ``.port`` on a port out of range: checked here, not when the first
+    trigger is sent (``Destination.where`` reads the port).
+    """
+    expected = f"{where}: url: expected an http:// or https:// URL"
+    if not isinstance(url, str):
+        raise ConfigError(expected)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError(f"{expected} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(expected)
+    try:
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Port could not be cast to integer value"
+        raise ConfigError(f"{where}: url: the port must be a number within 1..65535 ({exc})") from None
+    if port == 0:
+        raise ConfigError(f"{where}: url: the port must be a number within 1..65535, got 0")
+
+
 def parse_destinations(
     data: object, settings: Settings, source: str = "delivery config", environ: dict[str, str] | None = None
 ) -> list[Destination]:
@@ -119,9 +143,7 @@ def parse_destinations(
         if unknown := sorted(set(raw) - _KEYS):
             raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(sorted(_KEYS))})")
         url = raw.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{where}: url: expected an http:// or https:// URL")
+        _check_url(url, where)
         if ("secret" in raw) == ("secret_env" in raw):
             raise ConfigError(f"{where}: give exactly one of secret and secret_env")
         if "secret_env" in raw:
@@ -131,17 +153,25 @@ def parse_destinations(
             secret = env.get(var, "")
             if not secret:
                 raise ConfigError(f"{where}: secret_env: the environment variable {var} is not set or empty")
+            not_text = f"secret_env: the environment variable {var} is not UTF-8 text"
         else:
             secret = raw["secret"]
             if not isinstance(secret, str) or not secret:
                 raise ConfigError(f"{where}: secret: expected a non-empty string")
+            not_text = "secret: not UTF-8 text (a lone surrogate such as \\ud800)"
         if len(secret) < 16:
             raise ConfigError(f"{where}: the secret must be at least 16 characters")
+        try:
+            key = secret.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate: JSON's "\ud800", or a byte of the environment that is not UTF-8
+            # (Python reads it as one). HMAC signs bytes; the message never shows the secret.
+            raise ConfigError(f"{where}: {not_text}") from None
         out.append(
             Destination(
                 name=name,
                 url=url,
-                secret=secret.encode(),
+                secret=key,
                 kinds=_strings(raw.get("kinds"), f"{where}: kinds", KINDS),
                 actions=_strings(raw.get("actions"), f"{where}: actions", ACTIONS),
                 tenants=_strings(raw.get("tenants"), f"{where}: tenants"),
@@ -159,12 +189,17 @@ def load_destinations(settings: Settings, environ: dict[str, str] | None = None)
     if not settings.delivery_config:
         raise ConfigError("CX_DELIVERY_CONFIG: name the TOML or JSON file of webhook destinations (docs/delivery.md)")
     path = Path(settings.delivery_config)
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"CX_DELIVERY_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # a binary file, or text in another encoding
+        raise ConfigError(f"{path}: not valid {kind}: not UTF-8 text (byte {exc.start})") from None
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}") from None
+        raise ConfigError(f"{path}: not valid {kind}: {exc}") from None
+    except RecursionError:  # both parsers recurse once per level of nesting
+        raise ConfigError(f"{path}: not valid {kind}: arrays or tables nested too deeply") from None
     return parse_destinations(data, settings, str(path), environ)

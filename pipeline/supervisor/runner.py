@@ -96,19 +96,43 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_run_record(info: object) -> bool:
+    """Whether ``info`` has what readers of run.json take from it, as ``_write_run_file`` writes it.
+
+    The pid must be a single process (``os.kill`` reads 0 and -1 as groups
+    of processes, and a number past pid_t as an error); the worker's port is
+    what ``status``, ``query`` and the dashboard connect to.
+    """
+    return (
+        isinstance(info, dict)
+        and _is_int(info.get("pid")) and 0 < info["pid"] < 2**31
+        and (info.get("start") is None or _is_int(info["start"]))
+        and _is_int(info.get("worker_port")) and 0 < info["worker_port"] < 65536
+        and isinstance(info.get("worker_host", ""), str)
+    )  # fmt: skip
+
+
 def read_run_file(settings: Settings) -> dict | None:
     """The running pipeline's addresses, if ``cxstream up`` runs on this data dir.
 
     None when no file is there or when the process that wrote it has ended
     (a ``kill -9`` leaves the file): the pid must be alive and, where /proc
     tells, have the start time the file recorded (a reused pid is another process).
+    None too for a file that is not what ``up`` writes (``_is_run_record``):
+    nothing of it can be relied on, as if no pipeline ran.
     """
     path = settings.data_dir / RUN_FILE
     if not path.exists():
         return None
     try:
         info = json.loads(path.read_text())
-    except ValueError:  # half written by a process killed while writing it
+    except (OSError, ValueError):  # half written by a process killed while writing it; a directory; unreadable
+        return None
+    if not _is_run_record(info):
         return None
     try:
         os.kill(info["pid"], 0)

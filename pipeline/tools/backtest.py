@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import os
 import re
 import shutil
 import tempfile
@@ -42,15 +43,18 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.detect import Rules
 from pipeline.detect.stages import LocalStages
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import Output
+from pipeline.exitcodes import EXIT_UNAVAILABLE
 from pipeline.settings import DAY_MS, HOUR_MS, MINUTE_MS, Settings, SettingsError, parse_tiers
 
 __all__ = [
     "BacktestError",
+    "BrokerUnavailable",
     "Loaded",
     "Outcome",
     "Record",
@@ -68,6 +72,7 @@ __all__ = [
 ]
 
 DRAIN_EVENTS = 20_000  # events between two writes to the scratch store
+MAX_PARTITIONS = 1024  # --partitions: what CX_KAFKA_PARTITIONS allows
 SETTLE_MS = 400 * DAY_MS  # how far the final watermark moves: past any deadline
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
@@ -75,6 +80,10 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
 
 class BacktestError(ValueError):
     """Bad backtest input (a file line, a rule, a path); the message says which and where."""
+
+
+class BrokerUnavailable(BacktestError):
+    """``--kafka``: no broker answered at the bootstrap address (exit 69, as the other commands)."""
 
 
 def parse_duration_ms(text: str) -> int:
@@ -93,7 +102,13 @@ class RuleSet:
 
 def rule_sets(base: Rules, delays: list[str], tiers: list[str]) -> list[RuleSet]:
     """Every delay with every tier list (tiers as ``value=pct,...``; none given: the base tiers)."""
-    tier_options = [(t, parse_tiers(t)) for t in tiers] if tiers else [("", base.offer_discount_tiers)]
+    tier_options = []
+    for t in tiers:
+        try:
+            tier_options.append((t, parse_tiers(t)))
+        except ValueError as exc:
+            raise BacktestError(f"--tiers {t}: {exc}") from None
+    tier_options = tier_options or [("", base.offer_discount_tiers)]
     out = []
     for delay in delays:
         for label, parsed in tier_options:
@@ -263,9 +278,10 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
     (exclusive; None: the end of the partition now), each partition in offset order.
 
     A record that is not an EventBatch is reported as rejected, as the
-    worker dead-letters it.
+    worker dead-letters it. No broker answering within
+    ``CX_KAFKA_CHECK_TIMEOUT_S`` is ``BrokerUnavailable``.
     """
-    from confluent_kafka import KafkaError, Consumer, TopicPartition
+    from confluent_kafka import KafkaError, KafkaException, Consumer, TopicPartition
 
     from pipeline.wire.records import BadRecord, decode_batch_checked
     from pipeline.wire.topics import kafka_config
@@ -274,14 +290,26 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
         raise BacktestError("CX_KAFKA_BOOTSTRAP: needed to read the events topic")
     # The end is where the fetch reports end of partition, not a ListOffsets
     # answer taken before: some Kafka-protocol brokers answer that one stale.
-    consumer = Consumer({
-        **kafka_config(settings, settings.kafka_bootstrap),
-        "group.id": "cxstream-backtest", "enable.auto.commit": False, "enable.partition.eof": True,
-    })  # fmt: skip
+    # librdkafka's own log is off ("log_level": 0): an unreachable broker is
+    # one line of ours, not hundreds of its connection failures.
+    try:
+        consumer = Consumer({
+            **kafka_config(settings, settings.kafka_bootstrap), "log_level": 0,
+            "group.id": "cxstream-backtest", "enable.auto.commit": False, "enable.partition.eof": True,
+        })  # fmt: skip
+    except KafkaException as exc:  # a wrong CX_KAFKA_SECURITY_* value
+        raise BacktestError(f"Kafka client: {_kafka_reason(exc)}") from None
     loaded = Loaded()
     try:
         topic = settings.topic_events
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        timeout_s = settings.kafka_check_timeout_s
+        try:
+            meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout_s:g} s "
+                f"({_kafka_reason(exc)}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings"
+            ) from None
         if meta is None or meta.error is not None:
             raise BacktestError(f"topic {topic!r} not found")
         for p in sorted(meta.partitions):
@@ -308,6 +336,11 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
     finally:
         consumer.close()
     return loaded
+
+
+def _kafka_reason(exc: Exception) -> str:
+    """The text of a ``KafkaException``'s ``KafkaError`` (its repr is the class and the code)."""
+    return exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
 
 
 # -- run -----------------------------------------------------------------------
@@ -372,17 +405,28 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
     customer stage decides what it still holds (``finish``). ``emit``
     receives the partitions' drained outputs (every ``DRAIN_EVENTS`` events
     and at the end) after their states were stored.
+
+    Only the partitions with records take part, numbered 0, 1, ... in the
+    order of their own numbers. A partition without records would only say
+    it is idle, yet each one is a customer partition more and a source more
+    of every customer partition's merge: ``--partitions 1000`` made 1000
+    merges of 1000 sources for 47 events (time grew with the cube). The
+    numbering changes nothing decided: the customer stage orders the
+    sources' messages by event time, then by source number (kept in order
+    here), and a customer's partition only groups customers, whose
+    decisions are their own.
     """
     from pipeline.wire.partitioner import partition_for_key
 
-    n = max(partitions, default=0) + 1
+    busy = sorted(p for p, records in partitions.items() if records)
+    partitions = {i: partitions[p] for i, p in enumerate(busy)}
+    n = max(len(busy), 1)
     table: dict[str, bytes] = {}
     stages = LocalStages(rules, table, partitions=n, route=lambda key: partition_for_key(key.encode(), n))
-    for p in range(n):
-        if partitions.get(p):
-            stages.device(p, restore=())
-        else:
-            stages.idle(p)  # no records: it holds the customer stage back for nothing
+    for p in partitions:
+        stages.device(p, restore=())
+    if not partitions:
+        stages.idle(0)  # no records at all: nothing to wait for
     gate = IdGate()
     position = dict.fromkeys(partitions, 0)
     heads = [(_record_time(records[0]), p) for p, records in partitions.items() if records]
@@ -471,11 +515,12 @@ def run_rule_set(rule_set: RuleSet, partitions: dict[int, list[Record]], store: 
 
 def comparison_table(outcomes: list[Outcome], title: str) -> Table:
     """Metrics as rows, rule sets side by side as columns; the indented rows under
-    ``cart_abandoned`` are about those triggers only."""
-    table = Table(title=title)
+    ``cart_abandoned`` are about those triggers only. The title (a file name)
+    and the rule sets' names (tier lists) are given text: ``Text``, never markup."""
+    table = Table(title=Text(title))
     table.add_column("")
     for o in outcomes:
-        table.add_column(o.name, justify="right")
+        table.add_column(Text(o.name), justify="right")
     lines = [
         ("triggers", lambda o: f"{o.triggers:,}"),
         ("  checkout_friction", lambda o: f"{o.friction:,}"),
@@ -496,12 +541,55 @@ def comparison_table(outcomes: list[Outcome], title: str) -> Table:
 
 
 def _check_scratch(out: Path, settings: Settings) -> None:
+    """``--out`` is no part of the pipeline's store and is a directory this process can write; created here."""
     configured = settings.resolved_clickhouse_url
     if configured.startswith("chdb://"):
         live = Path(configured[len("chdb://") :]).resolve()
         target = out.resolve()
         if target == live or live in target.parents or target in live.parents:
             raise BacktestError(f"--out {out} overlaps the pipeline's store {live}: choose a scratch directory")
+    # Before the events load (minutes for a large file): a wrong --out is said at once.
+    if out.exists() and not out.is_dir():
+        raise BacktestError(f"--out {out}: not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BacktestError(f"--out {out}: cannot create the directory ({_reason(exc)})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise BacktestError(f"--out {out}: not writable")
+
+
+def _check_export(export: Path) -> None:
+    """``--export`` can be written: checked before the events load, without touching the file
+    (it may be the ``--file`` being read)."""
+    if export.is_dir():
+        raise BacktestError(f"--export {export}: is a directory")
+    parent = export.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise BacktestError(f"--export {export}: {parent} {what}")
+    if not os.access(export if export.exists() else parent, os.W_OK):
+        raise BacktestError(f"--export {export}: not writable")
+
+
+def _write_export(export: Path, loaded: Loaded) -> None:
+    try:
+        with export.open("wb") as f:
+            for ev in loaded.exported():
+                f.write(orjson.dumps(ev) + b"\n")
+    except OSError as exc:  # what the check could not foresee: a full disk, /proc, a fifo's reader gone
+        raise BacktestError(f"--export {export}: cannot write ({_reason(exc)})") from None
+
+
+def _reason(exc: OSError) -> str:
+    """``No such file or directory``: the OS's words without the errno and the path the message repeats."""
+    return exc.strerror or str(exc)
+
+
+def _say(console: Console, message: str, style: str = "") -> None:
+    """``message`` as written (file names, tier lists and rule names may hold ``[``: never markup),
+    on one line however narrow the terminal."""
+    console.print(Text(message, style=style), soft_wrap=True)
 
 
 def backtest(
@@ -511,7 +599,7 @@ def backtest(
     from_offset: int = typer.Option(0, min=0, help="--kafka: first offset of each partition"),
     to_offset: int | None = typer.Option(None, min=0, help="--kafka: end offset (exclusive); default: the end now"),
     partitions: int | None = typer.Option(
-        None, min=1,
+        None, min=1, max=MAX_PARTITIONS,
         help="--file and --demo: partitions for events that do not record theirs; default: CX_KAFKA_PARTITIONS",
     ),
     delay: list[str] = typer.Option(["30m", "1h", "4h"], help="abandonment delay of a rule set (repeat)"),
@@ -528,7 +616,7 @@ def backtest(
     try:
         settings = Settings.load()
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
+        _say(console, str(exc), "red")
         raise typer.Exit(2) from None
     try:
         if sum((file is not None, demo, kafka)) != 1:
@@ -536,6 +624,8 @@ def backtest(
         sets = rule_sets(Rules.from_settings(settings), delay, tiers)
         if out is not None:
             _check_scratch(out, settings)
+        if export is not None:
+            _check_export(export)
         if file is not None:
             loaded = load_file(file, tenant, settings, partitions)
             source = str(file)
@@ -545,23 +635,33 @@ def backtest(
         else:
             loaded = load_kafka(settings, from_offset, to_offset)
             source = f"{settings.topic_events} offsets {from_offset}..{to_offset if to_offset is not None else 'end'}"
-    except (BacktestError, ValueError, OSError) as exc:
-        console.print(f"[red]backtest: {exc}[/red]")
+        if export is not None:
+            _write_export(export, loaded)
+    except BrokerUnavailable as exc:
+        _say(console, f"backtest: {exc}", "red")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except OSError as exc:  # --file: missing, a directory, unreadable
+        where = exc.filename or file
+        _say(console, f"backtest: {where}: {_reason(exc)}" if where else f"backtest: {exc}", "red")
         raise typer.Exit(2) from None
-    if export is not None:
-        with export.open("wb") as f:
-            for ev in loaded.exported():
-                f.write(orjson.dumps(ev) + b"\n")
+    except (BacktestError, ValueError) as exc:
+        _say(console, f"backtest: {exc}", "red")
+        raise typer.Exit(2) from None
     n_events = sum(len(events) for records in loaded.partitions.values() for _, events in records)
-    console.print(
-        f"{n_events:,} events in {len(loaded.partitions)} partitions from {source}; {len(loaded.rejected):,} rejected"
+    _say(
+        console,
+        f"{n_events:,} events in {len(loaded.partitions)} partitions from {source}; {len(loaded.rejected):,} rejected",
     )
     for line in loaded.rejected[:5]:
-        console.print(f"  rejected {line}")
-    scratch = out or Path(tempfile.mkdtemp(prefix="cx-backtest-"))
+        _say(console, f"  rejected {line}")
     outcomes = []
-    for rs in sets:
-        store = scratch / re.sub(r"[^A-Za-z0-9_.-]+", "_", rs.name)
-        outcomes.append(run_rule_set(rs, loaded.partitions, store))
+    try:
+        scratch = out or Path(tempfile.mkdtemp(prefix="cx-backtest-"))
+        for rs in sets:
+            store = scratch / re.sub(r"[^A-Za-z0-9_.-]+", "_", rs.name)
+            outcomes.append(run_rule_set(rs, loaded.partitions, store))
+    except OSError as exc:  # a scratch store could not be written: a full disk, no TMPDIR, a directory removed
+        _say(console, f"backtest: scratch store {exc.filename or out or tempfile.gettempdir()}: {_reason(exc)}", "red")
+        raise typer.Exit(1) from None
     console.print(comparison_table(outcomes, f"backtest: {source}"))
-    console.print(f"scratch stores: {scratch} (query one with CX_CLICKHOUSE_URL=chdb://{scratch}/<rule set>)")
+    _say(console, f"scratch stores: {scratch} (query one with CX_CLICKHOUSE_URL=chdb://{scratch}/<rule set>)")
