@@ -540,6 +540,10 @@ def bench(  # workers and live_rate arrive as tuples of ints: their callbacks pa
              "collector_events": collector_events, "cpu_events": cpu_events}  # fmt: skip
     if quick and targets:
         raise typer.BadParameter("--quick and --targets are two presets: give one", param_hint="'--targets'")
+    if clickhouse_url and not clickhouse_url.startswith(("clickhouse://", "clickhouses://")):
+        # Said before minutes of generating and loading events, not after.
+        raise typer.BadParameter("a ClickHouse server's URL: clickhouse://user:password@host:9000/db",
+                                 param_hint="'--clickhouse-url'")
     if quick or targets:  # the preset's sizes, but for the options given on the command line
         given = {"live_rates": "live_rate"}
         sizes = {

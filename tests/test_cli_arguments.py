@@ -25,6 +25,8 @@ from pipeline.cli import cli
         (["backtest", "--kafka", "--from-offset", "-3"], "Invalid value for '--from-offset'"),
         (["backtest", "--kafka", "--to-offset", "-1"], "Invalid value for '--to-offset'"),
         (["bench", "--quick", "--targets"], "Invalid value for '--targets': --quick and --targets are two presets"),
+        (["bench", "--clickhouse-url", "garbage://x"], "Invalid value for '--clickhouse-url': a ClickHouse server's URL"),
+        (["bench", "--clickhouse-url", "chdb:///tmp/x"], "Invalid value for '--clickhouse-url': a ClickHouse server's URL"),
     ],
 )
 def test_an_argument_out_of_range_is_a_usage_error_naming_the_option(args: list[str], message: str) -> None:
