@@ -174,6 +174,12 @@ def test_two_processes_share_the_port_and_one_stopping_leaves_it_answering(tmp_p
 @pytest.mark.integration
 @needs_reuse_port
 def test_processes_that_cannot_listen_make_the_supervisor_give_up_with_exit_1(tmp_path: Path) -> None:
+    # `cxstream collector` checks the port before it starts any process (the next test); a port taken
+    # after that check is what the supervisor itself meets, run here without the command's check.
+    supervise = (
+        "import os, sys; from pipeline.collector.processes import serve_processes; "
+        "from pipeline.settings import Settings; sys.exit(serve_processes(Settings.load(), dict(os.environ)))"
+    )
     with EmbeddedBroker() as broker, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: the children's binds fail
         taken.listen()
@@ -184,7 +190,7 @@ def test_processes_that_cannot_listen_make_the_supervisor_give_up_with_exit_1(tm
         log_path = tmp_path / "collector.log"
         with open(log_path, "wb") as log:
             supervisor = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "collector"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-c", supervise], env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             try:
@@ -197,3 +203,25 @@ def test_processes_that_cannot_listen_make_the_supervisor_give_up_with_exit_1(tm
     text = log_path.read_text()
     assert "error while attempting to bind" in text  # the reason the children exited
     assert f"exited {FAST_EXITS_MAX} times within 5 s of its start; stopping" in text
+
+
+@pytest.mark.integration
+@needs_reuse_port
+def test_processes_on_a_taken_port_are_one_line_and_exit_78_before_any_starts(tmp_path: Path) -> None:
+    # Before, each of the processes failed with a traceback, five times over (795 lines, 17 s).
+    with EmbeddedBroker() as broker, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = collector_settings(broker.bootstrap, "it.procs-checked", partitions=1, write_key=WRITE_KEY,
+                                      tenant="shop-procs")
+        env = {**os.environ, **settings.to_env(), "CX_COLLECTOR_PROCESSES": "2",
+               "CX_COLLECTOR_PORT": str(port), "CX_COLLECTOR_METRICS_PORT": "0"}
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "collector"], env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert done.returncode == 78
+    assert done.stderr == (
+        f"cxstream collector: [Errno 98] cannot listen on 127.0.0.1:{port} (CX_COLLECTOR_HOST:CX_COLLECTOR_PORT): "
+        "Address already in use\n"
+    )
+    assert "collector process 0 started" not in done.stdout + done.stderr
