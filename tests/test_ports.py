@@ -88,3 +88,60 @@ def test_a_further_worker_port_is_picked_even_when_the_settings_give_the_first_w
     assert [given._picked_port(n) for n in ("worker", "worker-2", "collector", "dashboard")] == [False, True, False, True]
     default = Pipeline(Settings(_env_file=None, data_dir=tmp_path))
     assert [default._picked_port(n) for n in ("worker", "worker-2", "collector", "dashboard")] == [True, True, False, True]
+
+
+class _ScriptedSocket:
+    """A socket whose bind to port 0 gets the next port of ``ports`` (the kernel's choice, scripted)."""
+
+    ports: list[int] = []
+
+    def __init__(self, *_: object) -> None:
+        self.port = 0
+
+    def __enter__(self) -> "_ScriptedSocket":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def bind(self, address: tuple[str, int]) -> None:
+        self.port = address[1] or _ScriptedSocket.ports.pop(0)
+
+    def getsockname(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+
+def test_a_port_picked_again_by_the_kernel_is_skipped_when_it_is_to_be_avoided(monkeypatch) -> None:
+    # up picked its collector's port, then its metrics port: the kernel handed out the same one (55755 twice).
+    from pipeline.supervisor import ports
+
+    monkeypatch.setattr(ports.socket, "socket", _ScriptedSocket)
+    _ScriptedSocket.ports = [55755, 55755, 41000]
+    assert free_port() == 55755
+    assert free_port(avoid={55755}) == 41000
+
+
+def test_consecutive_ports_that_would_include_one_to_avoid_are_skipped(monkeypatch) -> None:
+    from pipeline.supervisor import ports
+
+    monkeypatch.setattr(ports.socket, "socket", _ScriptedSocket)
+    _ScriptedSocket.ports = [55754, 41000]  # 55754..55755 holds the collector's own port
+    assert ports.free_ports(2, avoid={55755}) == 41000
+
+
+def test_free_port_gives_up_when_the_kernel_only_hands_out_ports_to_avoid(monkeypatch) -> None:
+    from pipeline.supervisor import ports
+
+    monkeypatch.setattr(ports.socket, "socket", _ScriptedSocket)
+    _ScriptedSocket.ports = [55755] * 100
+    with pytest.raises(OSError, match=r"no free port outside \[55755\] found in 100 attempts"):
+        free_port(avoid={55755})
+
+
+def test_the_ports_a_pipeline_picked_are_avoided_by_its_next_pick(tmp_path) -> None:
+    from pipeline.settings import Settings
+    from pipeline.supervisor.runner import Pipeline
+
+    pipeline = Pipeline(Settings(_env_file=None, data_dir=tmp_path, collector_processes=2))
+    pipeline.collector_port, pipeline.collector_metrics_port, pipeline.worker_port = 8100, 9200, 6100
+    assert pipeline._ports_taken() == {8100, 9200, 9201, 6100}

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 
 __all__ = ["PORT_MOVES", "PortTaken", "free_port", "free_ports", "listener_state", "stop_process", "wait_for_port"]
 
@@ -18,18 +19,28 @@ class PortTaken(RuntimeError):
     """A port a child must listen on is held by another process."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one of ``avoid``.
+
+    ``avoid``: the ports already picked for other listeners of the same
+    pipeline. They are free too until their processes bind them, so the
+    kernel may hand one out again (it did: a collector's metrics port equal
+    to its own port).
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in avoid:
+            return port
+    raise OSError(f"no free port outside {sorted(avoid)} found in 100 attempts")
 
 
-def free_ports(count: int, attempts: int = 100) -> int:
-    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nothing listens on right now."""
+def free_ports(count: int, attempts: int = 100, avoid: Collection[int] = ()) -> int:
+    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nothing listens on right now, none in ``avoid``."""
     for _ in range(attempts):
         base = free_port()
-        if base + count - 1 > 65535:
+        if base + count - 1 > 65535 or any(base <= port < base + count for port in avoid):
             continue
         try:
             for port in range(base + 1, base + count):

@@ -275,12 +275,14 @@ class Pipeline:
         else:
             self.bootstrap = s.kafka_bootstrap
         ensure_topics(s, self.bootstrap)
-        self.collector_port = free_port() if self._picked_port("collector") else s.collector_port
+        # Each picked port avoids the ones picked before it: they are free until their processes bind them.
+        self.collector_port = free_port(self._ports_taken()) if self._picked_port("collector") else s.collector_port
         # Collector process i (CX_COLLECTOR_PROCESSES) serves its metrics on this port + i.
         self.collector_metrics_port = (
-            free_ports(s.collector_processes) if s.collector_metrics_port in (0, 9108) else s.collector_metrics_port
+            free_ports(s.collector_processes, avoid=self._ports_taken())
+            if s.collector_metrics_port in (0, 9108) else s.collector_metrics_port
         )
-        self.worker_port = free_port() if self._picked_port("worker") else s.worker_web_port
+        self.worker_port = free_port(self._ports_taken()) if self._picked_port("worker") else s.worker_web_port
         self._env = {
             **os.environ,
             **s.to_env(),
@@ -295,7 +297,7 @@ class Pipeline:
         self._spawn("collector")
         listeners = ["collector", "worker"]
         if self.dashboard:
-            self.dashboard_port = free_port() if self._picked_port("dashboard") else s.dashboard_port
+            self.dashboard_port = free_port(self._ports_taken()) if self._picked_port("dashboard") else s.dashboard_port
             self._env["CX_DASHBOARD_PORT"] = str(self.dashboard_port)
             self._spawn("dashboard")
             listeners.append("dashboard")
@@ -446,6 +448,15 @@ class Pipeline:
         own = self._envs.get(name, {}).get("CX_WORKER_WEB_PORT")
         return self.worker_host, int(own) if own else self.worker_port
 
+    def _ports_taken(self) -> set[int]:
+        """The ports this pipeline's listeners have or will have (0: not picked yet), for a new pick to avoid."""
+        ports = {self.collector_port, self.worker_port, self.dashboard_port}
+        ports.update(self.collector_metrics_port + i for i in range(self.settings.collector_processes))
+        ports.update(int(env["CX_WORKER_WEB_PORT"]) for env in self._envs.values() if env.get("CX_WORKER_WEB_PORT"))
+        if self.broker is not None:
+            ports.add(self.broker.port)
+        return ports - {0}
+
     def _picked_port(self, name: str) -> bool:
         """Whether this pipeline picks the child's port (the settings leave it free), so it may pick another."""
         s = self.settings
@@ -500,7 +511,7 @@ class Pipeline:
                 f"{name} cannot listen: another process took each of the {moves + 1} ports picked for it "
                 f"(the last {host}:{port}); set {variable} to a free port"
             )
-        new = free_port()
+        new = free_port(self._ports_taken())
         self._port_moves[name] = moves + 1
         self._note(f"{name}: another process took port {port} before {name} listened there; starting it on {new}")
         self._stop_proc(name, timeout_s=10)
@@ -616,7 +627,7 @@ class Pipeline:
         watches it (a test, an operator's probe) keeps its address.
         """
         known = self._envs.get(name, {}).get("CX_WORKER_WEB_PORT")
-        port = self.worker_port if name == "worker" else int(known) if known else free_port()
+        port = self.worker_port if name == "worker" else int(known) if known else free_port(self._ports_taken())
         self._spawn(name, {"CX_WORKER_WEB_PORT": str(port)})
         return self._wait_worker(name)
 

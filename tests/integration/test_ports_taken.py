@@ -36,7 +36,7 @@ def stranger() -> Iterator[int]:
 def _picks(monkeypatch: pytest.MonkeyPatch, *first: int) -> None:
     """The runner's next ``free_port`` calls return ``first`` in order (0: a really free port), later ones free ports."""
     picks = iter(first)
-    monkeypatch.setattr(runner_module, "free_port", lambda: next(picks, 0) or free_port())
+    monkeypatch.setattr(runner_module, "free_port", lambda avoid=(): next(picks, 0) or free_port(avoid))
 
 
 def test_a_worker_port_given_in_the_settings_and_taken_is_an_error_naming_it(
