@@ -28,6 +28,16 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time cu
 console = Console()
 
 
+def _say_on_stderr(line: str, json_logs: bool) -> None:
+    """A process's one line about why it stops: a log record with ``CX_LOG_FORMAT=json``, else the text as written."""
+    if json_logs:
+        import logging
+
+        logging.getLogger("cxstream").error(line)
+    else:
+        Console(stderr=True, soft_wrap=True).print(line, markup=False, highlight=False)
+
+
 def _say_error(message: str) -> None:
     """An expected error, in red on stdout: its text as given (no markup), one line however narrow the console."""
     console.print(Text(message, style="red"), soft_wrap=True)
@@ -82,31 +92,24 @@ def _require_broker(settings: Settings, command: str) -> str:
     from confluent_kafka.admin import AdminClient
 
     from pipeline.exitcodes import EXIT_UNAVAILABLE
+    from pipeline.wire.topics import kafka_reason
 
     def fail(message: str, code: int) -> typer.Exit:
-        if settings.log_format == "json":
-            import logging
-
-            logging.getLogger("cxstream").error(message)
-        else:
-            Console(stderr=True, soft_wrap=True).print(message, markup=False, highlight=False)
+        _say_on_stderr(message, settings.log_format == "json")
         return typer.Exit(code)
-
-    def reason(exc: KafkaException) -> str:
-        return exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
 
     bootstrap = _require_bootstrap(settings)
     try:  # librdkafka checks the CX_KAFKA_SECURITY_* settings (files, names) when the client is made
         admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **settings.kafka_client_config()})
     except KafkaException as exc:
-        raise fail(f"cxstream {command}: the Kafka client refused its settings ({reason(exc)}); "
+        raise fail(f"cxstream {command}: the Kafka client refused its settings ({kafka_reason(exc)}); "
                    "check the CX_KAFKA_SECURITY_* settings", 2) from None
     try:
         admin.list_topics(timeout=settings.kafka_check_timeout_s)
     except KafkaException as exc:
         raise fail(
             f"cxstream {command}: no Kafka broker answered at {bootstrap} within {settings.kafka_check_timeout_s:g} s "
-            f"({reason(exc)}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings",
+            f"({kafka_reason(exc)}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings",
             EXIT_UNAVAILABLE,
         ) from None
     return bootstrap
@@ -243,18 +246,10 @@ def dashboard(
         else:
             console.print(line, soft_wrap=True, highlight=False)
 
-    try:
+    try:  # a port taken or an address that does not resolve: one line from ``main``
         asyncio.run(run_dashboard(settings, chosen, on_ready=ready))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
-        if json_logs:
-            import logging
-
-            logging.getLogger("cxstream.dashboard").error(f"cxstream dashboard: {exc}")
-        else:
-            Console(stderr=True, soft_wrap=True).print(f"cxstream dashboard: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
 
 
 @cli.command()
@@ -642,11 +637,10 @@ def _environment_error(exc: BaseException) -> tuple[str, int] | None:
     """
     kafka = sys.modules.get("confluent_kafka")
     if kafka is not None and isinstance(exc, kafka.KafkaException):
-        error = exc.args[0] if exc.args else None
-        reason = error.str() if hasattr(error, "str") else str(exc)
         from pipeline.exitcodes import EXIT_UNAVAILABLE
+        from pipeline.wire.topics import kafka_reason
 
-        return f"Kafka: {reason} (check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings)", EXIT_UNAVAILABLE
+        return f"Kafka: {kafka_reason(exc)} (check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings)", EXIT_UNAVAILABLE
     protocol = sys.modules.get("sinks.protocol")
     if protocol is not None and isinstance(exc, protocol.ClickHouseError):
         return f"ClickHouse: {str(exc).split('Stack trace:')[0]}", 1
@@ -670,12 +664,7 @@ def main() -> None:
         message, code = found
         command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
         line = " ".join(f"cxstream {command}: {message}".split())  # one line, whatever the error held
-        if os.environ.get("CX_LOG_FORMAT", "").lower() == "json":
-            import logging
-
-            logging.getLogger("cxstream").error(line)
-        else:
-            Console(stderr=True, soft_wrap=True).print(line, markup=False, highlight=False)
+        _say_on_stderr(line, os.environ.get("CX_LOG_FORMAT", "").lower() == "json")
         sys.exit(code)
 
 

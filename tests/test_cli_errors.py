@@ -299,3 +299,15 @@ def test_a_clickhouse_url_without_a_server_is_a_configuration_error(monkeypatch,
     with pytest.raises(SettingsError) as refused:
         Settings.load()
     assert "CX_CLICKHOUSE_URL: Value error, names no server: clickhouse://user:password@host:9000/db" in str(refused.value)
+
+
+def test_a_dashboard_port_taken_is_one_line_and_exit_78(monkeypatch, capsys, tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("CX_DATA_DIR", str(tmp_path))
+        code, _, err = _main(monkeypatch, capsys, "dashboard", "--port", str(port))
+    assert code == EXIT_PORT_TAKEN
+    assert err.startswith("cxstream dashboard: [Errno 98] ")
+    assert err.endswith("address already in use\n") and err.count("\n") == 1

@@ -284,7 +284,7 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
     from confluent_kafka import KafkaError, KafkaException, Consumer, TopicPartition
 
     from pipeline.wire.records import BadRecord, decode_batch_checked
-    from pipeline.wire.topics import kafka_config
+    from pipeline.wire.topics import kafka_config, kafka_reason
 
     if not settings.kafka_bootstrap:
         raise BacktestError("CX_KAFKA_BOOTSTRAP: needed to read the events topic")
@@ -298,7 +298,7 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
             "group.id": "cxstream-backtest", "enable.auto.commit": False, "enable.partition.eof": True,
         })  # fmt: skip
     except KafkaException as exc:  # a wrong CX_KAFKA_SECURITY_* value
-        raise BacktestError(f"Kafka client: {_kafka_reason(exc)}") from None
+        raise BacktestError(f"Kafka client: {kafka_reason(exc)}") from None
     loaded = Loaded()
     try:
         topic = settings.topic_events
@@ -308,7 +308,7 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
         except KafkaException as exc:
             raise BrokerUnavailable(
                 f"no Kafka broker answered at {settings.kafka_bootstrap} within {timeout_s:g} s "
-                f"({_kafka_reason(exc)}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings"
+                f"({kafka_reason(exc)}); check CX_KAFKA_BOOTSTRAP and the CX_KAFKA_SECURITY_* settings"
             ) from None
         if meta is None or meta.error is not None:
             raise BacktestError(f"topic {topic!r} not found")
@@ -336,11 +336,6 @@ def load_kafka(settings: Settings, from_offset: int, to_offset: int | None) -> L
     finally:
         consumer.close()
     return loaded
-
-
-def _kafka_reason(exc: Exception) -> str:
-    """The text of a ``KafkaException``'s ``KafkaError`` (its repr is the class and the code)."""
-    return exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
 
 
 # -- run -----------------------------------------------------------------------

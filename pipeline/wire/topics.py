@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.settings import Settings
 
-__all__ = ["TopicSpec", "topic_specs", "ensure_topics", "kafka_config"]
+__all__ = ["TopicSpec", "topic_specs", "ensure_topics", "kafka_config", "kafka_reason"]
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 # librdkafka's own log lines (a broker gone, a session lost) go through Python logging, so that
@@ -28,6 +28,12 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str]
+
+
+def kafka_reason(exc: Exception) -> str:
+    """The text of a ``KafkaException``'s ``KafkaError`` ("Failed to get metadata: ..."); its repr is only the code."""
+    error = exc.args[0] if exc.args else None
+    return error.str() if hasattr(error, "str") else str(exc)
 
 
 def kafka_config(settings: Settings, bootstrap: str) -> dict[str, object]:
