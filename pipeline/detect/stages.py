@@ -123,17 +123,25 @@ class LocalStages:
         self._sent[partition], self._promised[partition] = forward(
             device, self._sent.get(partition, 0), self.route, self.customers, self._promised.get(partition), wall_ms
         )
-        self._take_triggers()
+        self._take_triggers({partition: device})
 
-    def _take_triggers(self) -> None:
-        """Collect the triggers fired since the last call, device stage first (its messages came first)."""
-        taken = self._taken
-        for partition, proc in self.devices.items():
+    def _take_triggers(self, devices: dict[int, PartitionProcessor] | None = None) -> None:
+        """Collect the triggers fired since the last call, device stage first (its messages came first).
+
+        ``devices``: the only ones that may have fired since (after a record or tick of one
+        partition, its processor alone); default all.
+        """
+        fired = self._fired
+        taken = self._taken["device"]
+        for partition, proc in (self.devices if devices is None else devices).items():
             triggers = proc.pending.triggers
-            start = taken["device"].get(partition, 0)
-            self._fired += triggers[start:]
-            taken["device"][partition] = len(triggers)
+            start = taken.get(partition, 0)
+            if len(triggers) > start:  # it runs after every record of every partition: mostly nothing new
+                fired += triggers[start:]
+                taken[partition] = len(triggers)
+        taken = self._taken["customer"]
         for q, customer in enumerate(self.customers):
             triggers = customer.pending.triggers
-            self._fired += triggers[taken["customer"][q]:]
-            taken["customer"][q] = len(triggers)
+            if len(triggers) > taken[q]:
+                fired += triggers[taken[q]:]
+                taken[q] = len(triggers)

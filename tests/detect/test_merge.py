@@ -136,3 +136,61 @@ def test_a_first_message_of_an_idle_source_below_the_frontier_is_late():
     merge.announce((500, 0, 9, 0))
     assert released(merge.add((100, 1, 0, 0), "old")) == ["old"]
     assert merge.late == 1
+
+
+def frontier_over_all_sources(merge: StreamMerge):
+    """The frontier by its definition: the smallest promise of the sources that are not idle."""
+    promises = [a for source, a in enumerate(merge.announced) if source not in merge.idle]
+    if not promises or None in promises:
+        return None
+    return min(promises)
+
+
+# One step on a merge of up to four sources: a promise (maybe not above the source's last), a
+# message (maybe late), an idle source, or a restore from what the merge itself would persist.
+merge_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("promise"), st.integers(0, 60), st.integers(0, 3), st.integers(0, 3)),
+        st.tuples(st.just("msg"), st.integers(0, 60), st.integers(0, 3), st.integers(0, 3)),
+        st.tuples(st.just("idle"), st.integers(0, 3)),
+        st.tuples(st.just("restore")),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(sources=st.integers(1, 4), steps=merge_steps)
+def test_the_kept_frontier_is_always_the_smallest_promise_of_the_sources_not_idle(sources, steps):
+    merge = StreamMerge(sources)
+    for step in steps:
+        if step[0] == "restore":
+            again = StreamMerge(sources)
+            again.restore(list(merge.announced), merge.held(), set(merge.idle))
+            merge = again
+        elif step[0] == "idle":
+            merge.set_idle(step[1] % sources)
+        else:
+            kind, key_ms, source, offset = step
+            key = (key_ms, source % sources, offset, 0)
+            merge.announce(key) if kind == "promise" else merge.add(key, key)
+        frontier = frontier_over_all_sources(merge)
+        assert merge.frontier == frontier
+        if frontier is not None:  # what is below the frontier was released
+            assert all(held.key >= frontier for held in merge.held())
+
+
+def test_a_promise_above_the_frontier_from_another_source_keeps_it():
+    merge = StreamMerge(3)
+    merge.announce((100, 0, 1, 0))
+    merge.announce((200, 1, 1, 0))
+    merge.announce((300, 2, 1, 0))
+    assert merge.frontier == (100, 0, 1, 0)
+    merge.announce((250, 1, 2, 0))  # source 1 was above the frontier and stays above it
+    assert merge.frontier == (100, 0, 1, 0)
+    merge.announce((400, 0, 2, 0))  # the holder moves: the next smallest is source 1's 250
+    assert merge.frontier == (250, 1, 2, 0)
+    merge.set_idle(1)
+    assert merge.frontier == (300, 2, 1, 0)
+    merge.announce((260, 1, 3, 0))  # the idle source speaks again, below the others
+    assert merge.frontier == (260, 1, 3, 0)
