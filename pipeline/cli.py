@@ -39,8 +39,9 @@ def _say_on_stderr(line: str, json_logs: bool) -> None:
 
 
 def _say_error(message: str) -> None:
-    """An expected error, in red on stdout: its text as given (no markup), one line however narrow the console."""
-    console.print(Text(message, style="red"), soft_wrap=True)
+    """An expected error, in red on stderr (stdout may be a query's CSV going to a file): its text as
+    given (no markup), one line however narrow the console."""
+    Console(stderr=True).print(Text(message, style="red"), soft_wrap=True)
 
 
 def load_settings(component: str | None = None) -> Settings:
@@ -592,7 +593,9 @@ def bench_compare(
 
 @cli.command(name="bench-cpu")
 def bench_cpu(
-    events: int = typer.Option(200_000, min=1, help="events of the demo storefront's traffic"),
+    events: int = typer.Option(
+        200_000, min=1, help="about this many events of the demo storefront's traffic (whole visits, and its clock's)"
+    ),
     seed: int = typer.Option(7, help="traffic seed"),
 ) -> None:
     """CPU time per event of the worker's pure path (decode, detect, states, rows, insert), no Kafka or ClickHouse."""

@@ -201,9 +201,10 @@ def test_a_query_on_the_store_when_nothing_runs_has_the_query_limits(tmp_path) -
     done = _run(["query", "SELECT * FROM system.numbers"],
                 {"CX_DATA_DIR": str(tmp_path), "CX_QUERY_MAX_RESULT_ROWS": "1000"})  # fmt: skip
     assert done.returncode == 1
-    assert done.stdout.startswith("cxstream query: ")
-    assert "TOO_MANY_ROWS_OR_BYTES" in done.stdout
-    assert done.stdout.count("\n") == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("cxstream query: ")
+    assert "TOO_MANY_ROWS_OR_BYTES" in done.stderr
+    assert done.stderr.count("\n") == 1
 
 
 def test_ctrl_c_ends_a_running_query_at_once(monkeypatch) -> None:
@@ -283,7 +284,8 @@ def test_two_statements_on_the_store_alone_are_refused_by_clickhouse_s_parser(tm
     # The engine ran both and returned both outputs one after the other ("invalid literal for int(): 'UInt8'").
     done = _run(["query", "SELECT 1; SELECT 2"], {"CX_DATA_DIR": str(tmp_path)})
     assert done.returncode == 1
-    assert done.stdout.startswith("cxstream query: Code: 62. DB::Exception: Syntax error (Multi-statements are not allowed)")
+    assert done.stdout == ""
+    assert done.stderr.startswith("cxstream query: Code: 62. DB::Exception: Syntax error (Multi-statements are not allowed)")
 
 
 def test_bytes_that_are_not_utf8_are_shown_as_replacement_characters(tmp_path) -> None:
@@ -311,3 +313,11 @@ def test_a_dashboard_port_taken_is_one_line_and_exit_78(monkeypatch, capsys, tmp
     assert code == EXIT_PORT_TAKEN
     assert err.startswith("cxstream dashboard: [Errno 98] ")
     assert err.endswith("address already in use\n") and err.count("\n") == 1
+
+
+def test_a_failed_query_writes_nothing_to_the_csv_it_was_piped_into(tmp_path) -> None:
+    # `cxstream query ... -f csv > out.csv`: the error goes to the terminal, not into the file.
+    done = _run(["query", "SELECT no_such_column", "--format", "csv"], {"CX_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("cxstream query: Code: 47. DB::Exception: Unknown expression identifier")

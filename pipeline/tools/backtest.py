@@ -587,6 +587,11 @@ def _say(console: Console, message: str, style: str = "") -> None:
     console.print(Text(message, style=style), soft_wrap=True)
 
 
+def _fail(message: str) -> None:
+    """Why the backtest cannot go on: ``_say`` in red, on stderr as the other commands' errors."""
+    _say(Console(stderr=True), message, "red")
+
+
 def backtest(
     file: Path | None = typer.Option(None, "--file", help="JSONL: stored events or Segment messages, one per line"),
     demo: bool = typer.Option(False, "--demo", help="replay the demo storefront's generated traffic"),
@@ -611,7 +616,7 @@ def backtest(
     try:
         settings = Settings.load()
     except SettingsError as exc:
-        _say(console, str(exc), "red")
+        _fail(str(exc))
         raise typer.Exit(2) from None
     try:
         if sum((file is not None, demo, kafka)) != 1:
@@ -633,14 +638,14 @@ def backtest(
         if export is not None:
             _write_export(export, loaded)
     except BrokerUnavailable as exc:
-        _say(console, f"backtest: {exc}", "red")
+        _fail(f"backtest: {exc}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     except OSError as exc:  # --file: missing, a directory, unreadable
         where = exc.filename or file
-        _say(console, f"backtest: {where}: {_reason(exc)}" if where else f"backtest: {exc}", "red")
+        _fail(f"backtest: {where}: {_reason(exc)}" if where else f"backtest: {exc}")
         raise typer.Exit(2) from None
     except (BacktestError, ValueError) as exc:
-        _say(console, f"backtest: {exc}", "red")
+        _fail(f"backtest: {exc}")
         raise typer.Exit(2) from None
     n_events = sum(len(events) for records in loaded.partitions.values() for _, events in records)
     _say(
@@ -656,7 +661,7 @@ def backtest(
             store = scratch / re.sub(r"[^A-Za-z0-9_.-]+", "_", rs.name)
             outcomes.append(run_rule_set(rs, loaded.partitions, store))
     except OSError as exc:  # a scratch store could not be written: a full disk, no TMPDIR, a directory removed
-        _say(console, f"backtest: scratch store {exc.filename or out or tempfile.gettempdir()}: {_reason(exc)}", "red")
+        _fail(f"backtest: scratch store {exc.filename or out or tempfile.gettempdir()}: {_reason(exc)}")
         raise typer.Exit(1) from None
     console.print(comparison_table(outcomes, f"backtest: {source}"))
     _say(console, f"scratch stores: {scratch} (query one with CX_CLICKHOUSE_URL=chdb://{scratch}/<rule set>)")
