@@ -221,6 +221,34 @@ _PARSERS: dict[str, Callable[[str], object]] = {
 }
 
 
+
+def _check_env_file(path: Path) -> None:
+    """A ``.env`` line that cannot be read as ``NAME=value`` is an error, not a warning and a skipped line.
+
+    python-dotenv only warns and goes on: ``CX_KAFKA_BOOTSTRAP broker:9092`` (no ``=``) would leave the
+    setting unset, and the pipeline would start on its embedded defaults instead of the shop's Kafka.
+    A ``CX_`` name with no ``=`` at all is refused for the same reason.
+    """
+    from dotenv.parser import parse_stream
+
+    try:
+        with path.open(encoding="utf-8") as stream:
+            bindings = list(parse_stream(stream))
+    except FileNotFoundError:
+        return
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError):
+        return  # said by pydantic-settings' own read, below (not text) or left to it
+    bad = []
+    for binding in bindings:
+        no_value = binding.key is not None and binding.value is None and binding.key.upper().startswith("CX_")
+        if binding.error or no_value:
+            original = binding.original.string
+            blank_lines = original[: len(original) - len(original.lstrip())].count("\n")  # before the statement
+            bad.append(f"line {binding.original.line + blank_lines}: {original.strip()[:80]!r} is not NAME=value")
+    if bad:
+        raise SettingsError(f"invalid configuration: .env in {Path.cwd()}:\n  " + "\n  ".join(bad))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CX_", env_file=".env", extra="ignore", frozen=True
@@ -689,6 +717,8 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, **overrides: object) -> "Settings":
         """Build settings from the environment; raise SettingsError naming the variable."""
+        if "_env_file" not in overrides:
+            _check_env_file(Path(".env"))
         try:
             return cls(**overrides)
         except UnicodeDecodeError as exc:  # a .env file in the working directory that is not text

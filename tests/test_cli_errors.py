@@ -181,6 +181,31 @@ def test_a_dotenv_that_is_not_text_is_a_configuration_error(monkeypatch, tmp_pat
     assert out.output == f"invalid configuration: .env in {tmp_path} is not UTF-8 text (invalid start byte)\n"
 
 
+def test_a_dotenv_line_without_an_equals_sign_is_a_configuration_error(monkeypatch, tmp_path) -> None:
+    # python-dotenv only warned and skipped the line: the pipeline then ran on the embedded broker.
+    (tmp_path / ".env").write_text("# the shop's Kafka\nCX_PII_SALT=abc\n\nCX_KAFKA_BOOTSTRAP broker:9092\nCX_DATA_DIR\n")
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(cli, ["query", "select 1"])
+    assert out.exit_code == 2
+    assert out.stdout == ""
+    assert out.stderr == (
+        f"invalid configuration: .env in {tmp_path}:\n"
+        "  line 4: 'CX_KAFKA_BOOTSTRAP broker:9092' is not NAME=value\n"
+        "  line 5: 'CX_DATA_DIR' is not NAME=value\n"
+    )
+
+
+def test_a_dotenv_with_comments_export_and_quotes_is_read(monkeypatch, tmp_path) -> None:
+    for name in ("CX_KAFKA_BOOTSTRAP", "CX_PII_SALT"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text(
+        "# a comment\nexport CX_KAFKA_BOOTSTRAP=broker:9092\n\nCX_PII_SALT='s alt'  # trailing\nOTHER_TOOL_FLAG\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.load()
+    assert (settings.kafka_bootstrap, settings.pii_salt) == ("broker:9092", "s alt")
+
+
 def test_an_empty_query_is_refused_in_one_line(tmp_path) -> None:
     out = CliRunner().invoke(cli, ["query", "   "], env={**SALT, "CX_DATA_DIR": str(tmp_path)})
     assert out.exit_code == 1
