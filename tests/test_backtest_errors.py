@@ -296,3 +296,50 @@ def test_the_demo_on_1024_partitions_replays_as_fast_as_on_one() -> None:
         bt.replay(rs.rules, loaded.partitions, lambda _outputs: None)
         seconds[partitions] = time.monotonic() - started
     assert seconds[1024] < 2.0, seconds
+
+
+# -- stored events whose fields detection cannot read ---------------------------------------------
+
+
+def stored(**fields: object) -> bytes:
+    event = {"event_id": "e1", "tenant": "shop", "type": "track", "event": "Product Added", "anonymous_id": "a1",
+             "event_time_ms": T0, "received_at_ms": T0, "properties": '{"cart_id":"k1","product_id":"p1"}'}  # fmt: skip
+    return orjson.dumps({**event, **fields}) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"anonymous_id": 5}, "anonymous_id is not a string (or null)"),  # a traceback from the replay before
+        ({"user_id": {"id": "c1"}}, "user_id is not a string (or null)"),
+        ({"properties": {"cart_id": "k1"}}, "properties is not a string (or null)"),
+        ({"sent_at_ms": True}, "sent_at_ms is not an integer (or null)"),
+        ({"event_id": 7}, "event_id is not a string"),
+        ({"type": "purchase"}, "type 'purchase' is not one of track, page, identify, screen, group, alias"),
+    ],
+)
+def test_a_stored_event_with_a_field_of_another_type_stops_with_its_line(tmp_path, fields, said) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(stored() + stored(**{"event_id": "e2", **fields}))
+    out = run("--file", str(path), "--delay", "1h", columns=400)
+    assert out.exit_code == 2
+    assert out.stdout == ""
+    assert out.stderr == f"backtest: {path}:2: {said}\n"
+
+
+def test_an_event_detection_refuses_stops_the_replay_naming_it(tmp_path, monkeypatch) -> None:
+    # The worker dead-letters such an event (processing_error); the replay names it instead of a traceback.
+    from pipeline.detect.processor import EventFailed
+
+    def refuse(self, partition, offset, events, wall_ms):  # noqa: ANN001, ANN202 - LocalStages.process's
+        raise EventFailed(0, TypeError("unsupported operand"))
+
+    monkeypatch.setattr(bt.LocalStages, "process", refuse)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(stored())
+    out = run("--file", str(path), "--delay", "1h", columns=400)
+    assert out.exit_code == 2
+    assert out.stderr == (
+        "backtest: event 'e1' of tenant 'shop' could not be replayed (TypeError: unsupported operand); the worker "
+        "dead-letters such an event (processing_error): leave it out of the file\n"
+    )

@@ -37,7 +37,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, get_args
 
 import orjson
 import typer
@@ -48,8 +48,9 @@ from rich.text import Text
 from pipeline.detect import Rules
 from pipeline.detect.stages import LocalStages
 from pipeline.detect.ids import IdGate, judge_record
-from pipeline.detect.processor import Output
+from pipeline.detect.processor import EventFailed, Output
 from pipeline.exitcodes import EXIT_UNAVAILABLE
+from pipeline.wire.records import CallType
 from pipeline.settings import DAY_MS, HOUR_MS, MINUTE_MS, Settings, SettingsError, parse_tiers
 
 __all__ = [
@@ -215,6 +216,32 @@ class _Placer:
         return {p: sorted(records.items()) for p, records in sorted(self.records.items())}
 
 
+# A stored event's fields as the collector writes them (``pipeline.wire.records.Event``): the ones
+# the replay reads must have these types, or detection would fail half-way through a record.
+_STORED_REQUIRED = (("event_id", str), ("tenant", str), ("type", str), ("event_time_ms", int))
+_STORED_OPTIONAL = (
+    ("event", str), ("anonymous_id", str), ("user_id", str), ("received_at_ms", int), ("sent_at_ms", int),
+    ("session_hint", str), ("page_path", str), ("page_url", str), ("page_referrer", str), ("user_agent", str),
+    ("locale", str), ("ip_hash", str), ("properties", str), ("traits", str), ("context", str),
+)  # fmt: skip
+
+
+def _check_stored(obj: dict, where: str) -> None:
+    """A stored event (a ``cx.events`` export, or ``--export``'s lines) with the types the replay reads."""
+    for key, kind in _STORED_REQUIRED:
+        value = obj.get(key)
+        if value is None:
+            raise BacktestError(f"{where}: stored event without {key}")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise BacktestError(f"{where}: {key} is not {'an integer' if kind is int else 'a string'}")
+    for key, kind in _STORED_OPTIONAL:
+        value = obj.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise BacktestError(f"{where}: {key} is not {'an integer' if kind is int else 'a string'} (or null)")
+    if obj["type"] not in get_args(CallType):
+        raise BacktestError(f"{where}: type {obj['type']!r} is not one of {', '.join(get_args(CallType))}")
+
+
 def load_file(path: Path, tenant: str, settings: Settings, partitions: int | None = None) -> Loaded:
     """Events of a JSONL export by partition; a line that is not a JSON object stops with its line number.
 
@@ -235,11 +262,7 @@ def load_file(path: Path, tenant: str, settings: Settings, partitions: int | Non
             if not isinstance(obj, dict):
                 raise BacktestError(f"{path}:{n}: expected a JSON object per line")
             if "event_time_ms" in obj:  # a stored event (cx.events export or --export)
-                for key in ("event_id", "tenant", "type"):
-                    if not isinstance(obj.get(key), str):
-                        raise BacktestError(f"{path}:{n}: stored event without {key}")
-                if not isinstance(obj["event_time_ms"], int) or isinstance(obj["event_time_ms"], bool):
-                    raise BacktestError(f"{path}:{n}: event_time_ms is not an integer")
+                _check_stored(obj, f"{path}:{n}")
                 placer.add(obj, f"{path}:{n}")
                 continue
             to_event = to_event or _normalizer(tenant, settings)
@@ -445,7 +468,16 @@ def replay(rules: Rules, partitions: dict[int, list[Record]], emit: Callable[[li
                 waiting = position[other] < len(partitions[other])
                 caught_up = not waiting or _record_time(partitions[other][position[other]]) > wall_ms
                 stages.tick(other, wall_ms, caught_up=caught_up)
-        stages.process(p, offset, judge_record(gate, events)[0], wall_ms)
+        admitted = judge_record(gate, events)[0]
+        try:
+            stages.process(p, offset, admitted, wall_ms)
+        except EventFailed as exc:  # the worker would dead-letter it; a replay cannot go on without it
+            event = admitted[exc.index] if exc.index is not None else {}
+            raise BacktestError(
+                f"event {event.get('event_id', '?')!r} of tenant {event.get('tenant', '?')!r} could not be replayed "
+                f"({type(exc.error).__name__}: {exc.error}); the worker dead-letters such an event "
+                "(processing_error): leave it out of the file"
+            ) from None
         if position[p] < len(records):
             heapq.heappush(heads, (_record_time(records[position[p]]), p))
         since_drain += len(events)
@@ -660,6 +692,9 @@ def backtest(
         for rs in sets:
             store = scratch / re.sub(r"[^A-Za-z0-9_.-]+", "_", rs.name)
             outcomes.append(run_rule_set(rs, loaded.partitions, store))
+    except BacktestError as exc:  # an event the detection refused
+        _fail(f"backtest: {exc}")
+        raise typer.Exit(2) from None
     except OSError as exc:  # a scratch store could not be written: a full disk, no TMPDIR, a directory removed
         _fail(f"backtest: scratch store {exc.filename or out or tempfile.gettempdir()}: {_reason(exc)}")
         raise typer.Exit(1) from None
