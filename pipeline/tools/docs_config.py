@@ -37,7 +37,9 @@ cxstream reads its settings once at start-up from environment variables
 prefixed `CX_`, or from a `.env` file in the working directory (a variable
 set in the environment wins). A wrong value stops start-up with a message
 that names the variable, for example
-`CX_FRICTION_WEIGHTS: ... missing weights for u_turn`. Child processes
+`CX_FRICTION_WEIGHTS: ... missing weights for u_turn`; so does a `.env`
+line that is not `NAME=value` (`CX_KAFKA_BOOTSTRAP broker:9092` names its
+line: skipped, it would leave the pipeline on its embedded broker). Child processes
 (`cxstream up` starts the collector and the worker as processes) receive
 the same settings as variables.
 
