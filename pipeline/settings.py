@@ -221,7 +221,6 @@ _PARSERS: dict[str, Callable[[str], object]] = {
 }
 
 
-
 def _check_env_file(path: Path) -> None:
     """A ``.env`` line that cannot be read as ``NAME=value`` is an error, not a warning and a skipped line.
 
