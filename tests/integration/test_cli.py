@@ -99,7 +99,7 @@ def test_up_query_while_running_and_after_a_clean_sigint_stop(tmp_path: Path) ->
 
         # While it runs, nothing may change the store under the worker: a DROP is refused.
         drop = _cx(["query", "DROP TABLE cx.events"], env)
-        assert drop.returncode == 1 and "only reading statements" in drop.stdout, drop.stdout + drop.stderr
+        assert drop.returncode == 1 and drop.stdout == "" and "only reading statements" in drop.stderr, drop.stdout + drop.stderr
         assert _count(env) == 2
 
         children = descendants(up.pid)
