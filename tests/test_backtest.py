@@ -135,6 +135,7 @@ def test_cli_runs_on_the_demo_traffic(tmp_path: Path, monkeypatch: pytest.Monkey
         env={"COLUMNS": "160"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "from demo seed 7, 300 visitors, 1 day; " in result.output  # one day, not "1 days"
     header = next(line for line in result.output.splitlines() if line.startswith("┃"))
     assert [c.strip() for c in header.split("┃")[2:-1]] == ["30m", "1h", "4h"]
     triggers = next(line for line in result.output.splitlines() if line.startswith("│ triggers"))

@@ -663,7 +663,7 @@ def backtest(
             source = str(file)
         elif demo:
             loaded = load_demo(seed, visitors, days, tenant, settings, partitions)
-            source = f"demo seed {seed}, {visitors:,} visitors, {days:g} days"
+            source = f"demo seed {seed}, {visitors:,} visitors, {days:g} day{'' if days == 1 else 's'}"
         else:
             loaded = load_kafka(settings, from_offset, to_offset)
             source = f"{settings.topic_events} offsets {from_offset}..{to_offset if to_offset is not None else 'end'}"
