@@ -50,7 +50,7 @@ from pipeline.detect.stages import LocalStages
 from pipeline.detect.ids import IdGate, judge_record
 from pipeline.detect.processor import EventFailed, Output
 from pipeline.exitcodes import EXIT_UNAVAILABLE
-from pipeline.wire.records import CallType
+from pipeline.wire.records import CallType, Event
 from pipeline.settings import DAY_MS, HOUR_MS, MINUTE_MS, Settings, SettingsError, parse_tiers
 
 __all__ = [
@@ -216,28 +216,25 @@ class _Placer:
         return {p: sorted(records.items()) for p, records in sorted(self.records.items())}
 
 
-# A stored event's fields as the collector writes them (``pipeline.wire.records.Event``): the ones
-# the replay reads must have these types, or detection would fail half-way through a record.
-_STORED_REQUIRED = (("event_id", str), ("tenant", str), ("type", str), ("event_time_ms", int))
-_STORED_OPTIONAL = (
-    ("event", str), ("anonymous_id", str), ("user_id", str), ("received_at_ms", int), ("sent_at_ms", int),
-    ("session_hint", str), ("page_path", str), ("page_url", str), ("page_referrer", str), ("user_agent", str),
-    ("locale", str), ("ip_hash", str), ("properties", str), ("traits", str), ("context", str),
-)  # fmt: skip
+# What the replay needs of a stored event; its other fields may be absent or null.
+_STORED_REQUIRED = ("event_id", "tenant", "type", "event_time_ms")
+# Every field's type as the collector writes it (``pipeline.wire.records.Event``, a Literal of text for type).
+_STORED_TYPES = {
+    name: int if int in (f.annotation, *get_args(f.annotation)) else str for name, f in Event.model_fields.items()
+}
 
 
 def _check_stored(obj: dict, where: str) -> None:
-    """A stored event (a ``cx.events`` export, or ``--export``'s lines) with the types the replay reads."""
-    for key, kind in _STORED_REQUIRED:
+    """A stored event (a ``cx.events`` export, or ``--export``'s lines) with the collector's types:
+    one of another type would fail detection half-way through a record."""
+    for key, kind in _STORED_TYPES.items():
         value = obj.get(key)
+        what = "an integer" if kind is int else "a string"
         if value is None:
-            raise BacktestError(f"{where}: stored event without {key}")
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise BacktestError(f"{where}: {key} is not {'an integer' if kind is int else 'a string'}")
-    for key, kind in _STORED_OPTIONAL:
-        value = obj.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise BacktestError(f"{where}: {key} is not {'an integer' if kind is int else 'a string'} (or null)")
+            if key in _STORED_REQUIRED:
+                raise BacktestError(f"{where}: stored event without {key}")
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            raise BacktestError(f"{where}: {key} is not {what}" + ("" if key in _STORED_REQUIRED else " (or null)"))
     if obj["type"] not in get_args(CallType):
         raise BacktestError(f"{where}: type {obj['type']!r} is not one of {', '.join(get_args(CallType))}")
 
