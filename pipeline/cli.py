@@ -28,20 +28,20 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time cu
 console = Console()
 
 
+def _say_error(message: str) -> None:
+    """An expected error, in red on stderr (stdout may be a query's CSV going to a file): its text as
+    given (no markup), one line however narrow the console."""
+    Console(stderr=True).print(Text(message, style="red"), soft_wrap=True)
+
+
 def _say_on_stderr(line: str, json_logs: bool) -> None:
-    """A process's one line about why it stops: a log record with ``CX_LOG_FORMAT=json``, else the text as written."""
+    """A process's one line about why it stops: a log record with ``CX_LOG_FORMAT=json``, else ``_say_error``."""
     if json_logs:
         import logging
 
         logging.getLogger("cxstream").error(line)
     else:
-        Console(stderr=True, soft_wrap=True).print(line, markup=False, highlight=False)
-
-
-def _say_error(message: str) -> None:
-    """An expected error, in red on stderr (stdout may be a query's CSV going to a file): its text as
-    given (no markup), one line however narrow the console."""
-    Console(stderr=True).print(Text(message, style="red"), soft_wrap=True)
+        _say_error(line)
 
 
 def load_settings(component: str | None = None) -> Settings:
@@ -79,7 +79,7 @@ def _require_destinations(settings: Settings, who: str) -> list:
     try:
         return load_destinations(settings)
     except ConfigError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"{who}: {exc}", markup=False, highlight=False)
+        _say_error(f"{who}: {exc}")
         raise typer.Exit(2) from None
 
 
@@ -177,7 +177,6 @@ def up() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
-    errors = Console(stderr=True, soft_wrap=True)
     if settings.log_format == "json":  # every line a JSON object: the notes are log records
         import logging
 
@@ -186,7 +185,7 @@ def up() -> None:
         fail = lambda text: up_log.error(text)  # noqa: E731
     else:
         say = lambda text: console.print(text, soft_wrap=True, highlight=False, markup=False)  # noqa: E731
-        fail = lambda text: errors.print(text, markup=False, highlight=False)  # noqa: E731
+        fail = _say_error
     _require_resolvable(settings)
     if not settings.embedded_kafka:  # your own Kafka: one line if it does not answer, before anything starts
         _require_broker(settings, "up")
@@ -401,7 +400,7 @@ def _interruptible(call: Callable[[], T]) -> T:
             worker.join(0.1)
     except KeyboardInterrupt:
         sys.stdout.flush()
-        Console(stderr=True, soft_wrap=True).print("cxstream query: interrupted", markup=False, highlight=False)
+        _say_error("cxstream query: interrupted")
         os._exit(130)
     ok, value = outcome[0]
     if not ok:
@@ -473,7 +472,7 @@ def demo(
             dashboard=dashboard, shown_url=lambda url: _shown_url(url, settings.model_copy(update={"data_dir": data_dir})),
         )
     except (DataDirInUse, PortTaken) as exc:
-        Console(stderr=True, soft_wrap=True).print(f"cxstream demo: {exc}", markup=False, highlight=False)
+        _say_error(f"cxstream demo: {exc}")
         code = EXIT_DATA_DIR_IN_USE if isinstance(exc, DataDirInUse) else EXIT_PORT_TAKEN
     raise typer.Exit(code)
 
