@@ -451,7 +451,8 @@ class Pipeline:
     def _ports_taken(self) -> set[int]:
         """The ports this pipeline's listeners have or will have (0: not picked yet), for a new pick to avoid."""
         ports = {self.collector_port, self.worker_port, self.dashboard_port}
-        ports.update(self.collector_metrics_port + i for i in range(self.settings.collector_processes))
+        if self.collector_metrics_port:
+            ports.update(self.collector_metrics_port + i for i in range(self.settings.collector_processes))
         ports.update(int(env["CX_WORKER_WEB_PORT"]) for env in self._envs.values() if env.get("CX_WORKER_WEB_PORT"))
         if self.broker is not None:
             ports.add(self.broker.port)
