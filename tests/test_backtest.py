@@ -165,6 +165,18 @@ PARTITIONS = 3
 HOUR_PAGES = [page(T0 + h * HOUR, anon="anon-x") for h in range(11)]
 
 
+def customers_c_and_d() -> list[dict]:
+    """anon-c: identify cust-c (consent) T0, adds 2 x 60.00 at T0+1m, orders o-c (total 120) at T0+90m;
+    anon-d: identify cust-d (consent) T0, adds 30.00 at T0+2m, never returns."""
+    return [
+        identify(T0, "cust-c", True, anon="anon-c"),
+        add(T0 + MIN, "sku-1", 60.0, 2, anon="anon-c"),
+        track("Order Completed", T0 + 90 * MIN, anon="anon-c", user="cust-c", order_id="o-c", total=120.0),
+        identify(T0, "cust-d", True, anon="anon-d"),
+        add(T0 + 2 * MIN, "sku-2", 30.0, anon="anon-d"),
+    ]
+
+
 def three_partitions() -> list[dict]:
     """Three visitors on three partitions, in the order of an export sorted by visitor.
 
@@ -176,14 +188,7 @@ def three_partitions() -> list[dict]:
     anon-d  partition 2: identify cust-d (consent) T0, adds 30.00 at T0+2m, never returns
             30m: abandoned T0+32m, offer 10 %;  4h: abandoned T0+4h02m, offer 10 %; not recovered
     """
-    return [
-        *HOUR_PAGES,
-        identify(T0, "cust-c", True, anon="anon-c"),
-        add(T0 + MIN, "sku-1", 60.0, 2, anon="anon-c"),
-        track("Order Completed", T0 + 90 * MIN, anon="anon-c", user="cust-c", order_id="o-c", total=120.0),
-        identify(T0, "cust-d", True, anon="anon-d"),
-        add(T0 + 2 * MIN, "sku-2", 30.0, anon="anon-d"),
-    ]
+    return [*HOUR_PAGES, *customers_c_and_d()]
 
 
 def decisions(store: Path) -> list[tuple]:

@@ -22,7 +22,8 @@ from pipeline.cli import cli
 from pipeline.detect import Rules
 from pipeline.settings import Settings
 from pipeline.tools import backtest as bt
-from tests.detect.helpers import MIN, T0, add, identify, page, track
+from tests.detect.helpers import MIN, T0, add, identify, page
+from tests.test_backtest import customers_c_and_d
 
 NO_HOLDOUT = Rules(holdout_pct=0.0)
 
@@ -217,14 +218,7 @@ def three_visitors() -> list[dict]:
     """anon-c: identify cust-c, adds 2 x 60.00 at T0+1m, orders o-c at T0+90m (30m: abandoned T0+31m, offer 15 %,
     cancelled by the order); anon-d: identify cust-d, adds 30.00 at T0+2m, never returns (30m: abandoned T0+32m,
     offer 10 %); anon-x: a page at T0+10h, which moves its partition's watermark past both deadlines."""
-    return [
-        identify(T0, "cust-c", True, anon="anon-c"),
-        add(T0 + MIN, "sku-1", 60.0, 2, anon="anon-c"),
-        track("Order Completed", T0 + 90 * MIN, anon="anon-c", user="cust-c", order_id="o-c", total=120.0),
-        identify(T0, "cust-d", True, anon="anon-d"),
-        add(T0 + 2 * MIN, "sku-2", 30.0, anon="anon-d"),
-        page(T0 + 600 * MIN, anon="anon-x"),
-    ]
+    return [*customers_c_and_d(), page(T0 + 600 * MIN, anon="anon-x")]
 
 
 def decided(partitions: dict[int, list[bt.Record]]) -> list[tuple]:
