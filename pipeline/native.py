@@ -9,6 +9,11 @@ name; any edit of the source makes the copy stale, and the source is imported in
 a compiled copy can never run code that is not in the tree. ``CX_NATIVE=0`` imports every
 module from source.
 
+The modules in ``EXTENSIONS`` are written in Cython with C types (``.pyx``) and have no
+Python source: the same build compiles them under the same naming rule, ``load`` returns
+the copy that matches the ``.pyx`` (or None), and the module that uses one does the work
+the library way without it (``sinks/blocks.py``).
+
 Measured in docs/performance.md ("Levers measured"); ``cxstream bench-cpu`` prints the same
 digest either way (``tests/test_native.py``).
 """
@@ -60,6 +65,11 @@ MODULES: tuple[str, ...] = (
     "sinks.chtypes",
 )
 
+# Modules written in Cython with C types, which have no Python source: ``load`` hands out
+# the compiled copy of the ``.pyx`` file, and the module that calls it does the work the
+# library way when there is none (``sinks/blocks.py``: clickhouse-driver's own encoding).
+EXTENSIONS: tuple[str, ...] = ("sinks.blockcodec",)
+
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 
@@ -68,7 +78,7 @@ class NativeBuildError(Exception):
 
 
 def source_path(module: str, root: Path = ROOT) -> Path:
-    return root.joinpath(*module.split(".")).with_suffix(".py")
+    return root.joinpath(*module.split(".")).with_suffix(".pyx" if module in EXTENSIONS else ".py")
 
 
 def source_hash(source: bytes) -> str:
@@ -119,6 +129,31 @@ def install(modules: tuple[str, ...] = MODULES, directory: Path = DIRECTORY) -> 
     return finder
 
 
+def load(module: str, directory: Path = DIRECTORY, root: Path = ROOT):  # noqa: ANN201 - a module or None
+    """The compiled copy of a Cython-only module (``EXTENSIONS``), or None.
+
+    None when ``CX_NATIVE=0``, when it was not built, or when it was built from another
+    version of its ``.pyx``: the caller then does the same work without it.
+    """
+    if not enabled():
+        return None
+    if module in sys.modules:
+        return sys.modules[module]
+    try:
+        source = source_path(module, root).read_bytes()
+    except OSError:
+        return None
+    compiled = compiled_path(module, source, directory)
+    if not compiled.is_file():
+        return None
+    loader = importlib.machinery.ExtensionFileLoader(module, str(compiled))
+    spec = importlib.util.spec_from_file_location(module, compiled, loader=loader)
+    loaded = importlib.util.module_from_spec(spec)
+    loader.exec_module(loaded)
+    sys.modules[module] = loaded
+    return loaded
+
+
 def is_compiled(module: object) -> bool:
     """Whether an imported module is a compiled copy."""
     return str(getattr(module, "__file__", "")).endswith(SUFFIX)
@@ -130,7 +165,7 @@ class Status:
     state: str  # "compiled", "stale" (a copy of another source) or "missing"
 
 
-def status(modules: tuple[str, ...] = MODULES, directory: Path = DIRECTORY, root: Path = ROOT) -> list[Status]:
+def status(modules: tuple[str, ...] = MODULES + EXTENSIONS, directory: Path = DIRECTORY, root: Path = ROOT) -> list[Status]:
     out = []
     for module in modules:
         source = source_path(module, root).read_bytes()
@@ -192,7 +227,7 @@ def _compile_one(module: str, source_file: Path, target: Path, workdir: Path) ->
     partial.replace(target)  # a copy appears whole or not at all
 
 
-def build(modules: tuple[str, ...] = MODULES, directory: Path = DIRECTORY, root: Path = ROOT,
+def build(modules: tuple[str, ...] = MODULES + EXTENSIONS, directory: Path = DIRECTORY, root: Path = ROOT,
           jobs: int | None = None, log=print) -> list[Path]:  # noqa: ANN001
     """Compiles every listed module whose current source has no copy yet; removes every other copy."""
     import tempfile

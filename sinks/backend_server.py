@@ -14,10 +14,15 @@ import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from clickhouse_driver import Client
+from clickhouse_driver import Client, defines
+from clickhouse_driver.block import BlockInfo, RowOrientedBlock
 from clickhouse_driver.errors import Error as DriverError
 from clickhouse_driver.errors import ServerException, TypeMismatchError
+from clickhouse_driver.protocol import ClientPacketTypes
+from clickhouse_driver.varint import write_varint
+from clickhouse_driver.writer import write_binary_str
 
+from sinks import blocks
 from sinks.protocol import ClickHouseError, Params, check_identifiers, check_params, parse_version
 
 # The driver logs each failed connection attempt with its stack trace before
@@ -50,6 +55,58 @@ def _with_default_timeouts(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+class _Client(Client):
+    """clickhouse-driver's ``Client``, with an insert's rows written by ``sinks.blocks`` where it can.
+
+    ``send_data`` is the driver's step that turns an insert's rows into
+    Native blocks on the socket, after the server has sent the columns'
+    types. Here the rows become one block in one pass of C; the packet
+    around it (the data packet's header, the block info, the compression
+    the URL asks for, the empty block that ends the insert) is written by
+    the driver's own parts as its ``send_data`` writes them. Rows the codec
+    does not take, and the driver's own options that change the encoding
+    (numpy, bytes for strings, another text encoding), go to the driver.
+    """
+
+    blocks_encoded = 0  # inserts whose block the codec wrote (tests read it)
+
+    def send_data(self, sample_block, data, types_check=False, columnar=False):  # noqa: ANN001, ANN201 - the driver's signature
+        connection = self.connection
+        settings = connection.context.client_settings
+        if (
+            columnar
+            or types_check
+            or settings["use_numpy"]
+            or settings["strings_as_bytes"]
+            or str(settings["strings_encoding"]).lower().replace("_", "-") not in ("utf-8", "utf8")
+            or not isinstance(data, list)
+            or not 0 < len(data) <= settings["insert_block_size"]
+        ):
+            return super().send_data(sample_block, data, types_check=types_check, columnar=columnar)
+        names = [name for name, _ in sample_block.columns_with_types]
+        types = [spec for _, spec in sample_block.columns_with_types]
+        revision = connection.server_info.used_revision
+        payload = blocks.encode(
+            names, types, data, serialization_flag=revision >= defines.DBMS_MIN_REVISION_WITH_CUSTOM_SERIALIZATION
+        )
+        if payload is None:
+            return super().send_data(sample_block, data, types_check=types_check, columnar=columnar)
+        # What Connection.send_data and BlockOutputStream.write put around a block's columns.
+        write_varint(ClientPacketTypes.DATA, connection.fout)
+        if revision >= defines.DBMS_MIN_REVISION_WITH_TEMPORARY_TABLES:
+            write_binary_str("", connection.fout)
+        block_out = connection.block_out
+        if revision >= defines.DBMS_MIN_REVISION_WITH_BLOCK_INFO:
+            BlockInfo().write(block_out.fout)
+        block_out.fout.write(payload)
+        block_out.finalize()
+        self.receive_profile_events()
+        connection.send_data(RowOrientedBlock())  # the empty block that ends the insert's data
+        self.receive_profile_events()
+        self.blocks_encoded += 1
+        return len(data)
+
+
 class ServerClickHouse:
     """One native-protocol connection. Use ``connect('clickhouse://user:pw@host:9000/db')``."""
 
@@ -64,7 +121,7 @@ class ServerClickHouse:
     def from_url(cls, url: str) -> "ServerClickHouse":
         """Build a client for ``url`` (query-string options go to the driver); connects lazily."""
         try:
-            client = Client.from_url(_with_default_timeouts(url))
+            client = _Client.from_url(_with_default_timeouts(url))
         except Exception as exc:
             raise ClickHouseError(f"bad ClickHouse URL: {exc}") from exc
         return cls(client, url)

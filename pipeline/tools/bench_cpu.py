@@ -23,10 +23,11 @@ partition as ``cxstream bench`` does, and each record goes through what
 - **trigger records**: ``encode_trigger`` and ``trigger_key`` of each trigger;
 - **dead letters**: ``orjson.loads`` and ``add_deadletters`` of each dead-letter record;
 - **insert**: the sink's ``flush`` into the embedded backend's insert
-  serialization (``sinks.backend_chdb.arrow_stream``: the Arrow stream chdb
-  would receive), without writing it anywhere. The server backend's
-  serialization happens inside clickhouse-driver while it talks to a
-  server, so it is not measured here.
+  serialization (``sinks.backend_chdb.insert_payload``: the Native block of
+  the compiled codec, ``sinks.blocks``, or without it the Arrow stream, that
+  chdb would receive), without writing it anywhere. The server backend
+  sends the codec's same block through clickhouse-driver's connection
+  (without the codec, the driver encodes while it talks to a server).
 
 The wall clock the worker would pass is fixed (``RECEIVED_AT_MS``), so a run
 is deterministic: ``run()`` returns a blake2b digest of every output in
@@ -99,10 +100,10 @@ class _Recorder:
 
     def insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
         if self.types is not None:
-            from sinks.backend_chdb import arrow_stream
+            from sinks.backend_chdb import insert_payload
 
             started = time.thread_time()
-            data = arrow_stream(columns, self.types[table], rows)
+            _fmt, data = insert_payload(columns, self.types[table], rows)
             self.figures.cpu_s["insert"] += time.thread_time() - started
             self.figures.insert_bytes += len(data)
         self.figures.rows[table] += len(rows)
