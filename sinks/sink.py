@@ -218,8 +218,10 @@ class ClickHouseSink:
                 rejected = self._bisect(buffer, exc)
                 self._rejected.extend(rejected)
             if buffer is self._events:
-                refused = {id(r.row) for r in rejected}
-                stored = [row for row in buffer.rows if id(row) not in refused]
+                stored = buffer.rows
+                if rejected:
+                    refused = {id(r.row) for r in rejected}
+                    stored = [row for row in stored if id(row) not in refused]
                 self._ids.rows += map(_ID_COLUMNS_OF, stored)
                 if self._id_set is not None:
                     self._id_set.rows += [(id_hash(row[_TENANT], row[_EVENT_ID]),) for row in stored]
