@@ -272,7 +272,9 @@ def encode(list rows, list names, list types, list kinds, bint serialization_fla
     cdef int* column_kinds
     cdef PyObject** outs
     cdef PyObject** strings
-    cdef _Out out, block
+    cdef _Out out, head
+    cdef list heads
+    cdef object result
     if len(types) != n_columns or len(kinds) != n_columns:
         raise ValueError("names, types and kinds must be as long as each other")
     for i in range(n_rows):
@@ -307,22 +309,29 @@ def encode(list rows, list names, list types, list kinds, bint serialization_fla
         PyMem_Free(column_kinds)
         PyMem_Free(outs)
         PyMem_Free(strings)
-    total = 64
+    # The block is written straight into the bytes object returned: one copy of each column.
+    head = _Out(64)
+    head.varint(<uint64_t>n_columns)
+    head.varint(<uint64_t>n_rows)
+    heads = []
+    total = head.size
     for j in range(n_columns):
-        total += 32 + len(names[j]) * 4 + len(types[j]) * 4 + (<_Out>column_outs[j]).size
+        out = _Out(64)
+        out.text(names[j])
+        out.text(types[j])
+        if serialization_flag:
+            out.raw(b"\x00", 1)
+        heads.append(out)
+        total += out.size + (<_Out>column_outs[j]).size
         if string_outs[j] is not None:
             total += (<_Out>string_outs[j]).size
-    block = _Out(total)
-    block.varint(<uint64_t>n_columns)
-    block.varint(<uint64_t>n_rows)
+    result = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* at = PyBytes_AS_STRING(result)
+    memcpy(at, head.data, head.size)
+    at += head.size
     for j in range(n_columns):
-        block.text(names[j])
-        block.text(types[j])
-        if serialization_flag:
-            block.raw(b"\x00", 1)
-        out = <_Out>column_outs[j]
-        block.raw(out.data, out.size)
-        if string_outs[j] is not None:
-            out = <_Out>string_outs[j]
-            block.raw(out.data, out.size)
-    return PyBytes_FromStringAndSize(block.data, block.size)
+        for out in (heads[j], column_outs[j], string_outs[j]):
+            if out is not None:
+                memcpy(at, out.data, out.size)
+                at += out.size
+    return result
