@@ -70,6 +70,13 @@ class _Client(Client):
 
     blocks_encoded = 0  # inserts whose block the codec wrote (tests read it)
 
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the driver's
+        # A None in a row is stored as its column's default ('' or 0), as chdb stores a NULL
+        # in a column that is not Nullable: one rule on both backends (the URL may say otherwise).
+        settings = dict(kwargs.pop("settings", None) or {})
+        settings.setdefault("input_format_null_as_default", True)
+        super().__init__(*args, settings=settings, **kwargs)
+
     def send_data(self, sample_block, data, types_check=False, columnar=False):  # noqa: ANN001, ANN201 - the driver's signature
         connection = self.connection
         settings = connection.context.client_settings
@@ -196,9 +203,14 @@ class ServerClickHouse:
         check_identifiers(table, columns)
         if set(map(len, rows)) != {len(columns)}:
             raise ValueError(f"every row must have {len(columns)} values for {table}")
-        self._call(
-            f"insert into {table}", f"INSERT INTO {table} ({', '.join(columns)}) VALUES", rows, settings=_INSERT_SETTINGS
-        )
+        try:
+            self._call(
+                f"insert into {table}", f"INSERT INTO {table} ({', '.join(columns)}) VALUES", rows, settings=_INSERT_SETTINGS
+            )
+        except AttributeError as exc:
+            # The driver's String column calls .encode() on each value: a number or another
+            # object there is a row that does not fit, as chdb's Arrow says with a TypeError.
+            raise TypeError(f"insert into {table}: a value that is not text in a String column ({exc})") from exc
 
     def server_version(self) -> tuple[int, ...]:
         return parse_version(self.execute("SELECT version()")[0][0])

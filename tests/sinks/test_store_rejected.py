@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sinks.client import ClickHouse, ClickHouseError
 from sinks.rows import event_row
 from sinks.sink import ClickHouseSink, is_permanent
@@ -30,3 +32,31 @@ def test_a_refused_row_is_bisected_out_and_the_others_are_stored(ch_backend: Cli
     # the refused event's id is not recorded as stored: a resend of it is tried again
     ids = ch_backend.execute("SELECT event_id FROM cx.event_ids ORDER BY event_id")
     assert [i for (i,) in ids] == ["e0", "e1", "e2", "e3", "e5", "e6"]
+
+
+def test_a_number_in_a_string_column_is_a_refused_row_on_both_backends(ch_backend: ClickHouse) -> None:
+    # The driver fails on it with an AttributeError (`.encode`): it must be a refused row, set
+    # aside as on chdb (Arrow's TypeError), not an error that ends the worker at every restart.
+    rows = [event_row(event("t", f"e{i}", "2026-01-05T10:00:00Z", "Product Viewed", "s1")) for i in range(3)]
+    bad = list(rows[1])
+    bad[8] = 5  # anonymous_id is a String
+    rows[1] = tuple(bad)
+    sink = ClickHouseSink(ch_backend)
+    sink.add_events(rows)
+    assert sink.flush() == 2
+    rejected = sink.take_rejected()
+    assert [(r.table, r.row[1]) for r in rejected] == [("cx.events", "e1")]
+    assert "TypeError" in rejected[0].error.split(":")[0]  # ArrowTypeError on chdb
+    assert ch_backend.execute("SELECT event_id FROM cx.events FINAL ORDER BY event_id") == [("e0",), ("e2",)]
+
+
+def test_a_none_in_a_row_is_stored_as_its_columns_default_on_both_backends(ch_backend: ClickHouse) -> None:
+    rows = [event_row(event("t", f"e{i}", "2026-01-05T10:00:00Z", "Product Viewed", "s1")) for i in range(2)]
+    bad = list(rows[1])
+    bad[8], bad[15] = None, None  # anonymous_id String, revenue Float64
+    rows[1] = tuple(bad)
+    sink = ClickHouseSink(ch_backend)
+    sink.add_events(rows)
+    assert sink.flush() == 2
+    assert sink.take_rejected() == []
+    assert ch_backend.execute("SELECT anonymous_id, revenue FROM cx.events FINAL WHERE event_id = 'e1'") == [("", 0.0)]
