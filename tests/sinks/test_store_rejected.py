@@ -17,13 +17,23 @@ def test_transient_and_permanent_errors_are_told_apart_by_code() -> None:
     assert is_permanent(TypeError("an int where a string belongs"))
 
 
-def test_a_refused_row_is_bisected_out_and_the_others_are_stored(ch_backend: ClickHouse) -> None:
-    rows = [event_row(event("t", f"e{i}", "2026-01-05T10:00:00Z", "Product Viewed", "s1")) for i in range(7)]
-    bad = list(rows[4])
-    bad[15] = "not a number"  # revenue is Float64
-    rows[4] = tuple(bad)
-    sink = ClickHouseSink(ch_backend)
+def sink_with_events(ch: ClickHouse, n: int, bad: int, values: dict[int, object]) -> ClickHouseSink:
+    """A sink holding the rows of events e0..e<n-1>; row ``bad`` with ``values`` (column index -> value)."""
+    rows = [event_row(event("t", f"e{i}", "2026-01-05T10:00:00Z", "Product Viewed", "s1")) for i in range(n)]
+    row = list(rows[bad])
+    for column, value in values.items():
+        row[column] = value
+    rows[bad] = tuple(row)
+    sink = ClickHouseSink(ch)
     sink.add_events(rows)
+    return sink
+
+
+ANONYMOUS_ID, REVENUE = 8, 15  # a String and a Float64 column of cx.events
+
+
+def test_a_refused_row_is_bisected_out_and_the_others_are_stored(ch_backend: ClickHouse) -> None:
+    sink = sink_with_events(ch_backend, 7, 4, {REVENUE: "not a number"})
     assert sink.flush() == 6
     rejected = sink.take_rejected()
     assert [(r.table, r.row[1]) for r in rejected] == [("cx.events", "e4")]
@@ -37,12 +47,7 @@ def test_a_refused_row_is_bisected_out_and_the_others_are_stored(ch_backend: Cli
 def test_a_number_in_a_string_column_is_a_refused_row_on_both_backends(ch_backend: ClickHouse) -> None:
     # The driver fails on it with an AttributeError (`.encode`): it must be a refused row, set
     # aside as on chdb (Arrow's TypeError), not an error that ends the worker at every restart.
-    rows = [event_row(event("t", f"e{i}", "2026-01-05T10:00:00Z", "Product Viewed", "s1")) for i in range(3)]
-    bad = list(rows[1])
-    bad[8] = 5  # anonymous_id is a String
-    rows[1] = tuple(bad)
-    sink = ClickHouseSink(ch_backend)
-    sink.add_events(rows)
+    sink = sink_with_events(ch_backend, 3, 1, {ANONYMOUS_ID: 5})
     assert sink.flush() == 2
     rejected = sink.take_rejected()
     assert [(r.table, r.row[1]) for r in rejected] == [("cx.events", "e1")]
@@ -51,12 +56,7 @@ def test_a_number_in_a_string_column_is_a_refused_row_on_both_backends(ch_backen
 
 
 def test_a_none_in_a_row_is_stored_as_its_columns_default_on_both_backends(ch_backend: ClickHouse) -> None:
-    rows = [event_row(event("t", f"e{i}", "2026-01-05T10:00:00Z", "Product Viewed", "s1")) for i in range(2)]
-    bad = list(rows[1])
-    bad[8], bad[15] = None, None  # anonymous_id String, revenue Float64
-    rows[1] = tuple(bad)
-    sink = ClickHouseSink(ch_backend)
-    sink.add_events(rows)
+    sink = sink_with_events(ch_backend, 2, 1, {ANONYMOUS_ID: None, REVENUE: None})
     assert sink.flush() == 2
     assert sink.take_rejected() == []
     assert ch_backend.execute("SELECT anonymous_id, revenue FROM cx.events FINAL WHERE event_id = 'e1'") == [("", 0.0)]
