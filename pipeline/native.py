@@ -106,15 +106,20 @@ class Finder(importlib.abc.MetaPathFinder):
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):
             return None
-        try:
-            source = Path(spec.origin).read_bytes()
-        except OSError:
-            return None
-        compiled = compiled_path(fullname, source, self.directory)
-        if not compiled.is_file():
-            return None  # not built, or built from another version of the source
-        loader = importlib.machinery.ExtensionFileLoader(fullname, str(compiled))
-        return importlib.util.spec_from_file_location(fullname, compiled, loader=loader)
+        return _copy_spec(fullname, Path(spec.origin), self.directory)
+
+
+def _copy_spec(module: str, source_file: Path, directory: Path):  # noqa: ANN202 - a ModuleSpec or None
+    """The import spec of ``module``'s compiled copy built from ``source_file`` as it is now, or None."""
+    try:
+        source = source_file.read_bytes()
+    except OSError:
+        return None
+    compiled = compiled_path(module, source, directory)
+    if not compiled.is_file():
+        return None  # not built, or built from another version of the source
+    loader = importlib.machinery.ExtensionFileLoader(module, str(compiled))
+    return importlib.util.spec_from_file_location(module, compiled, loader=loader)
 
 
 def install(modules: tuple[str, ...] = MODULES, directory: Path = DIRECTORY) -> Finder | None:
@@ -139,17 +144,11 @@ def load(module: str, directory: Path = DIRECTORY, root: Path = ROOT):  # noqa: 
         return None
     if module in sys.modules:
         return sys.modules[module]
-    try:
-        source = source_path(module, root).read_bytes()
-    except OSError:
+    spec = _copy_spec(module, source_path(module, root), directory)
+    if spec is None:
         return None
-    compiled = compiled_path(module, source, directory)
-    if not compiled.is_file():
-        return None
-    loader = importlib.machinery.ExtensionFileLoader(module, str(compiled))
-    spec = importlib.util.spec_from_file_location(module, compiled, loader=loader)
     loaded = importlib.util.module_from_spec(spec)
-    loader.exec_module(loaded)
+    spec.loader.exec_module(loaded)
     sys.modules[module] = loaded
     return loaded
 

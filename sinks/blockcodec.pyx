@@ -20,7 +20,7 @@ from cpython.bytes cimport PyBytes_Check, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_CheckExact, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport isinf
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint64_t
 from libc.string cimport memcpy
 
 cdef extern from "Python.h":
@@ -63,6 +63,18 @@ cdef enum:
     DATE = 12
     DATETIME = 13
     ARRAY_STRING = 14
+
+# The integer kinds written from a signed 64-bit value: their range and width in bytes.
+cdef long long _LOW[15]
+cdef long long _HIGH[15]
+cdef int _WIDTH[15]
+for _kind, _low, _high, _width in (
+    (INT8, -(1 << 7), (1 << 7) - 1, 1), (INT16, -(1 << 15), (1 << 15) - 1, 2),
+    (INT32, -(1 << 31), (1 << 31) - 1, 4), (INT64, -(1 << 63), (1 << 63) - 1, 8),
+    (UINT8, 0, (1 << 8) - 1, 1), (UINT16, 0, (1 << 16) - 1, 2),
+    (UINT32, 0, (1 << 32) - 1, 4), (DATETIME, 0, (1 << 32) - 1, 4),
+):
+    _LOW[_kind], _HIGH[_kind], _WIDTH[_kind] = _low, _high, _width
 
 
 cdef class _Out:
@@ -113,13 +125,6 @@ cdef class _Out:
         self.size += n
         return 0
 
-    cdef int text(self, str value) except -1:
-        cdef Py_ssize_t n
-        cdef const char* utf8 = PyUnicode_AsUTF8AndSize(value, &n)
-        self.varint(<uint64_t>n)
-        self.raw(utf8, n)
-        return 0
-
 
 cdef inline int _string(_Out out, object value) except -1:
     """0 written, 1 not a str or bytes. A str the UTF-8 codec refuses raises (the caller gives up)."""
@@ -148,14 +153,8 @@ cdef int _value(_Out out, _Out strings, object value, int kind) except -1:
     cdef double real
     cdef float single
     cdef int days
-    cdef uint8_t u8
     cdef uint16_t u16
-    cdef uint32_t u32
     cdef uint64_t u64
-    cdef int8_t i8
-    cdef int16_t i16
-    cdef int32_t i32
-    cdef int64_t i64
     cdef Py_ssize_t k, n
 
     if kind == STRING:
@@ -215,43 +214,10 @@ cdef int _value(_Out out, _Out strings, object value, int kind) except -1:
         u64 = unsigned_value
         return out.raw(<char*>&u64, 8)
     signed_value = PyLong_AsLongLongAndOverflow(value, &overflow)
-    if overflow:
-        return 1
-    if kind == INT64:
-        i64 = signed_value
-        return out.raw(<char*>&i64, 8)
-    if kind == INT32:
-        if not (-2147483648 <= signed_value <= 2147483647):
-            return 1
-        i32 = <int32_t>signed_value
-        return out.raw(<char*>&i32, 4)
-    if kind == INT16:
-        if not (-32768 <= signed_value <= 32767):
-            return 1
-        i16 = <int16_t>signed_value
-        return out.raw(<char*>&i16, 2)
-    if kind == INT8:
-        if not (-128 <= signed_value <= 127):
-            return 1
-        i8 = <int8_t>signed_value
-        return out.raw(<char*>&i8, 1)
-    if kind == UINT32 or kind == DATETIME:
-        if not (0 <= signed_value <= 4294967295):
-            return 1
-        u32 = <uint32_t>signed_value
-        return out.raw(<char*>&u32, 4)
-    if kind == UINT16:
-        if not (0 <= signed_value <= 65535):
-            return 1
-        u16 = <uint16_t>signed_value
-        return out.raw(<char*>&u16, 2)
-    if kind == UINT8:
-        if not (0 <= signed_value <= 255):
-            return 1
-        u8 = <uint8_t>signed_value
-        return out.raw(<char*>&u8, 1)
-    return 1
-
+    if overflow or not (_LOW[kind] <= signed_value <= _HIGH[kind]):
+        return 1  # struct.pack raises for it
+    # Little-endian (sinks/blocks.py loads the codec only there): the low bytes are the value.
+    return out.raw(<char*>&signed_value, _WIDTH[kind])
 
 def encode(list rows, list names, list types, list kinds, bint serialization_flag):
     """The Native block of ``rows`` (tuples, one value per column): columns, rows, then per column
@@ -265,7 +231,6 @@ def encode(list rows, list names, list types, list kinds, bint serialization_fla
     cdef Py_ssize_t n_rows = PyList_GET_SIZE(rows)
     cdef Py_ssize_t n_columns = len(names)
     cdef Py_ssize_t i, j, total
-    cdef object row
     cdef PyObject* item
     cdef list column_outs = []
     cdef list string_outs = []
@@ -277,10 +242,6 @@ def encode(list rows, list names, list types, list kinds, bint serialization_fla
     cdef object result
     if len(types) != n_columns or len(kinds) != n_columns:
         raise ValueError("names, types and kinds must be as long as each other")
-    for i in range(n_rows):
-        row = <object>PyList_GET_ITEM(rows, i)
-        if not PyTuple_CheckExact(row) or PyTuple_GET_SIZE(row) != n_columns:
-            return None
     for j in range(n_columns):
         column_outs.append(_Out(16 + n_rows * 8))
         string_outs.append(_Out(16 + n_rows * 8) if kinds[j] == ARRAY_STRING else None)
@@ -299,6 +260,8 @@ def encode(list rows, list names, list types, list kinds, bint serialization_fla
             strings[j] = <PyObject*>string_outs[j]
         for i in range(n_rows):
             item = PyList_GET_ITEM(rows, i)
+            if not PyTuple_CheckExact(<object>item) or PyTuple_GET_SIZE(<object>item) != n_columns:
+                return None
             for j in range(n_columns):
                 if _value(<_Out>outs[j], <_Out>strings[j], <object>PyTuple_GET_ITEM(<tuple>item, j),
                           column_kinds[j]):
@@ -317,8 +280,8 @@ def encode(list rows, list names, list types, list kinds, bint serialization_fla
     total = head.size
     for j in range(n_columns):
         out = _Out(64)
-        out.text(names[j])
-        out.text(types[j])
+        _string(out, names[j])
+        _string(out, types[j])
         if serialization_flag:
             out.raw(b"\x00", 1)
         heads.append(out)

@@ -14,10 +14,13 @@ in ``KINDS``, values of the Python types the sink's rows hold (``str`` or
 of strings). For anything else (a ``None``, a ``datetime``, a number out of
 the column's range, a type such as ``Nullable(String)``) it returns ``None`` and the block goes to the driver,
 whose conversions and errors stay the reference. Without a compiled copy
-(``CX_NATIVE=0``, or not built) it always returns ``None``.
+(``CX_NATIVE=0``, or not built), or on a big-endian machine, it always
+returns ``None``.
 """
 
 from __future__ import annotations
+
+import sys
 
 from pipeline import native
 
@@ -41,7 +44,8 @@ KINDS: dict[str, int] = {
     "Array(String)": 14,
 }
 
-_codec = native.load("sinks.blockcodec")
+# The codec writes numbers as they lie in memory; the Native format is little-endian.
+_codec = native.load("sinks.blockcodec") if sys.byteorder == "little" else None
 
 
 def available() -> bool:

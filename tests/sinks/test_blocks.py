@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timezone
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -175,6 +176,23 @@ def test_a_value_the_codec_does_not_encode_leaves_the_block_to_the_driver(spec: 
     assert codec_block([("ok", "String"), ("v", spec)], [("a", value)], OLD_REVISION) is None
 
 
+INTEGER_RANGES = {
+    "Int8": (-128, 127), "Int16": (-32_768, 32_767), "Int32": (-(2**31), 2**31 - 1), "Int64": (-(2**63), 2**63 - 1),
+    "UInt8": (0, 255), "UInt16": (0, 65_535), "UInt32": (0, 2**32 - 1), "UInt64": (0, 2**64 - 1),
+    "DateTime": (0, 2**32 - 1),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", sorted(INTEGER_RANGES))
+def test_each_integer_type_takes_its_whole_range_and_leaves_one_past_it_to_the_driver(spec: str) -> None:
+    low, high = INTEGER_RANGES[spec]
+    columns = [("v", spec)]
+    rows = [(low,), (high,), (1,)]
+    assert codec_block(columns, rows, OLD_REVISION) == driver_block(columns, rows, OLD_REVISION)
+    assert codec_block(columns, [(low - 1,)], OLD_REVISION) is None
+    assert codec_block(columns, [(high + 1,)], OLD_REVISION) is None
+
+
 def test_a_column_type_the_codec_does_not_know_leaves_the_block_to_the_driver() -> None:
     assert blocks.kinds_of(["String", "Array(UInt8)"]) is None
     assert blocks.kinds_of(["Array(Array(String))"]) is None
@@ -211,23 +229,27 @@ EDGE_ROWS = [
 ]
 
 
+@contextmanager
 def _server(url: str, query: str = ""):  # noqa: ANN202 - a ServerClickHouse
+    """A connection to the test server (``query``: driver options in the URL) with an empty ``blocks_test.t``."""
     from sinks.backend_server import ServerClickHouse
 
     if query:
         url += ("&" if "?" in url else "?") + query
     ch = ServerClickHouse.from_url(url)
-    ch.execute("DROP DATABASE IF EXISTS blocks_test")
-    ch.execute("CREATE DATABASE blocks_test")
-    ch.execute(ALL_KINDS_TABLE)
-    return ch
+    try:
+        ch.execute("DROP DATABASE IF EXISTS blocks_test")
+        ch.execute("CREATE DATABASE blocks_test")
+        ch.execute(ALL_KINDS_TABLE)
+        yield ch
+    finally:
+        ch.close()
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("query", ["", "compression=lz4"], ids=["plain", "lz4"])
 def test_rows_written_by_the_codec_are_stored_with_every_value_intact(clickhouse_server, query: str) -> None:
-    ch = _server(clickhouse_server.url, query)
-    try:
+    with _server(clickhouse_server.url, query) as ch:
         rows = EDGE_ROWS
         ch.insert("blocks_test.t", ALL_KINDS, rows)
         assert ch._client.blocks_encoded == 1
@@ -236,14 +258,11 @@ def test_rows_written_by_the_codec_are_stored_with_every_value_intact(clickhouse
         assert [row[:12] for row in stored] == [row[:12] for row in rows]
         assert [(row[12].replace(tzinfo=utc).timestamp(), row[13].timestamp(), row[14]) for row in stored] == [
             (1_710_000_000, 1_710_000_001, ["x", "é", ""]), (0, 4_294_967_295, [])]
-    finally:
-        ch.close()
 
 
 @pytest.mark.integration
 def test_rows_the_codec_leaves_to_the_driver_are_stored_by_the_driver(clickhouse_server) -> None:
-    ch = _server(clickhouse_server.url)
-    try:
+    with _server(clickhouse_server.url) as ch:
         row = ("a", 1, 1, 1, 1, 1, 1, 1, 1, 1.0, 1.0, date(2024, 3, 9), datetime(2024, 3, 9, 16, 0),
                datetime(2024, 3, 9, 16, 0, tzinfo=timezone.utc), ["x"])  # datetimes: the driver converts them
         ch.insert("blocks_test.t", ALL_KINDS, [row])
@@ -254,8 +273,6 @@ def test_rows_the_codec_leaves_to_the_driver_are_stored_by_the_driver(clickhouse
             ch.insert("blocks_test.t", ALL_KINDS, [(5, *row[1:])])
         assert ch._client.blocks_encoded == 0
         assert ch.execute("SELECT s, count() FROM blocks_test.t GROUP BY s ORDER BY s") == [("", 1), ("a", 1)]
-    finally:
-        ch.close()
 
 
 @pytest.mark.integration
@@ -264,8 +281,7 @@ def test_the_sinks_event_rows_go_through_the_codec(clickhouse_server) -> None:
     from sinks.migrate import migrate
     from sinks.rows import EVENT_COLUMNS
 
-    ch = _server(clickhouse_server.url)
-    try:
+    with _server(clickhouse_server.url) as ch:
         ch.execute("DROP DATABASE IF EXISTS cx")
         migrate(ch)
         before = ch._client.blocks_encoded
@@ -277,41 +293,38 @@ def test_the_sinks_event_rows_go_through_the_codec(clickhouse_server) -> None:
         assert ch.execute("SELECT count(), uniqExact(event_id), sum(revenue) FROM cx.events") == [
             (500, 500, sum(r[15] for r in rows))]
         assert ch.execute("SELECT count() FROM cx.event_ids") == [(500,)]
-    finally:
         ch.execute("DROP DATABASE IF EXISTS cx")
-        ch.close()
 
 
 # --- the embedded store: chdb reads the same block as its Native input format ---
 
+@contextmanager
 def _chdb(tmp_path):  # noqa: ANN001, ANN202
+    """An embedded store in ``tmp_path`` with an empty ``blocks_test.t``."""
     from sinks.client import connect
 
     ch = connect(f"chdb://{tmp_path / 'chdb'}")
-    ch.execute("CREATE DATABASE blocks_test")
-    ch.execute(ALL_KINDS_TABLE)
-    return ch
+    try:
+        ch.execute("CREATE DATABASE blocks_test")
+        ch.execute(ALL_KINDS_TABLE)
+        yield ch
+    finally:
+        ch.close()
 
 
 def test_chdb_stores_the_codecs_block_with_every_value_intact(tmp_path) -> None:
-    ch = _chdb(tmp_path)
-    try:
+    with _chdb(tmp_path) as ch:
         ch.insert("blocks_test.t", ALL_KINDS, EDGE_ROWS)
         assert ch.blocks_encoded == 1
         stored = ch.execute(f"SELECT {', '.join(ALL_KINDS[:12])}, toUnixTimestamp(t), toUnixTimestamp(tz), a "
                             "FROM blocks_test.t ORDER BY s DESC")
         assert stored == EDGE_ROWS
-    finally:
-        ch.close()
 
 
 def test_chdb_takes_rows_the_codec_leaves_as_an_arrow_stream(tmp_path) -> None:
-    ch = _chdb(tmp_path)
-    try:
+    with _chdb(tmp_path) as ch:
         row = ("a", 1, 1, 1, 1, 1, 1, 1, 1, 1.0, 1.0, date(2024, 3, 9), 1_710_000_000,
                datetime(2024, 3, 9, 16, 0, tzinfo=timezone.utc), ("x",))  # a datetime: not the codec's
         ch.insert("blocks_test.t", ALL_KINDS, [row])
         assert ch.blocks_encoded == 0
         assert ch.execute("SELECT toUnixTimestamp(tz) FROM blocks_test.t") == [(1_710_000_000,)]
-    finally:
-        ch.close()
